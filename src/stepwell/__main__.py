@@ -1,0 +1,3 @@
+from stepwell.cli import main
+
+main()

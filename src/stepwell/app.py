@@ -1,0 +1,282 @@
+"""The composition root: a registry of functions, a store and a clock; thin delegating methods.
+
+This is the only module that imports a concrete store.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import inspect
+import signal
+import threading
+import time
+from collections.abc import Callable, Sequence
+from datetime import datetime
+from typing import Any
+
+from stepwell.clock import Clock, SystemClock
+from stepwell.config import resolve_database_url
+from stepwell.errors import ConfigurationError, EventNotFound, RunNotFound, TimeoutExpired, UnknownFunction
+from stepwell.handle import FunctionHandle
+from stepwell.model.durations import Duration, parse_duration
+from stepwell.model.event import DEFAULT_MAX_EVENT_BYTES, EventIn, as_event_in
+from stepwell.model.function import FunctionSpec, OnEvent, Trigger, check_name
+from stepwell.model.jsonvalue import encode
+from stepwell.model.records import DeadLetter, EventRecord, Run, RunStatus
+from stepwell.model.retry import Backoff, RetryPolicy
+from stepwell.runtime.dispatch import new_run
+from stepwell.runtime.ingest import ingest
+from stepwell.runtime.registry import Registry
+from stepwell.runtime.wakeup import Wakeups
+from stepwell.runtime.worker import Worker, WorkerOptions
+from stepwell.store.base import RedriveRequest, Retention, RunFilter, Store
+
+ENQUEUE_EVENT = "stepwell/function.enqueued"
+
+
+class App:
+    """A named set of functions bound to one store. Safe to use from several threads."""
+
+    def __init__(
+        self,
+        name: str,
+        *,
+        database_url: str | None = None,
+        store: Store | None = None,
+        clock: Clock | None = None,
+        max_event_bytes: int = DEFAULT_MAX_EVENT_BYTES,
+        auto_migrate: bool = True,
+        sqlite_synchronous: str = "NORMAL",
+        retention: Retention | None = None,
+    ) -> None:
+        self.name = check_name(name, "App name")
+        if not isinstance(max_event_bytes, int) or max_event_bytes < 1:
+            raise ConfigurationError(f"max_event_bytes: {max_event_bytes!r} must be a positive int")
+        self.registry = Registry()
+        self.clock: Clock = clock or SystemClock()
+        self.max_event_bytes = max_event_bytes
+        self.auto_migrate = auto_migrate
+        self.retention = retention or Retention()
+        self.wakeups = Wakeups()
+        self._database_url = database_url
+        self._sqlite_synchronous = sqlite_synchronous
+        self._store = store
+        self._store_lock = threading.Lock()
+
+    # binding to a store
+
+    @property
+    def store(self) -> Store:
+        """The store, opened (and migrated unless auto_migrate=False) on first use."""
+        if self._store is None:
+            with self._store_lock:
+                if self._store is None:
+                    store = open_store(self._database_url, self.clock, self._sqlite_synchronous)
+                    if self.auto_migrate:
+                        store.migrate()
+                    self._store = store
+        return self._store
+
+    def bind(self, store: Store | None, clock: Clock | None = None) -> tuple[Store | None, Clock]:
+        """Swap the store and clock (used by stepwell.testing); returns the previous pair."""
+        with self._store_lock:
+            previous = (self._store, self.clock)
+            self._store, self.clock = store, clock or self.clock
+        return previous
+
+    def close(self) -> None:
+        with self._store_lock:
+            if self._store is not None:
+                self._store.close()
+                self._store = None
+
+    # registering
+
+    def function(
+        self,
+        name: str,
+        *,
+        trigger: Trigger | None = None,
+        triggers: Sequence[Trigger] = (),
+        retries: int = 3,
+        backoff: Backoff | None = None,
+        on_failure: Callable[..., Any] | None = None,
+    ) -> Callable[[Callable[..., Any]], FunctionHandle]:
+        """Register a durable function. Invalid options are refused here, before anything runs."""
+        check_name(name, "function name")
+        all_triggers = ((trigger,) if trigger is not None else ()) + tuple(triggers)
+        for item in all_triggers:
+            if not isinstance(item, OnEvent):
+                raise ConfigurationError(
+                    f"function {name!r}: trigger {item!r} is not a trigger; use stepwell.on_event(...)"
+                )
+        policy = RetryPolicy(retries=retries, backoff=backoff or Backoff())
+        if on_failure is not None and not callable(on_failure):
+            raise ConfigurationError(f"function {name!r}: on_failure must be a function, got {on_failure!r}")
+
+        def register(handler: Callable[..., Any]) -> FunctionHandle:
+            if not callable(handler):
+                raise ConfigurationError(f"function {name!r}: {handler!r} is not callable")
+            handler_name = None
+            if on_failure is not None:
+                handler_name = f"{name}.on-failure"
+                self.registry.add(_spec(handler_name, on_failure, (), RetryPolicy()))
+            spec = _spec(name, handler, all_triggers, policy, on_failure=handler_name)
+            self.registry.add(spec)
+            return FunctionHandle(self, spec)
+
+        return register
+
+    # producing
+
+    def send(
+        self, name: str | Sequence[Any], data: Any = None, *, id: str | None = None, ts: datetime | None = None
+    ) -> Any:
+        """Store an event durably and start the runs it triggers; returns its id (a list for a batch)."""
+        if isinstance(name, str):
+            accepted = self._ingest([EventIn(name, data, id, ts)])
+            return accepted[0]
+        if data is not None or id is not None or ts is not None:
+            raise ConfigurationError("send(batch) takes only the list; put data, id and ts in each entry")
+        return self._ingest([as_event_in(item, i) for i, item in enumerate(name)])
+
+    async def asend(
+        self, name: str | Sequence[Any], data: Any = None, *, id: str | None = None, ts: datetime | None = None
+    ) -> Any:
+        return await asyncio.to_thread(self.send, name, data, id=id, ts=ts)
+
+    def _ingest(self, events: list[EventIn]) -> list[str]:
+        accepted = ingest(
+            events, registry=self.registry, store=self.store, clock=self.clock, max_bytes=self.max_event_bytes
+        )
+        if any(a.run_ids and not a.duplicate for a in accepted):
+            self.wakeups.notify()
+        return [a.id for a in accepted]
+
+    def enqueue(self, function: str, data: Any = None) -> str:
+        """Start a run of `function` directly with `data` as its input; returns the run id."""
+        spec = self._spec(function)
+        payload = encode({} if data is None else data, where=f"enqueue({function!r}) data")
+        if len(payload) > self.max_event_bytes:
+            raise ConfigurationError(f"enqueue({function!r}) data is {len(payload)} bytes, over {self.max_event_bytes}")
+        run = new_run(spec, self.clock.now(), input=payload, input_name=ENQUEUE_EVENT)
+        self.store.create_runs([run])
+        self.wakeups.notify()
+        return run.id
+
+    # inspecting and operating
+
+    def runs(
+        self,
+        *,
+        event_id: str | None = None,
+        function: str | None = None,
+        status: str | RunStatus | None = None,
+        parent: str | None = None,
+        limit: int = 100,
+    ) -> list[Run]:
+        query = RunFilter(event_id, function, RunStatus(status) if status else None, parent, limit)
+        return self.store.list_runs(query)
+
+    def get_run(self, run_id: str) -> Run:
+        run = self.store.get_run(run_id)
+        if run is None:
+            raise RunNotFound(f"no run {run_id!r} (it may have been purged by retention)")
+        return run
+
+    def wait(self, run_id: str, timeout: Duration = 30) -> Run:
+        """Block until the run is completed, failed or cancelled; TimeoutExpired after `timeout`."""
+        limit = parse_duration(timeout, option="wait timeout").total_seconds()
+        deadline = time.monotonic() + limit  # real waiting, even under a virtual clock
+        pause = 0.005
+        while True:
+            run = self.get_run(run_id)
+            if run.status.is_terminal:
+                return run
+            if time.monotonic() >= deadline:
+                raise TimeoutExpired(f"run {run_id} is still {run.status.value} after {limit:g}s")
+            time.sleep(pause)
+            pause = min(pause * 2, 0.1)
+
+    def cancel(self, run_id: str) -> bool:
+        """Cancel a run that has not ended; a running attempt's later writes are refused."""
+        self.get_run(run_id)
+        return bool(self.store.cancel_runs([run_id]))
+
+    def replay(self, run_id: str) -> str:
+        """Start a new run of the same function from the same input; returns the new run's id."""
+        original = self.get_run(run_id)
+        spec = self._spec(original.function)
+        found = self.store.get_run_input(run_id)
+        if found is None:
+            raise RunNotFound(f"no input stored for run {run_id!r}")
+        name, data = found
+        run = new_run(spec, self.clock.now(), input=data, input_name=name, replay_of=run_id)
+        self.store.create_runs([run])
+        self.wakeups.notify()
+        return run.id
+
+    def dead_letters(self, *, function: str | None = None, limit: int = 100) -> list[DeadLetter]:
+        return self.store.list_dead_letters(function=function, limit=limit)
+
+    def redrive(
+        self, run_ids: Sequence[str] | str | None = None, *, function: str | None = None, since: datetime | None = None
+    ) -> list[str]:
+        """Re-run dead-lettered runs from their failed step; an entry already redriven is left alone."""
+        ids = [run_ids] if isinstance(run_ids, str) else list(run_ids or ())
+        if not ids and function is None and since is None:
+            raise ConfigurationError("redrive needs run ids, function= or since=")
+        redriven = self.store.redrive(RedriveRequest(ids, function, since))
+        if redriven:
+            self.wakeups.notify()
+        return redriven
+
+    def event(self, event_id: str) -> EventRecord:
+        record = self.store.get_event(event_id)
+        if record is None:
+            raise EventNotFound(f"no event {event_id!r} (it may have been purged by retention)")
+        return record
+
+    # working
+
+    def worker(self, options: WorkerOptions | None = None) -> Worker:
+        return Worker(self.registry, self.store, self.clock, options, wakeups=self.wakeups)
+
+    def run_worker(self, **options: Any) -> None:
+        """Run a worker in this thread until SIGTERM or SIGINT (options: see WorkerOptions)."""
+        worker = self.worker(WorkerOptions(**options))
+
+        async def main() -> None:
+            stop = asyncio.Event()
+            loop = asyncio.get_running_loop()
+            for sig in (signal.SIGTERM, signal.SIGINT):
+                loop.add_signal_handler(sig, stop.set)
+            await worker.run(stop)
+
+        asyncio.run(main())
+
+    def _spec(self, function: str) -> FunctionSpec:
+        spec = self.registry.get(function)
+        if spec is None:
+            raise UnknownFunction(f"no function {function!r} on app {self.name!r}; registered: {self.registry.names()}")
+        return spec
+
+
+def _spec(
+    name: str,
+    handler: Callable[..., Any],
+    triggers: tuple[Trigger, ...],
+    policy: RetryPolicy,
+    on_failure: str | None = None,
+) -> FunctionSpec:
+    return FunctionSpec(name, handler, inspect.iscoroutinefunction(handler), triggers, policy, on_failure)
+
+
+def open_store(database_url: str | None, clock: Clock, sqlite_synchronous: str = "NORMAL") -> Store:
+    resolved = resolve_database_url(database_url)
+    if resolved.backend == "sqlite":
+        from stepwell.store.sqlite.store import SQLiteStore
+
+        assert resolved.path is not None
+        return SQLiteStore(resolved.path, clock=clock, synchronous=sqlite_synchronous)
+    raise ConfigurationError(f"no store for {resolved.backend!r}")

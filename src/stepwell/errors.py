@@ -1,0 +1,112 @@
+"""The whole exception tree. Each docstring is the default message and says how to fix it."""
+
+from __future__ import annotations
+
+from datetime import timedelta
+
+
+class StepwellError(Exception):
+    """Base of every error Stepwell raises on purpose."""
+
+    def __init__(self, message: str | None = None) -> None:
+        super().__init__(message or (self.__doc__ or "").strip())
+
+
+class ConfigurationError(StepwellError):
+    """An option given to Stepwell is invalid; the message names the option and the accepted values."""
+
+
+class InvalidDuration(ConfigurationError):
+    """A duration could not be read; use seconds, a timedelta, or text like '500ms', '10m', '1h30m', '1d'."""
+
+
+class UnknownFunction(StepwellError):
+    """No function with this name is registered on the app; check the name or import the module that defines it."""
+
+
+class EventRejected(StepwellError):
+    """The event was refused and nothing was stored; the message says why."""
+
+
+class OutputNotSerializable(StepwellError):
+    """A value that must be stored as JSON is not JSON-compatible."""
+
+    def __init__(self, where: str, path: str, type_name: str, detail: str = "") -> None:
+        self.where, self.path, self.type_name = where, path, type_name
+        extra = f" ({detail})" if detail else ""
+        super().__init__(
+            f"{where} returned a {type_name} at {path}{extra}; "
+            "return JSON-compatible data (dict with str keys, list, str, int, float, bool, None)"
+        )
+
+
+class NonDeterminismError(StepwellError):
+    """The function's steps replayed in a different order than they were recorded."""
+
+    def __init__(self, position: int, recorded: str, called: str) -> None:
+        self.position, self.recorded, self.called = position, recorded, called
+        super().__init__(
+            f"step #{position + 1} was recorded as {recorded!r} but the code now calls {called!r}; "
+            "a run's steps must be called in the same order on every replay "
+            "(deploy renamed or reordered steps as a new function, or let old runs finish first)"
+        )
+
+
+class StoreError(StepwellError):
+    """The store failed; the message names the operation."""
+
+
+class StoreUnavailable(StoreError):
+    """The database cannot be reached right now; the operation changed nothing and can be retried."""
+
+
+class StoreFull(StoreError):
+    """The database is out of space; nothing was stored. Free disk space; work resumes by itself."""
+
+
+class LeaseLost(StepwellError):
+    """This worker no longer holds the run's lease (it expired or the run was cancelled); its write was refused."""
+
+
+class RunNotFound(StepwellError):
+    """No run with this id exists (it may have been purged by retention)."""
+
+
+class EventNotFound(StepwellError):
+    """No event with this id exists (it may have been purged by retention)."""
+
+
+class TimeoutExpired(StepwellError):
+    """The wait ended before the run reached a terminal status."""
+
+
+# Errors a user raises from a function to steer retries.
+
+
+class NonRetriableError(StepwellError):
+    """Raise to fail the run now, without further retries; it goes to the dead-letter list."""
+
+
+class RetryAfterError(StepwellError):
+    """Raise to retry the run no sooner than `delay` (seconds, timedelta or text like '30s')."""
+
+    def __init__(self, delay: float | timedelta | str, message: str | None = None) -> None:
+        from stepwell.model.durations import parse_duration
+
+        self.delay = parse_duration(delay, option="RetryAfterError.delay")
+        super().__init__(message or f"retry requested after {self.delay.total_seconds():g}s")
+
+
+class StepError(StepwellError):
+    """A step failed for good on an earlier attempt; replay raises its stored error again."""
+
+    def __init__(self, step_id: str, error_type: str, message: str) -> None:
+        self.step_id, self.error_type, self.error_message = step_id, error_type, message
+        super().__init__(f"step {step_id!r} failed: {error_type}: {message}")
+
+
+class Suspend(BaseException):
+    """Internal: unwinds user code when a run sleeps or waits.
+
+    A BaseException so that a user's `except Exception` cannot swallow it.
+    """

@@ -1,0 +1,69 @@
+"""Validating an event before anything is stored: name, id, timestamp, data and size."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+from stepwell.errors import ConfigurationError, EventRejected, OutputNotSerializable
+from stepwell.model.function import check_name
+from stepwell.model.jsonvalue import encode
+
+DEFAULT_MAX_EVENT_BYTES = 512 * 1024
+
+
+@dataclass(frozen=True, slots=True)
+class EventIn:
+    """An event as a producer sends it."""
+
+    name: str
+    data: Any = None
+    id: str | None = None
+    ts: datetime | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class ValidEvent:
+    name: str
+    data: bytes
+    id: str | None
+    ts: datetime | None
+
+
+def validate_event(event: EventIn, *, max_bytes: int, index: int | None = None) -> ValidEvent:
+    where = "event" if index is None else f"event #{index}"
+    try:
+        check_name(event.name, f"{where} name")
+    except ConfigurationError as err:
+        raise EventRejected(str(err)) from None
+    if event.id is not None and (
+        not isinstance(event.id, str) or not 1 <= len(event.id) <= 200 or not event.id.isprintable()
+    ):
+        raise EventRejected(f"{where} id {event.id!r} must be a printable str of 1-200 characters")
+    if event.ts is not None and (not isinstance(event.ts, datetime) or event.ts.tzinfo is None):
+        raise EventRejected(f"{where} ts {event.ts!r} must be a timezone-aware datetime")
+    try:
+        data = encode({} if event.data is None else event.data, where=f"{where} {event.name!r} data")
+    except OutputNotSerializable as err:
+        raise EventRejected(str(err).replace(" returned a ", " has a ")) from None
+    if len(data) > max_bytes:
+        raise EventRejected(
+            f"{where} {event.name!r} is {len(data)} bytes of JSON, over the limit of {max_bytes} bytes "
+            "(raise App(max_event_bytes=...) or store large payloads elsewhere and send a reference)"
+        )
+    return ValidEvent(event.name, data, event.id, event.ts)
+
+
+def as_event_in(item: Any, index: int) -> EventIn:
+    """One entry of a batch: an EventIn, or a dict with name, data and optional id and ts."""
+    if isinstance(item, EventIn):
+        return item
+    if isinstance(item, dict):
+        unknown = set(item) - {"name", "data", "id", "ts"}
+        if unknown or "name" not in item:
+            raise EventRejected(
+                f"event #{index} must have 'name' and may have 'data', 'id', 'ts'; got keys {sorted(item)}"
+            )
+        return EventIn(item["name"], item.get("data"), item.get("id"), item.get("ts"))
+    raise EventRejected(f"event #{index} is a {type(item).__name__}; send dicts with 'name' and 'data', or EventIn")

@@ -1,0 +1,145 @@
+"""What the store hands back: runs, steps, events, dead letters. Frozen values."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from datetime import datetime
+from enum import StrEnum
+from typing import Any
+
+
+class RunStatus(StrEnum):
+    QUEUED = "queued"
+    RUNNING = "running"
+    SLEEPING = "sleeping"
+    WAITING = "waiting"
+    COMPLETED = "completed"
+    FAILED = "failed"
+    CANCELLED = "cancelled"
+
+    @property
+    def is_terminal(self) -> bool:
+        return self in TERMINAL_STATUSES
+
+
+TERMINAL_STATUSES = frozenset({RunStatus.COMPLETED, RunStatus.FAILED, RunStatus.CANCELLED})
+
+
+class StepStatus(StrEnum):
+    COMPLETED = "completed"  # output memoized
+    FAILED = "failed"  # final error memoized; replay raises StepError
+    ERRORED = "errored"  # an attempt raised; runs again on the next attempt
+    SLEEPING = "sleeping"  # a sleep that has not yet ended
+
+
+class StepKind(StrEnum):
+    RUN = "run"
+    SLEEP = "sleep"
+
+
+class Disposition(StrEnum):
+    """Why an accepted event started what it started (or nothing)."""
+
+    STARTED = "started"
+    NO_MATCH = "no_match"
+
+
+class FailureReason(StrEnum):
+    RETRIES_EXHAUSTED = "retries_exhausted"
+    NON_RETRIABLE = "non_retriable"
+    LEASE_LOST = "lease_lost"
+
+
+@dataclass(frozen=True, slots=True)
+class ErrorInfo:
+    """A stored error: its type, message and traceback, truncated to sane sizes."""
+
+    type: str
+    message: str
+    traceback: str = ""
+    step: str | None = None
+
+    def __str__(self) -> str:
+        where = f" in step {self.step!r}" if self.step else ""
+        return f"{self.type}{where}: {self.message}"
+
+    def to_json(self) -> dict[str, Any]:
+        return {"type": self.type, "message": self.message, "traceback": self.traceback, "step": self.step}
+
+    @classmethod
+    def from_json(cls, data: dict[str, Any] | None) -> ErrorInfo | None:
+        if not data:
+            return None
+        return cls(data["type"], data["message"], data.get("traceback", ""), data.get("step"))
+
+
+@dataclass(frozen=True, slots=True)
+class Step:
+    id: str
+    kind: StepKind
+    status: StepStatus
+    attempts: int
+    output: Any = None
+    error: ErrorInfo | None = None
+    started_at: datetime | None = None
+    ended_at: datetime | None = None
+    wake_at: datetime | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class Event:
+    """An event as user code sees it (`ctx.event`)."""
+
+    id: str | None
+    name: str
+    data: Any
+    ts: datetime
+
+
+@dataclass(frozen=True, slots=True)
+class Run:
+    id: str
+    function: str
+    status: RunStatus
+    attempt: int
+    max_attempts: int
+    event_id: str | None
+    parent_id: str | None
+    created_at: datetime
+    started_at: datetime | None = None
+    ended_at: datetime | None = None
+    available_at: datetime | None = None
+    output: Any = None
+    error: ErrorInfo | None = None
+    replay_of: str | None = None
+    steps: tuple[Step, ...] = ()
+    errors: tuple[ErrorInfo, ...] = ()
+
+    def step(self, step_id: str) -> Step:
+        """The step with this id; KeyError names the ids there are."""
+        for step in self.steps:
+            if step.id == step_id:
+                return step
+        raise KeyError(f"run {self.id} has no step {step_id!r}; it has {[s.id for s in self.steps]}")
+
+
+@dataclass(frozen=True, slots=True)
+class EventRecord:
+    id: str
+    name: str
+    data: Any
+    ts: datetime
+    received_at: datetime
+    disposition: Disposition
+    run_ids: tuple[str, ...] = field(default=())
+
+
+@dataclass(frozen=True, slots=True)
+class DeadLetter:
+    run_id: str
+    function: str
+    error: ErrorInfo
+    reason: FailureReason
+    failed_at: datetime
+    attempts: int
+    redrive_count: int

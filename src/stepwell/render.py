@@ -1,0 +1,108 @@
+"""Terminal rendering for the CLI: run tables and a step timeline."""
+
+from __future__ import annotations
+
+from datetime import datetime
+
+from rich.table import Table
+from rich.text import Text
+
+from stepwell.model.records import DeadLetter, Run
+
+_STATUS_STYLE = {
+    "queued": "cyan",
+    "running": "yellow",
+    "sleeping": "blue",
+    "waiting": "blue",
+    "completed": "green",
+    "failed": "red",
+    "cancelled": "magenta",
+    "errored": "red",
+    "retrying": "yellow",
+}
+
+
+def status_text(status: str) -> Text:
+    return Text(status, style=_STATUS_STYLE.get(status, ""))
+
+
+def _when(moment: datetime | None) -> str:
+    return "" if moment is None else moment.strftime("%Y-%m-%d %H:%M:%S.%f")[:-3]
+
+
+def _took(start: datetime | None, end: datetime | None) -> str:
+    if start is None or end is None:
+        return ""
+    seconds = (end - start).total_seconds()
+    return f"{seconds * 1000:.1f} ms" if seconds < 1 else f"{seconds:.2f} s"
+
+
+def runs_table(runs: list[Run]) -> Table:
+    table = Table(title=f"{len(runs)} run(s)")
+    for column in ("id", "function", "status", "attempt", "created", "took", "error"):
+        table.add_column(column, overflow="fold")
+    for run in runs:
+        table.add_row(
+            run.id,
+            run.function,
+            status_text(run.status.value),
+            f"{run.attempt}/{run.max_attempts}",
+            _when(run.created_at),
+            _took(run.started_at, run.ended_at),
+            str(run.error or ""),
+        )
+    return table
+
+
+def run_timeline(run: Run) -> Table:
+    """Steps in order, with a bar placing each one in the run's span."""
+    table = Table(
+        title=f"run {run.id} · {run.function} · {run.status.value} · attempt {run.attempt}/{run.max_attempts}"
+    )
+    for column in ("step", "status", "attempts", "took", "timeline", "output / error"):
+        table.add_column(column, overflow="fold")
+    start = run.started_at or run.created_at
+    end = max([run.ended_at or start] + [s.ended_at or s.started_at or start for s in run.steps])
+    span = max((end - start).total_seconds(), 1e-6)
+    for step in run.steps:
+        begin = ((step.started_at or start) - start).total_seconds() / span
+        finish = ((step.ended_at or step.started_at or start) - start).total_seconds() / span
+        width = 30
+        left = int(begin * width)
+        size = max(1, int((finish - begin) * width))
+        bar = Text(" " * left + "█" * min(size, width - left), style=_STATUS_STYLE.get(step.status.value, ""))
+        detail = (
+            str(step.error)
+            if step.error
+            else (f"until {_when(step.wake_at)}" if step.wake_at and step.status == "sleeping" else _short(step.output))
+        )
+        table.add_row(
+            step.id,
+            status_text(step.status.value),
+            str(step.attempts),
+            _took(step.started_at, step.ended_at),
+            bar,
+            detail,
+        )
+    return table
+
+
+def dead_letters_table(entries: list[DeadLetter]) -> Table:
+    table = Table(title=f"{len(entries)} dead letter(s)")
+    for column in ("run_id", "function", "reason", "attempts", "failed at", "error"):
+        table.add_column(column, overflow="fold")
+    for entry in entries:
+        table.add_row(
+            entry.run_id,
+            entry.function,
+            entry.reason.value,
+            str(entry.attempts),
+            _when(entry.failed_at),
+            str(entry.error),
+        )
+    return table
+
+
+def _short(value: object, limit: int = 80) -> str:
+    text = "" if value is None else repr(value)
+    return text if len(text) <= limit else text[: limit - 1] + "…"

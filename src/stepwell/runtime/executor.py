@@ -1,0 +1,66 @@
+"""One attempt of one run: call the user's function against its memoized steps, return an Outcome."""
+
+from __future__ import annotations
+
+import asyncio
+from typing import Any
+
+from stepwell.errors import (
+    LeaseLost,
+    NonDeterminismError,
+    NonRetriableError,
+    OutputNotSerializable,
+    RetryAfterError,
+    StepError,
+)
+from stepwell.model.function import FunctionSpec
+from stepwell.model.jsonvalue import encode
+from stepwell.runtime.context import Context
+from stepwell.runtime.errorinfo import error_info
+from stepwell.runtime.outcomes import Completed, Failed, LeaseGone, Outcome, Suspended
+from stepwell.runtime.steps import AsyncSteps, StepLedger, Steps, SuspendRun
+from stepwell.store.base import ClaimedRun, Store
+
+_NOT_RETRIABLE = (NonRetriableError, OutputNotSerializable, NonDeterminismError, StepError)
+
+
+def execute_sync(spec: FunctionSpec, claimed: ClaimedRun, store: Store) -> Outcome:
+    """Run a sync function's attempt on the calling thread."""
+    ledger = StepLedger(claimed, store)
+    ctx = Context(claimed.event, claimed.run_id, claimed.function, claimed.attempt, Steps(ledger))
+    try:
+        result = spec.handler(ctx)
+    except BaseException as error:  # noqa: BLE001 - user code may raise anything, SystemExit included
+        return _failure(error, ledger)
+    return _completion(spec, result, ledger)
+
+
+async def execute_async(spec: FunctionSpec, claimed: ClaimedRun, store: Store) -> Outcome:
+    """Run an async function's attempt on the running loop."""
+    ledger = StepLedger(claimed, store)
+    ctx = Context(claimed.event, claimed.run_id, claimed.function, claimed.attempt, AsyncSteps(ledger))
+    try:
+        result = await spec.handler(ctx)
+    except asyncio.CancelledError:
+        raise
+    except BaseException as error:  # noqa: BLE001
+        return _failure(error, ledger)
+    return _completion(spec, result, ledger)
+
+
+def _completion(spec: FunctionSpec, result: Any, ledger: StepLedger) -> Outcome:
+    try:
+        return Completed(encode(result, where=f"function {spec.name!r}"))
+    except OutputNotSerializable as error:
+        return Failed(error_info(error), retriable=False)
+
+
+def _failure(error: BaseException, ledger: StepLedger) -> Outcome:
+    if isinstance(error, SuspendRun):
+        return Suspended(error.until)
+    if isinstance(error, LeaseLost):
+        return LeaseGone()
+    info = error_info(error, step=ledger.failed_step)
+    if isinstance(error, RetryAfterError):
+        return Failed(info, retriable=True, retry_after=error.delay)
+    return Failed(info, retriable=not isinstance(error, _NOT_RETRIABLE))

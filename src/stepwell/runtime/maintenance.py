@@ -1,0 +1,34 @@
+"""Rescue expired leases and apply retention: small passes, outside the job system."""
+
+from __future__ import annotations
+
+import logging
+from datetime import datetime, timedelta
+
+from stepwell.clock import Clock
+from stepwell.store.base import PurgeCounts, Retention, Store
+
+log = logging.getLogger("stepwell.maintenance")
+
+
+class Maintenance:
+    def __init__(
+        self, store: Store, clock: Clock, *, retention: Retention, purge_every: timedelta = timedelta(hours=1)
+    ) -> None:
+        self.store, self.clock, self.retention, self.purge_every = store, clock, retention, purge_every
+        self._last_purge: float | None = None
+
+    def tick(self, now: datetime | None = None) -> tuple[int, PurgeCounts | None]:
+        """One pass: rescue every expired lease; purge when it is due. Returns (rescued, purged or None)."""
+        rescued = total = self.store.rescue_expired_leases(now=now)
+        while rescued >= 1000:
+            rescued = self.store.rescue_expired_leases(now=now)
+            total += rescued
+        purged = None
+        moment = self.clock.monotonic()
+        if self._last_purge is None or moment - self._last_purge >= self.purge_every.total_seconds():
+            self._last_purge = moment
+            purged = self.store.purge(self.retention, now=now)
+        if total:
+            log.info("rescued %d run(s) whose lease expired", total)
+        return total, purged

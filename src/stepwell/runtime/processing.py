@@ -1,0 +1,34 @@
+"""From a claimed run to its settlement: pick the function, execute one attempt, decide."""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+from stepwell.model.records import ErrorInfo
+from stepwell.model.retry import RetryPolicy
+from stepwell.runtime.executor import execute_async, execute_sync
+from stepwell.runtime.outcomes import Failed, Outcome, decide
+from stepwell.runtime.registry import Registry
+from stepwell.store.base import ClaimedRun, Settlement, Store
+
+RunSync = Callable[..., Awaitable[Any]]
+
+
+async def process_claimed(
+    registry: Registry, store: Store, claimed: ClaimedRun, run_sync: RunSync
+) -> Settlement | None:
+    """`run_sync(fn, *args)` decides where sync user code runs (a thread pool, or inline in tests)."""
+    spec = registry.get(claimed.function)
+    outcome: Outcome
+    if spec is None:
+        outcome = Failed(
+            ErrorInfo("UnknownFunction", f"function {claimed.function!r} is not registered on this worker"),
+            retriable=True,
+        )
+        return decide(outcome, claimed, RetryPolicy())
+    if spec.is_async:
+        outcome = await execute_async(spec, claimed, store)
+    else:
+        outcome = await run_sync(execute_sync, spec, claimed, store)
+    return decide(outcome, claimed, spec.retry)

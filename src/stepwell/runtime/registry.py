@@ -1,0 +1,33 @@
+"""The functions an app has registered, indexed by name and by triggering event."""
+
+from __future__ import annotations
+
+import threading
+
+from stepwell.errors import ConfigurationError
+from stepwell.model.function import FunctionSpec, OnEvent
+
+
+class Registry:
+    def __init__(self) -> None:
+        self._functions: dict[str, FunctionSpec] = {}
+        self.by_event: dict[str, list[FunctionSpec]] = {}
+        self._lock = threading.Lock()
+
+    def add(self, spec: FunctionSpec) -> None:
+        with self._lock:
+            if spec.name in self._functions:
+                raise ConfigurationError(f"function {spec.name!r} is already registered on this app")
+            self._functions[spec.name] = spec
+            for trigger in spec.triggers:
+                if isinstance(trigger, OnEvent):
+                    self.by_event.setdefault(trigger.event, []).append(spec)
+
+    def get(self, name: str) -> FunctionSpec | None:
+        return self._functions.get(name)
+
+    def names(self) -> list[str]:
+        return sorted(self._functions)
+
+    def __contains__(self, name: object) -> bool:
+        return name in self._functions

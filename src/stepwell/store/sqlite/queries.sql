@@ -1,0 +1,199 @@
+-- Every statement the SQLite store runs. Parameters are named; nothing is built from strings.
+
+-- name: insert_event
+INSERT INTO events (id, name, data, ts, received_at, disposition)
+VALUES (:id, :name, :data, :ts, :now, :disposition)
+ON CONFLICT (id) DO NOTHING;
+
+-- name: runs_of_event
+SELECT id FROM runs WHERE event_id = :event_id ORDER BY id;
+
+-- name: insert_run
+INSERT INTO runs (id, function, event_id, input, input_name, parent_id, replay_of, on_failure,
+                  status, attempt, max_attempts, priority, available_at, created_at)
+VALUES (:id, :function, :event_id, :input, :input_name, :parent_id, :replay_of, :on_failure,
+        'queued', 1, :max_attempts, :priority, :now, :now);
+
+-- name: claim_runs
+UPDATE runs
+SET status = 'running', lease_owner = :worker_id, lease_token = :token,
+    lease_expires_at = :expires_at, started_at = coalesce(started_at, :now)
+WHERE id IN (
+    SELECT id FROM runs
+    WHERE status IN ('queued', 'sleeping') AND available_at <= :now
+    ORDER BY priority DESC, available_at
+    LIMIT :limit
+)
+RETURNING id, function, attempt, max_attempts, event_id, input, input_name, created_at;
+
+-- name: event_of
+SELECT name, data, ts FROM events WHERE id = :id;
+
+-- name: steps_of_run
+SELECT id, kind, status, attempts, output, error, started_at, ended_at, wake_at
+FROM steps WHERE run_id = :run_id ORDER BY position;
+
+-- name: extend_lease
+UPDATE runs SET lease_expires_at = :expires_at
+WHERE id = :run_id AND lease_token = :token AND status = 'running'
+RETURNING lease_expires_at;
+
+-- name: upsert_step
+INSERT INTO steps (run_id, id, position, kind, status, attempts, output, error, wake_at, started_at, ended_at)
+SELECT :run_id, :id, :position, :kind, :status, 1, :output, :error, :wake_at, :now, :ended_at
+WHERE EXISTS (SELECT 1 FROM runs WHERE id = :run_id AND lease_token = :token AND status = 'running')
+ON CONFLICT (run_id, id) DO UPDATE
+SET status = excluded.status, output = excluded.output, error = excluded.error,
+    ended_at = excluded.ended_at,
+    attempts = steps.attempts + (CASE WHEN steps.status = 'errored' THEN 1 ELSE 0 END)
+RETURNING attempts, started_at;
+
+-- name: complete_run
+UPDATE runs
+SET status = 'completed', output = :output, error = NULL, ended_at = :now,
+    lease_owner = NULL, lease_token = NULL, lease_expires_at = NULL
+WHERE id = :run_id AND lease_token = :token AND status = 'running';
+
+-- name: retry_run
+UPDATE runs
+SET status = 'queued', attempt = attempt + 1, available_at = :available_at, error = :error,
+    lease_owner = NULL, lease_token = NULL, lease_expires_at = NULL
+WHERE id = :run_id AND lease_token = :token AND status = 'running'
+RETURNING attempt - 1 AS failed_attempt;
+
+-- name: suspend_run
+UPDATE runs
+SET status = 'sleeping', available_at = :until,
+    lease_owner = NULL, lease_token = NULL, lease_expires_at = NULL
+WHERE id = :run_id AND lease_token = :token AND status = 'running';
+
+-- name: fail_run
+UPDATE runs
+SET status = 'failed', error = :error, ended_at = :now,
+    lease_owner = NULL, lease_token = NULL, lease_expires_at = NULL
+WHERE id = :run_id AND lease_token = :token AND status = 'running'
+RETURNING function, attempt, on_failure, event_id, input, input_name;
+
+-- name: record_run_error
+INSERT INTO run_errors (run_id, seq, attempt, error, at)
+VALUES (:run_id, (SELECT coalesce(max(seq), 0) + 1 FROM run_errors WHERE run_id = :run_id), :attempt, :error, :now);
+
+-- name: upsert_dead_letter
+INSERT INTO dead_letters (run_id, function, error, reason, attempts, failed_at)
+VALUES (:run_id, :function, :error, :reason, :attempts, :now)
+ON CONFLICT (run_id) DO UPDATE
+SET error = excluded.error, reason = excluded.reason, attempts = excluded.attempts,
+    failed_at = excluded.failed_at, redriven_at = NULL;
+
+-- name: release_run
+UPDATE runs
+SET status = 'queued', available_at = :now,
+    lease_owner = NULL, lease_token = NULL, lease_expires_at = NULL
+WHERE id = :run_id AND lease_token = :token AND status = 'running';
+
+-- name: expired_leases
+SELECT id, lease_token, attempt, max_attempts FROM runs
+WHERE status = 'running' AND lease_expires_at < :now
+ORDER BY lease_expires_at LIMIT :limit;
+
+-- name: requeue_expired
+UPDATE runs
+SET status = 'queued', attempt = attempt + 1, available_at = :now, error = :error,
+    lease_owner = NULL, lease_token = NULL, lease_expires_at = NULL
+WHERE id = :run_id AND lease_token = :token AND status = 'running';
+
+-- name: cancel_run
+UPDATE runs
+SET status = 'cancelled', ended_at = :now,
+    lease_owner = NULL, lease_token = NULL, lease_expires_at = NULL
+WHERE id = :run_id AND status IN ('queued', 'running', 'sleeping', 'waiting')
+RETURNING id;
+
+-- name: open_dead_letters_by_id
+SELECT run_id FROM dead_letters WHERE run_id = :run_id AND redriven_at IS NULL;
+
+-- name: open_dead_letters_by_filter
+SELECT run_id FROM dead_letters
+WHERE redriven_at IS NULL
+  AND (:function IS NULL OR function = :function)
+  AND (:since IS NULL OR failed_at >= :since)
+ORDER BY failed_at LIMIT :limit;
+
+-- name: mark_redriven
+UPDATE dead_letters SET redriven_at = :now, redrive_count = redrive_count + 1
+WHERE run_id = :run_id AND redriven_at IS NULL;
+
+-- name: requeue_redriven
+UPDATE runs
+SET status = 'queued', attempt = 1, available_at = :now, error = NULL, ended_at = NULL
+WHERE id = :run_id AND status = 'failed';
+
+-- name: forget_failed_steps
+DELETE FROM steps WHERE run_id = :run_id AND status IN ('failed', 'errored');
+
+-- name: get_run
+SELECT id, function, status, attempt, max_attempts, event_id, parent_id, created_at, started_at,
+       ended_at, available_at, output, error, replay_of
+FROM runs WHERE id = :id;
+
+-- name: run_errors
+SELECT error FROM run_errors WHERE run_id = :run_id ORDER BY seq;
+
+-- name: list_runs
+SELECT id, function, status, attempt, max_attempts, event_id, parent_id, created_at, started_at,
+       ended_at, available_at, output, error, replay_of
+FROM runs
+WHERE (:event_id IS NULL OR event_id = :event_id)
+  AND (:function IS NULL OR function = :function)
+  AND (:status IS NULL OR status = :status)
+  AND (:parent_id IS NULL OR parent_id = :parent_id)
+ORDER BY created_at DESC, id DESC
+LIMIT :limit;
+
+-- name: run_input
+SELECT coalesce(e.name, r.input_name), coalesce(e.data, r.input)
+FROM runs r LEFT JOIN events e ON e.id = r.event_id
+WHERE r.id = :id;
+
+-- name: get_event
+SELECT id, name, data, ts, received_at, disposition FROM events WHERE id = :id;
+
+-- name: list_dead_letters
+SELECT run_id, function, error, reason, failed_at, attempts, redrive_count
+FROM dead_letters
+WHERE redriven_at IS NULL AND (:function IS NULL OR function = :function)
+ORDER BY failed_at LIMIT :limit;
+
+-- name: purge_runs
+DELETE FROM runs WHERE id IN (
+    SELECT id FROM runs
+    WHERE (status IN ('completed', 'cancelled') AND ended_at < :completed_before)
+       OR (status = 'failed' AND ended_at < :failed_before)
+    LIMIT :batch
+)
+RETURNING id;
+
+-- name: purge_steps
+DELETE FROM steps WHERE run_id = :run_id;
+
+-- name: purge_run_errors
+DELETE FROM run_errors WHERE run_id = :run_id;
+
+-- name: purge_dead_letter
+DELETE FROM dead_letters WHERE run_id = :run_id;
+
+-- name: purge_events
+DELETE FROM events WHERE id IN (
+    SELECT e.id FROM events e
+    WHERE e.received_at < :before
+      AND NOT EXISTS (SELECT 1 FROM runs r WHERE r.event_id = e.id)
+    LIMIT :batch
+);
+
+-- name: queue_stats
+SELECT
+    (SELECT count(*) FROM runs WHERE status IN ('queued', 'sleeping') AND available_at <= :now),
+    (SELECT count(*) FROM runs WHERE status IN ('queued', 'sleeping') AND available_at > :now),
+    (SELECT count(*) FROM runs WHERE status = 'running'),
+    (SELECT count(*) FROM dead_letters WHERE redriven_at IS NULL),
+    (SELECT min(available_at) FROM runs WHERE status IN ('queued', 'sleeping'));

@@ -1,0 +1,591 @@
+"""SQLite store: WAL, one writer connection per process, readers on their own connections.
+
+Several processes may share the file; `BEGIN IMMEDIATE` plus `busy_timeout` serialise
+their writers. Times are REAL epoch seconds; `now` comes from the injected clock.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import sqlite3
+import threading
+from collections.abc import Callable, Iterator, Sequence
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+from stepwell.clock import Clock, SystemClock
+from stepwell.errors import LeaseLost, StoreError, StoreFull, StoreUnavailable
+from stepwell.model.ids import new_token
+from stepwell.model.records import (
+    DeadLetter,
+    Disposition,
+    ErrorInfo,
+    Event,
+    EventRecord,
+    FailureReason,
+    Run,
+    RunStatus,
+    Step,
+    StepStatus,
+)
+from stepwell.store.base import (
+    AcceptedEvent,
+    ClaimedRun,
+    Complete,
+    Fail,
+    Lease,
+    NewEvent,
+    NewRun,
+    PurgeCounts,
+    QueueStats,
+    RedriveRequest,
+    Retention,
+    Retry,
+    RunFilter,
+    Settlement,
+    StepWrite,
+    Suspend,
+)
+from stepwell.store.failure import failure_handler_input
+from stepwell.store.rows import error_bytes, error_or_none, error_required, json_or_none, step_from_row
+from stepwell.store.sqlfile import load_migrations, load_queries
+
+_Q = load_queries("stepwell.store.sqlite")
+_PACKAGE = "stepwell.store.sqlite"
+
+
+def _ts(when: datetime | None) -> float | None:
+    return None if when is None else when.timestamp()
+
+
+def _time(value: float | None) -> datetime | None:
+    return None if value is None else datetime.fromtimestamp(value, UTC)
+
+
+def _t(value: float) -> datetime:
+    return datetime.fromtimestamp(value, UTC)
+
+
+class SQLiteStore:
+    def __init__(
+        self,
+        path: str | os.PathLike[str],
+        *,
+        clock: Clock | None = None,
+        synchronous: str = "NORMAL",
+        busy_timeout_ms: int = 10_000,
+    ) -> None:
+        if synchronous.upper() not in ("NORMAL", "FULL"):
+            raise ValueError(f"synchronous: {synchronous!r} must be 'NORMAL' or 'FULL'")
+        self.path = Path(path)
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        self.clock = clock or SystemClock()
+        self._pragmas = (
+            f"PRAGMA busy_timeout = {int(busy_timeout_ms)}",
+            f"PRAGMA synchronous = {synchronous.upper()}",
+        )
+        self._write_lock = threading.Lock()
+        self._local = threading.local()
+        self._all_connections: list[sqlite3.Connection] = []
+        self._writer = self._connect()
+        with self._translate("open"):
+            self._writer.execute("PRAGMA journal_mode = WAL")
+        with contextlib.suppress(OSError):
+            os.chmod(self.path, 0o600)
+
+    # connections and transactions
+
+    def _connect(self) -> sqlite3.Connection:
+        conn = sqlite3.connect(self.path, isolation_level=None, check_same_thread=False, timeout=30)
+        for pragma in self._pragmas:
+            conn.execute(pragma)
+        self._all_connections.append(conn)
+        return conn
+
+    def _reader(self) -> sqlite3.Connection:
+        conn: sqlite3.Connection | None = getattr(self._local, "conn", None)
+        if conn is None:
+            conn = self._local.conn = self._connect()
+        return conn
+
+    @contextlib.contextmanager
+    def _translate(self, operation: str) -> Iterator[None]:
+        try:
+            yield
+        except sqlite3.OperationalError as err:
+            text = str(err).lower()
+            if "full" in text:
+                raise StoreFull(f"{operation}: the database is out of space ({err}); nothing was stored") from err
+            if "locked" in text or "busy" in text:
+                raise StoreUnavailable(f"{operation}: the database stayed locked ({err}); nothing was stored") from err
+            raise StoreError(f"{operation}: {err}") from err
+        except sqlite3.DatabaseError as err:
+            raise StoreError(f"{operation}: {err}") from err
+
+    @contextlib.contextmanager
+    def _write(self, operation: str) -> Iterator[sqlite3.Connection]:
+        with self._write_lock, self._translate(operation):
+            conn = self._writer
+            conn.execute("BEGIN IMMEDIATE")
+            try:
+                yield conn
+            except BaseException:
+                conn.execute("ROLLBACK")
+                raise
+            conn.execute("COMMIT")
+
+    def _now(self, now: datetime | None) -> float:
+        return (now or self.clock.now()).timestamp()
+
+    def now(self) -> datetime:
+        return self.clock.now()
+
+    def close(self) -> None:
+        for conn in self._all_connections:
+            with contextlib.suppress(sqlite3.Error):
+                conn.close()
+        self._all_connections.clear()
+
+    # schema
+
+    def migrate(self) -> list[int]:
+        applied: list[int] = []
+        with self._write("migrate") as conn:
+            conn.execute(
+                "CREATE TABLE IF NOT EXISTS stepwell_migrations"
+                " (version INTEGER PRIMARY KEY, name TEXT, applied_at REAL)"
+            )
+            done = {row[0] for row in conn.execute("SELECT version FROM stepwell_migrations")}
+            for version, name, sql in load_migrations(_PACKAGE):
+                if version in done:
+                    continue
+                for statement in _statements(sql):
+                    conn.execute(statement)
+                conn.execute(
+                    "INSERT INTO stepwell_migrations (version, name, applied_at) VALUES (?, ?, ?)",
+                    (version, name, self._now(None)),
+                )
+                applied.append(version)
+        return applied
+
+    # ingest
+
+    def append_events(self, events: Sequence[NewEvent], *, now: datetime | None = None) -> list[AcceptedEvent]:
+        at = self._now(now)
+        accepted: list[AcceptedEvent] = []
+        with self._write("append_events") as conn:
+            for event in events:
+                disposition = Disposition.STARTED if event.runs else Disposition.NO_MATCH
+                cursor = conn.execute(
+                    _Q["insert_event"],
+                    {
+                        "id": event.id,
+                        "name": event.name,
+                        "data": event.data,
+                        "ts": _ts(event.ts) if event.ts else at,
+                        "now": at,
+                        "disposition": disposition.value,
+                    },
+                )
+                if cursor.rowcount == 0:
+                    existing = conn.execute(_Q["runs_of_event"], {"event_id": event.id}).fetchall()
+                    accepted.append(AcceptedEvent(event.id, True, tuple(r[0] for r in existing)))
+                    continue
+                self._insert_runs(conn, event.runs, at, event_id=event.id)
+                accepted.append(AcceptedEvent(event.id, False, tuple(r.id for r in event.runs)))
+        return accepted
+
+    def create_runs(self, runs: Sequence[NewRun], *, now: datetime | None = None) -> None:
+        at = self._now(now)
+        with self._write("create_runs") as conn:
+            self._insert_runs(conn, runs, at, event_id=None)
+
+    @staticmethod
+    def _insert_runs(conn: sqlite3.Connection, runs: Sequence[NewRun], at: float, *, event_id: str | None) -> None:
+        conn.executemany(
+            _Q["insert_run"],
+            [
+                {
+                    "id": r.id,
+                    "function": r.function,
+                    "event_id": event_id,
+                    "input": r.input,
+                    "input_name": r.input_name,
+                    "parent_id": r.parent_id,
+                    "replay_of": r.replay_of,
+                    "on_failure": r.on_failure,
+                    "max_attempts": r.max_attempts,
+                    "priority": r.priority,
+                    "now": at,
+                }
+                for r in runs
+            ],
+        )
+
+    # the queue
+
+    def claim_runs(
+        self, *, worker_id: str, limit: int, lease: timedelta, now: datetime | None = None
+    ) -> list[ClaimedRun]:
+        at = self._now(now)
+        token = new_token()
+        expires = at + lease.total_seconds()
+        with self._write("claim_runs") as conn:
+            rows = conn.execute(
+                _Q["claim_runs"],
+                {"worker_id": worker_id, "token": token, "expires_at": expires, "now": at, "limit": limit},
+            ).fetchall()
+            claimed = [self._claimed(conn, row, token, expires, at) for row in rows]
+        claimed.sort(key=lambda c: c.run_id)
+        return claimed
+
+    def _claimed(self, conn: sqlite3.Connection, row: Any, token: str, expires: float, at: float) -> ClaimedRun:
+        run_id, function, attempt, max_attempts, event_id, input_data, input_name, created_at = row
+        if event_id is not None:
+            name, data, ts = conn.execute(_Q["event_of"], {"id": event_id}).fetchone()
+            event = Event(event_id, name, json_or_none(data), _t(ts if ts is not None else created_at))
+        else:
+            event = Event(None, input_name or function, json_or_none(input_data), _t(created_at))
+        steps = tuple(step_from_row(r, _time) for r in conn.execute(_Q["steps_of_run"], {"run_id": run_id}))
+        return ClaimedRun(
+            lease=Lease(run_id, token, _t(expires)),
+            function=function,
+            attempt=attempt,
+            max_attempts=max_attempts,
+            event=event,
+            claimed_at=_t(at),
+            steps=steps,
+        )
+
+    def extend_leases(self, leases: Sequence[Lease], *, lease: timedelta, now: datetime | None = None) -> list[Lease]:
+        expires = self._now(now) + lease.total_seconds()
+        renewed = []
+        with self._write("extend_leases") as conn:
+            for held in leases:
+                row = conn.execute(
+                    _Q["extend_lease"], {"run_id": held.run_id, "token": held.token, "expires_at": expires}
+                ).fetchone()
+                if row is not None:
+                    renewed.append(Lease(held.run_id, held.token, _t(expires)))
+        return renewed
+
+    def record_step(self, lease: Lease, step: StepWrite, *, now: datetime | None = None) -> Step:
+        at = self._now(now)
+        wake_at = _ts(step.wake_at)
+        if wake_at is None and step.sleep_for is not None:
+            wake_at = at + step.sleep_for.total_seconds()
+        ended = at if step.status in (StepStatus.COMPLETED, StepStatus.FAILED, StepStatus.ERRORED) else None
+        with self._write("record_step") as conn:
+            row = conn.execute(
+                _Q["upsert_step"],
+                {
+                    "run_id": lease.run_id,
+                    "token": lease.token,
+                    "id": step.step_id,
+                    "position": step.position,
+                    "kind": step.kind.value,
+                    "status": step.status.value,
+                    "output": step.output,
+                    "error": error_bytes(step.error),
+                    "wake_at": wake_at,
+                    "now": at,
+                    "ended_at": ended,
+                },
+            ).fetchone()
+        if row is None:
+            raise LeaseLost(f"run {lease.run_id}: lease lost; step {step.step_id!r} was not recorded")
+        return Step(
+            id=step.step_id,
+            kind=step.kind,
+            status=step.status,
+            attempts=row[0],
+            output=json_or_none(step.output),
+            error=step.error,
+            started_at=_time(row[1]),
+            ended_at=_time(ended),
+            wake_at=_time(wake_at),
+        )
+
+    def settle_runs(self, settlements: Sequence[Settlement], *, now: datetime | None = None) -> list[str]:
+        at = self._now(now)
+        lost: list[str] = []
+        with self._write("settle_runs") as conn:
+            for settlement in settlements:
+                if not self._settle(conn, settlement, at):
+                    lost.append(settlement.lease.run_id)
+        return lost
+
+    def _settle(self, conn: sqlite3.Connection, settlement: Settlement, at: float) -> bool:
+        lease = {"run_id": settlement.lease.run_id, "token": settlement.lease.token, "now": at}
+        match settlement:
+            case Complete(output=output):
+                return conn.execute(_Q["complete_run"], {**lease, "output": output}).rowcount == 1
+            case Suspend(until=until):
+                return conn.execute(_Q["suspend_run"], {**lease, "until": _ts(until)}).rowcount == 1
+            case Retry(error=error, delay=delay):
+                row = conn.execute(
+                    _Q["retry_run"],
+                    {**lease, "error": error_bytes(error), "available_at": at + delay.total_seconds()},
+                ).fetchone()
+                if row is None:
+                    return False
+                self._record_error(conn, settlement.lease.run_id, row[0], error, at)
+                return True
+            case Fail(error=error, reason=reason):
+                return self._fail(conn, settlement.lease, error, reason, at)
+        raise AssertionError(f"unknown settlement {settlement!r}")
+
+    def _fail(self, conn: sqlite3.Connection, lease: Lease, error: ErrorInfo, reason: FailureReason, at: float) -> bool:
+        row = conn.execute(
+            _Q["fail_run"], {"run_id": lease.run_id, "token": lease.token, "now": at, "error": error_bytes(error)}
+        ).fetchone()
+        if row is None:
+            return False
+        function, attempt, on_failure, event_id, input_data, input_name = row
+        self._record_error(conn, lease.run_id, attempt, error, at)
+        conn.execute(
+            _Q["upsert_dead_letter"],
+            {
+                "run_id": lease.run_id,
+                "function": function,
+                "error": error_bytes(error),
+                "reason": reason.value,
+                "attempts": attempt,
+                "now": at,
+            },
+        )
+        if on_failure:
+            event_name, event_data = self._input_of(conn, event_id, input_name, input_data, function)
+            handler_run = failure_handler_input(
+                run_id=lease.run_id,
+                function=function,
+                handler=on_failure,
+                error=error,
+                event_name=event_name,
+                event_data=event_data,
+                now=_t(at),
+            )
+            self._insert_runs(conn, [handler_run], at, event_id=None)
+        return True
+
+    @staticmethod
+    def _input_of(
+        conn: sqlite3.Connection, event_id: str | None, input_name: str | None, input_data: bytes | None, function: str
+    ) -> tuple[str, Any]:
+        if event_id is not None:
+            name, data, _ = conn.execute(_Q["event_of"], {"id": event_id}).fetchone()
+            return name, json_or_none(data)
+        return input_name or function, json_or_none(input_data)
+
+    @staticmethod
+    def _record_error(conn: sqlite3.Connection, run_id: str, attempt: int, error: ErrorInfo, at: float) -> None:
+        conn.execute(
+            _Q["record_run_error"], {"run_id": run_id, "attempt": attempt, "error": error_bytes(error), "now": at}
+        )
+
+    def release_runs(self, leases: Sequence[Lease], *, now: datetime | None = None) -> int:
+        at = self._now(now)
+        with self._write("release_runs") as conn:
+            return sum(
+                conn.execute(_Q["release_run"], {"run_id": lease.run_id, "token": lease.token, "now": at}).rowcount
+                for lease in leases
+            )
+
+    def rescue_expired_leases(self, *, now: datetime | None = None, limit: int = 1000) -> int:
+        at = self._now(now)
+        with self._write("rescue_expired_leases") as conn:
+            expired = conn.execute(_Q["expired_leases"], {"now": at, "limit": limit}).fetchall()
+            for run_id, token, attempt, max_attempts in expired:
+                error = ErrorInfo(
+                    "LeaseExpired",
+                    f"the worker running attempt {attempt} stopped renewing its lease (crashed or hung)",
+                )
+                if attempt >= max_attempts:
+                    self._fail(conn, Lease(run_id, token, _t(at)), error, FailureReason.LEASE_LOST, at)
+                else:
+                    conn.execute(
+                        _Q["requeue_expired"],
+                        {"run_id": run_id, "token": token, "now": at, "error": error_bytes(error)},
+                    )
+                    self._record_error(conn, run_id, attempt, error, at)
+        return len(expired)
+
+    def cancel_runs(self, run_ids: Sequence[str], *, now: datetime | None = None) -> list[str]:
+        at = self._now(now)
+        with self._write("cancel_runs") as conn:
+            return [
+                row[0]
+                for run_id in run_ids
+                for row in conn.execute(_Q["cancel_run"], {"run_id": run_id, "now": at}).fetchall()
+            ]
+
+    def redrive(self, request: RedriveRequest, *, now: datetime | None = None) -> list[str]:
+        at = self._now(now)
+        redriven: list[str] = []
+        with self._write("redrive") as conn:
+            if request.run_ids:
+                candidates = [
+                    row[0]
+                    for run_id in request.run_ids
+                    for row in conn.execute(_Q["open_dead_letters_by_id"], {"run_id": run_id}).fetchall()
+                ]
+            else:
+                candidates = [
+                    row[0]
+                    for row in conn.execute(
+                        _Q["open_dead_letters_by_filter"],
+                        {"function": request.function, "since": _ts(request.since), "limit": request.limit},
+                    )
+                ]
+            for run_id in dict.fromkeys(candidates):
+                if conn.execute(_Q["mark_redriven"], {"run_id": run_id, "now": at}).rowcount != 1:
+                    continue
+                conn.execute(_Q["requeue_redriven"], {"run_id": run_id, "now": at})
+                conn.execute(_Q["forget_failed_steps"], {"run_id": run_id})
+                redriven.append(run_id)
+        return redriven
+
+    # reading
+
+    def get_run(self, run_id: str) -> Run | None:
+        conn = self._reader()
+        with self._translate("get_run"):
+            row = conn.execute(_Q["get_run"], {"id": run_id}).fetchone()
+            if row is None:
+                return None
+            steps = tuple(step_from_row(r, _time) for r in conn.execute(_Q["steps_of_run"], {"run_id": run_id}))
+            errors = tuple(
+                e for (data,) in conn.execute(_Q["run_errors"], {"run_id": run_id}) if (e := error_or_none(data))
+            )
+        return _run_from_row(row, steps, errors)
+
+    def list_runs(self, query: RunFilter) -> list[Run]:
+        params = {
+            "event_id": query.event_id,
+            "function": query.function,
+            "status": query.status.value if query.status else None,
+            "parent_id": query.parent_id,
+            "limit": query.limit,
+        }
+        with self._translate("list_runs"):
+            return [_run_from_row(row) for row in self._reader().execute(_Q["list_runs"], params)]
+
+    def get_run_input(self, run_id: str) -> tuple[str, bytes] | None:
+        with self._translate("get_run_input"):
+            row = self._reader().execute(_Q["run_input"], {"id": run_id}).fetchone()
+        return None if row is None else (row[0], row[1])
+
+    def get_event(self, event_id: str) -> EventRecord | None:
+        conn = self._reader()
+        with self._translate("get_event"):
+            row = conn.execute(_Q["get_event"], {"id": event_id}).fetchone()
+            if row is None:
+                return None
+            run_ids = tuple(r[0] for r in conn.execute(_Q["runs_of_event"], {"event_id": event_id}))
+        event_id_, name, data, ts, received_at, disposition = row
+        return EventRecord(
+            event_id_,
+            name,
+            json_or_none(data),
+            _t(ts),
+            _t(received_at),
+            Disposition(disposition),
+            run_ids,
+        )
+
+    def list_dead_letters(self, *, function: str | None = None, limit: int = 100) -> list[DeadLetter]:
+        with self._translate("list_dead_letters"):
+            rows = self._reader().execute(_Q["list_dead_letters"], {"function": function, "limit": limit}).fetchall()
+        return [
+            DeadLetter(run_id, fn, error_required(error), FailureReason(reason), _t(failed_at), attempts, count)
+            for run_id, fn, error, reason, failed_at, attempts, count in rows
+        ]
+
+    def purge(self, retention: Retention, *, now: datetime | None = None) -> PurgeCounts:
+        at = self._now(now)
+        params = {
+            "completed_before": at - retention.completed.total_seconds(),
+            "failed_before": at - retention.dead_letters.total_seconds(),
+            "batch": retention.batch,
+        }
+        runs = events = 0
+        while True:
+            with self._write("purge") as conn:
+                ids = [row[0] for row in conn.execute(_Q["purge_runs"], params).fetchall()]
+                for run_id in ids:
+                    for name in ("purge_steps", "purge_run_errors", "purge_dead_letter"):
+                        conn.execute(_Q[name], {"run_id": run_id})
+            runs += len(ids)
+            if len(ids) < retention.batch:
+                break
+        while True:
+            with self._write("purge") as conn:
+                deleted = conn.execute(
+                    _Q["purge_events"], {"before": params["completed_before"], "batch": retention.batch}
+                ).rowcount
+            events += deleted
+            if deleted < retention.batch:
+                break
+        return PurgeCounts(runs=runs, events=events)
+
+    def subscribe(self, on_work: Callable[[], None]) -> Callable[[], None] | None:
+        """No push across processes on SQLite: workers poll (sends in the same process wake them directly)."""
+        return None
+
+    def queue_stats(self, *, now: datetime | None = None) -> QueueStats:
+        with self._translate("queue_stats"):
+            ready, scheduled, running, dead, next_due = (
+                self._reader().execute(_Q["queue_stats"], {"now": self._now(now)}).fetchone()
+            )
+        return QueueStats(ready, scheduled, running, dead, _time(next_due))
+
+
+def _run_from_row(row: Any, steps: tuple[Step, ...] = (), errors: tuple[ErrorInfo, ...] = ()) -> Run:
+    (
+        run_id,
+        function,
+        status,
+        attempt,
+        max_attempts,
+        event_id,
+        parent_id,
+        created_at,
+        started_at,
+        ended_at,
+        available_at,
+        output,
+        error,
+        replay_of,
+    ) = row
+    return Run(
+        id=run_id,
+        function=function,
+        status=RunStatus(status),
+        attempt=attempt,
+        max_attempts=max_attempts,
+        event_id=event_id,
+        parent_id=parent_id,
+        created_at=_t(created_at),
+        started_at=_time(started_at),
+        ended_at=_time(ended_at),
+        available_at=_time(available_at),
+        output=json_or_none(output),
+        error=error_or_none(error),
+        replay_of=replay_of,
+        steps=steps,
+        errors=errors,
+    )
+
+
+def _statements(script: str) -> list[str]:
+    statements, current = [], ""
+    for line in script.splitlines(keepends=True):
+        current += line
+        if sqlite3.complete_statement(current):
+            statements.append(current.strip())
+            current = ""
+    if current.strip() and not all(l.strip().startswith("--") or not l.strip() for l in current.splitlines()):
+        raise StoreError(f"migration has an unterminated statement: {current[:200]!r}")
+    return statements
