@@ -21,12 +21,20 @@ def clock() -> VirtualClock:
     return VirtualClock(datetime(2030, 1, 1, tzinfo=UTC))
 
 
-def make_store(backend: str, tmp_path: Path, clock: VirtualClock) -> Store:
+def database_url_for(backend: str, tmp_path: Path) -> str:
+    """A fresh, empty database for one test, on `backend`."""
     if backend == "sqlite":
-        url = f"sqlite:///{tmp_path / 'stepwell.db'}"
-    else:
-        raise ValueError(f"unknown backend {backend!r}")
-    store = open_store(url, clock)
+        return f"sqlite:///{tmp_path / 'stepwell.db'}"
+    raise ValueError(f"unknown backend {backend!r}")
+
+
+@pytest.fixture
+def database_url(backend: str, tmp_path: Path) -> str:
+    return database_url_for(backend, tmp_path)
+
+
+def make_store(backend: str, tmp_path: Path, clock: VirtualClock) -> Store:
+    store = open_store(database_url_for(backend, tmp_path), clock)
     store.migrate()
     return store
 

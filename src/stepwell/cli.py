@@ -75,6 +75,7 @@ def _worker_options(fn: Any) -> Any:
     fn = click.option("--lease", default=30.0, show_default=True, help="lease (visibility timeout), seconds")(fn)
     fn = click.option("--poll-interval", default=0.5, show_default=True, help="seconds between polls when idle")(fn)
     fn = click.option("--shutdown-timeout", default=10.0, show_default=True, help="seconds to finish on SIGTERM")(fn)
+    fn = click.option("--rescue-interval", default=5.0, show_default=True, help="seconds between lease rescues")(fn)
     return click.option("-v", "--verbose", is_flag=True)(fn)
 
 

@@ -10,12 +10,18 @@ from stepwell.model.ids import new_id
 from stepwell.store.base import NewEvent, NewRun
 
 
-def new_run(function: str = "fn", *, at: datetime, max_attempts: int = 4, on_failure: str | None = None,
-            priority: int = 0) -> NewRun:
-    return NewRun(id=new_id(at), function=function, max_attempts=max_attempts, on_failure=on_failure,
-                  priority=priority)
+def new_run(
+    function: str = "fn", *, at: datetime, max_attempts: int = 4, on_failure: str | None = None, priority: int = 0
+) -> NewRun:
+    return NewRun(id=new_id(at), function=function, max_attempts=max_attempts, on_failure=on_failure, priority=priority)
 
 
-def event(name: str = "order.placed", data: object = None, *, at: datetime, runs: tuple[NewRun, ...] = (),
-          event_id: str | None = None) -> NewEvent:
+def event(
+    name: str = "order.placed",
+    data: object = None,
+    *,
+    at: datetime,
+    runs: tuple[NewRun, ...] = (),
+    event_id: str | None = None,
+) -> NewEvent:
     return NewEvent(id=event_id or new_id(at), name=name, data=orjson.dumps(data or {}), ts=None, runs=runs)

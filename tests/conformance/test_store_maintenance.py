@@ -38,10 +38,12 @@ def test_retention_purges_only_terminal_runs_past_their_age(store: Store, clock:
     done, dead, running, _queued = runs
     claimed = {c.run_id: c for c in store.claim_runs(worker_id="w", limit=3, lease=LEASE)}
     assert set(claimed) == {done.id, dead.id, running.id}
-    store.settle_runs([
-        Complete(claimed[done.id].lease, b"1"),
-        Fail(claimed[dead.id].lease, ErrorInfo("E", "x"), FailureReason.NON_RETRIABLE),
-    ])
+    store.settle_runs(
+        [
+            Complete(claimed[done.id].lease, b"1"),
+            Fail(claimed[dead.id].lease, ErrorInfo("E", "x"), FailureReason.NON_RETRIABLE),
+        ]
+    )
     store.append_events([event("nothing", at=now)])
     clock.advance(days=8)
     store.extend_leases([claimed[running.id].lease], lease=LEASE)
