@@ -12,14 +12,13 @@ from typing import Any
 
 import click
 import orjson
-from rich.console import Console
 from rich.logging import RichHandler
 
 from stepwell.app import App
 from stepwell.errors import StepwellError
-from stepwell.render import dead_letters_table, run_timeline, runs_table
+from stepwell.render import dead_letters_table, make_console, run_timeline, runs_table
 
-console = Console()
+console = make_console()
 _DB_HELP = "sqlite:///path.db or postgresql://...; default $STEPWELL_DATABASE_URL, else sqlite .stepwell/stepwell.db"
 
 
@@ -51,7 +50,7 @@ def _logging(verbose: bool) -> None:
     logging.basicConfig(
         level=logging.DEBUG if verbose else logging.INFO,
         format="%(message)s",
-        handlers=[RichHandler(console=Console(stderr=True), show_path=False)],
+        handlers=[RichHandler(console=make_console(stderr=True), show_path=False)],
     )
 
 

@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import sys
 from datetime import datetime
 
+from rich.console import Console
 from rich.table import Table
 from rich.text import Text
 
@@ -20,6 +22,12 @@ _STATUS_STYLE = {
     "errored": "red",
     "retrying": "yellow",
 }
+
+
+def make_console(stderr: bool = False) -> Console:
+    """A console that stays readable when piped (CI logs): 140 columns instead of rich's 80."""
+    stream = sys.stderr if stderr else sys.stdout
+    return Console(stderr=stderr, width=None if stream.isatty() else 140)
 
 
 def status_text(status: str) -> Text:
@@ -59,9 +67,12 @@ def run_timeline(run: Run) -> Table:
     table = Table(
         title=f"run {run.id} · {run.function} · {run.status.value} · attempt {run.attempt}/{run.max_attempts}"
     )
-    for column in ("step", "status", "attempts", "took", "timeline", "output / error"):
+    for column in ("step", "status", "attempts", "took"):
         table.add_column(column, overflow="fold")
-    start = run.started_at or run.created_at
+    table.add_column("timeline", no_wrap=True, width=30)
+    table.add_column("output / error", overflow="fold", max_width=60)
+    starts = [s.started_at for s in run.steps if s.started_at]
+    start = min(starts) if starts else (run.started_at or run.created_at)
     end = max([run.ended_at or start] + [s.ended_at or s.started_at or start for s in run.steps])
     span = max((end - start).total_seconds(), 1e-6)
     for step in run.steps:
