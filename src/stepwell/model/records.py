@@ -84,6 +84,7 @@ class Step:
     started_at: datetime | None = None
     ended_at: datetime | None = None
     wake_at: datetime | None = None
+    position: int = 0  # order of first call within the run: replays must call steps in this order
 
 
 @dataclass(frozen=True, slots=True)

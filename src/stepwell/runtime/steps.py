@@ -45,7 +45,7 @@ class StepLedger:
     def __init__(self, claimed: ClaimedRun, store: Store) -> None:
         self.claimed = claimed
         self.store = store
-        self.recorded = list(claimed.steps)
+        self.recorded = {step.position: step for step in claimed.steps}
         self.memo: dict[str, Step] = {step.id: step for step in claimed.steps}
         self.calls: dict[str, int] = {}
         self.position = 0
@@ -60,10 +60,11 @@ class StepLedger:
         step_id = name if count == 1 else f"{name}#{count}"
         position = self.position
         self.position += 1
-        if position < len(self.recorded):
-            recorded = self.recorded[position]
-            if recorded.id != step_id or recorded.kind != kind:
-                raise NonDeterminismError(position, f"{recorded.kind.value} {recorded.id}", f"{kind.value} {step_id}")
+        recorded = self.recorded.get(position)
+        if recorded is None:
+            recorded = self.memo.get(step_id)  # the same id recorded at another position is a reorder too
+        if recorded is not None and (recorded.id, recorded.kind, recorded.position) != (step_id, kind, position):
+            raise NonDeterminismError(position, f"{recorded.kind.value} {recorded.id}", f"{kind.value} {step_id}")
         return step_id, position
 
     def replayed(self, step_id: str) -> tuple[bool, Any]:

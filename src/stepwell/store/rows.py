@@ -31,7 +31,8 @@ def error_bytes(error: ErrorInfo | None) -> bytes | None:
 
 
 def step_from_row(row: Any, to_time: Any) -> Step:
-    step_id, kind, status, attempts, output, error, started_at, ended_at, wake_at = row
+    """Columns: id, kind, status, attempts, output, error, started_at, ended_at, wake_at, position."""
+    step_id, kind, status, attempts, output, error, started_at, ended_at, wake_at, position = row
     return Step(
         id=step_id,
         kind=StepKind(kind),
@@ -42,4 +43,5 @@ def step_from_row(row: Any, to_time: Any) -> Step:
         started_at=to_time(started_at),
         ended_at=to_time(ended_at),
         wake_at=to_time(wake_at),
+        position=position,
     )

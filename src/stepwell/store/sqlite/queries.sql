@@ -30,7 +30,7 @@ RETURNING id, function, attempt, max_attempts, event_id, input, input_name, crea
 SELECT name, data, ts FROM events WHERE id = :id;
 
 -- name: steps_of_run
-SELECT id, kind, status, attempts, output, error, started_at, ended_at, wake_at
+SELECT id, kind, status, attempts, output, error, started_at, ended_at, wake_at, position
 FROM steps WHERE run_id = :run_id ORDER BY position;
 
 -- name: extend_lease

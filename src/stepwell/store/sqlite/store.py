@@ -306,6 +306,7 @@ class SQLiteStore:
             started_at=_time(row[1]),
             ended_at=_time(ended),
             wake_at=_time(wake_at),
+            position=step.position,
         )
 
     def settle_runs(self, settlements: Sequence[Settlement], *, now: datetime | None = None) -> list[str]:
