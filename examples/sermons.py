@@ -80,8 +80,7 @@ def demo(quick: bool) -> None:
     console = make_console()
     db = Path(".stepwell/demo")
     shutil.rmtree(db, ignore_errors=True)
-    app.bind(None)
-    app._database_url = f"sqlite:///{db / 'stepwell.db'}"
+    app.use_database(f"sqlite:///{db / 'stepwell.db'}")
     count = 3 if quick else 6
     cool_down = "300ms" if quick else "1s"
     requests = [

@@ -2,6 +2,9 @@
 
 from stepwell.app import App
 from stepwell.errors import (
+    FanOutFailed,
+    InvokeError,
+    InvokeTimeout,
     NonDeterminismError,
     NonRetriableError,
     RetryAfterError,
@@ -13,6 +16,7 @@ from stepwell.model.function import on_event
 from stepwell.model.records import Event, Run, RunStatus, Step, StepStatus
 from stepwell.model.retry import Backoff
 from stepwell.runtime.context import Context
+from stepwell.runtime.fanout import FanOut
 
 __all__ = [
     "App",
@@ -20,6 +24,10 @@ __all__ = [
     "Context",
     "Event",
     "EventIn",
+    "FanOut",
+    "FanOutFailed",
+    "InvokeError",
+    "InvokeTimeout",
     "NonDeterminismError",
     "NonRetriableError",
     "RetryAfterError",

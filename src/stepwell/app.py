@@ -22,9 +22,10 @@ from stepwell.model.durations import Duration, parse_duration
 from stepwell.model.event import DEFAULT_MAX_EVENT_BYTES, EventIn, as_event_in
 from stepwell.model.function import FunctionSpec, OnEvent, Trigger, check_name
 from stepwell.model.jsonvalue import encode
-from stepwell.model.records import DeadLetter, EventRecord, Run, RunStatus
+from stepwell.model.records import DeadLetter, EventRecord, FanOutCounts, Run, RunStatus
 from stepwell.model.retry import Backoff, RetryPolicy
 from stepwell.runtime.dispatch import new_run
+from stepwell.runtime.engine import Engine
 from stepwell.runtime.ingest import ingest
 from stepwell.runtime.registry import Registry
 from stepwell.runtime.wakeup import Wakeups
@@ -76,6 +77,13 @@ class App:
                         store.migrate()
                     self._store = store
         return self._store
+
+    def use_database(self, database_url: str) -> None:
+        """Point the app at another database (closing the current store); it opens on next use."""
+        resolve_database_url(database_url)
+        self.close()
+        with self._store_lock:
+            self._database_url = database_url
 
     def bind(self, store: Store | None, clock: Clock | None = None) -> tuple[Store | None, Clock]:
         """Swap the store and clock (used by stepwell.testing); returns the previous pair."""
@@ -130,38 +138,66 @@ class App:
     # producing
 
     def send(
-        self, name: str | Sequence[Any], data: Any = None, *, id: str | None = None, ts: datetime | None = None
+        self,
+        name: str | Sequence[Any],
+        data: Any = None,
+        *,
+        id: str | None = None,
+        ts: datetime | None = None,
+        connection: object | None = None,
     ) -> Any:
-        """Store an event durably and start the runs it triggers; returns its id (a list for a batch)."""
+        """Store an event durably and start the runs it triggers; returns its id (a list for a batch).
+
+        `connection` (PostgreSQL): an open psycopg Connection, or SQLAlchemy Connection or Session,
+        whose transaction the event and its runs join; Stepwell never commits it, so a rollback
+        leaves nothing behind (transactional enqueue).
+        """
         if isinstance(name, str):
-            accepted = self._ingest([EventIn(name, data, id, ts)])
+            accepted = self._ingest([EventIn(name, data, id, ts)], connection)
             return accepted[0]
         if data is not None or id is not None or ts is not None:
             raise ConfigurationError("send(batch) takes only the list; put data, id and ts in each entry")
-        return self._ingest([as_event_in(item, i) for i, item in enumerate(name)])
+        return self._ingest([as_event_in(item, i) for i, item in enumerate(name)], connection)
 
     async def asend(
-        self, name: str | Sequence[Any], data: Any = None, *, id: str | None = None, ts: datetime | None = None
+        self,
+        name: str | Sequence[Any],
+        data: Any = None,
+        *,
+        id: str | None = None,
+        ts: datetime | None = None,
+        connection: object | None = None,
     ) -> Any:
-        return await asyncio.to_thread(self.send, name, data, id=id, ts=ts)
+        return await asyncio.to_thread(self.send, name, data, id=id, ts=ts, connection=connection)
 
-    def _ingest(self, events: list[EventIn]) -> list[str]:
-        accepted = ingest(
-            events, registry=self.registry, store=self.store, clock=self.clock, max_bytes=self.max_event_bytes
-        )
-        if any(a.run_ids and not a.duplicate for a in accepted):
-            self.wakeups.notify()
+    def _ingest(self, events: list[EventIn], connection: object | None = None) -> list[str]:
+        if connection is None:
+            accepted = self.engine.send(events)
+        else:
+            accepted = ingest(
+                events,
+                registry=self.registry,
+                store=self.store,
+                clock=self.clock,
+                max_bytes=self.max_event_bytes,
+                connection=connection,
+            )
+        if connection is None and any(a.run_ids and not a.duplicate for a in accepted):
+            self.wakeups.notify()  # in a caller's transaction the runs are not visible yet: NOTIFY comes at commit
         return [a.id for a in accepted]
 
-    def enqueue(self, function: str, data: Any = None) -> str:
-        """Start a run of `function` directly with `data` as its input; returns the run id."""
+    def enqueue(self, function: str, data: Any = None, *, connection: object | None = None) -> str:
+        """Start a run of `function` directly with `data` as its input; returns the run id.
+
+        `connection`: join the caller's open transaction, as in `send`."""
         spec = self._spec(function)
         payload = encode({} if data is None else data, where=f"enqueue({function!r}) data")
         if len(payload) > self.max_event_bytes:
             raise ConfigurationError(f"enqueue({function!r}) data is {len(payload)} bytes, over {self.max_event_bytes}")
         run = new_run(spec, self.clock.now(), input=payload, input_name=ENQUEUE_EVENT)
-        self.store.create_runs([run])
-        self.wakeups.notify()
+        self.store.create_runs([run], connection=connection)
+        if connection is None:
+            self.wakeups.notify()
         return run.id
 
     # inspecting and operating
@@ -220,16 +256,29 @@ class App:
         return self.store.list_dead_letters(function=function, limit=limit)
 
     def redrive(
-        self, run_ids: Sequence[str] | str | None = None, *, function: str | None = None, since: datetime | None = None
+        self,
+        run_ids: Sequence[str] | str | None = None,
+        *,
+        function: str | None = None,
+        since: datetime | None = None,
+        fan_out: str | None = None,
     ) -> list[str]:
-        """Re-run dead-lettered runs from their failed step; an entry already redriven is left alone."""
+        """Re-run dead-lettered runs from their failed step; an entry already redriven is left alone.
+
+        `fan_out=parent_run_id` redrives only that parent's failed children, and the parent too if
+        its fan-out failed, so that it waits for them again and continues when they are done.
+        """
         ids = [run_ids] if isinstance(run_ids, str) else list(run_ids or ())
-        if not ids and function is None and since is None:
-            raise ConfigurationError("redrive needs run ids, function= or since=")
-        redriven = self.store.redrive(RedriveRequest(ids, function, since))
+        if not ids and function is None and since is None and fan_out is None:
+            raise ConfigurationError("redrive needs run ids, function=, since= or fan_out=")
+        redriven = self.store.redrive(RedriveRequest(ids, function, since, parent_id=fan_out))
         if redriven:
             self.wakeups.notify()
         return redriven
+
+    def fan_out_progress(self, run_id: str, step_id: str) -> FanOutCounts:
+        """Where a fan-out's children stand (queued, running, completed, failed, cancelled), while it runs."""
+        return self.store.fan_out_counts(run_id, step_id)
 
     def event(self, event_id: str) -> EventRecord:
         record = self.store.get_event(event_id)
@@ -239,8 +288,12 @@ class App:
 
     # working
 
+    @property
+    def engine(self) -> Engine:
+        return Engine(self.registry, self.store, self.clock, self.max_event_bytes)
+
     def worker(self, options: WorkerOptions | None = None) -> Worker:
-        return Worker(self.registry, self.store, self.clock, options, wakeups=self.wakeups)
+        return Worker(self.engine, options, wakeups=self.wakeups)
 
     def run_worker(self, **options: Any) -> None:
         """Run a worker in this thread until SIGTERM or SIGINT (options: see WorkerOptions)."""
@@ -272,6 +325,21 @@ def _spec(
     return FunctionSpec(name, handler, inspect.iscoroutinefunction(handler), triggers, policy, on_failure)
 
 
+def migration_sql(database_url: str | None = None) -> str:
+    """The schema script of the URL's backend, as `migrate()` would apply it to an empty database.
+
+    For teams that apply schema changes with their own tool (Alembic, Django); nothing is connected.
+    """
+    resolved = resolve_database_url(database_url)
+    if resolved.backend == "sqlite":
+        from stepwell.store.sqlite.store import migration_script
+    elif resolved.backend == "postgresql":
+        from stepwell.store.postgres.store import migration_script
+    else:
+        raise ConfigurationError(f"no store for {resolved.backend!r}")
+    return migration_script()
+
+
 def open_store(database_url: str | None, clock: Clock, sqlite_synchronous: str = "NORMAL") -> Store:
     resolved = resolve_database_url(database_url)
     if resolved.backend == "sqlite":
@@ -279,4 +347,9 @@ def open_store(database_url: str | None, clock: Clock, sqlite_synchronous: str =
 
         assert resolved.path is not None
         return SQLiteStore(resolved.path, clock=clock, synchronous=sqlite_synchronous)
+    if resolved.backend == "postgresql":
+        from stepwell.store.postgres.store import PostgresStore
+
+        # Production PostgreSQL runs on database time (one authority for leases); only tests pin it.
+        return PostgresStore(resolved.url, clock=clock if clock.is_virtual else None)
     raise ConfigurationError(f"no store for {resolved.backend!r}")

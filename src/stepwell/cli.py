@@ -14,7 +14,7 @@ import click
 import orjson
 from rich.logging import RichHandler
 
-from stepwell.app import App
+from stepwell.app import App, migration_sql
 from stepwell.errors import StepwellError
 from stepwell.render import dead_letters_table, make_console, run_timeline, runs_table
 
@@ -37,8 +37,7 @@ def load_app(target: str, database_url: str | None = None) -> App:
     if not isinstance(app, App):
         raise click.BadParameter(f"{target!r} is not a stepwell.App (found {type(app).__name__})")
     if database_url:
-        app.bind(None)
-        app._database_url = database_url
+        app.use_database(database_url)
     return app
 
 
@@ -210,8 +209,10 @@ def runs_ls(
 @click.option("--database-url", envvar="STEPWELL_DATABASE_URL", help=_DB_HELP)
 def runs_show(run_id: str, database_url: str | None) -> None:
     """Show a run and its step timeline."""
-    run = _plain_app(database_url, None).get_run(run_id)
-    console.print(run_timeline(run))
+    app = _plain_app(database_url, None)
+    run = app.get_run(run_id)
+    fan_outs = {s.id: app.fan_out_progress(run.id, s.id) for s in run.steps if s.kind == "fan_out"}
+    console.print(run_timeline(run, fan_outs))
     if run.output is not None:
         console.print("output:", run.output)
     for number, error in enumerate(run.errors, 1):
@@ -265,8 +266,16 @@ def dlq_redrive(run_ids: tuple[str, ...], function: str | None, database_url: st
 
 @main.command()
 @click.option("--database-url", envvar="STEPWELL_DATABASE_URL", help=_DB_HELP)
-def migrate(database_url: str | None) -> None:
+@click.option(
+    "--print-sql",
+    is_flag=True,
+    help="print the schema SQL for the URL's backend instead of applying it (to apply with Alembic, Django, ...)",
+)
+def migrate(database_url: str | None, print_sql: bool) -> None:
     """Create or upgrade the schema."""
+    if print_sql:
+        click.echo(migration_sql(database_url), nl=False)
+        return
     app = App("stepwell-cli", database_url=database_url, auto_migrate=False)
     applied = app.store.migrate()
     console.print(f"applied migrations {applied}" if applied else "schema is up to date")

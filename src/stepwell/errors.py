@@ -105,6 +105,18 @@ class StepError(StepwellError):
         super().__init__(f"step {step_id!r} failed: {error_type}: {message}")
 
 
+class InvokeError(StepError):
+    """The invoked child run failed (or was cancelled); `error_type` and `error_message` are the child's."""
+
+
+class InvokeTimeout(InvokeError):
+    """The invoked child run did not finish within the invoke's timeout; the child was cancelled."""
+
+
+class FanOutFailed(StepError):
+    """More children of a fan-out failed than its `tolerate` allows."""
+
+
 class Suspend(BaseException):
     """Internal: unwinds user code when a run sleeps or waits.
 

@@ -9,7 +9,7 @@ from rich.console import Console
 from rich.table import Table
 from rich.text import Text
 
-from stepwell.model.records import DeadLetter, Run
+from stepwell.model.records import DeadLetter, FanOutCounts, Run
 
 _STATUS_STYLE = {
     "queued": "cyan",
@@ -62,7 +62,29 @@ def runs_table(runs: list[Run]) -> Table:
     return table
 
 
-def run_timeline(run: Run) -> Table:
+def progress_bar(counts: FanOutCounts, width: int = 30) -> Text:
+    """completed ▇ failed ▇ running ▇ queued ░, in proportion to the fan-out's total."""
+    total = counts.total or max(counts.created, 1)
+    text = Text()
+    for amount, char, style in (
+        (counts.completed, "█", "green"),
+        (counts.failed + counts.cancelled, "█", "red"),
+        (counts.running, "█", "yellow"),
+        (counts.queued, "░", "cyan"),
+    ):
+        text.append(char * round(width * amount / total), style=style)
+    return text
+
+
+def fan_out_line(counts: FanOutCounts) -> str:
+    total = "creating" if counts.total is None else f"{counts.finished}/{counts.total}"
+    return (
+        f"{total} finished · {counts.completed} completed · {counts.failed} failed · "
+        f"{counts.running} running · {counts.queued} queued"
+    )
+
+
+def run_timeline(run: Run, fan_outs: dict[str, FanOutCounts] | None = None) -> Table:
     """Steps in order, with a bar placing each one in the run's span."""
     table = Table(
         title=f"run {run.id} · {run.function} · {run.status.value} · attempt {run.attempt}/{run.max_attempts}"
@@ -82,11 +104,16 @@ def run_timeline(run: Run) -> Table:
         left = int(begin * width)
         size = max(1, int((finish - begin) * width))
         bar = Text(" " * left + "█" * min(size, width - left), style=_STATUS_STYLE.get(step.status.value, ""))
-        detail = (
-            str(step.error)
-            if step.error
-            else (f"until {_when(step.wake_at)}" if step.wake_at and step.status == "sleeping" else _short(step.output))
-        )
+        if fan_outs and step.id in fan_outs:
+            bar = progress_bar(fan_outs[step.id], width)
+        if step.error:
+            detail = str(step.error)
+        elif fan_outs and step.id in fan_outs:
+            detail = fan_out_line(fan_outs[step.id])
+        elif step.wake_at and step.status in ("sleeping", "waiting"):
+            detail = f"until {_when(step.wake_at)}"
+        else:
+            detail = _short(step.output)
         table.add_row(
             step.id,
             status_text(step.status.value),

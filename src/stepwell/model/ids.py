@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import os
 from datetime import datetime
 from typing import NewType
@@ -21,6 +22,17 @@ def new_id(now: datetime) -> str:
         value, digit = divmod(value, 32)
         chars.append(_ALPHABET[digit])
     return "".join(reversed(chars))
+
+
+def child_run_id(parent_id: str, step_id: str, index: int | None = None) -> str:
+    """Deterministic, so that a parent replaying after a crash creates each child exactly once."""
+    digest = hashlib.sha256(step_id.encode()).hexdigest()[:10]
+    return f"{parent_id}.{digest}" if index is None else f"{parent_id}.{digest}.{index}"
+
+
+def sent_event_id(run_id: str, step_id: str) -> str:
+    """The id of an event sent by a step: the same on every replay, so the send happens once."""
+    return f"{run_id}.{hashlib.sha256(step_id.encode()).hexdigest()[:16]}"
 
 
 def new_token() -> str:

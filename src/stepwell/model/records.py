@@ -30,17 +30,23 @@ class StepStatus(StrEnum):
     FAILED = "failed"  # final error memoized; replay raises StepError
     ERRORED = "errored"  # an attempt raised; runs again on the next attempt
     SLEEPING = "sleeping"  # a sleep that has not yet ended
+    WAITING = "waiting"  # waiting for an event, a child run, or a fan-out's children
 
 
 class StepKind(StrEnum):
     RUN = "run"
     SLEEP = "sleep"
+    WAIT = "wait"  # wait_for_event
+    INVOKE = "invoke"
+    FAN_OUT = "fan_out"
+    SEND = "send"
 
 
 class Disposition(StrEnum):
     """Why an accepted event started what it started (or nothing)."""
 
     STARTED = "started"
+    RESUMED = "resumed"  # started no run, but resumed runs waiting for it
     NO_MATCH = "no_match"
 
 
@@ -133,6 +139,36 @@ class EventRecord:
     received_at: datetime
     disposition: Disposition
     run_ids: tuple[str, ...] = field(default=())
+
+
+@dataclass(frozen=True, slots=True)
+class FanOutCounts:
+    """Where a fan-out's children stand, counted from their own rows."""
+
+    total: int | None  # None until every child has been created
+    queued: int = 0
+    running: int = 0
+    completed: int = 0
+    failed: int = 0
+    cancelled: int = 0
+    done: bool = False
+
+    @property
+    def created(self) -> int:
+        return self.queued + self.running + self.completed + self.failed + self.cancelled
+
+    @property
+    def finished(self) -> int:
+        return self.completed + self.failed + self.cancelled
+
+
+@dataclass(frozen=True, slots=True)
+class ChildResult:
+    index: int
+    run_id: str
+    status: RunStatus
+    output: Any = None
+    error: ErrorInfo | None = None
 
 
 @dataclass(frozen=True, slots=True)

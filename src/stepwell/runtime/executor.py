@@ -6,6 +6,7 @@ import asyncio
 from typing import Any
 
 from stepwell.errors import (
+    ConfigurationError,
     LeaseLost,
     NonDeterminismError,
     NonRetriableError,
@@ -16,17 +17,18 @@ from stepwell.errors import (
 from stepwell.model.function import FunctionSpec
 from stepwell.model.jsonvalue import encode
 from stepwell.runtime.context import Context
+from stepwell.runtime.engine import Engine
 from stepwell.runtime.errorinfo import error_info
 from stepwell.runtime.outcomes import Completed, Failed, LeaseGone, Outcome, Suspended
 from stepwell.runtime.steps import AsyncSteps, StepLedger, Steps, SuspendRun
-from stepwell.store.base import ClaimedRun, Store
+from stepwell.store.base import ClaimedRun
 
-_NOT_RETRIABLE = (NonRetriableError, OutputNotSerializable, NonDeterminismError, StepError)
+_NOT_RETRIABLE = (NonRetriableError, OutputNotSerializable, NonDeterminismError, StepError, ConfigurationError)
 
 
-def execute_sync(spec: FunctionSpec, claimed: ClaimedRun, store: Store) -> Outcome:
+def execute_sync(spec: FunctionSpec, claimed: ClaimedRun, engine: Engine) -> Outcome:
     """Run a sync function's attempt on the calling thread."""
-    ledger = StepLedger(claimed, store)
+    ledger = StepLedger(claimed, engine)
     ctx = Context(claimed.event, claimed.run_id, claimed.function, claimed.attempt, Steps(ledger))
     try:
         result = spec.handler(ctx)
@@ -35,9 +37,9 @@ def execute_sync(spec: FunctionSpec, claimed: ClaimedRun, store: Store) -> Outco
     return _completion(spec, result, ledger)
 
 
-async def execute_async(spec: FunctionSpec, claimed: ClaimedRun, store: Store) -> Outcome:
+async def execute_async(spec: FunctionSpec, claimed: ClaimedRun, engine: Engine) -> Outcome:
     """Run an async function's attempt on the running loop."""
-    ledger = StepLedger(claimed, store)
+    ledger = StepLedger(claimed, engine)
     ctx = Context(claimed.event, claimed.run_id, claimed.function, claimed.attempt, AsyncSteps(ledger))
     try:
         result = await spec.handler(ctx)
@@ -57,7 +59,7 @@ def _completion(spec: FunctionSpec, result: Any, ledger: StepLedger) -> Outcome:
 
 def _failure(error: BaseException, ledger: StepLedger) -> Outcome:
     if isinstance(error, SuspendRun):
-        return Suspended(error.until)
+        return Suspended(error.until, error.waiting)
     if isinstance(error, LeaseLost):
         return LeaseGone()
     info = error_info(error, step=ledger.failed_step)

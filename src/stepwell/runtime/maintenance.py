@@ -24,6 +24,7 @@ class Maintenance:
         while rescued >= 1000:
             rescued = self.store.rescue_expired_leases(now=now)
             total += rescued
+        self.store.wake_finished_fan_outs(now=now)
         purged = None
         moment = self.clock.monotonic()
         if self._last_purge is None or moment - self._last_purge >= self.purge_every.total_seconds():

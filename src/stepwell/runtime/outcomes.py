@@ -19,7 +19,8 @@ class Completed:
 
 @dataclass(frozen=True, slots=True)
 class Suspended:
-    until: datetime
+    until: datetime | None
+    waiting: bool = False
 
 
 @dataclass(frozen=True, slots=True)
@@ -44,8 +45,8 @@ def decide(
     match outcome:
         case Completed(output):
             return Complete(lease, output)
-        case Suspended(until):
-            return Suspend(lease, until)
+        case Suspended(until, waiting):
+            return Suspend(lease, until, waiting)
         case Failed(error, True, retry_after) if claimed.attempt < claimed.max_attempts:
             delay = retry_after if retry_after is not None else policy.backoff.delay(claimed.attempt, rand)
             return Retry(lease, error, delay)

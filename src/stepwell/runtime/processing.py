@@ -7,19 +7,17 @@ from typing import Any
 
 from stepwell.model.records import ErrorInfo
 from stepwell.model.retry import RetryPolicy
+from stepwell.runtime.engine import Engine
 from stepwell.runtime.executor import execute_async, execute_sync
 from stepwell.runtime.outcomes import Failed, Outcome, decide
-from stepwell.runtime.registry import Registry
-from stepwell.store.base import ClaimedRun, Settlement, Store
+from stepwell.store.base import ClaimedRun, Settlement
 
 RunSync = Callable[..., Awaitable[Any]]
 
 
-async def process_claimed(
-    registry: Registry, store: Store, claimed: ClaimedRun, run_sync: RunSync
-) -> Settlement | None:
+async def process_claimed(engine: Engine, claimed: ClaimedRun, run_sync: RunSync) -> Settlement | None:
     """`run_sync(fn, *args)` decides where sync user code runs (a thread pool, or inline in tests)."""
-    spec = registry.get(claimed.function)
+    spec = engine.registry.get(claimed.function)
     outcome: Outcome
     if spec is None:
         outcome = Failed(
@@ -28,7 +26,7 @@ async def process_claimed(
         )
         return decide(outcome, claimed, RetryPolicy())
     if spec.is_async:
-        outcome = await execute_async(spec, claimed, store)
+        outcome = await execute_async(spec, claimed, engine)
     else:
-        outcome = await run_sync(execute_sync, spec, claimed, store)
+        outcome = await run_sync(execute_sync, spec, claimed, engine)
     return decide(outcome, claimed, spec.retry)

@@ -19,15 +19,14 @@ from dataclasses import dataclass
 from datetime import timedelta
 from typing import Any, TypeVar
 
-from stepwell.clock import Clock
 from stepwell.errors import StepwellError
 from stepwell.model.ids import new_token
+from stepwell.runtime.engine import Engine
 from stepwell.runtime.heartbeat import Heartbeat
 from stepwell.runtime.maintenance import Maintenance
 from stepwell.runtime.processing import process_claimed
-from stepwell.runtime.registry import Registry
 from stepwell.runtime.wakeup import Wakeups
-from stepwell.store.base import ClaimedRun, Lease, Retention, Settlement, Store
+from stepwell.store.base import ClaimedRun, Lease, Retention, Settlement
 
 log = logging.getLogger("stepwell.worker")
 T = TypeVar("T")
@@ -54,15 +53,14 @@ class WorkerOptions:
 class Worker:
     def __init__(
         self,
-        registry: Registry,
-        store: Store,
-        clock: Clock,
+        engine: Engine,
         options: WorkerOptions | None = None,
         *,
         wakeups: Wakeups | None = None,
         worker_id: str | None = None,
     ) -> None:
-        self.registry, self.store, self.clock = registry, store, clock
+        self.engine = engine
+        self.store, self.clock = engine.store, engine.clock
         self.options = options or WorkerOptions()
         self.worker_id = worker_id or f"{socket.gethostname()}:{os.getpid()}:{new_token()[:8]}"
         self.wakeups = wakeups
@@ -145,7 +143,7 @@ class Worker:
 
     async def _process(self, claimed: ClaimedRun) -> None:
         try:
-            settlement = await process_claimed(self.registry, self.store, claimed, self._run_sync)
+            settlement = await process_claimed(self.engine, claimed, self._run_sync)
         except Exception:  # a bug of ours: keep the worker alive, the lease will expire and rescue
             log.exception("run %s could not be processed", claimed.run_id)
             settlement = None

@@ -16,11 +16,13 @@ from datetime import datetime, timedelta
 from typing import Any, Protocol
 
 from stepwell.model.records import (
+    ChildResult,
     DeadLetter,
     ErrorInfo,
     Event,
     EventRecord,
     FailureReason,
+    FanOutCounts,
     Run,
     RunStatus,
     Step,
@@ -40,6 +42,32 @@ class NewRun:
     parent_id: str | None = None
     replay_of: str | None = None
     priority: int = 0
+
+
+@dataclass(frozen=True, slots=True)
+class NewChild:
+    """A child run created by a step of a parent run (invoke, fan-out); its id is deterministic."""
+
+    run: NewRun
+    index: int | None  # the item's position in a fan-out; None for invoke
+
+
+@dataclass(frozen=True, slots=True)
+class NewWait:
+    """What a waiting step matches: events named `event_name` whose value at `match_path` equals
+    `match_value` (canonical JSON of the waiting run's own value there), and whose CEL `condition`
+    over `event` (the waiting run's event, `origin`) and `async` (the new event) holds."""
+
+    event_name: str
+    match_path: str | None
+    match_value: str | None
+    condition: str | None
+    origin: bytes
+    timeout: timedelta | None
+
+
+# Evaluates a wait's CEL condition: (condition, origin event JSON, incoming event JSON) -> matches.
+ConditionCheck = Callable[[str, Any, Any], bool]
 
 
 @dataclass(frozen=True, slots=True)
@@ -94,6 +122,7 @@ class StepWrite:
     error: ErrorInfo | None = None
     wake_at: datetime | None = None
     sleep_for: timedelta | None = None  # a sleep measured from the store's now; resolved into wake_at
+    started_at: datetime | None = None  # when the attempt at this step began (default: when it is written)
 
 
 # Settling a claimed run: one of these per run, many per transaction.
@@ -114,8 +143,11 @@ class Retry:
 
 @dataclass(frozen=True, slots=True)
 class Suspend:
+    """Sleep until `until`, or (waiting=True) wait to be woken, with `until` as the timeout (None: none)."""
+
     lease: Lease
-    until: datetime
+    until: datetime | None
+    waiting: bool = False
 
 
 @dataclass(frozen=True, slots=True)
@@ -156,6 +188,7 @@ class RedriveRequest:
     function: str | None = None
     since: datetime | None = None
     limit: int = 10_000
+    parent_id: str | None = None  # redrive a fan-out: its failed children, and the parent if it failed
 
 
 @dataclass(frozen=True, slots=True)
@@ -180,12 +213,29 @@ class Store(Protocol):
         """The store's authority for time."""
         ...
 
-    def append_events(self, events: Sequence[NewEvent], *, now: datetime | None = None) -> list[AcceptedEvent]:
-        """Store events and the runs they start, all in one transaction; a known event id is a no-op."""
+    def append_events(
+        self,
+        events: Sequence[NewEvent],
+        *,
+        now: datetime | None = None,
+        conditions: ConditionCheck | None = None,
+        connection: object | None = None,
+    ) -> list[AcceptedEvent]:
+        """Store events, the runs they start, and resume the waits they match, all in one transaction.
+
+        A known event id is a no-op. Waits are matched through their index; `conditions` evaluates
+        the CEL condition of the candidates that have one.
+
+        `connection` (transactional enqueue): write inside the caller's open transaction on their own
+        database connection, and never commit it, so that their rollback leaves no event and no run.
+        A store that cannot share the caller's transaction raises ConfigurationError.
+        """
         ...
 
-    def create_runs(self, runs: Sequence[NewRun], *, now: datetime | None = None) -> None:
-        """Queue runs that no event started (direct enqueue, replay)."""
+    def create_runs(
+        self, runs: Sequence[NewRun], *, now: datetime | None = None, connection: object | None = None
+    ) -> None:
+        """Queue runs that no event started (direct enqueue, replay); `connection` as in append_events."""
         ...
 
     def claim_runs(
@@ -200,6 +250,49 @@ class Store(Protocol):
 
     def record_step(self, lease: Lease, step: StepWrite, *, now: datetime | None = None) -> Step:
         """Write a step's state under the lease; raises LeaseLost if the lease is gone."""
+        ...
+
+    def register_wait(self, lease: Lease, step: StepWrite, wait: NewWait, *, now: datetime | None = None) -> Step:
+        """Record a waiting step (wake_at = its timeout) and its matcher; fenced; a second call is a no-op."""
+        ...
+
+    def start_child(self, lease: Lease, step: StepWrite, child: NewChild, *, now: datetime | None = None) -> Step:
+        """Record an invoke step (waiting) and create its child run once; fenced."""
+        ...
+
+    def time_out_step(
+        self, lease: Lease, step_id: str, *, error: ErrorInfo | None, now: datetime | None = None
+    ) -> Step:
+        """End a waiting step at its timeout: complete it with no output (error=None) or fail it with `error`,
+        drop its matcher and cancel its child. If it was resolved meanwhile, return it as resolved."""
+        ...
+
+    def open_fan_out(
+        self, lease: Lease, step: StepWrite, *, function: str, tolerate: float, now: datetime | None = None
+    ) -> Step:
+        """Record a fan-out step (waiting) and its job set; fenced; idempotent."""
+        ...
+
+    def create_children(
+        self, lease: Lease, step_id: str, children: Sequence[NewChild], *, now: datetime | None = None
+    ) -> int:
+        """Create a chunk of the leased run step's children; existing ones are skipped. Returns how many were new."""
+        ...
+
+    def seal_fan_out(self, lease: Lease, step_id: str, total: int, *, now: datetime | None = None) -> FanOutCounts:
+        """Every child exists: record the total; if they have all finished already, mark the fan-out done."""
+        ...
+
+    def fan_out_counts(self, parent_id: str, step_id: str) -> FanOutCounts:
+        """Children by status, counted from their rows."""
+        ...
+
+    def fan_out_results(self, parent_id: str, step_id: str, *, after: int, limit: int) -> list[ChildResult]:
+        """A page of children in item order, from index `after` + 1."""
+        ...
+
+    def wake_finished_fan_outs(self, *, now: datetime | None = None, limit: int = 100) -> int:
+        """Safety net: mark done (and wake the parent of) sealed fan-outs whose children have all finished."""
         ...
 
     def settle_runs(self, settlements: Sequence[Settlement], *, now: datetime | None = None) -> list[str]:

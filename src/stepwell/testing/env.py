@@ -74,7 +74,8 @@ class TestEnv:
         executed = 0
         while executed < max_runs:
             self.store.rescue_expired_leases()
-            claimed = self.store.claim_runs(worker_id="stepwell-testing", limit=50, lease=_LEASE)
+            limit = min(50, max_runs - executed)
+            claimed = self.store.claim_runs(worker_id="stepwell-testing", limit=limit, lease=_LEASE)
             if not claimed:
                 next_due = self.store.queue_stats().next_due
                 if not skip_time or next_due is None or next_due <= self.clock.now():
@@ -82,7 +83,7 @@ class TestEnv:
                 self.clock.set(next_due)
                 continue
             for run in claimed:
-                settlement = await process_claimed(self.app.registry, self.store, run, _inline)
+                settlement = await process_claimed(self.app.engine, run, _inline)
                 if settlement is not None:
                     self.store.settle_runs([settlement])
                 executed += 1

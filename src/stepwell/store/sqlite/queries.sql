@@ -16,11 +16,11 @@ VALUES (:id, :function, :event_id, :input, :input_name, :parent_id, :replay_of, 
 
 -- name: claim_runs
 UPDATE runs
-SET status = 'running', lease_owner = :worker_id, lease_token = :token,
+SET status = 'running', lease_owner = :worker_id, lease_token = :token, wake_requested = 0,
     lease_expires_at = :expires_at, started_at = coalesce(started_at, :now)
 WHERE id IN (
     SELECT id FROM runs
-    WHERE status IN ('queued', 'sleeping') AND available_at <= :now
+    WHERE status IN ('queued', 'sleeping', 'waiting') AND available_at <= :now
     ORDER BY priority DESC, available_at
     LIMIT :limit
 )
@@ -40,7 +40,7 @@ RETURNING lease_expires_at;
 
 -- name: upsert_step
 INSERT INTO steps (run_id, id, position, kind, status, attempts, output, error, wake_at, started_at, ended_at)
-SELECT :run_id, :id, :position, :kind, :status, 1, :output, :error, :wake_at, :now, :ended_at
+SELECT :run_id, :id, :position, :kind, :status, 1, :output, :error, :wake_at, coalesce(:started_at, :now), :ended_at
 WHERE EXISTS (SELECT 1 FROM runs WHERE id = :run_id AND lease_token = :token AND status = 'running')
 ON CONFLICT (run_id, id) DO UPDATE
 SET status = excluded.status, output = excluded.output, error = excluded.error,
@@ -63,7 +63,7 @@ RETURNING attempt - 1 AS failed_attempt;
 
 -- name: suspend_run
 UPDATE runs
-SET status = 'sleeping', available_at = :until,
+SET status = :status, available_at = CASE WHEN wake_requested = 1 THEN :now ELSE :until END, wake_requested = 0,
     lease_owner = NULL, lease_token = NULL, lease_expires_at = NULL
 WHERE id = :run_id AND lease_token = :token AND status = 'running';
 
@@ -192,8 +192,98 @@ DELETE FROM events WHERE id IN (
 
 -- name: queue_stats
 SELECT
-    (SELECT count(*) FROM runs WHERE status IN ('queued', 'sleeping') AND available_at <= :now),
-    (SELECT count(*) FROM runs WHERE status IN ('queued', 'sleeping') AND available_at > :now),
+    (SELECT count(*) FROM runs WHERE status IN ('queued', 'sleeping', 'waiting') AND available_at <= :now),
+    (SELECT count(*) FROM runs WHERE status IN ('queued', 'sleeping', 'waiting') AND available_at > :now
+                                  AND available_at < :forever),
     (SELECT count(*) FROM runs WHERE status = 'running'),
     (SELECT count(*) FROM dead_letters WHERE redriven_at IS NULL),
-    (SELECT min(available_at) FROM runs WHERE status IN ('queued', 'sleeping'));
+    (SELECT min(available_at) FROM runs WHERE status IN ('queued', 'sleeping', 'waiting') AND available_at < :forever);
+
+-- Waiting for events, child runs, fan-outs (migration 0002).
+
+-- name: wait_paths
+SELECT DISTINCT match_path FROM waits WHERE event_name = :name;
+
+-- name: waits_matching
+SELECT run_id, step_id, condition, origin FROM waits
+WHERE event_name = :name AND match_path IS :path AND match_value IS :value
+ORDER BY created_at;
+
+-- name: insert_wait
+INSERT INTO waits (run_id, step_id, event_name, match_path, match_value, condition, origin, expires_at, created_at)
+VALUES (:run_id, :step_id, :event_name, :match_path, :match_value, :condition, :origin, :expires_at, :now)
+ON CONFLICT DO NOTHING;
+
+-- name: delete_wait
+DELETE FROM waits WHERE run_id = :run_id AND step_id = :step_id RETURNING run_id;
+
+-- name: resolve_step
+UPDATE steps SET status = :status, output = :output, error = :error, ended_at = :now
+WHERE run_id = :run_id AND id = :step_id AND status = 'waiting';
+
+-- name: wake_run
+UPDATE runs SET available_at = :now, wake_requested = 1
+WHERE id = :run_id AND status IN ('waiting', 'running');
+
+-- name: set_disposition
+UPDATE events SET disposition = :disposition WHERE id = :id;
+
+-- name: lease_held
+SELECT 1 FROM runs WHERE id = :run_id AND lease_token = :token AND status = 'running';
+
+-- name: insert_child
+INSERT INTO runs (id, function, event_id, input, input_name, parent_id, parent_step, child_index, on_failure,
+                  status, attempt, max_attempts, priority, available_at, created_at)
+VALUES (:id, :function, NULL, :input, :input_name, :parent_id, :parent_step, :child_index, :on_failure,
+        'queued', 1, :max_attempts, :priority, :now, :now)
+ON CONFLICT DO NOTHING;
+
+-- name: child_link
+SELECT parent_id, parent_step, child_index, status, output, error FROM runs WHERE id = :id;
+
+-- name: step_of_run
+SELECT id, kind, status, attempts, output, error, started_at, ended_at, wake_at, position
+FROM steps WHERE run_id = :run_id AND id = :step_id;
+
+-- name: invoked_child
+SELECT id FROM runs WHERE parent_id = :parent_id AND parent_step = :step_id AND child_index IS NULL;
+
+-- name: insert_fan_out
+INSERT INTO fan_outs (parent_id, step_id, function, tolerate, created_at)
+VALUES (:parent_id, :step_id, :function, :tolerate, :now)
+ON CONFLICT DO NOTHING;
+
+-- name: seal_fan_out
+UPDATE fan_outs SET total = :total WHERE parent_id = :parent_id AND step_id = :step_id;
+
+-- name: fan_out_finished
+UPDATE fan_outs SET done_at = :now
+WHERE parent_id = :parent_id AND step_id = :step_id AND total IS NOT NULL AND done_at IS NULL
+  AND NOT EXISTS (
+      SELECT 1 FROM runs
+      WHERE parent_id = :parent_id AND parent_step = :step_id
+        AND status NOT IN ('completed', 'failed', 'cancelled')
+  );
+
+-- name: fan_out_row
+SELECT total, done_at FROM fan_outs WHERE parent_id = :parent_id AND step_id = :step_id;
+
+-- name: fan_out_status_counts
+SELECT status, count(*) FROM runs WHERE parent_id = :parent_id AND parent_step = :step_id GROUP BY status;
+
+-- name: fan_out_page
+SELECT child_index, id, status, output, error FROM runs
+WHERE parent_id = :parent_id AND parent_step = :step_id AND child_index > :after
+ORDER BY child_index LIMIT :limit;
+
+-- name: unfinished_fan_outs
+SELECT parent_id, step_id FROM fan_outs WHERE total IS NOT NULL AND done_at IS NULL LIMIT :limit;
+
+-- name: open_dead_children
+SELECT d.run_id FROM dead_letters d JOIN runs r ON r.id = d.run_id
+WHERE r.parent_id = :parent_id AND d.redriven_at IS NULL;
+
+-- name: reopen_failed_fan_outs
+UPDATE fan_outs SET done_at = NULL, total = NULL
+WHERE parent_id = :run_id
+  AND step_id IN (SELECT id FROM steps WHERE run_id = :run_id AND status IN ('failed', 'errored'));

@@ -11,20 +11,23 @@ import os
 import sqlite3
 import threading
 from collections.abc import Callable, Iterator, Sequence
+from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
 from stepwell.clock import Clock, SystemClock
-from stepwell.errors import LeaseLost, StoreError, StoreFull, StoreUnavailable
+from stepwell.errors import ConfigurationError, LeaseLost, StoreError, StoreFull, StoreUnavailable
 from stepwell.model.ids import new_token
 from stepwell.model.records import (
+    ChildResult,
     DeadLetter,
     Disposition,
     ErrorInfo,
     Event,
     EventRecord,
     FailureReason,
+    FanOutCounts,
     Run,
     RunStatus,
     Step,
@@ -34,10 +37,13 @@ from stepwell.store.base import (
     AcceptedEvent,
     ClaimedRun,
     Complete,
+    ConditionCheck,
     Fail,
     Lease,
+    NewChild,
     NewEvent,
     NewRun,
+    NewWait,
     PurgeCounts,
     QueueStats,
     RedriveRequest,
@@ -50,22 +56,33 @@ from stepwell.store.base import (
 )
 from stepwell.store.failure import failure_handler_input
 from stepwell.store.rows import error_bytes, error_or_none, error_required, json_or_none, step_from_row
-from stepwell.store.sqlfile import load_migrations, load_queries
+from stepwell.store.sqlfile import load_migrations
+from stepwell.store.sqlite import waiting
+from stepwell.store.sqlite.waiting import FOREVER, Q
 
-_Q = load_queries("stepwell.store.sqlite")
+_Q = Q
 _PACKAGE = "stepwell.store.sqlite"
 
 
-def _ts(when: datetime | None) -> float | None:
-    return None if when is None else when.timestamp()
+_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+_MICROSECOND = timedelta(microseconds=1)
 
 
-def _time(value: float | None) -> datetime | None:
-    return None if value is None else datetime.fromtimestamp(value, UTC)
+def _us(span: timedelta) -> int:
+    """A duration in whole microseconds: times are integers so that arithmetic and comparisons are exact."""
+    return span // _MICROSECOND
+
+
+def _ts(when: datetime | None) -> int | None:
+    return None if when is None else _us(when - _EPOCH)
 
 
 def _t(value: float) -> datetime:
-    return datetime.fromtimestamp(value, UTC)
+    return _EPOCH + timedelta(microseconds=int(value))
+
+
+def _time(value: float | None) -> datetime | None:
+    return None if value is None else _t(value)
 
 
 class SQLiteStore:
@@ -136,8 +153,8 @@ class SQLiteStore:
                 raise
             conn.execute("COMMIT")
 
-    def _now(self, now: datetime | None) -> float:
-        return (now or self.clock.now()).timestamp()
+    def _now(self, now: datetime | None) -> int:
+        return _us((now or self.clock.now()) - _EPOCH)
 
     def now(self) -> datetime:
         return self.clock.now()
@@ -153,10 +170,7 @@ class SQLiteStore:
     def migrate(self) -> list[int]:
         applied: list[int] = []
         with self._write("migrate") as conn:
-            conn.execute(
-                "CREATE TABLE IF NOT EXISTS stepwell_migrations"
-                " (version INTEGER PRIMARY KEY, name TEXT, applied_at REAL)"
-            )
+            conn.execute(_MIGRATIONS_TABLE)
             done = {row[0] for row in conn.execute("SELECT version FROM stepwell_migrations")}
             for version, name, sql in load_migrations(_PACKAGE):
                 if version in done:
@@ -172,9 +186,18 @@ class SQLiteStore:
 
     # ingest
 
-    def append_events(self, events: Sequence[NewEvent], *, now: datetime | None = None) -> list[AcceptedEvent]:
+    def append_events(
+        self,
+        events: Sequence[NewEvent],
+        *,
+        now: datetime | None = None,
+        conditions: ConditionCheck | None = None,
+        connection: object | None = None,
+    ) -> list[AcceptedEvent]:
+        _refuse_connection(connection)
         at = self._now(now)
         accepted: list[AcceptedEvent] = []
+        stored: list[bool] = []
         with self._write("append_events") as conn:
             for event in events:
                 disposition = Disposition.STARTED if event.runs else Disposition.NO_MATCH
@@ -189,21 +212,28 @@ class SQLiteStore:
                         "disposition": disposition.value,
                     },
                 )
+                stored.append(cursor.rowcount == 1)
                 if cursor.rowcount == 0:
                     existing = conn.execute(_Q["runs_of_event"], {"event_id": event.id}).fetchall()
                     accepted.append(AcceptedEvent(event.id, True, tuple(r[0] for r in existing)))
                     continue
                 self._insert_runs(conn, event.runs, at, event_id=event.id)
                 accepted.append(AcceptedEvent(event.id, False, tuple(r.id for r in event.runs)))
+            for event_id in waiting.resume_waits(conn, events, stored, conditions, at):
+                if not next(a for a in accepted if a.id == event_id).run_ids:
+                    conn.execute(_Q["set_disposition"], {"id": event_id, "disposition": Disposition.RESUMED.value})
         return accepted
 
-    def create_runs(self, runs: Sequence[NewRun], *, now: datetime | None = None) -> None:
+    def create_runs(
+        self, runs: Sequence[NewRun], *, now: datetime | None = None, connection: object | None = None
+    ) -> None:
+        _refuse_connection(connection)
         at = self._now(now)
         with self._write("create_runs") as conn:
             self._insert_runs(conn, runs, at, event_id=None)
 
     @staticmethod
-    def _insert_runs(conn: sqlite3.Connection, runs: Sequence[NewRun], at: float, *, event_id: str | None) -> None:
+    def _insert_runs(conn: sqlite3.Connection, runs: Sequence[NewRun], at: int, *, event_id: str | None) -> None:
         conn.executemany(
             _Q["insert_run"],
             [
@@ -231,7 +261,7 @@ class SQLiteStore:
     ) -> list[ClaimedRun]:
         at = self._now(now)
         token = new_token()
-        expires = at + lease.total_seconds()
+        expires = at + _us(lease)
         with self._write("claim_runs") as conn:
             rows = conn.execute(
                 _Q["claim_runs"],
@@ -241,7 +271,7 @@ class SQLiteStore:
         claimed.sort(key=lambda c: c.run_id)
         return claimed
 
-    def _claimed(self, conn: sqlite3.Connection, row: Any, token: str, expires: float, at: float) -> ClaimedRun:
+    def _claimed(self, conn: sqlite3.Connection, row: Any, token: str, expires: int, at: int) -> ClaimedRun:
         run_id, function, attempt, max_attempts, event_id, input_data, input_name, created_at = row
         if event_id is not None:
             name, data, ts = conn.execute(_Q["event_of"], {"id": event_id}).fetchone()
@@ -260,7 +290,7 @@ class SQLiteStore:
         )
 
     def extend_leases(self, leases: Sequence[Lease], *, lease: timedelta, now: datetime | None = None) -> list[Lease]:
-        expires = self._now(now) + lease.total_seconds()
+        expires = self._now(now) + _us(lease)
         renewed = []
         with self._write("extend_leases") as conn:
             for held in leases:
@@ -273,27 +303,36 @@ class SQLiteStore:
 
     def record_step(self, lease: Lease, step: StepWrite, *, now: datetime | None = None) -> Step:
         at = self._now(now)
-        wake_at = _ts(step.wake_at)
-        if wake_at is None and step.sleep_for is not None:
-            wake_at = at + step.sleep_for.total_seconds()
-        ended = at if step.status in (StepStatus.COMPLETED, StepStatus.FAILED, StepStatus.ERRORED) else None
         with self._write("record_step") as conn:
-            row = conn.execute(
-                _Q["upsert_step"],
-                {
-                    "run_id": lease.run_id,
-                    "token": lease.token,
-                    "id": step.step_id,
-                    "position": step.position,
-                    "kind": step.kind.value,
-                    "status": step.status.value,
-                    "output": step.output,
-                    "error": error_bytes(step.error),
-                    "wake_at": wake_at,
-                    "now": at,
-                    "ended_at": ended,
-                },
-            ).fetchone()
+            return self._upsert_step(conn, lease, self._resolve_sleep(step, at), at)
+
+    @staticmethod
+    def _resolve_sleep(step: StepWrite, at: int) -> StepWrite:
+        if step.wake_at is None and step.sleep_for is not None:
+            return replace(step, wake_at=_t(at + _us(step.sleep_for)), sleep_for=None)
+        return step
+
+    @staticmethod
+    def _upsert_step(conn: sqlite3.Connection, lease: Lease, step: StepWrite, at: int) -> Step:
+        finished = step.status in (StepStatus.COMPLETED, StepStatus.FAILED, StepStatus.ERRORED)
+        ended = at if finished else None
+        row = conn.execute(
+            _Q["upsert_step"],
+            {
+                "run_id": lease.run_id,
+                "token": lease.token,
+                "id": step.step_id,
+                "position": step.position,
+                "kind": step.kind.value,
+                "status": step.status.value,
+                "output": step.output,
+                "error": error_bytes(step.error),
+                "wake_at": _ts(step.wake_at),
+                "now": at,
+                "ended_at": ended,
+                "started_at": _ts(step.started_at),
+            },
+        ).fetchone()
         if row is None:
             raise LeaseLost(f"run {lease.run_id}: lease lost; step {step.step_id!r} was not recorded")
         return Step(
@@ -305,9 +344,83 @@ class SQLiteStore:
             error=step.error,
             started_at=_time(row[1]),
             ended_at=_time(ended),
-            wake_at=_time(wake_at),
+            wake_at=step.wake_at,
             position=step.position,
         )
+
+    # waiting: events, children, fan-outs
+
+    def register_wait(self, lease: Lease, step: StepWrite, wait: NewWait, *, now: datetime | None = None) -> Step:
+        at = self._now(now)
+        expires = None if wait.timeout is None else at + _us(wait.timeout)
+        write = replace(step, wake_at=None if expires is None else _t(expires), sleep_for=None)
+        with self._write("register_wait") as conn:
+            written = self._upsert_step(conn, lease, write, at)
+            waiting.insert_wait(conn, lease, step.step_id, wait, expires, at)
+        return written
+
+    def start_child(self, lease: Lease, step: StepWrite, child: NewChild, *, now: datetime | None = None) -> Step:
+        at = self._now(now)
+        with self._write("start_child") as conn:
+            written = self._upsert_step(conn, lease, self._resolve_sleep(step, at), at)
+            waiting.insert_children(conn, lease, step.step_id, [child], at)
+        return written
+
+    def time_out_step(
+        self, lease: Lease, step_id: str, *, error: ErrorInfo | None, now: datetime | None = None
+    ) -> Step:
+        at = self._now(now)
+        with self._write("time_out_step") as conn:
+            row = waiting.time_out(conn, lease, step_id, error, at)
+        return step_from_row(row, _time)
+
+    def open_fan_out(
+        self, lease: Lease, step: StepWrite, *, function: str, tolerate: float, now: datetime | None = None
+    ) -> Step:
+        at = self._now(now)
+        with self._write("open_fan_out") as conn:
+            written = self._upsert_step(conn, lease, step, at)
+            conn.execute(
+                _Q["insert_fan_out"],
+                {
+                    "parent_id": lease.run_id,
+                    "step_id": step.step_id,
+                    "function": function,
+                    "tolerate": tolerate,
+                    "now": at,
+                },
+            )
+        return written
+
+    def create_children(
+        self, lease: Lease, step_id: str, children: Sequence[NewChild], *, now: datetime | None = None
+    ) -> int:
+        at = self._now(now)
+        with self._write("create_children") as conn:
+            waiting.check_lease(conn, lease, f"children of step {step_id!r}")
+            return waiting.insert_children(conn, lease, step_id, children, at)
+
+    def seal_fan_out(self, lease: Lease, step_id: str, total: int, *, now: datetime | None = None) -> FanOutCounts:
+        at = self._now(now)
+        with self._write("seal_fan_out") as conn:
+            waiting.check_lease(conn, lease, f"the fan-out of step {step_id!r}")
+            conn.execute(_Q["seal_fan_out"], {"parent_id": lease.run_id, "step_id": step_id, "total": total})
+            waiting.finish_fan_out(conn, lease.run_id, step_id, at)
+            return waiting.fan_out_counts(conn, lease.run_id, step_id)
+
+    def fan_out_counts(self, parent_id: str, step_id: str) -> FanOutCounts:
+        with self._translate("fan_out_counts"):
+            return waiting.fan_out_counts(self._reader(), parent_id, step_id)
+
+    def fan_out_results(self, parent_id: str, step_id: str, *, after: int, limit: int) -> list[ChildResult]:
+        with self._translate("fan_out_results"):
+            return waiting.fan_out_page(self._reader(), parent_id, step_id, after, limit)
+
+    def wake_finished_fan_outs(self, *, now: datetime | None = None, limit: int = 100) -> int:
+        at = self._now(now)
+        with self._write("wake_finished_fan_outs") as conn:
+            rows = conn.execute(_Q["unfinished_fan_outs"], {"limit": limit}).fetchall()
+            return sum(waiting.finish_fan_out(conn, parent_id, step_id, at) for parent_id, step_id in rows)
 
     def settle_runs(self, settlements: Sequence[Settlement], *, now: datetime | None = None) -> list[str]:
         at = self._now(now)
@@ -318,17 +431,22 @@ class SQLiteStore:
                     lost.append(settlement.lease.run_id)
         return lost
 
-    def _settle(self, conn: sqlite3.Connection, settlement: Settlement, at: float) -> bool:
+    def _settle(self, conn: sqlite3.Connection, settlement: Settlement, at: int) -> bool:
         lease = {"run_id": settlement.lease.run_id, "token": settlement.lease.token, "now": at}
         match settlement:
             case Complete(output=output):
-                return conn.execute(_Q["complete_run"], {**lease, "output": output}).rowcount == 1
-            case Suspend(until=until):
-                return conn.execute(_Q["suspend_run"], {**lease, "until": _ts(until)}).rowcount == 1
+                if conn.execute(_Q["complete_run"], {**lease, "output": output}).rowcount != 1:
+                    return False
+                waiting.child_finished(conn, settlement.lease.run_id, at)
+                return True
+            case Suspend(until=until, waiting=is_waiting):
+                status = RunStatus.WAITING if is_waiting else RunStatus.SLEEPING
+                params = {**lease, "until": FOREVER if until is None else _ts(until), "status": status.value}
+                return conn.execute(_Q["suspend_run"], params).rowcount == 1
             case Retry(error=error, delay=delay):
                 row = conn.execute(
                     _Q["retry_run"],
-                    {**lease, "error": error_bytes(error), "available_at": at + delay.total_seconds()},
+                    {**lease, "error": error_bytes(error), "available_at": at + _us(delay)},
                 ).fetchone()
                 if row is None:
                     return False
@@ -338,7 +456,7 @@ class SQLiteStore:
                 return self._fail(conn, settlement.lease, error, reason, at)
         raise AssertionError(f"unknown settlement {settlement!r}")
 
-    def _fail(self, conn: sqlite3.Connection, lease: Lease, error: ErrorInfo, reason: FailureReason, at: float) -> bool:
+    def _fail(self, conn: sqlite3.Connection, lease: Lease, error: ErrorInfo, reason: FailureReason, at: int) -> bool:
         row = conn.execute(
             _Q["fail_run"], {"run_id": lease.run_id, "token": lease.token, "now": at, "error": error_bytes(error)}
         ).fetchone()
@@ -369,6 +487,7 @@ class SQLiteStore:
                 now=_t(at),
             )
             self._insert_runs(conn, [handler_run], at, event_id=None)
+        waiting.child_finished(conn, lease.run_id, at)
         return True
 
     @staticmethod
@@ -381,7 +500,7 @@ class SQLiteStore:
         return input_name or function, json_or_none(input_data)
 
     @staticmethod
-    def _record_error(conn: sqlite3.Connection, run_id: str, attempt: int, error: ErrorInfo, at: float) -> None:
+    def _record_error(conn: sqlite3.Connection, run_id: str, attempt: int, error: ErrorInfo, at: int) -> None:
         conn.execute(
             _Q["record_run_error"], {"run_id": run_id, "attempt": attempt, "error": error_bytes(error), "now": at}
         )
@@ -416,17 +535,27 @@ class SQLiteStore:
     def cancel_runs(self, run_ids: Sequence[str], *, now: datetime | None = None) -> list[str]:
         at = self._now(now)
         with self._write("cancel_runs") as conn:
-            return [
+            cancelled = [
                 row[0]
                 for run_id in run_ids
                 for row in conn.execute(_Q["cancel_run"], {"run_id": run_id, "now": at}).fetchall()
             ]
+            for run_id in cancelled:
+                waiting.child_finished(conn, run_id, at)
+        return cancelled
 
     def redrive(self, request: RedriveRequest, *, now: datetime | None = None) -> list[str]:
         at = self._now(now)
         redriven: list[str] = []
         with self._write("redrive") as conn:
-            if request.run_ids:
+            if request.parent_id is not None:
+                candidates = [
+                    row[0] for row in conn.execute(_Q["open_dead_children"], {"parent_id": request.parent_id})
+                ]
+                candidates += [
+                    row[0] for row in conn.execute(_Q["open_dead_letters_by_id"], {"run_id": request.parent_id})
+                ]
+            elif request.run_ids:
                 candidates = [
                     row[0]
                     for run_id in request.run_ids
@@ -444,6 +573,7 @@ class SQLiteStore:
                 if conn.execute(_Q["mark_redriven"], {"run_id": run_id, "now": at}).rowcount != 1:
                     continue
                 conn.execute(_Q["requeue_redriven"], {"run_id": run_id, "now": at})
+                conn.execute(_Q["reopen_failed_fan_outs"], {"run_id": run_id})
                 conn.execute(_Q["forget_failed_steps"], {"run_id": run_id})
                 redriven.append(run_id)
         return redriven
@@ -507,8 +637,8 @@ class SQLiteStore:
     def purge(self, retention: Retention, *, now: datetime | None = None) -> PurgeCounts:
         at = self._now(now)
         params = {
-            "completed_before": at - retention.completed.total_seconds(),
-            "failed_before": at - retention.dead_letters.total_seconds(),
+            "completed_before": at - _us(retention.completed),
+            "failed_before": at - _us(retention.dead_letters),
             "batch": retention.batch,
         }
         runs = events = 0
@@ -538,7 +668,7 @@ class SQLiteStore:
     def queue_stats(self, *, now: datetime | None = None) -> QueueStats:
         with self._translate("queue_stats"):
             ready, scheduled, running, dead, next_due = (
-                self._reader().execute(_Q["queue_stats"], {"now": self._now(now)}).fetchone()
+                self._reader().execute(_Q["queue_stats"], {"now": self._now(now), "forever": FOREVER}).fetchone()
             )
         return QueueStats(ready, scheduled, running, dead, _time(next_due))
 
@@ -578,6 +708,34 @@ def _run_from_row(row: Any, steps: tuple[Step, ...] = (), errors: tuple[ErrorInf
         steps=steps,
         errors=errors,
     )
+
+
+_MIGRATIONS_TABLE = (
+    "CREATE TABLE IF NOT EXISTS stepwell_migrations (version INTEGER PRIMARY KEY, name TEXT, applied_at INTEGER)"
+)
+
+
+def migration_script() -> str:
+    """Every migration as one SQL script, with its bookkeeping: what `migrate()` applies to an empty database.
+
+    For teams whose own tool applies schema changes (`stepwell migrate --print-sql`).
+    """
+    now_us = "CAST((julianday('now') - 2440587.5) * 86400000000 AS INTEGER)"
+    parts = ["-- Stepwell schema for SQLite (what `stepwell migrate` applies).", _MIGRATIONS_TABLE + ";"]
+    for version, name, script in load_migrations(_PACKAGE):
+        # version and name come from our own file names (NNNN_word.sql): nothing to quote.
+        record = f"INSERT OR IGNORE INTO stepwell_migrations (version, name, applied_at) VALUES ({version}, '{name}', {now_us});"
+        parts += [f"-- {name}", script.strip(), record]
+    return "\n\n".join(parts) + "\n"
+
+
+def _refuse_connection(connection: object | None) -> None:
+    """Transactional enqueue needs the caller's transaction and ours to be one: only PostgreSQL offers that."""
+    if connection is not None:
+        raise ConfigurationError(
+            "connection=: transactional enqueue (writing inside your own database transaction) needs the "
+            "PostgreSQL store; with SQLite, call send/enqueue without connection= after your commit"
+        )
 
 
 def _statements(script: str) -> list[str]:

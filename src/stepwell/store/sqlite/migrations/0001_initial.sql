@@ -1,11 +1,12 @@
--- Stepwell schema, version 1 (SQLite). Times are REAL seconds since the Unix epoch, UTC.
+-- Stepwell schema, version 1 (SQLite). Times are INTEGER microseconds since the Unix epoch, UTC:
+-- integers keep arithmetic and comparisons exact.
 
 CREATE TABLE events (
     id          TEXT PRIMARY KEY,
     name        TEXT NOT NULL,
     data        BLOB NOT NULL,
-    ts          REAL NOT NULL,
-    received_at REAL NOT NULL,
+    ts          INTEGER NOT NULL,
+    received_at INTEGER NOT NULL,
     disposition TEXT NOT NULL
 );
 CREATE INDEX events_received_at ON events (received_at);
@@ -23,15 +24,15 @@ CREATE TABLE runs (
     attempt          INTEGER NOT NULL DEFAULT 1,
     max_attempts     INTEGER NOT NULL,
     priority         INTEGER NOT NULL DEFAULT 0,
-    available_at     REAL NOT NULL,
+    available_at     INTEGER NOT NULL,
     lease_owner      TEXT,
     lease_token      TEXT,
-    lease_expires_at REAL,
+    lease_expires_at INTEGER,
     output           BLOB,
     error            BLOB,
-    created_at       REAL NOT NULL,
-    started_at       REAL,
-    ended_at         REAL
+    created_at       INTEGER NOT NULL,
+    started_at       INTEGER,
+    ended_at         INTEGER
 );
 CREATE INDEX runs_ready ON runs (priority DESC, available_at) WHERE status IN ('queued', 'sleeping');
 CREATE INDEX runs_leased ON runs (lease_expires_at) WHERE status = 'running';
@@ -49,9 +50,9 @@ CREATE TABLE steps (
     attempts   INTEGER NOT NULL DEFAULT 1,
     output     BLOB,
     error      BLOB,
-    wake_at    REAL,
-    started_at REAL NOT NULL,
-    ended_at   REAL,
+    wake_at    INTEGER,
+    started_at INTEGER NOT NULL,
+    ended_at   INTEGER,
     PRIMARY KEY (run_id, id)
 ) WITHOUT ROWID;
 
@@ -60,7 +61,7 @@ CREATE TABLE run_errors (
     seq     INTEGER NOT NULL,
     attempt INTEGER NOT NULL,
     error   BLOB NOT NULL,
-    at      REAL NOT NULL,
+    at      INTEGER NOT NULL,
     PRIMARY KEY (run_id, seq)
 ) WITHOUT ROWID;
 
@@ -70,8 +71,8 @@ CREATE TABLE dead_letters (
     error         BLOB NOT NULL,
     reason        TEXT NOT NULL,
     attempts      INTEGER NOT NULL,
-    failed_at     REAL NOT NULL,
-    redriven_at   REAL,
+    failed_at     INTEGER NOT NULL,
+    redriven_at   INTEGER,
     redrive_count INTEGER NOT NULL DEFAULT 0
 );
 CREATE INDEX dead_letters_open ON dead_letters (function, failed_at) WHERE redriven_at IS NULL;

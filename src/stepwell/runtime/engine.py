@@ -1,0 +1,37 @@
+"""What running a function needs besides the run itself: the functions, the store, the clock."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from stepwell.clock import Clock
+from stepwell.errors import ConfigurationError
+from stepwell.model.event import EventIn
+from stepwell.model.function import FunctionSpec
+from stepwell.runtime.ingest import ingest
+from stepwell.runtime.registry import Registry
+from stepwell.store.base import AcceptedEvent, Store
+
+
+@dataclass(frozen=True, slots=True)
+class Engine:
+    registry: Registry
+    store: Store
+    clock: Clock
+    max_event_bytes: int
+
+    def send(self, events: Sequence[EventIn]) -> list[AcceptedEvent]:
+        return ingest(
+            events, registry=self.registry, store=self.store, clock=self.clock, max_bytes=self.max_event_bytes
+        )
+
+    def function(self, target: Any) -> FunctionSpec:
+        """The spec of a decorated function (anything with `.spec`) or of a registered name."""
+        spec = getattr(target, "spec", None)
+        if isinstance(spec, FunctionSpec):
+            return spec
+        if isinstance(target, str) and (found := self.registry.get(target)) is not None:
+            return found
+        raise ConfigurationError(f"{target!r} is not a function of this app; pass the decorated function or its name")

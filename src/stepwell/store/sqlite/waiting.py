@@ -1,0 +1,202 @@
+"""The SQLite transactions of waiting: event waits, invoked children, fan-outs.
+
+Functions over an open write transaction; `SQLiteStore` opens it and delegates here.
+"""
+
+from __future__ import annotations
+
+import sqlite3
+from collections.abc import Sequence
+from typing import Any
+
+import orjson
+
+from stepwell.errors import LeaseLost
+from stepwell.model.matching import canonical_value_at, event_document
+from stepwell.model.records import ChildResult, ErrorInfo, FanOutCounts, RunStatus, StepStatus
+from stepwell.store.base import ConditionCheck, Lease, NewChild, NewEvent, NewWait
+from stepwell.store.rows import error_bytes, error_or_none, json_or_none
+from stepwell.store.sqlfile import load_queries
+
+Q = load_queries("stepwell.store.sqlite")
+FOREVER = 253402300799_000000  # 9999-12-31 in microseconds: "until woken"
+
+
+def check_lease(conn: sqlite3.Connection, lease: Lease, what: str) -> None:
+    if conn.execute(Q["lease_held"], {"run_id": lease.run_id, "token": lease.token}).fetchone() is None:
+        raise LeaseLost(f"run {lease.run_id}: lease lost; {what} was not written")
+
+
+def insert_wait(
+    conn: sqlite3.Connection, lease: Lease, step_id: str, wait: NewWait, expires: int | None, at: int
+) -> None:
+    conn.execute(
+        Q["insert_wait"],
+        {
+            "run_id": lease.run_id,
+            "step_id": step_id,
+            "event_name": wait.event_name,
+            "match_path": wait.match_path,
+            "match_value": wait.match_value,
+            "condition": wait.condition,
+            "origin": wait.origin,
+            "expires_at": expires,
+            "now": at,
+        },
+    )
+
+
+def resume_waits(
+    conn: sqlite3.Connection,
+    events: Sequence[NewEvent],
+    stored: Sequence[bool],
+    conditions: ConditionCheck | None,
+    at: int,
+) -> set[str]:
+    """Resolve the waits these newly stored events match; returns the ids of events that resumed something."""
+    paths_by_name: dict[str, list[str | None]] = {}
+    resumed: set[str] = set()
+    for event, is_new in zip(events, stored, strict=True):
+        if not is_new:
+            continue
+        if event.name not in paths_by_name:
+            paths_by_name[event.name] = [row[0] for row in conn.execute(Q["wait_paths"], {"name": event.name})]
+        paths = paths_by_name[event.name]
+        if not paths:
+            continue
+        document = event_document(event.id, event.name, orjson.loads(event.data), event.ts)
+        output = orjson.dumps(document)
+        for path in paths:
+            value = None if path is None else canonical_value_at(document, path)
+            if path is not None and value is None:
+                continue
+            rows = conn.execute(Q["waits_matching"], {"name": event.name, "path": path, "value": value}).fetchall()
+            for run_id, step_id, condition, origin in rows:
+                if condition and (conditions is None or not conditions(condition, orjson.loads(origin), document)):
+                    continue
+                if resolve_step(conn, run_id, step_id, StepStatus.COMPLETED, output, None, at):
+                    conn.execute(Q["delete_wait"], {"run_id": run_id, "step_id": step_id})
+                    resumed.add(event.id)
+    return resumed
+
+
+def resolve_step(
+    conn: sqlite3.Connection,
+    run_id: str,
+    step_id: str,
+    status: StepStatus,
+    output: bytes | None,
+    error: ErrorInfo | None,
+    at: int,
+) -> bool:
+    """Settle a waiting step from outside its run and wake the run; False if it was no longer waiting."""
+    changed = conn.execute(
+        Q["resolve_step"],
+        {
+            "run_id": run_id,
+            "step_id": step_id,
+            "status": status.value,
+            "output": output,
+            "error": error_bytes(error),
+            "now": at,
+        },
+    ).rowcount
+    if changed:
+        conn.execute(Q["wake_run"], {"run_id": run_id, "now": at})
+    return bool(changed)
+
+
+def insert_children(conn: sqlite3.Connection, lease: Lease, step_id: str, children: Sequence[NewChild], at: int) -> int:
+    before = conn.total_changes
+    conn.executemany(
+        Q["insert_child"],
+        [
+            {
+                "id": c.run.id,
+                "function": c.run.function,
+                "input": c.run.input,
+                "input_name": c.run.input_name,
+                "parent_id": lease.run_id,
+                "parent_step": step_id,
+                "child_index": c.index,
+                "on_failure": c.run.on_failure,
+                "max_attempts": c.run.max_attempts,
+                "priority": c.run.priority,
+                "now": at,
+            }
+            for c in children
+        ],
+    )
+    return conn.total_changes - before
+
+
+def child_finished(conn: sqlite3.Connection, run_id: str, at: int) -> None:
+    """A run reached a terminal status: resolve its parent's invoke step, or check its fan-out's last child."""
+    row = conn.execute(Q["child_link"], {"id": run_id}).fetchone()
+    if row is None or row[0] is None:
+        return
+    parent_id, parent_step, child_index, status, output, error = row
+    if child_index is None:
+        if status == RunStatus.COMPLETED:
+            resolve_step(conn, parent_id, parent_step, StepStatus.COMPLETED, output, None, at)
+        else:
+            failure = error_or_none(error) or ErrorInfo("Cancelled", f"child run {run_id} was cancelled")
+            resolve_step(conn, parent_id, parent_step, StepStatus.FAILED, None, failure, at)
+        return
+    finish_fan_out(conn, parent_id, parent_step, at)
+
+
+def finish_fan_out(conn: sqlite3.Connection, parent_id: str, step_id: str, at: int) -> bool:
+    """Mark the fan-out done once, if sealed and no child is unfinished, and wake the parent."""
+    done = conn.execute(Q["fan_out_finished"], {"parent_id": parent_id, "step_id": step_id, "now": at}).rowcount
+    if done:
+        conn.execute(Q["wake_run"], {"run_id": parent_id, "now": at})
+    return bool(done)
+
+
+def fan_out_counts(conn: sqlite3.Connection, parent_id: str, step_id: str) -> FanOutCounts:
+    row = conn.execute(Q["fan_out_row"], {"parent_id": parent_id, "step_id": step_id}).fetchone()
+    by_status: dict[str, int] = dict(
+        conn.execute(Q["fan_out_status_counts"], {"parent_id": parent_id, "step_id": step_id})
+    )
+    return FanOutCounts(
+        total=None if row is None else row[0],
+        queued=sum(by_status.get(s, 0) for s in ("queued", "sleeping", "waiting")),
+        running=by_status.get("running", 0),
+        completed=by_status.get("completed", 0),
+        failed=by_status.get("failed", 0),
+        cancelled=by_status.get("cancelled", 0),
+        done=row is not None and row[1] is not None,
+    )
+
+
+def fan_out_page(conn: sqlite3.Connection, parent_id: str, step_id: str, after: int, limit: int) -> list[ChildResult]:
+    rows = conn.execute(
+        Q["fan_out_page"], {"parent_id": parent_id, "step_id": step_id, "after": after, "limit": limit}
+    ).fetchall()
+    return [
+        ChildResult(index, run_id, RunStatus(status), json_or_none(output), error_or_none(error))
+        for index, run_id, status, output, error in rows
+    ]
+
+
+def time_out(conn: sqlite3.Connection, lease: Lease, step_id: str, error: ErrorInfo | None, at: int) -> Any:
+    """End a waiting step at its timeout; returns the step row as it is afterwards."""
+    check_lease(conn, lease, f"the timeout of step {step_id!r}")
+    status = StepStatus.COMPLETED if error is None else StepStatus.FAILED
+    if conn.execute(
+        Q["resolve_step"],
+        {
+            "run_id": lease.run_id,
+            "step_id": step_id,
+            "status": status.value,
+            "output": None,
+            "error": error_bytes(error),
+            "now": at,
+        },
+    ).rowcount:
+        conn.execute(Q["delete_wait"], {"run_id": lease.run_id, "step_id": step_id})
+        child = conn.execute(Q["invoked_child"], {"parent_id": lease.run_id, "step_id": step_id}).fetchone()
+        if child is not None:
+            conn.execute(Q["cancel_run"], {"run_id": child[0], "now": at}).fetchall()
+    return conn.execute(Q["step_of_run"], {"run_id": lease.run_id, "step_id": step_id}).fetchone()
