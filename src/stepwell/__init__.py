@@ -9,19 +9,27 @@ from stepwell.errors import (
     NonRetriableError,
     RetryAfterError,
     StepError,
+    StepTimeout,
     StepwellError,
 )
 from stepwell.model.event import EventIn
+from stepwell.model.flow import Batch, CancelOn, Concurrency, Debounce, RateLimit, Throttle
 from stepwell.model.function import on_event
 from stepwell.model.records import Event, Run, RunStatus, Step, StepStatus
 from stepwell.model.retry import Backoff
+from stepwell.model.schedule import Cron, cron
 from stepwell.runtime.context import Context
 from stepwell.runtime.fanout import FanOut
 
 __all__ = [
     "App",
     "Backoff",
+    "Batch",
+    "CancelOn",
+    "Concurrency",
     "Context",
+    "Cron",
+    "Debounce",
     "Event",
     "EventIn",
     "FanOut",
@@ -30,13 +38,17 @@ __all__ = [
     "InvokeTimeout",
     "NonDeterminismError",
     "NonRetriableError",
+    "RateLimit",
     "RetryAfterError",
     "Run",
     "RunStatus",
     "Step",
     "StepError",
     "StepStatus",
+    "StepTimeout",
     "StepwellError",
+    "Throttle",
+    "cron",
     "on_event",
 ]
 

@@ -20,13 +20,14 @@ from stepwell.errors import ConfigurationError, EventNotFound, RunNotFound, Time
 from stepwell.handle import FunctionHandle
 from stepwell.model.durations import Duration, parse_duration
 from stepwell.model.event import DEFAULT_MAX_EVENT_BYTES, EventIn, as_event_in
+from stepwell.model.flow import Batch, CancelOn, Concurrency, Debounce, FlowOptions, RateLimit, Throttle
 from stepwell.model.function import FunctionSpec, OnEvent, Trigger, check_name
 from stepwell.model.jsonvalue import encode
 from stepwell.model.records import DeadLetter, EventRecord, FanOutCounts, Run, RunStatus
 from stepwell.model.retry import Backoff, RetryPolicy
+from stepwell.model.schedule import Cron
 from stepwell.runtime.dispatch import new_run
 from stepwell.runtime.engine import Engine
-from stepwell.runtime.ingest import ingest
 from stepwell.runtime.registry import Registry
 from stepwell.runtime.wakeup import Wakeups
 from stepwell.runtime.worker import Worker, WorkerOptions
@@ -109,16 +110,49 @@ class App:
         retries: int = 3,
         backoff: Backoff | None = None,
         on_failure: Callable[..., Any] | None = None,
+        ordering_key: str | None = None,
+        on_dead_letter: str = "skip",
+        concurrency: Concurrency | Sequence[Concurrency] | None = None,
+        throttle: Throttle | None = None,
+        rate_limit: RateLimit | None = None,
+        debounce: Debounce | None = None,
+        batch: Batch | None = None,
+        priority: str | None = None,
+        idempotency: str | None = None,
+        timeout: Duration | None = None,
+        step_timeout: Duration | None = None,
+        cancel_on: CancelOn | Sequence[CancelOn] | None = None,
     ) -> Callable[[Callable[..., Any]], FunctionHandle]:
-        """Register a durable function. Invalid options are refused here, before anything runs."""
+        """Register a durable function. Invalid options are refused here, before anything runs.
+
+        Keys (`ordering_key`, `priority`, `idempotency`, the `key` of Concurrency, Throttle,
+        RateLimit, Debounce and Batch) are CEL expressions over `event`, e.g. "event.data.user_id".
+        """
         check_name(name, "function name")
         all_triggers = ((trigger,) if trigger is not None else ()) + tuple(triggers)
         for item in all_triggers:
-            if not isinstance(item, OnEvent):
+            if not isinstance(item, OnEvent | Cron):
                 raise ConfigurationError(
-                    f"function {name!r}: trigger {item!r} is not a trigger; use stepwell.on_event(...)"
+                    f"function {name!r}: trigger {item!r} is not a trigger; "
+                    "use stepwell.on_event(...) or stepwell.cron(...)"
                 )
         policy = RetryPolicy(retries=retries, backoff=backoff or Backoff())
+        flow = FlowOptions(
+            ordering_key=ordering_key,
+            on_dead_letter=on_dead_letter,  # type: ignore[arg-type]
+            concurrency=_as_tuple(concurrency),
+            throttle=throttle,
+            rate_limit=rate_limit,
+            debounce=debounce,
+            batch=batch,
+            priority=priority,
+            idempotency=idempotency,
+            timeout=None if timeout is None else parse_duration(timeout, option="timeout", allow_zero=False),
+            step_timeout=None
+            if step_timeout is None
+            else parse_duration(step_timeout, option="step_timeout", allow_zero=False),
+            cancel_on=_as_tuple(cancel_on),
+        )
         if on_failure is not None and not callable(on_failure):
             raise ConfigurationError(f"function {name!r}: on_failure must be a function, got {on_failure!r}")
 
@@ -129,7 +163,7 @@ class App:
             if on_failure is not None:
                 handler_name = f"{name}.on-failure"
                 self.registry.add(_spec(handler_name, on_failure, (), RetryPolicy()))
-            spec = _spec(name, handler, all_triggers, policy, on_failure=handler_name)
+            spec = _spec(name, handler, all_triggers, policy, on_failure=handler_name, flow=flow)
             self.registry.add(spec)
             return FunctionHandle(self, spec)
 
@@ -171,17 +205,7 @@ class App:
         return await asyncio.to_thread(self.send, name, data, id=id, ts=ts, connection=connection)
 
     def _ingest(self, events: list[EventIn], connection: object | None = None) -> list[str]:
-        if connection is None:
-            accepted = self.engine.send(events)
-        else:
-            accepted = ingest(
-                events,
-                registry=self.registry,
-                store=self.store,
-                clock=self.clock,
-                max_bytes=self.max_event_bytes,
-                connection=connection,
-            )
+        accepted = self.engine.send(events, connection=connection)
         if connection is None and any(a.run_ids and not a.duplicate for a in accepted):
             self.wakeups.notify()  # in a caller's transaction the runs are not visible yet: NOTIFY comes at commit
         return [a.id for a in accepted]
@@ -252,6 +276,45 @@ class App:
         self.wakeups.notify()
         return run.id
 
+    def cancel_runs(
+        self,
+        *,
+        function: str | None = None,
+        status: str | RunStatus | None = None,
+        key: str | None = None,
+        event_id: str | None = None,
+        limit: int = 1000,
+    ) -> list[str]:
+        """Cancel, in bulk, the unfinished runs that match a filter; returns the ids cancelled."""
+        if function is None and key is None and event_id is None:
+            raise ConfigurationError("cancel_runs needs function=, key= or event_id= (refusing to cancel everything)")
+        found = self.store.list_runs(
+            RunFilter(event_id, function, RunStatus(status) if status else None, None, limit, ordering_key=key)
+        )
+        return self.store.cancel_runs([run.id for run in found if not run.status.is_terminal])
+
+    def pause_key(self, function: str, key: str) -> None:
+        """Stop starting runs of one ordering key (every other key keeps flowing)."""
+        self._spec(function)
+        self.store.set_key_paused(function, key, True)
+
+    def resume_key(self, function: str, key: str) -> None:
+        self._spec(function)
+        self.store.set_key_paused(function, key, False)
+        self.wakeups.notify()
+
+    def drain_key(self, function: str, key: str) -> list[str]:
+        """Cancel every run of the key that has not started; a run in progress finishes."""
+        self._spec(function)
+        return self.store.drain_key(function, key)
+
+    def skip_key(self, function: str, key: str) -> str | None:
+        """Let a parked key move past its dead letter (which stays in the dead-letter list)."""
+        self._spec(function)
+        moved = self.store.skip_key(function, key)
+        self.wakeups.notify()
+        return moved
+
     def dead_letters(self, *, function: str | None = None, limit: int = 100) -> list[DeadLetter]:
         return self.store.list_dead_letters(function=function, limit=limit)
 
@@ -315,14 +378,22 @@ class App:
         return spec
 
 
+def _as_tuple(value: Any) -> tuple[Any, ...]:
+    if value is None:
+        return ()
+    return tuple(value) if isinstance(value, list | tuple) else (value,)
+
+
 def _spec(
     name: str,
     handler: Callable[..., Any],
     triggers: tuple[Trigger, ...],
     policy: RetryPolicy,
     on_failure: str | None = None,
+    flow: FlowOptions | None = None,
 ) -> FunctionSpec:
-    return FunctionSpec(name, handler, inspect.iscoroutinefunction(handler), triggers, policy, on_failure)
+    flow = None if flow is None or flow == FlowOptions() else flow
+    return FunctionSpec(name, handler, inspect.iscoroutinefunction(handler), triggers, policy, on_failure, flow)
 
 
 def migration_sql(database_url: str | None = None) -> str:

@@ -84,6 +84,7 @@ def _run_worker(
     lease: float,
     poll_interval: float,
     shutdown_timeout: float,
+    rescue_interval: float,
     verbose: bool,
 ) -> None:
     from datetime import timedelta
@@ -95,6 +96,7 @@ def _run_worker(
         lease=timedelta(seconds=lease),
         poll_interval=poll_interval,
         shutdown_timeout=shutdown_timeout,
+        rescue_interval=rescue_interval,
     )
     os._exit(0)  # sync runs still stuck in user code must not hold the process: their leases are released
 

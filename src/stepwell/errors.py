@@ -105,6 +105,13 @@ class StepError(StepwellError):
         super().__init__(f"step {step_id!r} failed: {error_type}: {message}")
 
 
+class StepTimeout(StepwellError):
+    """A step ran longer than the function's step_timeout; the attempt fails and is retried.
+
+    A sync step cannot be interrupted: it keeps running on its thread and its result is discarded.
+    """
+
+
 class InvokeError(StepError):
     """The invoked child run failed (or was cancelled); `error_type` and `error_message` are the child's."""
 

@@ -23,12 +23,15 @@ class FunctionHandle:
         """Calling the handle calls the plain function (no durability): handy in unit tests."""
         return self.spec.handler(*args, **kwargs)
 
-    def enqueue(self, data: Any = None) -> str:
-        """Start a run with `data` as `ctx.event.data`, without an event; returns the run id."""
-        return self.app.enqueue(self.name, data)
+    def enqueue(self, data: Any = None, *, connection: object | None = None) -> str:
+        """Start a run with `data` as `ctx.event.data`, without an event; returns the run id.
 
-    async def aenqueue(self, data: Any = None) -> str:
-        return await asyncio.to_thread(self.enqueue, data)
+        `connection`: join the caller's open transaction (PostgreSQL), as in `App.send`.
+        """
+        return self.app.enqueue(self.name, data, connection=connection)
+
+    async def aenqueue(self, data: Any = None, *, connection: object | None = None) -> str:
+        return await asyncio.to_thread(self.enqueue, data, connection=connection)
 
     def __repr__(self) -> str:
         return f"<stepwell function {self.name!r}>"

@@ -9,6 +9,7 @@ from typing import Any
 
 from stepwell.errors import ConfigurationError
 from stepwell.model.retry import RetryPolicy
+from stepwell.model.schedule import Cron
 
 _NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.:/-]{0,199}$")
 
@@ -23,7 +24,7 @@ class OnEvent:
         check_name(self.event, "on_event")
 
 
-Trigger = OnEvent
+Trigger = OnEvent | Cron
 
 
 def on_event(event: str) -> OnEvent:
@@ -38,6 +39,7 @@ class FunctionSpec:
     triggers: tuple[Trigger, ...]
     retry: RetryPolicy
     on_failure: str | None = None  # the name of the failure-handler function, registered beside it
+    flow: Any = None  # model.flow.FlowOptions, or None when the function uses no flow control
 
 
 def check_name(name: object, what: str) -> str:

@@ -1,4 +1,4 @@
-"""Identifiers: time-ordered, random, URL-safe (ULID layout: 48-bit ms time + 80 random bits)."""
+"""Identifiers: time-ordered, random, URL-safe (the ULID layout, 48-bit ms time + 80 random bits, in hex)."""
 
 from __future__ import annotations
 
@@ -10,18 +10,10 @@ from typing import NewType
 RunId = NewType("RunId", str)
 EventId = NewType("EventId", str)
 
-_ALPHABET = "0123456789ABCDEFGHJKMNPQRSTVWXYZ"
-
 
 def new_id(now: datetime) -> str:
-    """A 26-character id that sorts by creation time."""
-    millis = int(now.timestamp() * 1000)
-    value = (millis << 80) | int.from_bytes(os.urandom(10), "big")
-    chars = []
-    for _ in range(26):
-        value, digit = divmod(value, 32)
-        chars.append(_ALPHABET[digit])
-    return "".join(reversed(chars))
+    """A 32-character id that sorts by creation time: 48 bits of milliseconds, then 80 random bits, in hex."""
+    return f"{int(now.timestamp() * 1000):012x}{os.urandom(10).hex()}"
 
 
 def child_run_id(parent_id: str, step_id: str, index: int | None = None) -> str:

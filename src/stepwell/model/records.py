@@ -47,6 +47,10 @@ class Disposition(StrEnum):
 
     STARTED = "started"
     RESUMED = "resumed"  # started no run, but resumed runs waiting for it
+    DEDUPLICATED = "deduplicated"  # the function's idempotency key was seen within 24 h
+    RATE_LIMITED = "rate_limited"
+    DEBOUNCED = "debounced"  # a later event took its place in the pending run
+    BATCHED = "batched"  # added to another event's batch run
     NO_MATCH = "no_match"
 
 
@@ -54,6 +58,7 @@ class FailureReason(StrEnum):
     RETRIES_EXHAUSTED = "retries_exhausted"
     NON_RETRIABLE = "non_retriable"
     LEASE_LOST = "lease_lost"
+    TIMED_OUT = "timed_out"
 
 
 @dataclass(frozen=True, slots=True)
@@ -121,6 +126,8 @@ class Run:
     replay_of: str | None = None
     steps: tuple[Step, ...] = ()
     errors: tuple[ErrorInfo, ...] = ()
+    ordering_key: str | None = None
+    waiting_reason: str | None = None  # why it has not started (or resumed) yet; read by get_run
 
     def step(self, step_id: str) -> Step:
         """The step with this id; KeyError names the ids there are."""
@@ -139,6 +146,7 @@ class EventRecord:
     received_at: datetime
     disposition: Disposition
     run_ids: tuple[str, ...] = field(default=())
+    skipped: tuple[tuple[str, str, str | None], ...] = ()  # (function, reason, run it went to) per function skipped
 
 
 @dataclass(frozen=True, slots=True)
@@ -180,3 +188,5 @@ class DeadLetter:
     failed_at: datetime
     attempts: int
     redrive_count: int
+    ordering_key: str | None = None
+    key_policy: str | None = None  # skipped: its key moved on past it; parked: its key waits for it

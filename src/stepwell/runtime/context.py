@@ -24,3 +24,4 @@ class Context(Generic[S]):
     function: str
     attempt: int
     step: S
+    events: tuple[Event, ...] = ()  # a batch run's events, oldest first; otherwise (event,)

@@ -1,17 +1,21 @@
-"""Which runs an event starts: the registry's triggers, decided before the store writes anything."""
+"""Which runs an event starts, with every flow-control key evaluated (CEL) before the store writes."""
 
 from __future__ import annotations
 
-from collections.abc import Mapping
-from datetime import datetime
+from datetime import datetime, timedelta
+from typing import Any
 
+import orjson
+
+from stepwell.model.durations import Duration, parse_duration
+from stepwell.model.expressions import evaluate
+from stepwell.model.flow import FlowOptions
 from stepwell.model.function import FunctionSpec
 from stepwell.model.ids import new_id
-from stepwell.store.base import NewRun
+from stepwell.model.matching import canonical_value_at
+from stepwell.store.base import Gate, Gathering, NewRun, NewWait, RunFlow, SlotClaim
 
-
-def runs_for_event(triggered: Mapping[str, list[FunctionSpec]], event_name: str, now: datetime) -> tuple[NewRun, ...]:
-    return tuple(new_run(spec, now) for spec in triggered.get(event_name, ()))
+PRIORITY_RANGE = (-100, 100)
 
 
 def new_run(
@@ -21,7 +25,17 @@ def new_run(
     input: bytes | None = None,
     input_name: str | None = None,
     replay_of: str | None = None,
+    document: dict[str, Any] | None = None,
 ) -> NewRun:
+    options: FlowOptions | None = spec.flow
+    flow = priority = None
+    if options is not None:
+        scope = {
+            "event": document
+            or {"id": None, "name": input_name, "data": orjson.loads(input or b"{}"), "ts": now.isoformat()}
+        }
+        flow = run_flow(spec.name, options, scope)
+        priority = _priority(options.priority, scope)
     return NewRun(
         id=new_id(now),
         function=spec.name,
@@ -30,4 +44,94 @@ def new_run(
         input=input,
         input_name=input_name,
         replay_of=replay_of,
+        priority=priority or 0,
+        flow=flow,
     )
+
+
+def run_flow(function: str, options: FlowOptions, scope: dict[str, Any]) -> RunFlow:
+    """Every key of the function's flow control, evaluated against this event."""
+    throttle = options.throttle
+    rate = options.rate_limit
+    debounce = options.debounce
+    batch = options.batch
+    origin = orjson.dumps(scope["event"]) if options.cancel_on else b""
+    return RunFlow(
+        ordering_key=key_value(options.ordering_key, scope),
+        park_on_dead_letter=options.on_dead_letter == "park",
+        slots=tuple(
+            SlotClaim(f"{function}#c{index}", key_value(limit.key, scope) or "*", limit.limit)
+            for index, limit in enumerate(options.concurrency)
+        ),
+        throttle=None
+        if throttle is None
+        else Gate(
+            f"{function}#throttle",
+            key_value(throttle.key, scope) or "*",
+            throttle.limit,
+            _duration(throttle.period),
+            throttle.burst or throttle.limit,
+        ),
+        rate_limit=None
+        if rate is None
+        else Gate(
+            f"{function}#rate",
+            key_value(rate.key, scope) or "*",
+            rate.limit,
+            _duration(rate.period),
+            rate.limit,
+        ),
+        debounce=None
+        if debounce is None
+        else Gathering(
+            key_value(debounce.key, scope) or "*",
+            _duration(debounce.period),
+            None if debounce.max_wait is None else _duration(debounce.max_wait),
+        ),
+        batch=None
+        if batch is None
+        else Gathering(key_value(batch.key, scope) or "*", _duration(batch.timeout), size=batch.size),
+        idempotency_key=key_value(options.idempotency, scope),
+        timeout=options.timeout,
+        cancel_on=tuple(
+            NewWait(
+                cancel.event,
+                cancel.match,
+                None if cancel.match is None else canonical_value_at(scope["event"], cancel.match) or "null",
+                cancel.if_,
+                origin,
+                None,
+            )
+            for cancel in options.cancel_on
+        ),
+    )
+
+
+def key_value(expression: str | None, scope: dict[str, Any]) -> str | None:
+    """A key as text: strings as they are, anything else as canonical JSON; a missing field is the key 'null'."""
+    if expression is None:
+        return None
+    try:
+        value = evaluate(expression, scope)
+    except (KeyError, ValueError, TypeError, RuntimeError):
+        return "null"
+    if isinstance(value, str):
+        return value
+    return orjson.dumps(value, option=orjson.OPT_SORT_KEYS).decode()
+
+
+def _priority(expression: str | None, scope: dict[str, Any]) -> int:
+    """The expression's value clamped to -100..100; an expression that fails or is not a number gives 0."""
+    if expression is None:
+        return 0
+    try:
+        value = evaluate(expression, scope)
+    except (KeyError, ValueError, TypeError, RuntimeError):
+        return 0
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        return 0
+    return max(PRIORITY_RANGE[0], min(PRIORITY_RANGE[1], int(value)))
+
+
+def _duration(value: Duration) -> timedelta:
+    return parse_duration(value, allow_zero=False)

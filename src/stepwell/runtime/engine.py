@@ -22,9 +22,15 @@ class Engine:
     clock: Clock
     max_event_bytes: int
 
-    def send(self, events: Sequence[EventIn]) -> list[AcceptedEvent]:
+    def send(self, events: Sequence[EventIn], *, connection: object | None = None) -> list[AcceptedEvent]:
+        """`connection`: write inside the caller's open database transaction (the outbox pattern)."""
         return ingest(
-            events, registry=self.registry, store=self.store, clock=self.clock, max_bytes=self.max_event_bytes
+            events,
+            registry=self.registry,
+            store=self.store,
+            clock=self.clock,
+            max_bytes=self.max_event_bytes,
+            connection=connection,
         )
 
     def function(self, target: Any) -> FunctionSpec:

@@ -29,7 +29,7 @@ _NOT_RETRIABLE = (NonRetriableError, OutputNotSerializable, NonDeterminismError,
 def execute_sync(spec: FunctionSpec, claimed: ClaimedRun, engine: Engine) -> Outcome:
     """Run a sync function's attempt on the calling thread."""
     ledger = StepLedger(claimed, engine)
-    ctx = Context(claimed.event, claimed.run_id, claimed.function, claimed.attempt, Steps(ledger))
+    ctx = Context(claimed.event, claimed.run_id, claimed.function, claimed.attempt, Steps(ledger), claimed.events)
     try:
         result = spec.handler(ctx)
     except BaseException as error:  # noqa: BLE001 - user code may raise anything, SystemExit included
@@ -40,7 +40,7 @@ def execute_sync(spec: FunctionSpec, claimed: ClaimedRun, engine: Engine) -> Out
 async def execute_async(spec: FunctionSpec, claimed: ClaimedRun, engine: Engine) -> Outcome:
     """Run an async function's attempt on the running loop."""
     ledger = StepLedger(claimed, engine)
-    ctx = Context(claimed.event, claimed.run_id, claimed.function, claimed.attempt, AsyncSteps(ledger))
+    ctx = Context(claimed.event, claimed.run_id, claimed.function, claimed.attempt, AsyncSteps(ledger), claimed.events)
     try:
         result = await spec.handler(ctx)
     except asyncio.CancelledError:
@@ -51,6 +51,8 @@ async def execute_async(spec: FunctionSpec, claimed: ClaimedRun, engine: Engine)
 
 
 def _completion(spec: FunctionSpec, result: Any, ledger: StepLedger) -> Outcome:
+    if ledger.lost:
+        return LeaseGone()
     try:
         return Completed(encode(result, where=f"function {spec.name!r}"))
     except OutputNotSerializable as error:
@@ -60,7 +62,7 @@ def _completion(spec: FunctionSpec, result: Any, ledger: StepLedger) -> Outcome:
 def _failure(error: BaseException, ledger: StepLedger) -> Outcome:
     if isinstance(error, SuspendRun):
         return Suspended(error.until, error.waiting)
-    if isinstance(error, LeaseLost):
+    if isinstance(error, LeaseLost) or ledger.lost:
         return LeaseGone()
     info = error_info(error, step=ledger.failed_step)
     if isinstance(error, RetryAfterError):

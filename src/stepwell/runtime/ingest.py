@@ -3,15 +3,19 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
+from datetime import datetime
 from typing import Any
 
+import orjson
+
 from stepwell.clock import Clock
-from stepwell.model.event import EventIn, validate_event
+from stepwell.model.event import EventIn, ValidEvent, validate_event
 from stepwell.model.expressions import holds
 from stepwell.model.ids import new_id
-from stepwell.runtime.dispatch import runs_for_event
+from stepwell.model.matching import event_document
+from stepwell.runtime.dispatch import new_run
 from stepwell.runtime.registry import Registry
-from stepwell.store.base import AcceptedEvent, NewEvent, Store
+from stepwell.store.base import AcceptedEvent, NewEvent, NewRun, Store
 
 
 def ingest(
@@ -29,17 +33,20 @@ def ingest(
         for i, event in enumerate(events)
     ]
     now = clock.now()
-    new_events = [
-        NewEvent(
-            id=event.id or new_id(now),
-            name=event.name,
-            data=event.data,
-            ts=event.ts,
-            runs=runs_for_event(registry.by_event, event.name, now),
-        )
-        for event in valid
-    ]
+    new_events = []
+    for event in valid:
+        event_id = event.id or new_id(now)
+        new_events.append(NewEvent(event_id, event.name, event.data, event.ts, _runs(registry, event, event_id, now)))
     return store.append_events(new_events, conditions=_condition_holds, connection=connection)
+
+
+def _runs(registry: Registry, event: ValidEvent, event_id: str, now: datetime) -> tuple[NewRun, ...]:
+    """The event's runs; its data is decoded only when a triggered function has keys to evaluate."""
+    specs = registry.by_event.get(event.name, ())
+    document = None
+    if any(spec.flow is not None for spec in specs):
+        document = event_document(event_id, event.name, orjson.loads(event.data), event.ts or now)
+    return tuple(new_run(spec, now, document=document) for spec in specs)
 
 
 def _condition_holds(condition: str, origin: Any, incoming: Any) -> bool:

@@ -6,6 +6,8 @@ import logging
 from datetime import datetime, timedelta
 
 from stepwell.clock import Clock
+from stepwell.runtime.registry import Registry
+from stepwell.runtime.scheduler import Scheduler
 from stepwell.store.base import PurgeCounts, Retention, Store
 
 log = logging.getLogger("stepwell.maintenance")
@@ -13,9 +15,17 @@ log = logging.getLogger("stepwell.maintenance")
 
 class Maintenance:
     def __init__(
-        self, store: Store, clock: Clock, *, retention: Retention, purge_every: timedelta = timedelta(hours=1)
+        self,
+        store: Store,
+        clock: Clock,
+        *,
+        retention: Retention,
+        purge_every: timedelta = timedelta(hours=1),
+        registry: Registry | None = None,
     ) -> None:
         self.store, self.clock, self.retention, self.purge_every = store, clock, retention, purge_every
+        self.scheduler = None if registry is None else Scheduler(registry, store)  # cron, when given the functions
+        self.cron_started = 0  # runs started by the last pass's cron ticks
         self._last_purge: float | None = None
 
     def tick(self, now: datetime | None = None) -> tuple[int, PurgeCounts | None]:
@@ -25,11 +35,19 @@ class Maintenance:
             rescued = self.store.rescue_expired_leases(now=now)
             total += rescued
         self.store.wake_finished_fan_outs(now=now)
+        self.store.fail_overdue_runs(now=now)
         purged = None
         moment = self.clock.monotonic()
         if self._last_purge is None or moment - self._last_purge >= self.purge_every.total_seconds():
             self._last_purge = moment
             purged = self.store.purge(self.retention, now=now)
+        if self.scheduler is not None:
+            self.cron_started = self.scheduler.tick(now)
         if total:
             log.info("rescued %d run(s) whose lease expired", total)
         return total, purged
+
+    def pause(self, interval: float) -> float:
+        """Seconds until the next pass: `interval`, or less when a cron tick comes before that."""
+        due = None if self.scheduler is None else self.scheduler.seconds_until_due()
+        return interval if due is None else min(interval, due + 0.01)

@@ -6,12 +6,14 @@ import threading
 
 from stepwell.errors import ConfigurationError
 from stepwell.model.function import FunctionSpec, OnEvent
+from stepwell.model.schedule import Cron
 
 
 class Registry:
     def __init__(self) -> None:
         self._functions: dict[str, FunctionSpec] = {}
         self.by_event: dict[str, list[FunctionSpec]] = {}
+        self.crons: list[tuple[FunctionSpec, Cron]] = []  # (function, one of its cron triggers)
         self._lock = threading.Lock()
 
     def add(self, spec: FunctionSpec) -> None:
@@ -22,6 +24,8 @@ class Registry:
             for trigger in spec.triggers:
                 if isinstance(trigger, OnEvent):
                     self.by_event.setdefault(trigger.event, []).append(spec)
+                elif isinstance(trigger, Cron) and (spec, trigger) not in self.crons:
+                    self.crons.append((spec, trigger))
 
     def get(self, name: str) -> FunctionSpec | None:
         return self._functions.get(name)

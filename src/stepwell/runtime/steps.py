@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import functools
 import inspect
+import threading
 from collections.abc import Awaitable, Callable, Iterable
 from datetime import datetime
 from typing import Any, TypeVar
@@ -25,6 +26,7 @@ from stepwell.errors import (
     NonRetriableError,
     OutputNotSerializable,
     StepError,
+    StepTimeout,
     Suspend,
 )
 from stepwell.model.durations import Duration, parse_duration
@@ -66,10 +68,16 @@ class StepLedger:
         self.calls: dict[str, int] = {}
         self.position = 0
         self.failed_step: str | None = None
+        self.lost = False  # a write under the lease was refused: no further step may start
         self.last_attempt = claimed.attempt >= claimed.max_attempts
+        spec = engine.registry.get(claimed.function)
+        flow = spec.flow if spec is not None else None
+        self.step_timeout = None if flow is None or flow.step_timeout is None else flow.step_timeout.total_seconds()
 
     def next_id(self, name: object, kind: StepKind) -> tuple[str, int]:
         """The deterministic id for this call (`name`, `name#2`, ...) and its position; checks replay order."""
+        if self.lost:
+            raise LeaseLost(f"run {self.lease.run_id}: lease lost; no further step starts")
         if not isinstance(name, str) or not name or len(name) > 200:
             raise ConfigurationError(f"step id {name!r} must be a non-empty str of at most 200 characters")
         count = self.calls[name] = self.calls.get(name, 0) + 1
@@ -117,7 +125,16 @@ class StepLedger:
         return step.wake_at is not None and step.wake_at <= self.claimed.claimed_at
 
     def record(self, write: StepWrite) -> Step:
-        return self.store.record_step(self.lease, write)
+        return self.fenced(self.store.record_step, self.lease, write)
+
+    def fenced(self, write: Callable[..., T], *args: Any, **kwargs: Any) -> T:
+        """Every write under the lease goes through here: one refusal stops the attempt for good,
+        even if user code catches the LeaseLost and carries on."""
+        try:
+            return write(*args, **kwargs)
+        except LeaseLost:
+            self.lost = True
+            raise
 
 
 def _stored_error(step: Step) -> StepError:
@@ -143,7 +160,10 @@ class Steps:
             return output  # type: ignore[no-any-return]
         started = ledger.now()
         try:
-            result = fn(*args, **kwargs)
+            if ledger.step_timeout is None:
+                result = fn(*args, **kwargs)
+            else:
+                result = _call_with_timeout(sid, ledger.step_timeout, fn, args, kwargs)
             write, value = ledger.success(sid, position, result, started)
         except (Suspend, LeaseLost, asyncio.CancelledError):
             raise
@@ -198,7 +218,8 @@ class Steps:
         sid, position = ledger.next_id(step_id, StepKind.WAIT)
         step = ledger.memo.get(sid)
         if step is None:
-            step = ledger.store.register_wait(
+            step = ledger.fenced(
+                ledger.store.register_wait,
                 ledger.lease,
                 StepWrite(sid, position, StepKind.WAIT, StepStatus.WAITING),
                 self._new_wait(sid, event, match, if_, timeout),
@@ -206,7 +227,7 @@ class Steps:
         if step.status == StepStatus.WAITING:
             if not ledger.timed_out(step):
                 raise SuspendRun(step.wake_at, waiting=True)
-            step = ledger.store.time_out_step(ledger.lease, sid, error=None)
+            step = ledger.fenced(ledger.store.time_out_step, ledger.lease, sid, error=None)
         done, output = ledger.outcome(step)
         return _event(output) if done and output is not None else None
 
@@ -240,7 +261,8 @@ class Steps:
                 input_name=CHILD_EVENT,
                 parent_id=ledger.lease.run_id,
             )
-            step = ledger.store.start_child(
+            step = ledger.fenced(
+                ledger.store.start_child,
                 ledger.lease,
                 StepWrite(sid, position, StepKind.INVOKE, StepStatus.WAITING, sleep_for=delay),
                 NewChild(child, index=None),
@@ -249,7 +271,7 @@ class Steps:
             if not ledger.timed_out(step):
                 raise SuspendRun(step.wake_at, waiting=True)
             timeout_error = ErrorInfo("stepwell.errors.InvokeTimeout", f"the child run of step {sid!r} timed out")
-            step = ledger.store.time_out_step(ledger.lease, sid, error=timeout_error)
+            step = ledger.fenced(ledger.store.time_out_step, ledger.lease, sid, error=timeout_error)
         return ledger.outcome(step)[1]
 
     def send_event(self, step_id: str, name: str, data: Any = None) -> str:
@@ -283,7 +305,8 @@ class Steps:
         else:
             spec = ledger.engine.function(function)
             level = check_tolerate(tolerate)
-            ledger.store.open_fan_out(
+            ledger.fenced(
+                ledger.store.open_fan_out,
                 ledger.lease,
                 StepWrite(sid, position, StepKind.FAN_OUT, StepStatus.WAITING),
                 function=spec.name,
@@ -328,15 +351,35 @@ class Steps:
             chunk.append(NewChild(run, index))
             total += 1
             if len(chunk) == FAN_OUT_CHUNK:
-                ledger.store.create_children(ledger.lease, sid, chunk)
+                ledger.fenced(ledger.store.create_children, ledger.lease, sid, chunk)
                 chunk = []
         if chunk:
-            ledger.store.create_children(ledger.lease, sid, chunk)
-        return ledger.store.seal_fan_out(ledger.lease, sid, total)
+            ledger.fenced(ledger.store.create_children, ledger.lease, sid, chunk)
+        return ledger.fenced(ledger.store.seal_fan_out, ledger.lease, sid, total)
 
     def _fan_out_result(self, sid: str, output: Any) -> FanOut:
         store, run_id = self._ledger.store, self._ledger.lease.run_id
         return FanOut(output, functools.partial(_page, store, run_id, sid))
+
+
+def _call_with_timeout(step_id: str, timeout: float, fn: Callable[..., T], args: Any, kwargs: Any) -> T:
+    """Run a sync step on its own thread and stop waiting after `timeout` seconds of real time."""
+    outcome: dict[str, Any] = {}
+
+    def target() -> None:
+        try:
+            outcome["value"] = fn(*args, **kwargs)
+        except BaseException as error:  # noqa: BLE001 - handed back to the caller's thread
+            outcome["error"] = error
+
+    thread = threading.Thread(target=target, name=f"stepwell-step-{step_id}", daemon=True)
+    thread.start()
+    thread.join(timeout)
+    if thread.is_alive():
+        raise StepTimeout(f"step {step_id!r} ran longer than its timeout of {timeout:g}s")
+    if "error" in outcome:
+        raise outcome["error"]
+    return outcome["value"]  # type: ignore[no-any-return]
 
 
 def _page(store: Any, run_id: str, sid: str, after: int, limit: int) -> Any:
@@ -369,8 +412,12 @@ class AsyncSteps:
         try:
             result = fn(*args, **kwargs)
             if inspect.isawaitable(result):
-                result = await result
+                result = await asyncio.wait_for(result, ledger.step_timeout) if ledger.step_timeout else await result
             write, value = ledger.success(sid, position, result, started)
+        except TimeoutError:
+            error = StepTimeout(f"step {sid!r} ran longer than its timeout of {ledger.step_timeout:g}s")
+            await self._off_loop(ledger.record, ledger.failure(sid, position, error, started))
+            raise error from None
         except (Suspend, LeaseLost, asyncio.CancelledError):
             raise
         except BaseException as error:

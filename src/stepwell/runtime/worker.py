@@ -112,6 +112,7 @@ class Worker:
     async def _claim_until(self, stop: asyncio.Event) -> None:
         failures = 0
         while not stop.is_set():
+            self._wake.clear()  # before claiming: a wake-up that arrives during the claim must not be lost
             free = self.options.concurrency - len(self._tasks)
             full_batch = False
             if free > 0:
@@ -133,7 +134,6 @@ class Worker:
             if full_batch:
                 await asyncio.sleep(0)
                 continue
-            self._wake.clear()
             await _wait_any(stop, self._wake, self.options.poll_interval)
 
     def _start(self, claimed: ClaimedRun) -> None:
@@ -185,13 +185,21 @@ class Worker:
                 self._held.pop(settlement.lease.run_id, None)
 
     async def _maintain_forever(self) -> None:
-        maintenance = Maintenance(self.store, self.clock, retention=self.options.retention)
+        maintenance = Maintenance(
+            self.store, self.clock, retention=self.options.retention, registry=self.engine.registry
+        )
         while True:
+            pause = self.options.rescue_interval
             try:
                 await self._store(maintenance.tick)
+                pause = maintenance.pause(pause)  # sooner when a cron tick is due
+                if maintenance.cron_started:
+                    self._wake.set()
             except StepwellError as err:
                 log.warning("maintenance pass failed: %s", err)
-            await asyncio.sleep(self.options.rescue_interval)
+            except Exception:  # a bug must not silently end rescue and retention for this worker's life
+                log.exception("maintenance pass crashed; trying again next interval")
+            await asyncio.sleep(pause)
 
     async def _shutdown(self, background: list[asyncio.Task[None]]) -> None:
         tasks = list(self._tasks.values())

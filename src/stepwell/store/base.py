@@ -32,6 +32,52 @@ from stepwell.model.records import (
 
 
 @dataclass(frozen=True, slots=True)
+class Gate:
+    """A rate over a scope and key: `limit` per `period`, up to `burst` at once (throttle, rate limit)."""
+
+    scope: str
+    key: str
+    limit: int
+    period: timedelta
+    burst: int
+
+
+@dataclass(frozen=True, slots=True)
+class SlotClaim:
+    """One concurrency limit a run must get a slot of before it starts."""
+
+    scope: str
+    key: str
+    limit: int
+
+
+@dataclass(frozen=True, slots=True)
+class Gathering:
+    """Debounce (fold events into one pending run) or batch (collect up to `size` events into one run)."""
+
+    key: str
+    period: timedelta  # debounce: the quiet period; batch: how long the first event may wait
+    max_wait: timedelta | None = None  # debounce only
+    size: int = 0  # batch only
+
+
+@dataclass(frozen=True, slots=True)
+class RunFlow:
+    """A run's flow control, with every key already evaluated from its event."""
+
+    ordering_key: str | None = None
+    park_on_dead_letter: bool = False
+    slots: tuple[SlotClaim, ...] = ()
+    throttle: Gate | None = None
+    rate_limit: Gate | None = None
+    debounce: Gathering | None = None
+    batch: Gathering | None = None
+    idempotency_key: str | None = None
+    timeout: timedelta | None = None
+    cancel_on: tuple[NewWait, ...] = ()
+
+
+@dataclass(frozen=True, slots=True)
 class NewRun:
     id: str
     function: str
@@ -42,6 +88,7 @@ class NewRun:
     parent_id: str | None = None
     replay_of: str | None = None
     priority: int = 0
+    flow: RunFlow | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -104,6 +151,7 @@ class ClaimedRun:
     event: Event
     claimed_at: datetime  # the store's now at claim: sleeps that ended by then are over
     steps: tuple[Step, ...] = ()
+    events: tuple[Event, ...] = ()  # a batch run's events (ctx.events); otherwise just `event`
 
     @property
     def run_id(self) -> str:
@@ -167,6 +215,7 @@ class RunFilter:
     status: RunStatus | None = None
     parent_id: str | None = None
     limit: int = 100
+    ordering_key: str | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -198,6 +247,17 @@ class QueueStats:
     running: int
     dead_letters: int
     next_due: datetime | None = field(default=None)
+
+
+@dataclass(frozen=True, slots=True)
+class CronTick:
+    """One tick of a function's cron schedule, with the event (and its run) that it starts."""
+
+    function: str
+    schedule: str  # the schedule's identity ('0 3 * * * Europe/Paris'); a changed schedule starts afresh
+    tick_at: datetime
+    event: NewEvent  # a 'stepwell/cron' event with an id derived from function and tick
+    forget_before: datetime  # tick rows of this function older than this are dropped
 
 
 class Store(Protocol):
@@ -295,6 +355,23 @@ class Store(Protocol):
         """Safety net: mark done (and wake the parent of) sealed fan-outs whose children have all finished."""
         ...
 
+    def set_key_paused(self, function: str, key: str, paused: bool, *, now: datetime | None = None) -> None:
+        """Pause (or resume) one ordering key: its queued runs do not start; a run already in progress carries on."""
+        ...
+
+    def drain_key(self, function: str, key: str, *, now: datetime | None = None) -> list[str]:
+        """Cancel every run of the key that has not started yet; returns their ids."""
+        ...
+
+    def skip_key(self, function: str, key: str, *, now: datetime | None = None) -> str | None:
+        """Move a parked key past its dead letter: returns the run that now holds the key ('' if none), or None
+        when the key was not parked."""
+        ...
+
+    def fail_overdue_runs(self, *, now: datetime | None = None, limit: int = 1000) -> int:
+        """Fail (dead-letter, reason timed_out) runs past their whole-run timeout; a running attempt is fenced."""
+        ...
+
     def settle_runs(self, settlements: Sequence[Settlement], *, now: datetime | None = None) -> list[str]:
         """Apply outcomes of many runs in one transaction; returns the run ids whose lease was lost."""
         ...
@@ -338,6 +415,18 @@ class Store(Protocol):
 
         Returns a function that unsubscribes, or None when the store has no push notifications
         (workers then rely on polling alone).
+        """
+        ...
+
+    def fire_cron_tick(self, tick: CronTick, *, now: datetime | None = None) -> bool:
+        """Start the run of one cron tick, exactly once however many schedulers ask. One transaction:
+
+        the first call for a (function, schedule) records it as seen since `now`, and a tick at or
+        before that never fires (a newly deployed schedule does not run past ticks); a tick at or
+        before one this schedule already handled does nothing (ticks only move forward); then the
+        tick is claimed through its unique (function, tick_at) row, and the tick's event and run are
+        stored as `append_events` stores them. Tick rows before `tick.forget_before` are dropped.
+        Returns True when this call started the run.
         """
         ...
 

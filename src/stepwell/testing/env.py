@@ -14,6 +14,7 @@ from stepwell.app import App, open_store
 from stepwell.clock import Clock, VirtualClock
 from stepwell.model.records import Run
 from stepwell.runtime.processing import process_claimed
+from stepwell.runtime.scheduler import Scheduler
 from stepwell.store.base import Store
 
 _LEASE = timedelta(seconds=30)
@@ -44,6 +45,8 @@ class TestEnv:
         store = open_store(url, self.clock)
         store.migrate()
         self._previous = self.app.bind(store, self.clock)
+        self._scheduler = Scheduler(self.app.registry, store)
+        self._scheduler.tick()  # cron schedules count from here: the env's start is their deployment
         return self
 
     def __exit__(self, *exc: tuple[type[BaseException] | None, BaseException | None, TracebackType | None]) -> None:
@@ -63,24 +66,49 @@ class TestEnv:
     def advance(self, delta: timedelta | None = None, **parts: float) -> datetime:
         return self.clock.advance(delta, **parts)
 
-    def run_until_idle(self, *, skip_time: bool = True, max_runs: int = 100_000) -> int:
+    def run_until_idle(
+        self, *, skip_time: bool = True, max_runs: int = 100_000, until: datetime | timedelta | None = None
+    ) -> int:
         """Execute ready runs until none is left; with `skip_time`, jump the clock to each next wake-up.
+
+        Cron ticks that are due fire on every pass. Without `until`, the clock moves only while a
+        run waits for a time (a sleep, a retry, a timeout), stopping at every cron tick on the way:
+        a cron schedule alone never moves it, or an app with a cron function would never be idle.
+        With `until` (a datetime, or a timedelta from now) the clock also moves through every cron
+        tick up to `until`, and ends there.
 
         Returns how many attempts were executed.
         """
-        return asyncio.run(self._drain(skip_time, max_runs))
+        if isinstance(until, timedelta):
+            until = self.clock.now() + until
+        if until is not None and not skip_time:
+            raise ValueError("run_until_idle(until=...) moves the clock: it needs skip_time=True")
+        return asyncio.run(self._drain(skip_time, max_runs, until))
 
-    async def _drain(self, skip_time: bool, max_runs: int) -> int:
+    def _next_moment(self, until: datetime | None) -> datetime | None:
+        """Where the clock jumps when nothing is ready: the next wake-up or cron tick, within the limit."""
+        now = self.clock.now()
+        wake_up = self.store.queue_stats().next_due
+        if wake_up is not None and wake_up <= now:
+            wake_up = None  # due but not claimable (held back by flow control): time will not help
+        limit = until if until is not None else wake_up
+        if limit is None or limit <= now:
+            return None
+        tick = self._scheduler.next_due(now)
+        return min(moment for moment in (wake_up, tick, limit) if moment is not None)
+
+    async def _drain(self, skip_time: bool, max_runs: int, until: datetime | None = None) -> int:
         executed = 0
         while executed < max_runs:
+            self._scheduler.tick()
             self.store.rescue_expired_leases()
             limit = min(50, max_runs - executed)
             claimed = self.store.claim_runs(worker_id="stepwell-testing", limit=limit, lease=_LEASE)
             if not claimed:
-                next_due = self.store.queue_stats().next_due
-                if not skip_time or next_due is None or next_due <= self.clock.now():
+                moment = self._next_moment(until) if skip_time else None
+                if moment is None:
                     return executed
-                self.clock.set(next_due)
+                self.clock.set(moment)
                 continue
             for run in claimed:
                 settlement = await process_claimed(self.app.engine, run, _inline)

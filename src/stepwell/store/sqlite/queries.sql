@@ -14,18 +14,6 @@ INSERT INTO runs (id, function, event_id, input, input_name, parent_id, replay_o
 VALUES (:id, :function, :event_id, :input, :input_name, :parent_id, :replay_of, :on_failure,
         'queued', 1, :max_attempts, :priority, :now, :now);
 
--- name: claim_runs
-UPDATE runs
-SET status = 'running', lease_owner = :worker_id, lease_token = :token, wake_requested = 0,
-    lease_expires_at = :expires_at, started_at = coalesce(started_at, :now)
-WHERE id IN (
-    SELECT id FROM runs
-    WHERE status IN ('queued', 'sleeping', 'waiting') AND available_at <= :now
-    ORDER BY priority DESC, available_at
-    LIMIT :limit
-)
-RETURNING id, function, attempt, max_attempts, event_id, input, input_name, created_at;
-
 -- name: event_of
 SELECT name, data, ts FROM events WHERE id = :id;
 
@@ -52,27 +40,29 @@ RETURNING attempts, started_at;
 UPDATE runs
 SET status = 'completed', output = :output, error = NULL, ended_at = :now,
     lease_owner = NULL, lease_token = NULL, lease_expires_at = NULL
-WHERE id = :run_id AND lease_token = :token AND status = 'running';
+WHERE id = :run_id AND lease_token = :token AND status = 'running'
+RETURNING flow;
 
 -- name: retry_run
 UPDATE runs
 SET status = 'queued', attempt = attempt + 1, available_at = :available_at, error = :error,
     lease_owner = NULL, lease_token = NULL, lease_expires_at = NULL
 WHERE id = :run_id AND lease_token = :token AND status = 'running'
-RETURNING attempt - 1 AS failed_attempt;
+RETURNING attempt - 1 AS failed_attempt, flow;
 
 -- name: suspend_run
 UPDATE runs
 SET status = :status, available_at = CASE WHEN wake_requested = 1 THEN :now ELSE :until END, wake_requested = 0,
     lease_owner = NULL, lease_token = NULL, lease_expires_at = NULL
-WHERE id = :run_id AND lease_token = :token AND status = 'running';
+WHERE id = :run_id AND lease_token = :token AND status = 'running'
+RETURNING flow;
 
 -- name: fail_run
 UPDATE runs
 SET status = 'failed', error = :error, ended_at = :now,
     lease_owner = NULL, lease_token = NULL, lease_expires_at = NULL
 WHERE id = :run_id AND lease_token = :token AND status = 'running'
-RETURNING function, attempt, on_failure, event_id, input, input_name;
+RETURNING function, attempt, on_failure, event_id, input, input_name, flow;
 
 -- name: record_run_error
 INSERT INTO run_errors (run_id, seq, attempt, error, at)
@@ -89,7 +79,8 @@ SET error = excluded.error, reason = excluded.reason, attempts = excluded.attemp
 UPDATE runs
 SET status = 'queued', available_at = :now,
     lease_owner = NULL, lease_token = NULL, lease_expires_at = NULL
-WHERE id = :run_id AND lease_token = :token AND status = 'running';
+WHERE id = :run_id AND lease_token = :token AND status = 'running'
+RETURNING flow;
 
 -- name: expired_leases
 SELECT id, lease_token, attempt, max_attempts FROM runs
@@ -100,14 +91,15 @@ ORDER BY lease_expires_at LIMIT :limit;
 UPDATE runs
 SET status = 'queued', attempt = attempt + 1, available_at = :now, error = :error,
     lease_owner = NULL, lease_token = NULL, lease_expires_at = NULL
-WHERE id = :run_id AND lease_token = :token AND status = 'running';
+WHERE id = :run_id AND lease_token = :token AND status = 'running'
+RETURNING flow;
 
 -- name: cancel_run
 UPDATE runs
-SET status = 'cancelled', ended_at = :now,
+SET status = 'cancelled', ended_at = :now, hold = NULL,
     lease_owner = NULL, lease_token = NULL, lease_expires_at = NULL
 WHERE id = :run_id AND status IN ('queued', 'running', 'sleeping', 'waiting')
-RETURNING id;
+RETURNING id, flow;
 
 -- name: open_dead_letters_by_id
 SELECT run_id FROM dead_letters WHERE run_id = :run_id AND redriven_at IS NULL;
@@ -125,15 +117,16 @@ WHERE run_id = :run_id AND redriven_at IS NULL;
 
 -- name: requeue_redriven
 UPDATE runs
-SET status = 'queued', attempt = 1, available_at = :now, error = NULL, ended_at = NULL
-WHERE id = :run_id AND status = 'failed';
+SET status = 'queued', attempt = 1, available_at = :now, error = NULL, ended_at = NULL, deadline_at = NULL
+WHERE id = :run_id AND status = 'failed'
+RETURNING flow;
 
 -- name: forget_failed_steps
 DELETE FROM steps WHERE run_id = :run_id AND status IN ('failed', 'errored');
 
 -- name: get_run
 SELECT id, function, status, attempt, max_attempts, event_id, parent_id, created_at, started_at,
-       ended_at, available_at, output, error, replay_of
+       ended_at, available_at, output, error, replay_of, ordering_key
 FROM runs WHERE id = :id;
 
 -- name: run_errors
@@ -141,9 +134,10 @@ SELECT error FROM run_errors WHERE run_id = :run_id ORDER BY seq;
 
 -- name: list_runs
 SELECT id, function, status, attempt, max_attempts, event_id, parent_id, created_at, started_at,
-       ended_at, available_at, output, error, replay_of
+       ended_at, available_at, output, error, replay_of, ordering_key
 FROM runs
 WHERE (:event_id IS NULL OR event_id = :event_id)
+  AND (:ordering_key IS NULL OR ordering_key = :ordering_key)
   AND (:function IS NULL OR function = :function)
   AND (:status IS NULL OR status = :status)
   AND (:parent_id IS NULL OR parent_id = :parent_id)
@@ -159,7 +153,7 @@ WHERE r.id = :id;
 SELECT id, name, data, ts, received_at, disposition FROM events WHERE id = :id;
 
 -- name: list_dead_letters
-SELECT run_id, function, error, reason, failed_at, attempts, redrive_count
+SELECT run_id, function, error, reason, failed_at, attempts, redrive_count, ordering_key, key_policy
 FROM dead_letters
 WHERE redriven_at IS NULL AND (:function IS NULL OR function = :function)
 ORDER BY failed_at LIMIT :limit;
@@ -205,7 +199,7 @@ SELECT
 SELECT DISTINCT match_path FROM waits WHERE event_name = :name;
 
 -- name: waits_matching
-SELECT run_id, step_id, condition, origin FROM waits
+SELECT run_id, step_id, condition, origin, kind FROM waits
 WHERE event_name = :name AND match_path IS :path AND match_value IS :value
 ORDER BY created_at;
 
@@ -287,3 +281,192 @@ WHERE r.parent_id = :parent_id AND d.redriven_at IS NULL;
 UPDATE fan_outs SET done_at = NULL, total = NULL
 WHERE parent_id = :run_id
   AND step_id IN (SELECT id FROM steps WHERE run_id = :run_id AND status IN ('failed', 'errored'));
+
+-- Flow control (migration 0003).
+
+-- name: insert_flow_run
+INSERT INTO runs (id, function, event_id, input, input_name, parent_id, replay_of, on_failure,
+                  status, attempt, max_attempts, priority, available_at, created_at,
+                  flow, hold, note, ordering_key, park, throttle, timeout_us)
+VALUES (:id, :function, :event_id, :input, :input_name, :parent_id, :replay_of, :on_failure,
+        'queued', 1, :max_attempts, :priority, :available_at, :now,
+        :flow, :hold, :note, :ordering_key, :park, :throttle, :timeout_us);
+
+-- name: claim_candidates
+SELECT id, flow, throttle FROM runs
+WHERE status IN ('queued', 'sleeping', 'waiting') AND hold IS NULL AND available_at <= :now
+ORDER BY priority DESC, available_at
+LIMIT :limit;
+
+-- name: claim_runs
+UPDATE runs
+SET status = 'running', lease_owner = :worker_id, lease_token = :token, wake_requested = 0, note = NULL,
+    lease_expires_at = :expires_at, started_at = coalesce(started_at, :now),
+    deadline_at = CASE WHEN timeout_us IS NOT NULL THEN coalesce(deadline_at, :now + timeout_us) END
+WHERE id IN (SELECT value FROM json_each(:ids))
+RETURNING id, function, attempt, max_attempts, event_id, input, input_name, created_at, flow;
+
+-- name: take_key
+INSERT INTO ordering_keys (function, key, head) VALUES (:function, :key, :run_id) ON CONFLICT DO NOTHING;
+
+-- name: key_state
+SELECT head, paused, parked FROM ordering_keys WHERE function = :function AND key = :key;
+
+-- name: ensure_key
+INSERT INTO ordering_keys (function, key, head) VALUES (:function, :key, NULL) ON CONFLICT DO NOTHING;
+
+-- name: next_in_key
+SELECT id FROM runs
+WHERE function = :function AND ordering_key = :key AND hold IN ('ordering', 'paused')
+ORDER BY rowid LIMIT 1;
+
+-- name: set_key
+UPDATE ordering_keys SET head = :head, paused = :paused, parked = :parked WHERE function = :function AND key = :key;
+
+-- name: drop_key
+DELETE FROM ordering_keys WHERE function = :function AND key = :key AND paused = 0;
+
+-- name: set_hold
+UPDATE runs SET hold = :hold WHERE id = :run_id;
+
+-- name: run_key
+SELECT function, ordering_key, park, status FROM runs WHERE id = :run_id;
+
+-- name: key_pending
+SELECT id FROM runs
+WHERE function = :function AND ordering_key = :key AND status = 'queued' AND started_at IS NULL;
+
+-- name: insert_run_slot
+INSERT INTO run_slots (run_id, scope, key, lim) VALUES (:run_id, :scope, :key, :lim);
+
+-- name: run_slots_of
+SELECT scope, key, lim FROM run_slots WHERE run_id = :run_id ORDER BY scope;
+
+-- name: take_slot
+INSERT INTO slots (scope, key, in_use) VALUES (:scope, :key, 1)
+ON CONFLICT (scope, key) DO UPDATE SET in_use = in_use + 1 WHERE in_use < :lim;
+
+-- name: give_slot
+UPDATE slots SET in_use = in_use - 1 WHERE scope = :scope AND key = :key AND in_use > 0;
+
+-- name: slot_in_use
+SELECT in_use FROM slots WHERE scope = :scope AND key = :key;
+
+-- name: mark_slot_waiting
+UPDATE run_slots SET waiting = :waiting WHERE run_id = :run_id AND scope = :scope;
+
+-- name: next_slot_waiter
+SELECT run_id FROM run_slots WHERE scope = :scope AND key = :key AND waiting = 1 ORDER BY rowid LIMIT 1;
+
+-- name: forget_run_slots
+DELETE FROM run_slots WHERE run_id = :run_id;
+
+-- name: set_slots_held
+UPDATE runs SET slots_held = :held WHERE id = :run_id;
+
+-- name: gate_tat
+SELECT tat FROM gates WHERE scope = :scope AND key = :key;
+
+-- name: set_gate_tat
+INSERT INTO gates (scope, key, tat) VALUES (:scope, :key, :tat)
+ON CONFLICT (scope, key) DO UPDATE SET tat = excluded.tat;
+
+-- name: throttle_run
+UPDATE runs SET available_at = :available_at, note = 'throttled' WHERE id = :run_id;
+
+-- name: debounce_pending
+SELECT d.run_id, d.first_at FROM debounces d JOIN runs r ON r.id = d.run_id
+WHERE d.function = :function AND d.key = :key AND r.status = 'queued' AND r.started_at IS NULL;
+
+-- name: debounce_push
+UPDATE runs SET event_id = :event_id, available_at = :available_at WHERE id = :run_id RETURNING event_id;
+
+-- name: upsert_debounce
+INSERT INTO debounces (function, key, run_id, first_at) VALUES (:function, :key, :run_id, :now)
+ON CONFLICT (function, key) DO UPDATE SET run_id = excluded.run_id, first_at = excluded.first_at;
+
+-- name: batch_open
+SELECT b.run_id, b.count FROM batches b JOIN runs r ON r.id = b.run_id
+WHERE b.function = :function AND b.key = :key AND r.status = 'queued' AND r.started_at IS NULL AND b.count < b.size;
+
+-- name: batch_add
+INSERT INTO batch_events (run_id, seq, event_id) VALUES (:run_id, :seq, :event_id);
+
+-- name: batch_count
+UPDATE batches SET count = :count WHERE function = :function AND key = :key;
+
+-- name: batch_full
+UPDATE runs SET available_at = :now, note = NULL WHERE id = :run_id;
+
+-- name: upsert_batch
+INSERT INTO batches (function, key, run_id, size, count) VALUES (:function, :key, :run_id, :size, 1)
+ON CONFLICT (function, key) DO UPDATE SET run_id = excluded.run_id, size = excluded.size, count = 1;
+
+-- name: batch_events_of
+SELECT e.id, e.name, e.data, e.ts FROM batch_events b JOIN events e ON e.id = b.event_id
+WHERE b.run_id = :run_id ORDER BY b.seq;
+
+-- name: take_idempotency_key
+INSERT INTO idempotency_keys (function, key, run_id, expires_at) VALUES (:function, :key, :run_id, :expires_at)
+ON CONFLICT (function, key) DO UPDATE SET run_id = excluded.run_id, expires_at = excluded.expires_at
+WHERE idempotency_keys.expires_at <= :now;
+
+-- name: idempotency_run
+SELECT run_id FROM idempotency_keys WHERE function = :function AND key = :key;
+
+-- name: insert_skip
+INSERT INTO event_skips (event_id, function, reason, run_id) VALUES (:event_id, :function, :reason, :run_id)
+ON CONFLICT DO NOTHING;
+
+-- name: skips_of_event
+SELECT function, reason, run_id FROM event_skips WHERE event_id = :event_id ORDER BY function;
+
+-- name: insert_cancel_wait
+INSERT INTO waits (run_id, step_id, event_name, match_path, match_value, condition, origin, expires_at, created_at, kind)
+VALUES (:run_id, :step_id, :event_name, :match_path, :match_value, :condition, :origin, NULL, :now, 'cancel')
+ON CONFLICT DO NOTHING;
+
+-- name: forget_cancel_waits
+DELETE FROM waits WHERE run_id = :run_id AND kind = 'cancel';
+
+-- name: run_flow
+SELECT flow, status, slots_held FROM runs WHERE id = :run_id;
+
+-- name: mark_dead_letter_key
+UPDATE dead_letters SET ordering_key = :key, key_policy = :policy WHERE run_id = :run_id;
+
+-- name: overdue_runs
+SELECT id, lease_token, status FROM runs
+WHERE deadline_at < :now AND status IN ('queued', 'running', 'sleeping', 'waiting') LIMIT :limit;
+
+-- name: fail_run_unleased
+UPDATE runs
+SET status = 'failed', error = :error, ended_at = :now,
+    lease_owner = NULL, lease_token = NULL, lease_expires_at = NULL
+WHERE id = :run_id AND status IN ('queued', 'running', 'sleeping', 'waiting')
+RETURNING function, attempt, on_failure, event_id, input, input_name, flow;
+
+-- name: explain_run
+SELECT status, hold, note, ordering_key, available_at, attempt, function FROM runs WHERE id = :run_id;
+
+-- name: waiting_slot
+SELECT s.scope, s.key, s.lim, coalesce(sl.in_use, 0) FROM run_slots s
+LEFT JOIN slots sl ON sl.scope = s.scope AND sl.key = s.key
+WHERE s.run_id = :run_id AND s.waiting = 1;
+
+-- name: pending_wait
+SELECT event_name, kind FROM waits WHERE run_id = :run_id AND kind = 'wait' LIMIT 1;
+
+-- name: list_runs_of_key
+SELECT id FROM runs
+WHERE function = :function AND ordering_key = :key AND status IN ('queued', 'running', 'sleeping', 'waiting')
+ORDER BY rowid;
+
+-- name: run_event
+SELECT event_id FROM runs WHERE id = :run_id;
+
+-- name: pause_head
+UPDATE runs SET hold = 'paused' WHERE id = :run_id AND status = 'queued' AND hold IS NULL;
+
+-- name: resume_head
+UPDATE runs SET hold = NULL WHERE id = :run_id AND hold = 'paused';

@@ -16,6 +16,8 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
+import orjson
+
 from stepwell.clock import Clock, SystemClock
 from stepwell.errors import ConfigurationError, LeaseLost, StoreError, StoreFull, StoreUnavailable
 from stepwell.model.ids import new_token
@@ -38,6 +40,7 @@ from stepwell.store.base import (
     ClaimedRun,
     Complete,
     ConditionCheck,
+    CronTick,
     Fail,
     Lease,
     NewChild,
@@ -57,7 +60,7 @@ from stepwell.store.base import (
 from stepwell.store.failure import failure_handler_input
 from stepwell.store.rows import error_bytes, error_or_none, error_required, json_or_none, step_from_row
 from stepwell.store.sqlfile import load_migrations
-from stepwell.store.sqlite import waiting
+from stepwell.store.sqlite import cron, flow, waiting
 from stepwell.store.sqlite.waiting import FOREVER, Q
 
 _Q = Q
@@ -217,12 +220,35 @@ class SQLiteStore:
                     existing = conn.execute(_Q["runs_of_event"], {"event_id": event.id}).fetchall()
                     accepted.append(AcceptedEvent(event.id, True, tuple(r[0] for r in existing)))
                     continue
-                self._insert_runs(conn, event.runs, at, event_id=event.id)
-                accepted.append(AcceptedEvent(event.id, False, tuple(r.id for r in event.runs)))
-            for event_id in waiting.resume_waits(conn, events, stored, conditions, at):
+                started, skipped = self._admit_runs(conn, event.runs, at, event_id=event.id)
+                accepted.append(AcceptedEvent(event.id, False, started))
+                if not started and skipped:
+                    conn.execute(_Q["set_disposition"], {"id": event.id, "disposition": skipped})
+            for event_id in waiting.resume_waits(conn, events, stored, conditions, at, cancel=self._cancel_in):
                 if not next(a for a in accepted if a.id == event_id).run_ids:
                     conn.execute(_Q["set_disposition"], {"id": event_id, "disposition": Disposition.RESUMED.value})
         return accepted
+
+    def _admit_runs(
+        self, conn: sqlite3.Connection, runs: Sequence[NewRun], at: int, *, event_id: str
+    ) -> tuple[tuple[str, ...], str | None]:
+        """Insert an event's runs through their flow control; returns (runs it owns, first skip reason)."""
+        plain = [run for run in runs if run.flow is None]
+        self._insert_runs(conn, plain, at, event_id=event_id)
+        started = [run.id for run in plain]
+        first_skip = None
+        for run in runs:
+            if run.flow is None:
+                continue
+            outcome = flow.admit(conn, run, event_id, at)
+            if outcome is None:
+                started.append(run.id)
+            elif outcome[0] == "folded":
+                started.append(str(outcome[1]))
+            else:
+                flow.record_skip(conn, event_id, run.function, outcome[0], outcome[1])
+                first_skip = first_skip or outcome[0]
+        return tuple(started), first_skip
 
     def create_runs(
         self, runs: Sequence[NewRun], *, now: datetime | None = None, connection: object | None = None
@@ -263,22 +289,37 @@ class SQLiteStore:
         token = new_token()
         expires = at + _us(lease)
         with self._write("claim_runs") as conn:
+            candidates = conn.execute(_Q["claim_candidates"], {"now": at, "limit": limit}).fetchall()
+            ids = [
+                run_id
+                for run_id, flags, throttle in candidates
+                if not flags & (flow.SLOTS | flow.THROTTLE) or flow.admit_to_start(conn, run_id, flags, throttle, at)
+            ]
+            if not ids:
+                return []
             rows = conn.execute(
                 _Q["claim_runs"],
-                {"worker_id": worker_id, "token": token, "expires_at": expires, "now": at, "limit": limit},
+                {"worker_id": worker_id, "token": token, "expires_at": expires, "now": at, "ids": orjson.dumps(ids)},
             ).fetchall()
             claimed = [self._claimed(conn, row, token, expires, at) for row in rows]
-        claimed.sort(key=lambda c: c.run_id)
+        position = {run_id: index for index, run_id in enumerate(ids)}
+        claimed.sort(key=lambda c: position[c.run_id])
         return claimed
 
     def _claimed(self, conn: sqlite3.Connection, row: Any, token: str, expires: int, at: int) -> ClaimedRun:
-        run_id, function, attempt, max_attempts, event_id, input_data, input_name, created_at = row
+        run_id, function, attempt, max_attempts, event_id, input_data, input_name, created_at, flags = row
         if event_id is not None:
             name, data, ts = conn.execute(_Q["event_of"], {"id": event_id}).fetchone()
             event = Event(event_id, name, json_or_none(data), _t(ts if ts is not None else created_at))
         else:
             event = Event(None, input_name or function, json_or_none(input_data), _t(created_at))
         steps = tuple(step_from_row(r, _time) for r in conn.execute(_Q["steps_of_run"], {"run_id": run_id}))
+        events: tuple[Event, ...] = (event,)
+        if flags & flow.BATCH:
+            events = tuple(
+                Event(event_id_, name, json_or_none(data), _t(ts))
+                for event_id_, name, data, ts in flow.batch_events(conn, run_id)
+            )
         return ClaimedRun(
             lease=Lease(run_id, token, _t(expires)),
             function=function,
@@ -287,6 +328,7 @@ class SQLiteStore:
             event=event,
             claimed_at=_t(at),
             steps=steps,
+            events=events,
         )
 
     def extend_leases(self, leases: Sequence[Lease], *, lease: timedelta, now: datetime | None = None) -> list[Lease]:
@@ -422,6 +464,36 @@ class SQLiteStore:
             rows = conn.execute(_Q["unfinished_fan_outs"], {"limit": limit}).fetchall()
             return sum(waiting.finish_fan_out(conn, parent_id, step_id, at) for parent_id, step_id in rows)
 
+    # flow control: keys and timeouts
+
+    def set_key_paused(self, function: str, key: str, paused: bool, *, now: datetime | None = None) -> None:
+        with self._write("set_key_paused") as conn:
+            flow.set_paused(conn, function, key, paused)
+
+    def drain_key(self, function: str, key: str, *, now: datetime | None = None) -> list[str]:
+        at = self._now(now)
+        with self._write("drain_key") as conn:
+            pending = [row[0] for row in conn.execute(_Q["key_pending"], {"function": function, "key": key})]
+            return [run_id for run_id in pending if self._cancel_in(conn, run_id, at)]
+
+    def skip_key(self, function: str, key: str, *, now: datetime | None = None) -> str | None:
+        with self._write("skip_key") as conn:
+            return flow.skip_parked(conn, function, key)
+
+    def fail_overdue_runs(self, *, now: datetime | None = None, limit: int = 1000) -> int:
+        at = self._now(now)
+        failed = 0
+        with self._write("fail_overdue_runs") as conn:
+            for run_id, _, _ in conn.execute(_Q["overdue_runs"], {"now": at, "limit": limit}).fetchall():
+                error = ErrorInfo("RunTimeout", "the run did not finish within its timeout")
+                row = conn.execute(
+                    _Q["fail_run_unleased"], {"run_id": run_id, "now": at, "error": error_bytes(error)}
+                ).fetchone()
+                if row is not None:
+                    self._dead_letter(conn, run_id, row, error, FailureReason.TIMED_OUT, at)
+                    failed += 1
+        return failed
+
     def settle_runs(self, settlements: Sequence[Settlement], *, now: datetime | None = None) -> list[str]:
         at = self._now(now)
         lost: list[str] = []
@@ -435,14 +507,19 @@ class SQLiteStore:
         lease = {"run_id": settlement.lease.run_id, "token": settlement.lease.token, "now": at}
         match settlement:
             case Complete(output=output):
-                if conn.execute(_Q["complete_run"], {**lease, "output": output}).rowcount != 1:
+                row = conn.execute(_Q["complete_run"], {**lease, "output": output}).fetchone()
+                if row is None:
                     return False
-                waiting.child_finished(conn, settlement.lease.run_id, at)
+                self._finished(conn, settlement.lease.run_id, row[0], at)
                 return True
             case Suspend(until=until, waiting=is_waiting):
                 status = RunStatus.WAITING if is_waiting else RunStatus.SLEEPING
                 params = {**lease, "until": FOREVER if until is None else _ts(until), "status": status.value}
-                return conn.execute(_Q["suspend_run"], params).rowcount == 1
+                row = conn.execute(_Q["suspend_run"], params).fetchone()
+                if row is None:
+                    return False
+                flow.left_running(conn, settlement.lease.run_id, row[0])
+                return True
             case Retry(error=error, delay=delay):
                 row = conn.execute(
                     _Q["retry_run"],
@@ -451,10 +528,25 @@ class SQLiteStore:
                 if row is None:
                     return False
                 self._record_error(conn, settlement.lease.run_id, row[0], error, at)
+                flow.left_running(conn, settlement.lease.run_id, row[1])
                 return True
             case Fail(error=error, reason=reason):
                 return self._fail(conn, settlement.lease, error, reason, at)
         raise AssertionError(f"unknown settlement {settlement!r}")
+
+    @staticmethod
+    def _finished(conn: sqlite3.Connection, run_id: str, flags: int, at: int, *, failed: bool = False) -> None:
+        """Everything a run reaching a terminal status sets in motion, in its own transaction."""
+        if flags:
+            flow.finished(conn, run_id, flags, failed=failed)
+        waiting.child_finished(conn, run_id, at)
+
+    def _cancel_in(self, conn: sqlite3.Connection, run_id: str, at: int) -> bool:
+        row = conn.execute(_Q["cancel_run"], {"run_id": run_id, "now": at}).fetchone()
+        if row is None:
+            return False
+        self._finished(conn, run_id, row[1], at)
+        return True
 
     def _fail(self, conn: sqlite3.Connection, lease: Lease, error: ErrorInfo, reason: FailureReason, at: int) -> bool:
         row = conn.execute(
@@ -462,7 +554,15 @@ class SQLiteStore:
         ).fetchone()
         if row is None:
             return False
-        function, attempt, on_failure, event_id, input_data, input_name = row
+        self._dead_letter(conn, lease.run_id, row, error, reason, at)
+        return True
+
+    def _dead_letter(
+        self, conn: sqlite3.Connection, run_id: str, row: Any, error: ErrorInfo, reason: FailureReason, at: int
+    ) -> None:
+        """After a run failed for good: its error history, the dead letter, the on_failure run, and what follows."""
+        function, attempt, on_failure, event_id, input_data, input_name, flags = row
+        lease = Lease(run_id, "", _t(at))
         self._record_error(conn, lease.run_id, attempt, error, at)
         conn.execute(
             _Q["upsert_dead_letter"],
@@ -487,8 +587,7 @@ class SQLiteStore:
                 now=_t(at),
             )
             self._insert_runs(conn, [handler_run], at, event_id=None)
-        waiting.child_finished(conn, lease.run_id, at)
-        return True
+        self._finished(conn, run_id, flags, at, failed=True)
 
     @staticmethod
     def _input_of(
@@ -507,11 +606,16 @@ class SQLiteStore:
 
     def release_runs(self, leases: Sequence[Lease], *, now: datetime | None = None) -> int:
         at = self._now(now)
+        released = 0
         with self._write("release_runs") as conn:
-            return sum(
-                conn.execute(_Q["release_run"], {"run_id": lease.run_id, "token": lease.token, "now": at}).rowcount
-                for lease in leases
-            )
+            for lease in leases:
+                row = conn.execute(
+                    _Q["release_run"], {"run_id": lease.run_id, "token": lease.token, "now": at}
+                ).fetchone()
+                if row is not None:
+                    flow.left_running(conn, lease.run_id, row[0])
+                    released += 1
+        return released
 
     def rescue_expired_leases(self, *, now: datetime | None = None, limit: int = 1000) -> int:
         at = self._now(now)
@@ -525,24 +629,19 @@ class SQLiteStore:
                 if attempt >= max_attempts:
                     self._fail(conn, Lease(run_id, token, _t(at)), error, FailureReason.LEASE_LOST, at)
                 else:
-                    conn.execute(
+                    row = conn.execute(
                         _Q["requeue_expired"],
                         {"run_id": run_id, "token": token, "now": at, "error": error_bytes(error)},
-                    )
+                    ).fetchone()
                     self._record_error(conn, run_id, attempt, error, at)
+                    if row is not None:
+                        flow.left_running(conn, run_id, row[0])
         return len(expired)
 
     def cancel_runs(self, run_ids: Sequence[str], *, now: datetime | None = None) -> list[str]:
         at = self._now(now)
         with self._write("cancel_runs") as conn:
-            cancelled = [
-                row[0]
-                for run_id in run_ids
-                for row in conn.execute(_Q["cancel_run"], {"run_id": run_id, "now": at}).fetchall()
-            ]
-            for run_id in cancelled:
-                waiting.child_finished(conn, run_id, at)
-        return cancelled
+            return [run_id for run_id in dict.fromkeys(run_ids) if self._cancel_in(conn, run_id, at)]
 
     def redrive(self, request: RedriveRequest, *, now: datetime | None = None) -> list[str]:
         at = self._now(now)
@@ -572,7 +671,9 @@ class SQLiteStore:
             for run_id in dict.fromkeys(candidates):
                 if conn.execute(_Q["mark_redriven"], {"run_id": run_id, "now": at}).rowcount != 1:
                     continue
-                conn.execute(_Q["requeue_redriven"], {"run_id": run_id, "now": at})
+                row = conn.execute(_Q["requeue_redriven"], {"run_id": run_id, "now": at}).fetchone()
+                if row is not None and row[0] & flow.ORDERED:
+                    flow.rejoin_line(conn, run_id)
                 conn.execute(_Q["reopen_failed_fan_outs"], {"run_id": run_id})
                 conn.execute(_Q["forget_failed_steps"], {"run_id": run_id})
                 redriven.append(run_id)
@@ -590,7 +691,8 @@ class SQLiteStore:
             errors = tuple(
                 e for (data,) in conn.execute(_Q["run_errors"], {"run_id": run_id}) if (e := error_or_none(data))
             )
-        return _run_from_row(row, steps, errors)
+            reason = flow.explain(conn, run_id, self._now(None))
+        return replace(_run_from_row(row, steps, errors), waiting_reason=reason)
 
     def list_runs(self, query: RunFilter) -> list[Run]:
         params = {
@@ -599,6 +701,7 @@ class SQLiteStore:
             "status": query.status.value if query.status else None,
             "parent_id": query.parent_id,
             "limit": query.limit,
+            "ordering_key": query.ordering_key,
         }
         with self._translate("list_runs"):
             return [_run_from_row(row) for row in self._reader().execute(_Q["list_runs"], params)]
@@ -615,6 +718,7 @@ class SQLiteStore:
             if row is None:
                 return None
             run_ids = tuple(r[0] for r in conn.execute(_Q["runs_of_event"], {"event_id": event_id}))
+            skipped = tuple(tuple(r) for r in conn.execute(_Q["skips_of_event"], {"event_id": event_id}))
         event_id_, name, data, ts, received_at, disposition = row
         return EventRecord(
             event_id_,
@@ -624,14 +728,17 @@ class SQLiteStore:
             _t(received_at),
             Disposition(disposition),
             run_ids,
+            skipped,  # type: ignore[arg-type]
         )
 
     def list_dead_letters(self, *, function: str | None = None, limit: int = 100) -> list[DeadLetter]:
         with self._translate("list_dead_letters"):
             rows = self._reader().execute(_Q["list_dead_letters"], {"function": function, "limit": limit}).fetchall()
         return [
-            DeadLetter(run_id, fn, error_required(error), FailureReason(reason), _t(failed_at), attempts, count)
-            for run_id, fn, error, reason, failed_at, attempts, count in rows
+            DeadLetter(
+                run_id, fn, error_required(error), FailureReason(reason), _t(failed_at), attempts, count, key, policy
+            )
+            for run_id, fn, error, reason, failed_at, attempts, count, key, policy in rows
         ]
 
     def purge(self, retention: Retention, *, now: datetime | None = None) -> PurgeCounts:
@@ -672,6 +779,11 @@ class SQLiteStore:
             )
         return QueueStats(ready, scheduled, running, dead, _time(next_due))
 
+    def fire_cron_tick(self, tick: CronTick, *, now: datetime | None = None) -> bool:
+        at = self._now(now)
+        with self._write("fire_cron_tick") as conn:
+            return cron.fire_tick(conn, tick, at, admit_runs=self._admit_runs)
+
 
 def _run_from_row(row: Any, steps: tuple[Step, ...] = (), errors: tuple[ErrorInfo, ...] = ()) -> Run:
     (
@@ -689,6 +801,7 @@ def _run_from_row(row: Any, steps: tuple[Step, ...] = (), errors: tuple[ErrorInf
         output,
         error,
         replay_of,
+        ordering_key,
     ) = row
     return Run(
         id=run_id,
@@ -703,6 +816,7 @@ def _run_from_row(row: Any, steps: tuple[Step, ...] = (), errors: tuple[ErrorInf
         ended_at=_time(ended_at),
         available_at=_time(available_at),
         output=json_or_none(output),
+        ordering_key=ordering_key,
         error=error_or_none(error),
         replay_of=replay_of,
         steps=steps,
@@ -724,7 +838,10 @@ def migration_script() -> str:
     parts = ["-- Stepwell schema for SQLite (what `stepwell migrate` applies).", _MIGRATIONS_TABLE + ";"]
     for version, name, script in load_migrations(_PACKAGE):
         # version and name come from our own file names (NNNN_word.sql): nothing to quote.
-        record = f"INSERT OR IGNORE INTO stepwell_migrations (version, name, applied_at) VALUES ({version}, '{name}', {now_us});"
+        record = (
+            "INSERT OR IGNORE INTO stepwell_migrations (version, name, applied_at)"
+            f" VALUES ({version}, '{name}', {now_us});"
+        )
         parts += [f"-- {name}", script.strip(), record]
     return "\n\n".join(parts) + "\n"
 

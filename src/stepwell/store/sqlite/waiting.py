@@ -6,7 +6,7 @@ Functions over an open write transaction; `SQLiteStore` opens it and delegates h
 from __future__ import annotations
 
 import sqlite3
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import Any
 
 import orjson
@@ -52,8 +52,13 @@ def resume_waits(
     stored: Sequence[bool],
     conditions: ConditionCheck | None,
     at: int,
+    *,
+    cancel: Callable[[sqlite3.Connection, str, int], bool],
 ) -> set[str]:
-    """Resolve the waits these newly stored events match; returns the ids of events that resumed something."""
+    """Resolve the waits these newly stored events match, and cancel the runs whose cancel_on they match.
+
+    Returns the ids of events that resumed (or cancelled) something.
+    """
     paths_by_name: dict[str, list[str | None]] = {}
     resumed: set[str] = set()
     for event, is_new in zip(events, stored, strict=True):
@@ -71,8 +76,12 @@ def resume_waits(
             if path is not None and value is None:
                 continue
             rows = conn.execute(Q["waits_matching"], {"name": event.name, "path": path, "value": value}).fetchall()
-            for run_id, step_id, condition, origin in rows:
+            for run_id, step_id, condition, origin, kind in rows:
                 if condition and (conditions is None or not conditions(condition, orjson.loads(origin), document)):
+                    continue
+                if kind == "cancel":
+                    if cancel(conn, run_id, at):
+                        resumed.add(event.id)
                     continue
                 if resolve_step(conn, run_id, step_id, StepStatus.COMPLETED, output, None, at):
                     conn.execute(Q["delete_wait"], {"run_id": run_id, "step_id": step_id})

@@ -1,0 +1,65 @@
+"""`python -m bench NAME [--quick]`: run one benchmark (or `all`) and print its figures as plain tables."""
+
+from __future__ import annotations
+
+import argparse
+import os
+import platform
+import subprocess
+import sys
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+import stepwell
+from bench import peers, postgres, sqlite
+from bench.common import ROOT
+
+BENCHMARKS: dict[str, tuple[Callable[[bool], None], str]] = {
+    "sqlite-drain": (sqlite.sqlite_drain, "no-op drain with one `stepwell worker` on SQLite; RSS; commits per run"),
+    "sqlite-ops": (sqlite.sqlite_ops, "step.run cost, bulk enqueue, single send vs bare sqlite3 on SQLite"),
+    "peers": (peers.peers, "no-op drains side by side: bare psycopg, pgqueuer, procrastinate, celery, dramatiq"),
+    "pg-ops": (postgres.pg_ops, "step.run cost, bulk enqueue, single send vs bare psycopg on PostgreSQL"),
+    "latency": (postgres.latency, "send -> first step start at a steady 200 events/s, PostgreSQL (and SQLite)"),
+}
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m bench", description=__doc__)
+    parser.add_argument("name", choices=[*BENCHMARKS, "all", "list"])
+    parser.add_argument("--quick", action="store_true", help="a tiny version that runs in a few seconds")
+    args = parser.parse_args(argv)
+    if args.name == "list":
+        for name, (_, about) in BENCHMARKS.items():
+            print(f"{name:14} {about}")
+        return 0
+    names = list(BENCHMARKS) if args.name == "all" else [args.name]
+    print(
+        f"# stepwell bench: {', '.join(names)}{' (quick)' if args.quick else ''} · {_revision()} · "
+        f"{os.cpu_count()} cores · load {os.getloadavg()[0]:.1f} · Python {platform.python_version()} · "
+        f"{time.strftime('%Y-%m-%d %H:%M')}"
+    )
+    for name in names:
+        begun = time.perf_counter()
+        BENCHMARKS[name][0](args.quick)
+        load = ", ".join(f"{x:.1f}" for x in os.getloadavg())
+        print(f"# {name} took {time.perf_counter() - begun:.1f}s (load average after: {load})")
+    return 0
+
+
+def _revision() -> str:
+    """The commit measured, and whether the tree had uncommitted changes (or where stepwell came from)."""
+    source = Path(stepwell.__file__).resolve().parent.parent.parent
+    if source != ROOT:  # e.g. PYTHONPATH=/tmp/snapshot/src to measure an exported commit
+        marker = source / "REVISION"
+        return f"stepwell from {source}" + (f" (commit {marker.read_text().strip()})" if marker.exists() else "")
+    try:
+        commit = subprocess.run(["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True, cwd=ROOT)
+        dirty = subprocess.run(["git", "status", "--porcelain", "src"], capture_output=True, text=True, cwd=ROOT)
+    except OSError:
+        return "commit unknown"
+    return f"commit {commit.stdout.strip() or '?'}{' + uncommitted src changes' if dirty.stdout.strip() else ''}"
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,178 @@
+"""Stepwell no-op drains: a pre-loaded backlog, then real `stepwell worker` processes, timed from outside.
+
+Also the in-process drain on an instrumented SQLite store that counts write transactions.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import sqlite3
+import time
+from collections import Counter
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import stepwell
+from bench.apps import make_app
+from bench.common import Drain, spawn, stop, tree_memory
+from bench.worker import command as worker_command
+from stepwell.runtime.worker import WorkerOptions
+from stepwell.store.sqlite.store import SQLiteStore
+
+EVENTS = {"noop": "bench.noop", "noop-async": "bench.noop-async"}
+
+
+def preload(app: stepwell.App, function: str, n: int, batch: int = 1000) -> None:
+    name = EVENTS[function]
+    for start in range(0, n, batch):
+        app.send([{"name": name, "data": {"i": i}} for i in range(start, min(n, start + batch))])
+
+
+def any_left(url: str) -> Callable[[], bool]:
+    """A cheap "is any run still queued or running?" for polling: index lookups, not a count."""
+    sql = (
+        "SELECT EXISTS (SELECT 1 FROM runs WHERE status IN ('queued', 'sleeping'))"
+        " OR EXISTS (SELECT 1 FROM runs WHERE status = 'running')"
+    )
+    if url.startswith("sqlite:///"):
+        conn = sqlite3.connect(url.removeprefix("sqlite:///"), isolation_level=None)
+        return lambda: bool(conn.execute(sql).fetchone()[0])
+    import psycopg
+
+    pg = psycopg.connect(url, autocommit=True)
+    return lambda: bool(pg.execute(sql).fetchone()[0])  # type: ignore[index]
+
+
+def drain_window(app: stepwell.App, n: int) -> tuple[int, float]:
+    """(completed runs, seconds from the first start to the last end), from the runs' own timestamps."""
+    runs = app.runs(status="completed", limit=n + 10)
+    starts = [run.started_at for run in runs if run.started_at is not None]
+    ends = [run.ended_at for run in runs if run.ended_at is not None]
+    if not starts or not ends:
+        return len(runs), 0.0
+    return len(runs), (max(ends) - min(starts)).total_seconds()
+
+
+@dataclass(frozen=True, slots=True)
+class WorkerDrain:
+    drain: Drain
+    commits: int | None = None  # transactions counted while draining, when the backend can count them
+
+
+def drain_with_workers(
+    url: str,
+    n: int,
+    *,
+    function: str = "noop",
+    concurrency: int = 10,
+    processes: int = 1,
+    limit: float = 300.0,
+    log: Path | None = None,
+    count_commits: bool = False,
+) -> WorkerDrain:
+    """Pre-load `n` runs, start the worker (processes x concurrency), wait until none is left.
+
+    The rate comes from the runs' own timestamps (first started_at to last ended_at), so process
+    start-up is left out; the bench polls only a cheap existence check every 20 ms.
+    """
+    app = make_app(url)
+    try:
+        preload(app, function, n)
+        left = any_left(url)
+        assert left()
+        commits_before = _pg_commits(url) if count_commits else None
+        polls = 0
+        argv = worker_command("bench.apps:app", url, concurrency=concurrency, processes=processes)
+        started = time.perf_counter()
+        proc = spawn(argv, log=log)
+        try:
+            while proc.poll() is None and time.perf_counter() - started < limit:
+                polls += 1
+                if not left():
+                    break
+                time.sleep(0.02)
+            wall = time.perf_counter() - started
+            memory = tree_memory(proc.pid)
+        finally:
+            stop(proc)
+        done, seconds = drain_window(app, n)
+        drain = Drain(done, seconds, wall, done == n, memory)
+        commits = None
+        if commits_before is not None:
+            commits = _pg_commits(url, settle=True) - commits_before - polls - 1  # less our own reads
+        return WorkerDrain(drain, commits)
+    finally:
+        app.close()
+
+
+def _pg_commits(url: str, settle: bool = False) -> int:
+    """Transactions committed in this database (pg_stat_database.xact_commit), after stats are flushed."""
+    import psycopg
+
+    if settle:
+        time.sleep(1.2)  # backends flush their counters at most once a second, and at exit
+    with psycopg.connect(url, autocommit=True) as conn:
+        conn.execute("SELECT pg_stat_clear_snapshot()")
+        row = conn.execute("SELECT xact_commit FROM pg_stat_database WHERE datname = current_database()").fetchone()
+    return int(row[0]) if row else 0
+
+
+# the instrumented SQLite drain
+
+
+class CountingSQLiteStore(SQLiteStore):
+    """The SQLite store, counting its write transactions (BEGIN IMMEDIATE ... COMMIT) by operation."""
+
+    def __init__(self, *args: object, **kwargs: object) -> None:
+        super().__init__(*args, **kwargs)  # type: ignore[arg-type]
+        self.commits: Counter[str] = Counter()
+
+    @contextlib.contextmanager
+    def _write(self, operation: str) -> Iterator[object]:  # type: ignore[override]
+        with super()._write(operation) as conn:
+            yield conn
+        self.commits[operation] += 1
+
+
+@dataclass(frozen=True, slots=True)
+class CountedDrain:
+    runs: int
+    seconds: float
+    commits: Counter[str]
+
+    @property
+    def per_run(self) -> float:
+        return sum(self.commits.values()) / self.runs
+
+
+def counted_sqlite_drain(path: Path, n: int, *, function: str = "noop", concurrency: int = 10) -> CountedDrain:
+    """Drain `n` pre-loaded runs with an in-process worker over CountingSQLiteStore."""
+    store = CountingSQLiteStore(path)
+    store.migrate()
+    app = make_app()
+    app.bind(store)
+    try:
+        preload(app, function, n)
+        store.commits.clear()
+        seconds = asyncio.run(_drain_in_process(app, n, concurrency))
+        done = len(app.runs(status="completed", limit=n))
+        if done < n:
+            raise RuntimeError(f"counted drain: only {done} of {n} runs completed")
+        return CountedDrain(n, seconds, Counter(store.commits))
+    finally:
+        app.close()
+
+
+async def _drain_in_process(app: stepwell.App, n: int, concurrency: int) -> float:
+    worker = app.worker(WorkerOptions(concurrency=concurrency, poll_interval=0.05))
+    stop_event = asyncio.Event()
+    started = time.perf_counter()
+    task = asyncio.create_task(worker.run(stop_event))
+    deadline = time.monotonic() + 300
+    while worker.processed < n and time.monotonic() < deadline:
+        await asyncio.sleep(0.01)
+    stop_event.set()
+    await task  # settles what is still pending
+    return time.perf_counter() - started

@@ -1,0 +1,183 @@
+"""Model values to statement parameters (batches as parallel arrays), and rows back to model values."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from datetime import datetime
+from typing import Any
+
+from stepwell.model.records import Disposition, ErrorInfo, Event, Run, RunStatus, Step, StepStatus
+from stepwell.store.base import (
+    ClaimedRun,
+    Complete,
+    Fail,
+    Lease,
+    NewChild,
+    NewEvent,
+    NewRun,
+    Retry,
+    Settlement,
+    StepWrite,
+    Suspend,
+)
+from stepwell.store.postgres.statements import same
+from stepwell.store.rows import error_bytes, error_or_none, json_or_none, step_from_row
+
+_ENDED = (StepStatus.COMPLETED, StepStatus.FAILED, StepStatus.ERRORED)
+
+
+def event_params(events: Sequence[NewEvent], at: datetime | None, *, if_no_waits: bool) -> dict[str, Any]:
+    runs = [(event.id, run) for event in events for run in event.runs]
+    params = run_params([run for _, run in runs], at)
+    params.update(
+        ids=[e.id for e in events],
+        names=[e.name for e in events],
+        datas=[e.data for e in events],
+        tss=[e.ts for e in events],
+        dispositions=[(Disposition.STARTED if e.runs else Disposition.NO_MATCH).value for e in events],
+        event_ids=[event_id for event_id, _ in runs],
+        if_no_waits=if_no_waits,
+    )
+    return params
+
+
+def run_params(runs: Sequence[NewRun], at: datetime | None) -> dict[str, Any]:
+    return {
+        "now": at,
+        "run_ids": [r.id for r in runs],
+        "functions": [r.function for r in runs],
+        "inputs": [r.input for r in runs],
+        "input_names": [r.input_name for r in runs],
+        "parent_ids": [r.parent_id for r in runs],
+        "replay_ofs": [r.replay_of for r in runs],
+        "on_failures": [r.on_failure for r in runs],
+        "max_attempts": [r.max_attempts for r in runs],
+        "priorities": [r.priority for r in runs],
+    }
+
+
+def children_params(lease: Lease, step_id: str, children: Sequence[NewChild], at: datetime | None) -> dict[str, Any]:
+    params = run_params([child.run for child in children], at)
+    params.update(parent_id=lease.run_id, token=lease.token, step_id=step_id, child_indexes=[c.index for c in children])
+    return params
+
+
+def step_params(lease: Lease, step: StepWrite, at: datetime | None) -> dict[str, Any]:
+    return {
+        "run_id": lease.run_id,
+        "token": lease.token,
+        "id": step.step_id,
+        "position": step.position,
+        "kind": step.kind.value,
+        "status": step.status.value,
+        "output": step.output,
+        "error": error_bytes(step.error),
+        "wake_at": step.wake_at,
+        "sleep_for": step.sleep_for,
+        "started_at": step.started_at,
+        "ended": step.status in _ENDED,
+        "now": at,
+    }
+
+
+def written_step(step: StepWrite, row: tuple[Any, ...]) -> Step:
+    """The Step an upsert_step row (attempts, started_at, ended_at, wake_at) describes."""
+    attempts, started_at, ended_at, wake_at = row
+    return Step(
+        id=step.step_id,
+        kind=step.kind,
+        status=step.status,
+        attempts=attempts,
+        output=json_or_none(step.output),
+        error=step.error,
+        started_at=started_at,
+        ended_at=ended_at,
+        wake_at=wake_at,
+        position=step.position,
+    )
+
+
+def lease_arrays(leases: Sequence[Lease]) -> dict[str, list[str]]:
+    return {"run_ids": [lease.run_id for lease in leases], "tokens": [lease.token for lease in leases]}
+
+
+def settlement_plan(settlements: Sequence[Settlement], at: datetime | None) -> list[tuple[str, dict[str, Any]]]:
+    """Settlements grouped by kind: (statement name, parameters for the whole group)."""
+    completes = [s for s in settlements if isinstance(s, Complete)]
+    suspends = [s for s in settlements if isinstance(s, Suspend)]
+    retries = [s for s in settlements if isinstance(s, Retry)]
+    fails = [s for s in settlements if isinstance(s, Fail)]
+    plan: list[tuple[str, dict[str, Any]]] = []
+    if completes:
+        outputs = [s.output for s in completes]
+        plan.append(("complete_runs", {**lease_arrays([s.lease for s in completes]), "now": at, "outputs": outputs}))
+    if suspends:
+        params: dict[str, Any] = {
+            **lease_arrays([s.lease for s in suspends]),
+            "now": at,
+            "untils": [s.until for s in suspends],
+            "waiting": [s.waiting for s in suspends],
+        }
+        plan.append(("suspend_runs", params))
+    if retries:
+        params = {
+            **lease_arrays([s.lease for s in retries]),
+            "now": at,
+            "errors": [error_bytes(s.error) for s in retries],
+            "delays": [s.delay for s in retries],
+        }
+        plan.append(("retry_runs", params))
+    if fails:
+        plan.append(("fail_runs", fail_params(fails, at)))
+    return plan
+
+
+def fail_params(fails: Sequence[Fail], at: datetime | None) -> dict[str, Any]:
+    return {
+        **lease_arrays([s.lease for s in fails]),
+        "now": at,
+        "errors": [error_bytes(s.error) for s in fails],
+        "reasons": [s.reason.value for s in fails],
+    }
+
+
+def claimed_run(row: tuple[Any, ...], token: str) -> ClaimedRun:
+    (run_id, function, attempt, max_attempts, event_id, input_data, input_name, created_at, expires_at, claimed_at,
+     event_name, event_data, event_ts, *step_columns) = row  # fmt: skip
+    if event_id is not None:
+        event = Event(event_id, event_name, json_or_none(event_data), event_ts)
+    else:
+        event = Event(None, input_name or function, json_or_none(input_data), created_at)
+    steps = tuple(step_from_row(r, same) for r in zip(*step_columns, strict=True)) if step_columns[0] else ()
+    return ClaimedRun(
+        lease=Lease(run_id, token, expires_at),
+        function=function,
+        attempt=attempt,
+        max_attempts=max_attempts,
+        event=event,
+        claimed_at=claimed_at,
+        steps=steps,
+    )
+
+
+def run_from_row(row: tuple[Any, ...], steps: tuple[Step, ...] = (), errors: tuple[ErrorInfo, ...] = ()) -> Run:
+    (run_id, function, status, attempt, max_attempts, event_id, parent_id, created_at, started_at, ended_at,
+     available_at, output, error, replay_of) = row  # fmt: skip
+    return Run(
+        id=run_id,
+        function=function,
+        status=RunStatus(status),
+        attempt=attempt,
+        max_attempts=max_attempts,
+        event_id=event_id,
+        parent_id=parent_id,
+        created_at=created_at,
+        started_at=started_at,
+        ended_at=ended_at,
+        available_at=available_at,
+        output=json_or_none(output),
+        error=error_or_none(error),
+        replay_of=replay_of,
+        steps=steps,
+        errors=errors,
+    )

@@ -1,0 +1,61 @@
+"""The SQLite transaction of a cron tick: claim it once, then store its event and run.
+
+A function over the store's open write transaction; `SQLiteStore.fire_cron_tick` opens it and
+hands in its own way of admitting an event's runs (flow control included), so that a tick's
+event is stored exactly as `append_events` stores any event.
+"""
+
+from __future__ import annotations
+
+import sqlite3
+from collections.abc import Callable, Sequence
+from datetime import UTC, datetime, timedelta
+
+from stepwell.model.records import Disposition
+from stepwell.store.base import CronTick, NewRun
+from stepwell.store.sqlfile import load_queries
+
+C = load_queries("stepwell.store.sqlite", "cron.sql")
+Q = load_queries("stepwell.store.sqlite")
+
+# (conn, runs, at, *, event_id) -> (ids of the runs the event owns, the first reason a run was skipped)
+AdmitRuns = Callable[..., tuple[tuple[str, ...], str | None]]
+
+_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+
+
+def fire_tick(conn: sqlite3.Connection, tick: CronTick, at: int, *, admit_runs: AdmitRuns) -> bool:
+    """See Store.fire_cron_tick. `at` is the store's now in microseconds."""
+    params = {"function": tick.function, "schedule": tick.schedule, "tick_at": _micros(tick.tick_at), "now": at}
+    conn.execute(C["register_cron_schedule"], params)
+    if conn.execute(C["advance_cron_schedule"], params).rowcount != 1:
+        return False
+    claimed = conn.execute(C["claim_cron_tick"], {**params, "event_id": tick.event.id}).rowcount == 1
+    conn.execute(C["forget_cron_ticks"], {"function": tick.function, "forget_before": _micros(tick.forget_before)})
+    return claimed and _store_event(conn, tick, at, admit_runs)
+
+
+def _store_event(conn: sqlite3.Connection, tick: CronTick, at: int, admit_runs: AdmitRuns) -> bool:
+    event = tick.event
+    stored = conn.execute(
+        Q["insert_event"],
+        {
+            "id": event.id,
+            "name": event.name,
+            "data": event.data,
+            "ts": _micros(event.ts or tick.tick_at),
+            "now": at,
+            "disposition": Disposition.STARTED.value,
+        },
+    )
+    if stored.rowcount != 1:
+        return False  # the tick's event exists already: its run was started then
+    runs: Sequence[NewRun] = event.runs
+    started, skipped = admit_runs(conn, runs, at, event_id=event.id)
+    if not started and skipped:
+        conn.execute(Q["set_disposition"], {"id": event.id, "disposition": skipped})
+    return True
+
+
+def _micros(when: datetime) -> int:
+    return (when - _EPOCH) // timedelta(microseconds=1)

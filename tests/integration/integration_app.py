@@ -1,0 +1,163 @@
+"""The app that the integration tests' worker processes run (`stepwell worker integration_app:app`).
+
+Every execution of a step appends one line to the file named by $STEPWELL_TEST_EFFECTS, with a
+single O_APPEND write, so the tests can count side effects across processes that crash:
+
+    <unix time> <pid> <run id> <attempt> <label>
+
+A step can be held after writing its line (`data["hold"][label]` = at most that many seconds),
+until the test creates the gate file `open-<run id>` next to the effects file.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import time
+from collections.abc import Callable
+from datetime import timedelta
+from pathlib import Path
+from typing import Any
+
+import stepwell
+
+EFFECTS_ENV = "STEPWELL_TEST_EFFECTS"
+RETRY_BACKOFF = stepwell.Backoff(base=timedelta(seconds=0.2), factor=2, jitter=0.2)
+HOSTILE_BACKOFF = stepwell.Backoff(base=timedelta(seconds=0.1))
+
+
+def effects_path() -> Path:
+    return Path(os.environ[EFFECTS_ENV])
+
+
+def gate_path(effects: Path, run_id: str) -> Path:
+    return effects.parent / f"open-{run_id}"
+
+
+def record(ctx: stepwell.Context[Any], label: str) -> dict[str, int]:
+    """Append this execution's line, then hold if the run asks for it. Returns who did it."""
+    line = f"{time.time():.6f} {os.getpid()} {ctx.run_id} {ctx.attempt} {label}\n"
+    fd = os.open(effects_path(), os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o600)
+    try:
+        os.write(fd, line.encode())
+    finally:
+        os.close(fd)
+    hold = ctx.event.data.get("hold", {}).get(label)
+    if hold:
+        gate = gate_path(effects_path(), ctx.run_id)
+        deadline = time.monotonic() + float(hold)
+        while time.monotonic() < deadline and not gate.exists():
+            time.sleep(0.01)
+    return {"pid": os.getpid(), "attempt": ctx.attempt}
+
+
+def build_app(database_url: str | None = None) -> stepwell.App:
+    app = stepwell.App("integration", database_url=database_url)
+
+    @app.function("three-steps", retries=3)
+    def three_steps(ctx: stepwell.Context[Any]) -> dict[str, int]:
+        ctx.step.run("step-1", record, ctx, "step-1")
+        ctx.step.run("step-2", record, ctx, "step-2")
+        ctx.step.run("step-3", record, ctx, "step-3")
+        return record(ctx, "tail")  # outside any step: runs on every attempt that gets this far
+
+    @app.function("swallows", retries=3)
+    def swallows(ctx: stepwell.Context[Any]) -> dict[str, int]:
+        """A common user pattern: carry on past a failing step. It must not carry on past a lost lease."""
+        for label in ("step-1", "step-2", "step-3"):
+            try:
+                ctx.step.run(label, record, ctx, label)
+            except Exception:  # noqa: BLE001 - the pattern under test
+                continue
+        return {"pid": os.getpid(), "attempt": ctx.attempt}
+
+    @app.function("quick", retries=3)
+    def quick(ctx: stepwell.Context[Any]) -> dict[str, int]:
+        done: dict[str, int] = ctx.step.run("only", record, ctx, "only")
+        return done
+
+    @app.function("poison", retries=2)
+    def poison(ctx: stepwell.Context[Any]) -> None:
+        def kill_own_worker() -> None:
+            record(ctx, "poison")
+            os.kill(os.getpid(), signal.SIGKILL)
+
+        ctx.step.run("kill", kill_own_worker)
+
+    @app.function("hog", retries=3)
+    def hog(ctx: stepwell.Context[Any]) -> dict[str, float]:
+        def busy() -> dict[str, float]:
+            record(ctx, "hog")
+            started = time.monotonic()
+            deadline = started + float(ctx.event.data["seconds"])
+            spins = 0
+            while time.monotonic() < deadline:  # pure CPU, no sleeping: competes for the GIL all along
+                spins += 1
+            return {"pid": os.getpid(), "spins": spins, "seconds": time.monotonic() - started}
+
+        done: dict[str, float] = ctx.step.run("hog", busy)
+        return done
+
+    @app.function("always-fails", retries=3, backoff=RETRY_BACKOFF)
+    def always_fails(ctx: stepwell.Context[Any]) -> None:
+        def fail() -> None:
+            record(ctx, "try")
+            raise RuntimeError(f"failure of attempt {ctx.attempt}")
+
+        ctx.step.run("try", fail)
+
+    @app.function("crash-once", retries=3)
+    def crash_once(ctx: stepwell.Context[Any]) -> None:
+        where = ctx.event.data["crash"]
+
+        def effect() -> dict[str, int]:
+            done = record(ctx, "effect")
+            if where == "inside-step" and ctx.attempt == 1:  # the side effect happened, its result is not stored
+                os.kill(os.getpid(), signal.SIGKILL)
+            return done
+
+        ctx.step.run("effect", effect)
+        if where == "after-commit" and ctx.attempt == 1:  # the step's result is stored, nothing else happened
+            os.kill(os.getpid(), signal.SIGKILL)
+        ctx.step.run("after", record, ctx, "after")
+
+    @app.function("nap", retries=3)
+    def nap(ctx: stepwell.Context[Any]) -> None:
+        record(ctx, "entry")  # outside any step: once per claim of the run
+        ctx.step.run("before", record, ctx, "before")
+        ctx.step.sleep("nap", float(ctx.event.data["seconds"]))
+        ctx.step.run("after", record, ctx, "after")
+
+    @app.function("hostile", retries=1, backoff=HOSTILE_BACKOFF)
+    def hostile(ctx: stepwell.Context[Any]) -> None:
+        ctx.step.run("raise", raise_hostile, ctx)
+
+    @app.function("hostile-async", retries=1, backoff=HOSTILE_BACKOFF)
+    async def hostile_async(ctx: stepwell.Context[Any]) -> None:
+        async def raise_on_the_loop() -> None:
+            raise_hostile(ctx)
+
+        await ctx.step.run("raise", raise_on_the_loop)
+
+    return app
+
+
+class StrRaises(Exception):
+    def __str__(self) -> str:
+        raise ValueError("no string for you")
+
+
+HOSTILE: dict[str, Callable[[], BaseException]] = {
+    "system-exit": lambda: SystemExit(3),
+    "keyboard-interrupt": lambda: KeyboardInterrupt(),
+    "huge-message": lambda: RuntimeError("x" * 1_000_000),
+    "str-raises": lambda: StrRaises(),
+}
+
+
+def raise_hostile(ctx: stepwell.Context[Any]) -> None:
+    record(ctx, "raise")
+    raise HOSTILE[ctx.event.data["kind"]]()
+
+
+app = build_app()

@@ -1,0 +1,95 @@
+"""Every benchmark's --quick mode runs and prints its figures, so the bench/ suite cannot rot.
+
+These check that the benchmarks work, not how fast Stepwell is: the figures are not asserted.
+The peer comparison needs .bench-venv (bench/setup-peers); without it that test is skipped,
+unless STEPWELL_BENCH_PEERS=1 asks for it to be required.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parent.parent
+BENCH_VENV_PYTHON = ROOT / ".bench-venv" / "bin" / "python"
+NUMBER = r"\d[\d,]*(?:\.\d+)?"
+
+
+def run_quick(name: str, python: Path | str = sys.executable) -> str:
+    done = subprocess.run(
+        [str(python), "-m", "bench", name, "--quick"],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert done.returncode == 0, f"bench {name} --quick failed:\n{done.stdout}\n{done.stderr}"
+    assert f"# {name} took" in done.stdout, done.stdout
+    return done.stdout
+
+
+def row(output: str, label: str) -> str:
+    """The first table row that starts with `label`."""
+    for line in output.splitlines():
+        if line.startswith(label):
+            return line
+    raise AssertionError(f"no row {label!r} in:\n{output}")
+
+
+def numbers(line: str) -> list[str]:
+    return re.findall(NUMBER, line)
+
+
+def test_sqlite_drain_prints_rate_memory_and_commits() -> None:
+    output = run_quick("sqlite-drain")
+    drain = row(output, "sync no-op")
+    assert "nan" not in drain and drain.rstrip().endswith("yes"), drain
+    assert len(numbers(drain)) >= 5, drain  # concurrency, runs, runs/s, wall, RSS
+    assert len(numbers(row(output, "total"))) == 2
+    assert "runs/s" in row(output, "in-process drain")
+
+
+def test_sqlite_ops_prints_step_cost_and_enqueue() -> None:
+    output = run_quick("sqlite-ops")
+    for label in ("sync ", "async ", "bulk send", "send() one event", "bare insert", "send() rate"):
+        line = row(output, label)
+        assert "nan" not in line and numbers(line), line
+
+
+def _postgres_ops_or_not_ready(output: str) -> bool:
+    """True when the figures are there; False when the bench said the PostgreSQL store is not available."""
+    return "not measured: the PostgreSQL store is not available" not in output
+
+
+def test_pg_ops_prints_step_cost_and_enqueue_when_the_store_is_there() -> None:
+    output = run_quick("pg-ops")
+    if _postgres_ops_or_not_ready(output):
+        for label in ("sync ", "async ", "bulk send", "send() one event", "bare insert", "send() rate"):
+            line = row(output, label)
+            assert "nan" not in line and numbers(line), line
+
+
+def test_latency_prints_percentiles() -> None:
+    output = run_quick("latency")
+    sqlite = row(output, "SQLite")
+    assert "nan" not in sqlite and sqlite.rstrip().endswith(" 0"), sqlite  # nothing lost
+    if _postgres_ops_or_not_ready(output):
+        postgres = row(output, "PostgreSQL")
+        assert "nan" not in postgres and postgres.rstrip().endswith(" 0"), postgres
+
+
+def test_peers_print_every_peer_side_by_side() -> None:
+    if not BENCH_VENV_PYTHON.exists():
+        if os.environ.get("STEPWELL_BENCH_PEERS") == "1":
+            pytest.fail("STEPWELL_BENCH_PEERS=1 but .bench-venv is missing: run bench/setup-peers")
+        pytest.skip("the peers live in .bench-venv: run bench/setup-peers")
+    output = run_quick("peers", BENCH_VENV_PYTHON)
+    for label in ("bare psycopg", "pgqueuer", "procrastinate", "celery", "dramatiq", "stepwell (SQLite)"):
+        line = row(output, label)
+        assert "nan" not in line and line.rstrip().endswith("yes"), line
+    assert "best peer:" in output
