@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import os
 import uuid
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -12,9 +12,10 @@ import psycopg
 import pytest
 from psycopg import sql
 
-from stepwell.app import open_store
+from stepwell.app import App, open_store
 from stepwell.clock import VirtualClock
 from stepwell.store.base import Store
+from stepwell.testing import TestEnv
 
 BACKENDS = [b for b in os.environ.get("STEPWELL_TEST_BACKENDS", "sqlite").split(",") if b]
 PG_URL = os.environ.get("STEPWELL_TEST_PG_URL", "postgresql://postgres@127.0.0.1:5432/test")
@@ -103,3 +104,16 @@ def store(backend: str, tmp_path: Path, clock: VirtualClock) -> Iterator[Store]:
     store = make_store(backend, tmp_path, clock)
     yield store
     store.close()
+
+
+@pytest.fixture
+def test_env(backend: str, tmp_path: Path) -> Callable[..., TestEnv]:
+    """`with test_env(app) as env:` — stepwell.testing.TestEnv on this test's backend."""
+
+    def make(app: App, **kwargs: object) -> TestEnv:
+        return TestEnv(app, database_url=database_url_for(backend, tmp_path), **kwargs)  # type: ignore[arg-type]
+
+    return make
+
+
+EnvFactory = Callable[..., TestEnv]

@@ -11,7 +11,7 @@ import pytest
 import stepwell
 from stepwell.model.records import RunStatus
 from stepwell.store.base import Complete, Lease
-from stepwell.testing import TestEnv
+from tests.conftest import EnvFactory
 
 
 def _scoring_app(*, tolerate: float = 0, broken: set[int] | None = None) -> tuple[stepwell.App, list[object]]:
@@ -36,9 +36,9 @@ def _scoring_app(*, tolerate: float = 0, broken: set[int] | None = None) -> tupl
     return app, reduced
 
 
-def test_children_run_and_the_reduce_sees_every_result_in_item_order() -> None:
+def test_children_run_and_the_reduce_sees_every_result_in_item_order(test_env: EnvFactory) -> None:
     app, reduced = _scoring_app()
-    with TestEnv(app) as env:
+    with test_env(app) as env:
         env.send("month.closed", {"companies": 2500})
         env.run_until_idle()
         [parent] = app.runs(function="monthly")
@@ -50,9 +50,9 @@ def test_children_run_and_the_reduce_sees_every_result_in_item_order() -> None:
         assert app.runs(event_id=parent.event_id) == [parent]
 
 
-def test_progress_is_visible_while_children_run() -> None:
+def test_progress_is_visible_while_children_run(test_env: EnvFactory) -> None:
     app, _ = _scoring_app()
-    with TestEnv(app) as env:
+    with test_env(app) as env:
         env.send("month.closed", {"companies": 10})
         env.run_until_idle(max_runs=1)
         [parent] = app.runs(function="monthly")
@@ -63,19 +63,19 @@ def test_progress_is_visible_while_children_run() -> None:
         assert (progress.completed, progress.queued) == (4, 6)
 
 
-def test_zero_items_finish_at_once() -> None:
+def test_zero_items_finish_at_once(test_env: EnvFactory) -> None:
     app, reduced = _scoring_app()
-    with TestEnv(app) as env:
+    with test_env(app) as env:
         env.send("month.closed", {"companies": 0})
         env.run_until_idle()
         assert app.runs(function="monthly")[0].output == {"report": 1, "completed": 0, "failed": 0}
         assert reduced == [[]]
 
 
-def test_a_failed_child_fails_the_parent_without_tolerance_and_redrive_completes_it() -> None:
+def test_a_failed_child_fails_the_parent_without_tolerance_and_redrive_completes_it(test_env: EnvFactory) -> None:
     broken = {3}
     app, reduced = _scoring_app(broken=broken)
-    with TestEnv(app) as env:
+    with test_env(app) as env:
         env.send("month.closed", {"companies": 6})
         env.run_until_idle()
         [parent] = app.runs(function="monthly")
@@ -95,9 +95,9 @@ def test_a_failed_child_fails_the_parent_without_tolerance_and_redrive_completes
 
 
 @pytest.mark.parametrize("tolerate", [1, 0.2])
-def test_tolerated_failures_let_the_parent_continue(tolerate: float) -> None:
+def test_tolerated_failures_let_the_parent_continue(test_env: EnvFactory, tolerate: float) -> None:
     app, reduced = _scoring_app(tolerate=tolerate, broken={2})
-    with TestEnv(app) as env:
+    with test_env(app) as env:
         env.send("month.closed", {"companies": 5})
         env.run_until_idle()
         [parent] = app.runs(function="monthly")
@@ -105,7 +105,7 @@ def test_tolerated_failures_let_the_parent_continue(tolerate: float) -> None:
         assert reduced == [[0, 10, None, 30, 40]]
 
 
-def test_a_parent_that_dies_while_creating_children_resumes_without_duplicates() -> None:
+def test_a_parent_that_dies_while_creating_children_resumes_without_duplicates(test_env: EnvFactory) -> None:
     app = stepwell.App("t")
     dies = {"left": 1}
 
@@ -125,7 +125,7 @@ def test_a_parent_that_dies_while_creating_children_resumes_without_duplicates()
         done = ctx.step.fan_out("all", child, items())
         return sum(x for x in done.results())
 
-    with TestEnv(app) as env:
+    with test_env(app) as env:
         env.send("go")
         env.run_until_idle()
         [run] = app.runs(function="parent")
@@ -135,7 +135,7 @@ def test_a_parent_that_dies_while_creating_children_resumes_without_duplicates()
         assert len(children) == len({c.id for c in children}) == 2500
 
 
-def test_a_bad_item_or_tolerance_fails_the_parent_clearly() -> None:
+def test_a_bad_item_or_tolerance_fails_the_parent_clearly(test_env: EnvFactory) -> None:
     app = stepwell.App("t")
 
     @app.function("child")
@@ -146,13 +146,13 @@ def test_a_bad_item_or_tolerance_fails_the_parent_clearly() -> None:
     def parent(ctx: stepwell.Context) -> None:
         ctx.step.fan_out("all", child, [1, {2, 3}] if ctx.event.data["bad"] == "item" else [1], tolerate=1.5)
 
-    with TestEnv(app) as env:
+    with test_env(app) as env:
         env.send("go", {"bad": "tolerance"})
         env.run_until_idle()
         assert "tolerate=1.5" in str(app.runs()[0].error)
 
 
-def test_the_last_two_children_finishing_at_once_wake_the_parent_once() -> None:
+def test_the_last_two_children_finishing_at_once_wake_the_parent_once(test_env: EnvFactory) -> None:
     app = stepwell.App("t")
     reduces: list[int] = []
 
@@ -166,7 +166,7 @@ def test_the_last_two_children_finishing_at_once_wake_the_parent_once() -> None:
         ctx.step.run("reduce", lambda: reduces.append(done.completed))
         return done.completed
 
-    with TestEnv(app) as env:
+    with test_env(app) as env:
         env.send("go")
         env.run_until_idle(max_runs=1)
         claimed = env.store.claim_runs(worker_id="w", limit=10, lease=timedelta(seconds=30))

@@ -13,6 +13,7 @@ from stepwell.errors import ConfigurationError
 from stepwell.model.records import Disposition, RunStatus
 from stepwell.store.base import Complete
 from stepwell.testing import TestEnv
+from tests.conftest import EnvFactory
 
 LEASE = timedelta(seconds=30)
 
@@ -44,9 +45,9 @@ def _ordered_app(**options: object) -> stepwell.App:
     return app
 
 
-def test_one_run_per_key_at_a_time_in_event_order() -> None:
+def test_one_run_per_key_at_a_time_in_event_order(test_env: EnvFactory) -> None:
     app = _ordered_app()
-    with TestEnv(app) as env:
+    with test_env(app) as env:
         for n, key in [(1, "a"), (2, "a"), (3, "b"), (4, "a"), (5, "b")]:
             env.send("item", {"key": key, "n": n})
         assert sorted(_claim(env)) == ["1", "3"]
@@ -59,9 +60,9 @@ def test_one_run_per_key_at_a_time_in_event_order() -> None:
         assert sorted(_claim(env)) == ["4", "5"]
 
 
-def test_a_failing_run_holds_back_only_its_key_then_the_key_skips_past_it() -> None:
+def test_a_failing_run_holds_back_only_its_key_then_the_key_skips_past_it(test_env: EnvFactory) -> None:
     app = _ordered_app()
-    with TestEnv(app) as env:
+    with test_env(app) as env:
         env.send("item", {"key": "a", "n": 1, "poison": True})
         env.send("item", {"key": "a", "n": 2})
         env.send("item", {"key": "b", "n": 3})
@@ -72,9 +73,9 @@ def test_a_failing_run_holds_back_only_its_key_then_the_key_skips_past_it() -> N
         assert (dead.ordering_key, dead.key_policy) == ("a", "skipped")
 
 
-def test_a_parked_key_waits_for_its_dead_letter_while_other_keys_flow() -> None:
+def test_a_parked_key_waits_for_its_dead_letter_while_other_keys_flow(test_env: EnvFactory) -> None:
     app = _ordered_app(on_dead_letter="park")
-    with TestEnv(app) as env:
+    with test_env(app) as env:
         env.send("item", {"key": "a", "n": 1, "poison": True})
         env.send("item", {"key": "a", "n": 2})
         env.send("item", {"key": "b", "n": 3})
@@ -90,7 +91,7 @@ def test_a_parked_key_waits_for_its_dead_letter_while_other_keys_flow() -> None:
         assert app.get_run(waiting.id).status == RunStatus.COMPLETED
 
 
-def test_redriving_a_parked_dead_letter_lets_the_key_continue_in_order() -> None:
+def test_redriving_a_parked_dead_letter_lets_the_key_continue_in_order(test_env: EnvFactory) -> None:
     app = stepwell.App("t")
     fixed = {"yes": False}
     order: list[int] = []
@@ -103,7 +104,7 @@ def test_redriving_a_parked_dead_letter_lets_the_key_continue_in_order() -> None
             raise ValueError("not yet")
         order.append(ctx.event.data["n"])
 
-    with TestEnv(app) as env:
+    with test_env(app) as env:
         for n in (1, 2, 3):
             env.send("item", {"key": "k", "n": n})
         env.run_until_idle()
@@ -114,9 +115,9 @@ def test_redriving_a_parked_dead_letter_lets_the_key_continue_in_order() -> None
         assert order == [1, 2, 3]
 
 
-def test_pause_resume_and_drain_one_key() -> None:
+def test_pause_resume_and_drain_one_key(test_env: EnvFactory) -> None:
     app = _ordered_app()
-    with TestEnv(app) as env:
+    with test_env(app) as env:
         for n, key in [(1, "a"), (2, "a"), (3, "b"), (4, "a")]:
             env.send("item", {"key": key, "n": n})
         app.pause_key("ordered", "a")
@@ -138,16 +139,16 @@ def test_pause_resume_and_drain_one_key() -> None:
         ]
 
 
-def test_a_hot_key_with_100000_queued_runs_does_not_delay_another_key() -> None:
+def test_a_hot_key_with_100000_queued_runs_does_not_delay_another_key(test_env: EnvFactory) -> None:
     app = _ordered_app()
-    with TestEnv(app) as env:
+    with test_env(app) as env:
         for start in range(0, 100_000, 10_000):
             app.send([{"name": "item", "data": {"key": "hot", "n": start + i}} for i in range(10_000)])
         env.send("item", {"key": "cold", "n": -1})
         assert sorted(_claim(env, limit=2)) == ["-1", "0"]
 
 
-def test_concurrency_limits_global_and_keyed_and_slots_return_on_lease_expiry() -> None:
+def test_concurrency_limits_global_and_keyed_and_slots_return_on_lease_expiry(test_env: EnvFactory) -> None:
     app = stepwell.App("t")
 
     @app.function(
@@ -158,7 +159,7 @@ def test_concurrency_limits_global_and_keyed_and_slots_return_on_lease_expiry() 
     def limited(ctx: stepwell.Context) -> None:
         return None
 
-    with TestEnv(app) as env:
+    with test_env(app) as env:
         for n, user in [(1, "u1"), (2, "u1"), (3, "u2"), (4, "u3"), (5, "u4")]:
             env.send("job", {"n": n, "user": user})
         assert sorted(_claim(env)) == ["1", "3", "4"]
@@ -173,7 +174,7 @@ def test_concurrency_limits_global_and_keyed_and_slots_return_on_lease_expiry() 
         assert len(again) == 3 and again[1:] == ["4", "5"] and again[0] in ("1", "2"), "every slot came back"
 
 
-def test_throttle_spaces_out_starts_per_key_and_drops_nothing() -> None:
+def test_throttle_spaces_out_starts_per_key_and_drops_nothing(test_env: EnvFactory) -> None:
     app = stepwell.App("t")
     starts: list[float] = []
 
@@ -186,7 +187,7 @@ def test_throttle_spaces_out_starts_per_key_and_drops_nothing() -> None:
         if ctx.event.data["api"] == "a":
             starts.append((env.clock.now() - start).total_seconds())
 
-    with TestEnv(app) as env:
+    with test_env(app) as env:
         start = env.clock.now()
         for _ in range(5):
             env.send("call", {"api": "a"})
@@ -202,7 +203,7 @@ def test_throttle_spaces_out_starts_per_key_and_drops_nothing() -> None:
         assert len(app.runs(status="completed")) == 6
 
 
-def test_rate_limit_skips_the_excess_and_says_so() -> None:
+def test_rate_limit_skips_the_excess_and_says_so(test_env: EnvFactory) -> None:
     app = stepwell.App("t")
 
     @app.function(
@@ -213,7 +214,7 @@ def test_rate_limit_skips_the_excess_and_says_so() -> None:
     def limited(ctx: stepwell.Context) -> None:
         return None
 
-    with TestEnv(app) as env:
+    with test_env(app) as env:
         first = env.send("signup", {"email": "a@x"})
         second = env.send("signup", {"email": "a@x"})
         other = env.send("signup", {"email": "b@x"})
@@ -225,7 +226,7 @@ def test_rate_limit_skips_the_excess_and_says_so() -> None:
         assert len(app.runs()) == 3
 
 
-def test_debounce_runs_once_with_the_last_event_after_a_quiet_period_or_the_max_wait() -> None:
+def test_debounce_runs_once_with_the_last_event_after_a_quiet_period_or_the_max_wait(test_env: EnvFactory) -> None:
     app = stepwell.App("t")
     seen: list[tuple[float, object]] = []
 
@@ -237,7 +238,7 @@ def test_debounce_runs_once_with_the_last_event_after_a_quiet_period_or_the_max_
     def debounced(ctx: stepwell.Context) -> None:
         seen.append(((env.clock.now() - start).total_seconds() / 60, ctx.event.data["v"]))
 
-    with TestEnv(app) as env:
+    with test_env(app) as env:
         start = env.clock.now()
         first = env.send("edit", {"doc": 1, "v": 1})
         env.advance(minutes=2)
@@ -258,7 +259,7 @@ def test_debounce_runs_once_with_the_last_event_after_a_quiet_period_or_the_max_
         assert seen[0] == (20.0, 5), "the max wait forces a run with the latest event"
 
 
-def test_batch_collects_events_into_one_run() -> None:
+def test_batch_collects_events_into_one_run(test_env: EnvFactory) -> None:
     app = stepwell.App("t")
     batches: list[list[int]] = []
 
@@ -267,7 +268,7 @@ def test_batch_collects_events_into_one_run() -> None:
         batches.append([e.data["n"] for e in ctx.events])
         return len(ctx.events)
 
-    with TestEnv(app) as env:
+    with test_env(app) as env:
         ids = [env.send("row", {"n": n}) for n in range(7)]
         env.run_until_idle(skip_time=False)
         assert batches == [[0, 1, 2], [3, 4, 5]]
@@ -276,28 +277,28 @@ def test_batch_collects_events_into_one_run() -> None:
         assert batches[-1] == [6]
 
 
-def test_priority_orders_ready_runs() -> None:
+def test_priority_orders_ready_runs(test_env: EnvFactory) -> None:
     app = stepwell.App("t")
 
     @app.function("prioritized", trigger=stepwell.on_event("job"), priority="event.data.tier == 'gold' ? 50 : 0")
     def prioritized(ctx: stepwell.Context) -> None:
         return None
 
-    with TestEnv(app) as env:
+    with test_env(app) as env:
         env.send("job", {"n": 1, "tier": "free"})
         env.send("job", {"n": 2, "tier": "gold"})
         env.send("job", {"n": 3, "tier": "free"})
         assert _claim(env, limit=1) == ["2"]
 
 
-def test_idempotency_key_starts_one_run_per_key_per_day() -> None:
+def test_idempotency_key_starts_one_run_per_key_per_day(test_env: EnvFactory) -> None:
     app = stepwell.App("t")
 
     @app.function("charge", trigger=stepwell.on_event("order"), idempotency="event.data.order_id")
     def charge(ctx: stepwell.Context) -> None:
         return None
 
-    with TestEnv(app) as env:
+    with test_env(app) as env:
         env.send("order", {"order_id": 1})
         repeat = env.send("order", {"order_id": 1})
         env.send("order", {"order_id": 2})
@@ -308,14 +309,14 @@ def test_idempotency_key_starts_one_run_per_key_per_day() -> None:
         assert len(app.runs()) == 3
 
 
-def test_a_run_past_its_timeout_is_failed_and_dead_lettered() -> None:
+def test_a_run_past_its_timeout_is_failed_and_dead_lettered(test_env: EnvFactory) -> None:
     app = stepwell.App("t")
 
     @app.function("slow", trigger=stepwell.on_event("go"), timeout="1h")
     def slow(ctx: stepwell.Context) -> None:
         ctx.step.sleep("nap", "2h")
 
-    with TestEnv(app) as env:
+    with test_env(app) as env:
         env.send("go")
         env.run_until_idle(skip_time=False)
         env.advance(hours=1, seconds=1)
@@ -324,7 +325,7 @@ def test_a_run_past_its_timeout_is_failed_and_dead_lettered() -> None:
         assert dead.reason == "timed_out"
 
 
-def test_a_step_past_its_step_timeout_fails_the_attempt() -> None:
+def test_a_step_past_its_step_timeout_fails_the_attempt(test_env: EnvFactory) -> None:
     app = stepwell.App("t")
     import time
 
@@ -332,14 +333,14 @@ def test_a_step_past_its_step_timeout_fails_the_attempt() -> None:
     def stuck(ctx: stepwell.Context) -> str:
         return ctx.step.run("call", lambda: time.sleep(0.3 if ctx.attempt == 1 else 0) or "ok")
 
-    with TestEnv(app) as env:
+    with test_env(app) as env:
         env.send("go")
         env.run_until_idle()
         run = app.get_run(app.runs()[0].id)
         assert run.output == "ok" and run.errors[0].type == "stepwell.errors.StepTimeout"
 
 
-def test_cancel_on_cancels_a_matching_run_only() -> None:
+def test_cancel_on_cancels_a_matching_run_only(test_env: EnvFactory) -> None:
     app = stepwell.App("t")
 
     @app.function(
@@ -350,7 +351,7 @@ def test_cancel_on_cancels_a_matching_run_only() -> None:
     def reminder(ctx: stepwell.Context) -> None:
         ctx.step.sleep("wait", "1d")
 
-    with TestEnv(app) as env:
+    with test_env(app) as env:
         env.send("cart.abandoned", {"cart": 1})
         env.send("cart.abandoned", {"cart": 2})
         env.run_until_idle(skip_time=False)
@@ -359,9 +360,9 @@ def test_cancel_on_cancels_a_matching_run_only() -> None:
         assert sorted(r.status.value for r in app.runs()) == ["cancelled", "completed"]
 
 
-def test_bulk_cancel_by_function() -> None:
+def test_bulk_cancel_by_function(test_env: EnvFactory) -> None:
     app = _ordered_app()
-    with TestEnv(app) as env:
+    with test_env(app) as env:
         for n in range(5):
             env.send("item", {"key": "a", "n": n})
         assert len(app.cancel_runs(function="ordered")) == 5

@@ -9,7 +9,7 @@ import pytest
 import stepwell
 from stepwell.model.records import Disposition, RunStatus, StepStatus
 from stepwell.runtime.steps import StepLedger
-from stepwell.testing import TestEnv
+from tests.conftest import EnvFactory
 
 
 def _approval_app() -> tuple[stepwell.App, list[object]]:
@@ -25,9 +25,9 @@ def _approval_app() -> tuple[stepwell.App, list[object]]:
     return app, seen
 
 
-def test_a_waiting_run_resumes_with_the_matching_event_only() -> None:
+def test_a_waiting_run_resumes_with_the_matching_event_only(test_env: EnvFactory) -> None:
     app, seen = _approval_app()
-    with TestEnv(app) as env:
+    with test_env(app) as env:
         env.send("sermon.transcribed", {"sermon_id": 7})
         env.run_until_idle(skip_time=False)
         [run] = app.runs()
@@ -47,9 +47,9 @@ def test_a_waiting_run_resumes_with_the_matching_event_only() -> None:
         assert done.step("approval").output["id"] == matching
 
 
-def test_a_wait_times_out_with_none() -> None:
+def test_a_wait_times_out_with_none(test_env: EnvFactory) -> None:
     app, seen = _approval_app()
-    with TestEnv(app) as env:
+    with test_env(app) as env:
         start = env.clock.now()
         env.send("sermon.transcribed", {"sermon_id": 7})
         env.run_until_idle()
@@ -61,18 +61,18 @@ def test_a_wait_times_out_with_none() -> None:
         assert app.get_run(run.id).output == "timed out"
 
 
-def test_an_event_sent_before_the_wait_began_does_not_count() -> None:
+def test_an_event_sent_before_the_wait_began_does_not_count(test_env: EnvFactory) -> None:
     app, _ = _approval_app()
-    with TestEnv(app) as env:
+    with test_env(app) as env:
         env.send("sermon.approved", {"sermon_id": 7})
         env.send("sermon.transcribed", {"sermon_id": 7})
         env.run_until_idle()
         assert app.runs(function="publish")[0].output == "timed out"
 
 
-def test_one_event_resumes_every_waiter_it_matches() -> None:
+def test_one_event_resumes_every_waiter_it_matches(test_env: EnvFactory) -> None:
     app, seen = _approval_app()
-    with TestEnv(app) as env:
+    with test_env(app) as env:
         env.send("sermon.transcribed", {"sermon_id": 7})
         env.send("sermon.transcribed", {"sermon_id": 7})
         env.send("sermon.transcribed", {"sermon_id": 9})
@@ -84,7 +84,7 @@ def test_one_event_resumes_every_waiter_it_matches() -> None:
         assert len(seen) == 2
 
 
-def test_an_if_condition_in_cel_filters_events() -> None:
+def test_an_if_condition_in_cel_filters_events(test_env: EnvFactory) -> None:
     app = stepwell.App("t")
 
     @app.function("big-orders", trigger=stepwell.on_event("cart.opened"))
@@ -97,7 +97,7 @@ def test_an_if_condition_in_cel_filters_events() -> None:
         )
         return paid.data["total"] if paid else None
 
-    with TestEnv(app) as env:
+    with test_env(app) as env:
         env.send("cart.opened", {"user": "ana"})
         env.run_until_idle(skip_time=False)
         env.send("order.paid", {"user": "ana", "total": 50})
@@ -120,14 +120,16 @@ def test_an_if_condition_in_cel_filters_events() -> None:
         ({"event": "x", "timeout": "soon"}, "timeout"),
     ],
 )
-def test_bad_wait_options_fail_the_run_with_a_clear_message(options: dict[str, str], message: str) -> None:
+def test_bad_wait_options_fail_the_run_with_a_clear_message(
+    test_env: EnvFactory, options: dict[str, str], message: str
+) -> None:
     app = stepwell.App("t")
 
     @app.function("f", trigger=stepwell.on_event("go"), retries=3)
     def f(ctx: stepwell.Context) -> None:
         ctx.step.wait_for_event("w", **options)  # type: ignore[arg-type]
 
-    with TestEnv(app) as env:
+    with test_env(app) as env:
         env.send("go", {"x": 1})
         assert env.run_until_idle() == 1
         run = app.runs()[0]
@@ -135,7 +137,7 @@ def test_bad_wait_options_fail_the_run_with_a_clear_message(options: dict[str, s
         assert run.error is not None and message in run.error.message
 
 
-def test_invoke_returns_the_child_output_and_raises_its_failure() -> None:
+def test_invoke_returns_the_child_output_and_raises_its_failure(test_env: EnvFactory) -> None:
     app = stepwell.App("t")
 
     @app.function("square")
@@ -153,7 +155,7 @@ def test_invoke_returns_the_child_output_and_raises_its_failure() -> None:
             return {"ok": ok, "error": err.error_message}
         return None
 
-    with TestEnv(app) as env:
+    with test_env(app) as env:
         env.send("go")
         env.run_until_idle()
         [run] = app.runs(function="parent")
@@ -163,7 +165,7 @@ def test_invoke_returns_the_child_output_and_raises_its_failure() -> None:
         assert all(c.event_id is None for c in children)
 
 
-def test_invoke_times_out_and_cancels_the_child() -> None:
+def test_invoke_times_out_and_cancels_the_child(test_env: EnvFactory) -> None:
     app = stepwell.App("t")
 
     @app.function("slow")
@@ -178,7 +180,7 @@ def test_invoke_times_out_and_cancels_the_child() -> None:
             return "gave up"
         return "finished"
 
-    with TestEnv(app) as env:
+    with test_env(app) as env:
         env.send("go")
         env.run_until_idle()
         [run] = app.runs(function="parent")
@@ -187,7 +189,9 @@ def test_invoke_times_out_and_cancels_the_child() -> None:
         assert child.status == RunStatus.CANCELLED
 
 
-def test_send_event_happens_once_even_when_the_attempt_dies_after_sending(monkeypatch: pytest.MonkeyPatch) -> None:
+def test_send_event_happens_once_even_when_the_attempt_dies_after_sending(
+    test_env: EnvFactory, monkeypatch: pytest.MonkeyPatch
+) -> None:
     app = stepwell.App("t")
     received: list[object] = []
 
@@ -209,7 +213,7 @@ def test_send_event_happens_once_even_when_the_attempt_dies_after_sending(monkey
         return original(self, write)  # type: ignore[arg-type]
 
     monkeypatch.setattr(StepLedger, "record", crash_once)
-    with TestEnv(app) as env:
+    with test_env(app) as env:
         env.send("go")
         env.run_until_idle()
         [run] = app.runs(function="sender")
@@ -218,7 +222,7 @@ def test_send_event_happens_once_even_when_the_attempt_dies_after_sending(monkey
         assert app.event(run.output).name == "invoice.sent"
 
 
-def test_parallel_steps_in_async_functions_have_stable_ids_and_memoize() -> None:
+def test_parallel_steps_in_async_functions_have_stable_ids_and_memoize(test_env: EnvFactory) -> None:
     app = stepwell.App("t")
     calls: list[str] = []
 
@@ -235,7 +239,7 @@ def test_parallel_steps_in_async_functions_have_stable_ids_and_memoize() -> None
         await ctx.step.sleep("nap", "1m")
         return list(results)
 
-    with TestEnv(app) as env:
+    with test_env(app) as env:
         env.send("go")
         env.run_until_idle()
         run = app.get_run(app.runs()[0].id)

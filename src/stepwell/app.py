@@ -233,9 +233,11 @@ class App:
         function: str | None = None,
         status: str | RunStatus | None = None,
         parent: str | None = None,
+        key: str | None = None,
         limit: int = 100,
     ) -> list[Run]:
-        query = RunFilter(event_id, function, RunStatus(status) if status else None, parent, limit)
+        """Newest first. `key`: runs of that ordering key."""
+        query = RunFilter(event_id, function, RunStatus(status) if status else None, parent, limit, ordering_key=key)
         return self.store.list_runs(query)
 
     def get_run(self, run_id: str) -> Run:

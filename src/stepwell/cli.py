@@ -180,14 +180,22 @@ def runs() -> None:
     type=click.Choice(["queued", "running", "sleeping", "waiting", "completed", "failed", "cancelled"]),
 )
 @click.option("--event", "event_id", default=None)
+@click.option("--key", default=None, help="runs of this ordering key")
 @click.option("--limit", default=50, show_default=True)
 @click.option("--json", "as_json", is_flag=True, help="one JSON object per line")
 @click.option("--database-url", envvar="STEPWELL_DATABASE_URL", help=_DB_HELP)
 def runs_ls(
-    function: str | None, status: str | None, event_id: str | None, limit: int, as_json: bool, database_url: str | None
+    function: str | None,
+    status: str | None,
+    event_id: str | None,
+    key: str | None,
+    limit: int,
+    as_json: bool,
+    database_url: str | None,
 ) -> None:
     """List runs, newest first."""
-    found = _plain_app(database_url, None).runs(function=function, status=status, event_id=event_id, limit=limit)
+    app = _plain_app(database_url, None)
+    found = app.runs(function=function, status=status, event_id=event_id, key=key, limit=limit)
     if as_json:
         for run in found:
             click.echo(
@@ -215,6 +223,8 @@ def runs_show(run_id: str, database_url: str | None) -> None:
     run = app.get_run(run_id)
     fan_outs = {s.id: app.fan_out_progress(run.id, s.id) for s in run.steps if s.kind == "fan_out"}
     console.print(run_timeline(run, fan_outs))
+    if run.waiting_reason:
+        console.print(f"[bold]waiting:[/] {run.waiting_reason}")
     if run.output is not None:
         console.print("output:", run.output)
     for number, error in enumerate(run.errors, 1):
@@ -238,6 +248,38 @@ def runs_cancel(run_ids: tuple[str, ...], database_url: str | None) -> None:
 def runs_replay(run_id: str, app_target: str, database_url: str | None) -> None:
     """Start a new run from the same input."""
     console.print(f"new run {load_app(app_target, database_url).replay(run_id)}")
+
+
+@main.group()
+def keys() -> None:
+    """Operate one ordering key: pause, resume, drain, skip a parked dead letter."""
+
+
+def _key_command(name: str, doc: str) -> None:
+    @keys.command(name, help=doc)
+    @click.argument("function")
+    @click.argument("key")
+    @click.option("--app", "app_target", envvar="STEPWELL_APP", required=True, metavar="MODULE:APP")
+    @click.option("--database-url", envvar="STEPWELL_DATABASE_URL", help=_DB_HELP)
+    def command(function: str, key: str, app_target: str, database_url: str | None) -> None:
+        app = load_app(app_target, database_url)
+        result = {"pause": app.pause_key, "resume": app.resume_key, "drain": app.drain_key, "skip": app.skip_key}[name](
+            function, key
+        )
+        detail = {
+            "drain": lambda r: f"cancelled {len(r)} run(s)",
+            "skip": lambda r: "not parked" if r is None else f"the key moved on to {r or 'no run'}",
+        }.get(name, lambda r: "done")(result)
+        console.print(f"{function} key {key}: {name} — {detail}")
+
+
+for _name, _doc in (
+    ("pause", "Stop starting runs of the key (a run in progress carries on)."),
+    ("resume", "Start runs of the key again."),
+    ("drain", "Cancel every run of the key that has not started."),
+    ("skip", "Move a parked key past its dead letter."),
+):
+    _key_command(_name, _doc)
 
 
 @main.group()

@@ -173,7 +173,7 @@ class Worker:
         while self._pending:
             batch, self._pending = self._pending, []
             try:
-                await self._store(self.store.settle_runs, batch)
+                lost = await self._store(self.store.settle_runs, batch)
             except StepwellError as err:
                 self._pending = batch + self._pending
                 failures += 1
@@ -183,6 +183,12 @@ class Worker:
                 continue
             for settlement in batch:
                 self._held.pop(settlement.lease.run_id, None)
+            if lost:
+                log.warning(
+                    "%d outcome(s) refused: the lease was lost (expired or cancelled): %s",
+                    len(lost),
+                    ", ".join(lost[:5]),
+                )
 
     async def _maintain_forever(self) -> None:
         maintenance = Maintenance(

@@ -292,6 +292,11 @@ VALUES (:id, :function, :event_id, :input, :input_name, :parent_id, :replay_of, 
         'queued', 1, :max_attempts, :priority, :available_at, :now,
         :flow, :hold, :note, :ordering_key, :park, :throttle, :timeout_us);
 
+-- name: any_ready
+SELECT 1 FROM runs
+WHERE status IN ('queued', 'sleeping', 'waiting') AND hold IS NULL AND available_at <= :now
+LIMIT 1;
+
 -- name: claim_candidates
 SELECT id, flow, throttle FROM runs
 WHERE status IN ('queued', 'sleeping', 'waiting') AND hold IS NULL AND available_at <= :now

@@ -288,6 +288,9 @@ class SQLiteStore:
         at = self._now(now)
         token = new_token()
         expires = at + _us(lease)
+        with self._translate("claim_runs"):
+            if self._reader().execute(_Q["any_ready"], {"now": at}).fetchone() is None:
+                return []  # idle: no write lock taken, so idle workers do not queue on SQLite's lock
         with self._write("claim_runs") as conn:
             candidates = conn.execute(_Q["claim_candidates"], {"now": at, "limit": limit}).fetchall()
             ids = [
