@@ -139,6 +139,25 @@ def build_app(database_url: str | None = None) -> stepwell.App:
 
         await ctx.step.run("raise", raise_on_the_loop)
 
+    @app.function("fan-out-child", retries=3)
+    def fan_out_child(ctx: stepwell.Context[Any]) -> int:
+        return int(ctx.event.data["i"])
+
+    @app.function("fan-out-parent", retries=3)
+    def fan_out_parent(ctx: stepwell.Context[Any]) -> int:
+        count, stall_at = int(ctx.event.data["count"]), int(ctx.event.data["stall_at"])
+
+        def items() -> Any:
+            for i in range(count):
+                if i == stall_at and ctx.attempt == 1:  # half the children exist: hold here to be SIGKILLed
+                    record(ctx, "creating")
+                    time.sleep(60)
+                yield {"i": i}
+
+        done = ctx.step.fan_out("children", fan_out_child, items())
+        total: int = ctx.step.run("reduce", lambda: record(ctx, "reduce") and sum(x for x in done.results()))
+        return total
+
     return app
 
 
