@@ -238,3 +238,24 @@ def test_names_are_checked_and_duplicates_refused() -> None:
 def test_an_unsupported_database_url_is_refused() -> None:
     with pytest.raises(ConfigurationError, match="not supported"):
         stepwell.App("t", database_url="mysql://x").store  # noqa: B018
+
+
+def test_a_step_output_over_the_limit_fails_the_step_and_exactly_the_limit_is_accepted() -> None:
+    limit = 1000
+    app = stepwell.App("t", max_output_bytes=limit)
+
+    @app.function("sizes", trigger=stepwell.on_event("go"), retries=3)
+    def sizes(ctx: stepwell.Context) -> int:
+        exact = ctx.step.run("exact", lambda: "x" * (limit - 2))  # a JSON string: two quote characters
+        ctx.step.run("too-big", lambda: "x" * (limit - 1))
+        return len(exact)
+
+    with TestEnv(app) as env:
+        env.send("go")
+        assert env.run_until_idle() == 1, "not retried"
+        run = app.get_run(app.runs()[0].id)
+        assert run.step("exact").output == "x" * (limit - 2)
+        assert run.error is not None and "step 'too-big' returned 1001 bytes of JSON, over the limit of 1000" in str(
+            run.error
+        )
+        assert run.step("too-big").output is None

@@ -47,6 +47,7 @@ class App:
         store: Store | None = None,
         clock: Clock | None = None,
         max_event_bytes: int = DEFAULT_MAX_EVENT_BYTES,
+        max_output_bytes: int = 4 * 1024 * 1024,
         auto_migrate: bool = True,
         sqlite_synchronous: str = "NORMAL",
         retention: Retention | None = None,
@@ -57,6 +58,9 @@ class App:
         self.registry = Registry()
         self.clock: Clock = clock or SystemClock()
         self.max_event_bytes = max_event_bytes
+        if not isinstance(max_output_bytes, int) or max_output_bytes < 1:
+            raise ConfigurationError(f"max_output_bytes: {max_output_bytes!r} must be a positive int")
+        self.max_output_bytes = max_output_bytes
         self.auto_migrate = auto_migrate
         self.retention = retention or Retention()
         self.wakeups = Wakeups()
@@ -355,7 +359,7 @@ class App:
 
     @property
     def engine(self) -> Engine:
-        return Engine(self.registry, self.store, self.clock, self.max_event_bytes)
+        return Engine(self.registry, self.store, self.clock, self.max_event_bytes, self.max_output_bytes)
 
     def worker(self, options: WorkerOptions | None = None) -> Worker:
         return Worker(self.engine, options, wakeups=self.wakeups)

@@ -40,6 +40,17 @@ class OutputNotSerializable(StepwellError):
         )
 
 
+class OutputTooLarge(StepwellError):
+    """A value to be stored is larger than the configured limit; nothing was stored."""
+
+    def __init__(self, where: str, size: int, limit: int) -> None:
+        self.where, self.size, self.limit = where, size, limit
+        super().__init__(
+            f"{where} returned {size} bytes of JSON, over the limit of {limit} bytes "
+            "(store large data elsewhere and return a reference, or raise App(max_output_bytes=...))"
+        )
+
+
 class NonDeterminismError(StepwellError):
     """The function's steps replayed in a different order than they were recorded."""
 

@@ -21,6 +21,7 @@ class Engine:
     store: Store
     clock: Clock
     max_event_bytes: int
+    max_output_bytes: int = 4 * 1024 * 1024  # a step's or a run's stored output
 
     def send(self, events: Sequence[EventIn], *, connection: object | None = None) -> list[AcceptedEvent]:
         """`connection`: write inside the caller's open database transaction (the outbox pattern)."""

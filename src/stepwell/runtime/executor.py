@@ -11,6 +11,7 @@ from stepwell.errors import (
     NonDeterminismError,
     NonRetriableError,
     OutputNotSerializable,
+    OutputTooLarge,
     RetryAfterError,
     StepError,
 )
@@ -23,7 +24,14 @@ from stepwell.runtime.outcomes import Completed, Failed, LeaseGone, Outcome, Sus
 from stepwell.runtime.steps import AsyncSteps, StepLedger, Steps, SuspendRun
 from stepwell.store.base import ClaimedRun
 
-_NOT_RETRIABLE = (NonRetriableError, OutputNotSerializable, NonDeterminismError, StepError, ConfigurationError)
+_NOT_RETRIABLE = (
+    NonRetriableError,
+    OutputNotSerializable,
+    OutputTooLarge,
+    NonDeterminismError,
+    StepError,
+    ConfigurationError,
+)
 
 
 def execute_sync(spec: FunctionSpec, claimed: ClaimedRun, engine: Engine) -> Outcome:
@@ -54,9 +62,12 @@ def _completion(spec: FunctionSpec, result: Any, ledger: StepLedger) -> Outcome:
     if ledger.lost:
         return LeaseGone()
     try:
-        return Completed(encode(result, where=f"function {spec.name!r}"))
-    except OutputNotSerializable as error:
+        output = encode(result, where=f"function {spec.name!r}")
+        if len(output) > ledger.engine.max_output_bytes:
+            raise OutputTooLarge(f"function {spec.name!r}", len(output), ledger.engine.max_output_bytes)
+    except (OutputNotSerializable, OutputTooLarge) as error:
         return Failed(error_info(error), retriable=False)
+    return Completed(output)
 
 
 def _failure(error: BaseException, ledger: StepLedger) -> Outcome:

@@ -25,6 +25,7 @@ from stepwell.errors import (
     NonDeterminismError,
     NonRetriableError,
     OutputNotSerializable,
+    OutputTooLarge,
     StepError,
     StepTimeout,
     Suspend,
@@ -108,12 +109,14 @@ class StepLedger:
 
     def success(self, step_id: str, position: int, result: object, started: datetime) -> tuple[StepWrite, Any]:
         data, value = normalize(result, where=f"step {step_id!r}")
+        if len(data) > self.engine.max_output_bytes:
+            raise OutputTooLarge(f"step {step_id!r}", len(data), self.engine.max_output_bytes)
         write = StepWrite(step_id, position, StepKind.RUN, StepStatus.COMPLETED, output=data, started_at=started)
         return write, value
 
     def failure(self, step_id: str, position: int, error: BaseException, started: datetime) -> StepWrite:
         self.failed_step = step_id
-        final = self.last_attempt or isinstance(error, NonRetriableError | OutputNotSerializable)
+        final = self.last_attempt or isinstance(error, NonRetriableError | OutputNotSerializable | OutputTooLarge)
         status = StepStatus.FAILED if final else StepStatus.ERRORED
         info = error_info(error, step=step_id)
         return StepWrite(step_id, position, StepKind.RUN, status, error=info, started_at=started)
