@@ -243,3 +243,13 @@ def test_a_worker_fires_cron_ticks_from_its_maintenance_pass(tmp_path: Path) -> 
         thread.join(20)
         app.close()
     assert not thread.is_alive()
+
+
+def test_the_nightly_report_example_runs(capsys: pytest.CaptureFixture[str]) -> None:
+    from examples import nightly_report
+
+    nightly_report.demo()
+    out = capsys.readouterr().out
+    assert "report  2026-03-29 01:30 UTC = 03:30 CEST Paris" in out
+    assert "report  2026-10-25 00:30 UTC = 02:30 CEST Paris" in out
+    assert "['01:00', '04:00']" in out

@@ -6,6 +6,8 @@ on 2026-10-25 they go back from 03:00 CEST to 02:00 CET, also at 01:00 UTC.
 
 from __future__ import annotations
 
+import copy
+import pickle
 from collections import Counter
 from datetime import UTC, date, datetime, timedelta
 from itertools import pairwise
@@ -143,9 +145,11 @@ def test_next_after_and_latest_at_walk_the_same_ticks_as_the_enumeration(express
     schedule = Cron(expression, "Europe/Paris")
     for start, end in ((utc(3, 27, 0), utc(3, 31, 0)), (utc(10, 23, 0), utc(10, 27, 0))):
         expected = schedule.ticks_between(start, end)
-        walked, moment = [], start
-        while (moment := schedule.next_after(moment)) is not None and moment <= end:  # type: ignore[assignment]
+        walked: list[datetime] = []
+        moment = schedule.next_after(start)
+        while moment is not None and moment <= end:
             walked.append(moment)
+            moment = schedule.next_after(moment)
         assert walked == expected
         for tick in expected:
             assert schedule.latest_at(tick) == tick
@@ -197,6 +201,13 @@ def test_an_invalid_schedule_is_refused_with_a_clear_message(expression: str, tz
         stepwell.cron(expression, tz=tz)
     assert message in str(raised.value)
     assert repr(expression) in str(raised.value)
+
+
+def test_a_schedule_survives_pickling_and_copying() -> None:
+    original = Cron("30 2 * * *", "Europe/Paris")
+    for clone in (pickle.loads(pickle.dumps(original)), copy.deepcopy(original)):
+        assert clone == original
+        assert clone.next_after(utc(3, 28, 12)) == utc(3, 29, 1, 30)
 
 
 def test_names_of_months_and_days_are_not_mistaken_for_random_fields() -> None:

@@ -84,6 +84,9 @@ class Cron:
         first = 2 * spacing
         object.__setattr__(self, "_windows", (first, *(span for span in _WINDOWS if span > first)))
 
+    def __reduce__(self) -> tuple[type[Cron], tuple[str, str]]:
+        return (Cron, (self.expression, self.tz))  # pickle and copy rebuild the parsed parts
+
     @property
     def schedule(self) -> str:
         """The schedule's identity, e.g. '0 3 * * * Europe/Paris'; a changed schedule starts afresh."""

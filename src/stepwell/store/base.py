@@ -426,7 +426,8 @@ class Store(Protocol):
         before one this schedule already handled does nothing (ticks only move forward); then the
         tick is claimed through its unique (function, tick_at) row, and the tick's event and run are
         stored as `append_events` stores them. Tick rows before `tick.forget_before` are dropped.
-        Returns True when this call started the run.
+        Returns True when this call fired the tick (its run then meets the function's flow control,
+        as any event's run does).
         """
         ...
 
