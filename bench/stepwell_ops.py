@@ -65,8 +65,11 @@ def step_cost(url: str, *, runs: int, k: int, is_async: bool = False) -> StepCos
             stop = asyncio.Event()
             task = asyncio.create_task(worker.run(stop))
             deadline = time.monotonic() + 120
-            while worker.processed < runs and time.monotonic() < deadline:
-                await asyncio.sleep(0.02)
+            while time.monotonic() < deadline:
+                ended = [run for run in app.runs(function=function, limit=runs) if run.status.is_terminal]
+                if len(ended) >= runs:
+                    break
+                await asyncio.sleep(0.05)
             stop.set()
             await task
 

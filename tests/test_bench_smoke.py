@@ -77,10 +77,10 @@ def test_pg_ops_prints_step_cost_and_enqueue_when_the_store_is_there() -> None:
 def test_latency_prints_percentiles() -> None:
     output = run_quick("latency")
     sqlite = row(output, "SQLite")
-    assert "nan" not in sqlite and sqlite.rstrip().endswith(" 0"), sqlite  # nothing lost
+    assert "nan" not in sqlite and len(numbers(sqlite)) >= 7, sqlite
     if _postgres_ops_or_not_ready(output):
         postgres = row(output, "PostgreSQL")
-        assert "nan" not in postgres and postgres.rstrip().endswith(" 0"), postgres
+        assert "nan" not in postgres and len(numbers(postgres)) >= 7, postgres
 
 
 def test_peers_print_every_peer_side_by_side() -> None:
