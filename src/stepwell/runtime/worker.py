@@ -13,6 +13,7 @@ import contextlib
 import logging
 import os
 import socket
+from collections import deque
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
@@ -39,6 +40,7 @@ class WorkerOptions:
     poll_interval: float = 0.5
     shutdown_timeout: float = 10.0
     claim_batch: int = 100
+    prefetch: int | None = None  # runs claimed ahead of free slots; default: as many as `concurrency`
     maintenance: bool = True
     rescue_interval: float = 5.0
     retention: Retention = Retention()
@@ -48,6 +50,10 @@ class WorkerOptions:
             raise ValueError(f"concurrency: {self.concurrency} must be >= 1")
         if self.lease < timedelta(seconds=1):
             raise ValueError(f"lease: {self.lease} must be at least 1 second")
+        if self.prefetch is None:
+            object.__setattr__(self, "prefetch", self.concurrency)
+        elif self.prefetch < 0:
+            raise ValueError(f"prefetch: {self.prefetch} must be >= 0")
 
 
 class Worker:
@@ -66,6 +72,7 @@ class Worker:
         self.wakeups = wakeups
         self._held: dict[str, Lease] = {}  # claimed and not yet settled
         self._tasks: dict[str, asyncio.Task[None]] = {}
+        self._buffer: deque[ClaimedRun] = deque()  # claimed, leased, not started yet
         self._pending: list[Settlement] = []
         self._store_pool = ThreadPoolExecutor(max_workers=2, thread_name_prefix="stepwell-store")
         self._user_pool = ThreadPoolExecutor(max_workers=self.options.concurrency, thread_name_prefix="stepwell-run")
@@ -110,13 +117,21 @@ class Worker:
             log.info("worker %s stopped after %d runs", self.worker_id, self.processed)
 
     async def _claim_until(self, stop: asyncio.Event) -> None:
+        """Keep `concurrency` runs going, from a small local buffer refilled in large claims.
+
+        Claiming one run per finished run costs a transaction each; claiming up to `prefetch`
+        ahead turns a drain into a few large claims. Buffered runs are leased (and heartbeated)
+        like running ones, and released at shutdown.
+        """
         failures = 0
+        capacity = self.options.concurrency + (self.options.prefetch or 0)
         while not stop.is_set():
             self._wake.clear()  # before claiming: a wake-up that arrives during the claim must not be lost
-            free = self.options.concurrency - len(self._tasks)
+            self._start_buffered()
+            room = capacity - len(self._tasks) - len(self._buffer)
             full_batch = False
-            if free > 0:
-                limit = min(free, self.options.claim_batch)
+            if room > 0 and (len(self._buffer) == 0 or room >= capacity // 2):
+                limit = min(room, self.options.claim_batch)
                 try:
                     claimed = await self._store(
                         self.store.claim_runs, worker_id=self.worker_id, limit=limit, lease=self.options.lease
@@ -129,17 +144,19 @@ class Worker:
                     await _wait_any(stop, None, delay)
                     continue
                 for run in claimed:
-                    self._start(run)
+                    self._held[run.run_id] = run.lease
+                self._buffer.extend(claimed)
+                self._start_buffered()
                 full_batch = len(claimed) == limit
-            if full_batch:
+            if full_batch and len(self._tasks) < self.options.concurrency:
                 await asyncio.sleep(0)
                 continue
             await _wait_any(stop, self._wake, self.options.poll_interval)
 
-    def _start(self, claimed: ClaimedRun) -> None:
-        self._held[claimed.run_id] = claimed.lease
-        task = asyncio.create_task(self._process(claimed))
-        self._tasks[claimed.run_id] = task
+    def _start_buffered(self) -> None:
+        while self._buffer and len(self._tasks) < self.options.concurrency:
+            claimed = self._buffer.popleft()
+            self._tasks[claimed.run_id] = asyncio.create_task(self._process(claimed))
 
     async def _process(self, claimed: ClaimedRun) -> None:
         try:
@@ -158,13 +175,15 @@ class Worker:
             self._settled.set()
 
     def _lost(self, run_ids: list[str]) -> None:
-        for run_id in run_ids:
-            self._held.pop(run_id, None)
-        log.warning("lost the lease of %d run(s): %s", len(run_ids), ", ".join(run_ids[:5]))
+        lost = [run_id for run_id in run_ids if self._held.pop(run_id, None) is not None]
+        if lost:  # a run settled while the heartbeat was in flight is not lost
+            log.warning("lost the lease of %d run(s): %s", len(lost), ", ".join(lost[:5]))
 
     async def _flush_forever(self) -> None:
         while True:
             await self._settled.wait()
+            if len(self._pending) < self.options.concurrency // 2:
+                await asyncio.sleep(0.002)  # let outcomes finishing together share one transaction
             self._settled.clear()
             await self._flush()
 

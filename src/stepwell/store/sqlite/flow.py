@@ -16,7 +16,7 @@ import orjson
 from stepwell.store.base import Gate, NewRun, RunFlow
 from stepwell.store.sqlite.waiting import Q
 
-SLOTS, THROTTLE, ORDERED, CANCEL_ON, TIMEOUT, BATCH, DEBOUNCE = 1, 2, 4, 8, 16, 32, 64
+SLOTS, THROTTLE, ORDERED, CANCEL_ON, TIMEOUT, BATCH, DEBOUNCE, CHILD = 1, 2, 4, 8, 16, 32, 64, 128
 _MICROSECOND = timedelta(microseconds=1)
 
 

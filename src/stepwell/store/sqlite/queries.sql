@@ -227,9 +227,9 @@ SELECT 1 FROM runs WHERE id = :run_id AND lease_token = :token AND status = 'run
 
 -- name: insert_child
 INSERT INTO runs (id, function, event_id, input, input_name, parent_id, parent_step, child_index, on_failure,
-                  status, attempt, max_attempts, priority, available_at, created_at)
+                  status, attempt, max_attempts, priority, available_at, created_at, flow)
 VALUES (:id, :function, NULL, :input, :input_name, :parent_id, :parent_step, :child_index, :on_failure,
-        'queued', 1, :max_attempts, :priority, :now, :now)
+        'queued', 1, :max_attempts, :priority, :now, :now, 128)
 ON CONFLICT DO NOTHING;
 
 -- name: child_link
@@ -298,7 +298,7 @@ WHERE status IN ('queued', 'sleeping', 'waiting') AND hold IS NULL AND available
 LIMIT 1;
 
 -- name: claim_candidates
-SELECT id, flow, throttle FROM runs
+SELECT id, flow, throttle, started_at IS NULL FROM runs
 WHERE status IN ('queued', 'sleeping', 'waiting') AND hold IS NULL AND available_at <= :now
 ORDER BY priority DESC, available_at
 LIMIT :limit;
@@ -310,6 +310,13 @@ SET status = 'running', lease_owner = :worker_id, lease_token = :token, wake_req
     deadline_at = CASE WHEN timeout_us IS NOT NULL THEN coalesce(deadline_at, :now + timeout_us) END
 WHERE id IN (SELECT value FROM json_each(:ids))
 RETURNING id, function, attempt, max_attempts, event_id, input, input_name, created_at, flow;
+
+-- name: events_of
+SELECT id, name, data, ts FROM events WHERE id IN (SELECT value FROM json_each(:ids));
+
+-- name: steps_of_runs
+SELECT run_id, id, kind, status, attempts, output, error, started_at, ended_at, wake_at, position
+FROM steps WHERE run_id IN (SELECT value FROM json_each(:ids)) ORDER BY run_id, position;
 
 -- name: take_key
 INSERT INTO ordering_keys (function, key, head) VALUES (:function, :key, :run_id) ON CONFLICT DO NOTHING;

@@ -295,44 +295,60 @@ class SQLiteStore:
             candidates = conn.execute(_Q["claim_candidates"], {"now": at, "limit": limit}).fetchall()
             ids = [
                 run_id
-                for run_id, flags, throttle in candidates
+                for run_id, flags, throttle, _ in candidates
                 if not flags & (flow.SLOTS | flow.THROTTLE) or flow.admit_to_start(conn, run_id, flags, throttle, at)
             ]
+            first_claims = {run_id for run_id, _, _, never_started in candidates if never_started}
             if not ids:
                 return []
             rows = conn.execute(
                 _Q["claim_runs"],
                 {"worker_id": worker_id, "token": token, "expires_at": expires, "now": at, "ids": orjson.dumps(ids)},
             ).fetchall()
-            claimed = [self._claimed(conn, row, token, expires, at) for row in rows]
+            claimed = self._claimed(conn, rows, first_claims, token, expires, at)
         position = {run_id: index for index, run_id in enumerate(ids)}
         claimed.sort(key=lambda c: position[c.run_id])
         return claimed
 
-    def _claimed(self, conn: sqlite3.Connection, row: Any, token: str, expires: int, at: int) -> ClaimedRun:
-        run_id, function, attempt, max_attempts, event_id, input_data, input_name, created_at, flags = row
-        if event_id is not None:
-            name, data, ts = conn.execute(_Q["event_of"], {"id": event_id}).fetchone()
-            event = Event(event_id, name, json_or_none(data), _t(ts if ts is not None else created_at))
-        else:
-            event = Event(None, input_name or function, json_or_none(input_data), _t(created_at))
-        steps = tuple(step_from_row(r, _time) for r in conn.execute(_Q["steps_of_run"], {"run_id": run_id}))
-        events: tuple[Event, ...] = (event,)
-        if flags & flow.BATCH:
-            events = tuple(
-                Event(event_id_, name, json_or_none(data), _t(ts))
-                for event_id_, name, data, ts in flow.batch_events(conn, run_id)
+    def _claimed(
+        self, conn: sqlite3.Connection, rows: list[Any], first_claims: set[str], token: str, expires: int, at: int
+    ) -> list[ClaimedRun]:
+        """The claimed runs with their events and memoized steps: one query each for the whole batch."""
+        event_ids = [row[4] for row in rows if row[4] is not None]
+        events = {}
+        if event_ids:
+            for event_id, name, data, ts in conn.execute(_Q["events_of"], {"ids": orjson.dumps(event_ids)}):
+                events[event_id] = Event(event_id, name, json_or_none(data), _t(ts))
+        resumed = [row[0] for row in rows if row[0] not in first_claims]  # a first claim has no steps yet
+        steps: dict[str, list[Step]] = {}
+        if resumed:
+            for step_row in conn.execute(_Q["steps_of_runs"], {"ids": orjson.dumps(resumed)}):
+                steps.setdefault(step_row[0], []).append(step_from_row(step_row[1:], _time))
+        lease_end, claimed_at = _t(expires), _t(at)
+        claimed = []
+        for run_id, function, attempt, max_attempts, event_id, input_data, input_name, created_at, flags in rows:
+            event = events.get(event_id) if event_id is not None else None
+            if event is None:
+                event = Event(None, input_name or function, json_or_none(input_data), _t(created_at))
+            batch: tuple[Event, ...] = (event,)
+            if flags & flow.BATCH:
+                batch = tuple(
+                    Event(event_id_, name, json_or_none(data), _t(ts))
+                    for event_id_, name, data, ts in flow.batch_events(conn, run_id)
+                )
+            claimed.append(
+                ClaimedRun(
+                    lease=Lease(run_id, token, lease_end),
+                    function=function,
+                    attempt=attempt,
+                    max_attempts=max_attempts,
+                    event=event,
+                    claimed_at=claimed_at,
+                    steps=tuple(steps.get(run_id, ())),
+                    events=batch,
+                )
             )
-        return ClaimedRun(
-            lease=Lease(run_id, token, _t(expires)),
-            function=function,
-            attempt=attempt,
-            max_attempts=max_attempts,
-            event=event,
-            claimed_at=_t(at),
-            steps=steps,
-            events=events,
-        )
+        return claimed
 
     def extend_leases(self, leases: Sequence[Lease], *, lease: timedelta, now: datetime | None = None) -> list[Lease]:
         expires = self._now(now) + _us(lease)
@@ -540,9 +556,10 @@ class SQLiteStore:
     @staticmethod
     def _finished(conn: sqlite3.Connection, run_id: str, flags: int, at: int, *, failed: bool = False) -> None:
         """Everything a run reaching a terminal status sets in motion, in its own transaction."""
-        if flags:
+        if flags & ~flow.CHILD:
             flow.finished(conn, run_id, flags, failed=failed)
-        waiting.child_finished(conn, run_id, at)
+        if flags & flow.CHILD:
+            waiting.child_finished(conn, run_id, at)
 
     def _cancel_in(self, conn: sqlite3.Connection, run_id: str, at: int) -> bool:
         row = conn.execute(_Q["cancel_run"], {"run_id": run_id, "now": at}).fetchone()
