@@ -12,7 +12,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 import stepwell
-from bench import peers, postgres, sqlite
+from bench import flow, peers, postgres, sqlite
 from bench.common import ROOT
 
 BENCHMARKS: dict[str, tuple[Callable[[bool], None], str]] = {
@@ -21,6 +21,8 @@ BENCHMARKS: dict[str, tuple[Callable[[bool], None], str]] = {
     "peers": (peers.peers, "no-op drains side by side: bare psycopg, pgqueuer, procrastinate, celery, dramatiq"),
     "pg-ops": (postgres.pg_ops, "step.run cost, bulk enqueue, single send vs bare psycopg on PostgreSQL"),
     "latency": (postgres.latency, "send -> first step start at a steady 200 events/s, PostgreSQL (and SQLite)"),
+    "ordered": (flow.ordered, "drain with an ordering key over 10,000 keys and a keyed concurrency limit vs unordered"),
+    "fanout": (flow.fanout, "one parent fans out 1,000,000 children: create, drain, reduce, worker RSS"),
 }
 
 

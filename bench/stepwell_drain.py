@@ -21,13 +21,19 @@ from bench.worker import command as worker_command
 from stepwell.runtime.worker import WorkerOptions
 from stepwell.store.sqlite.store import SQLiteStore
 
-EVENTS = {"noop": "bench.noop", "noop-async": "bench.noop-async"}
+EVENTS = {
+    "noop": "bench.noop",
+    "noop-async": "bench.noop-async",
+    "ordered": "bench.ordered",
+    "limited": "bench.limited",
+}
 
 
-def preload(app: stepwell.App, function: str, n: int, batch: int = 1000) -> None:
+def preload(app: stepwell.App, function: str, n: int, batch: int = 1000, keys: int = 10_000) -> None:
+    """`n` events for `function`; each carries `key` (one of `keys`), which ordered and limited functions use."""
     name = EVENTS[function]
     for start in range(0, n, batch):
-        app.send([{"name": name, "data": {"i": i}} for i in range(start, min(n, start + batch))])
+        app.send([{"name": name, "data": {"i": i, "key": f"k{i % keys}"}} for i in range(start, min(n, start + batch))])
 
 
 def any_left(url: str) -> Callable[[], bool]:
@@ -71,6 +77,7 @@ def drain_with_workers(
     limit: float = 300.0,
     log: Path | None = None,
     count_commits: bool = False,
+    keys: int = 10_000,
 ) -> WorkerDrain:
     """Pre-load `n` runs, start the worker (processes x concurrency), wait until none is left.
 
@@ -79,7 +86,7 @@ def drain_with_workers(
     """
     app = make_app(url)
     try:
-        preload(app, function, n)
+        preload(app, function, n, keys=keys)
         left = any_left(url)
         assert left()
         commits_before = _pg_commits(url) if count_commits else None

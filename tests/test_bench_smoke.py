@@ -93,3 +93,15 @@ def test_peers_print_every_peer_side_by_side() -> None:
         line = row(output, label)
         assert "nan" not in line and line.rstrip().endswith("yes"), line
     assert "best peer:" in output
+
+
+def test_flow_control_drains_print_ratios_to_the_unordered_drain() -> None:
+    output = run_quick("ordered")
+    for label in ("sqlite  unordered", "sqlite  ordering_key", "sqlite  Concurrency"):
+        line = row(output, label)
+        assert line.rstrip().endswith("True") and "%" in line, line
+
+
+def test_fan_out_prints_creation_drain_and_memory() -> None:
+    line = row(run_quick("fanout"), "sqlite")
+    assert "completed" in line and len(numbers(line)) >= 5, line
