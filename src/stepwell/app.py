@@ -16,7 +16,14 @@ from typing import Any
 
 from stepwell.clock import Clock, SystemClock
 from stepwell.config import resolve_database_url
-from stepwell.errors import ConfigurationError, EventNotFound, RunNotFound, TimeoutExpired, UnknownFunction
+from stepwell.errors import (
+    ConfigurationError,
+    EventNotFound,
+    EventRejected,
+    RunNotFound,
+    TimeoutExpired,
+    UnknownFunction,
+)
 from stepwell.handle import FunctionHandle
 from stepwell.model.durations import Duration, parse_duration
 from stepwell.model.event import DEFAULT_MAX_EVENT_BYTES, EventIn, as_event_in
@@ -215,18 +222,23 @@ class App:
         return [a.id for a in accepted]
 
     def enqueue(self, function: str, data: Any = None, *, connection: object | None = None) -> str:
-        """Start a run of `function` directly with `data` as its input; returns the run id.
+        """Start a run of `function` directly with `data` as its input; returns the id of the run doing it.
 
+        The function's flow control applies (ordering, concurrency, throttle, priority, timeouts; an
+        idempotency key already taken returns the run that has it; a rate limit raises EventRejected).
+        Debounce and batching gather events, so a direct run skips them.
         `connection`: join the caller's open transaction, as in `send`."""
         spec = self._spec(function)
         payload = encode({} if data is None else data, where=f"enqueue({function!r}) data")
         if len(payload) > self.max_event_bytes:
             raise ConfigurationError(f"enqueue({function!r}) data is {len(payload)} bytes, over {self.max_event_bytes}")
         run = new_run(spec, self.clock.now(), input=payload, input_name=ENQUEUE_EVENT)
-        self.store.create_runs([run], connection=connection)
+        [owner] = self.store.create_runs([run], connection=connection)
+        if owner is None:
+            raise EventRejected(f"enqueue({function!r}): over the function's rate limit; no run was started")
         if connection is None:
             self.wakeups.notify()
-        return run.id
+        return owner
 
     # inspecting and operating
 

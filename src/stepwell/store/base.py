@@ -294,8 +294,10 @@ class Store(Protocol):
 
     def create_runs(
         self, runs: Sequence[NewRun], *, now: datetime | None = None, connection: object | None = None
-    ) -> None:
-        """Queue runs that no event started (direct enqueue, replay); `connection` as in append_events."""
+    ) -> list[str | None]:
+        """Queue runs that no event started (direct enqueue, replay) through their flow control;
+        `connection` as in append_events. Returns, per run, the run that does its work: itself, the
+        run holding its idempotency key, or None when its rate limit dropped it."""
         ...
 
     def claim_runs(

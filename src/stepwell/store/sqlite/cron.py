@@ -9,11 +9,12 @@ from __future__ import annotations
 
 import sqlite3
 from collections.abc import Callable, Sequence
-from datetime import UTC, datetime, timedelta
+from datetime import datetime
 
 from stepwell.model.records import Disposition
 from stepwell.store.base import CronTick, NewRun
 from stepwell.store.sqlfile import load_queries
+from stepwell.store.sqlite.times import EPOCH, micros
 
 C = load_queries("stepwell.store.sqlite", "cron.sql")
 Q = load_queries("stepwell.store.sqlite")
@@ -21,17 +22,15 @@ Q = load_queries("stepwell.store.sqlite")
 # (conn, runs, at, *, event_id) -> (ids of the runs the event owns, the first reason a run was skipped)
 AdmitRuns = Callable[..., tuple[tuple[str, ...], str | None]]
 
-_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
-
 
 def fire_tick(conn: sqlite3.Connection, tick: CronTick, at: int, *, admit_runs: AdmitRuns) -> bool:
     """See Store.fire_cron_tick. `at` is the store's now in microseconds."""
-    params = {"function": tick.function, "schedule": tick.schedule, "tick_at": _micros(tick.tick_at), "now": at}
+    params = {"function": tick.function, "schedule": tick.schedule, "tick_at": stamp_of(tick.tick_at), "now": at}
     conn.execute(C["register_cron_schedule"], params)
     if conn.execute(C["advance_cron_schedule"], params).rowcount != 1:
         return False
     claimed = conn.execute(C["claim_cron_tick"], {**params, "event_id": tick.event.id}).rowcount == 1
-    conn.execute(C["forget_cron_ticks"], {"function": tick.function, "forget_before": _micros(tick.forget_before)})
+    conn.execute(C["forget_cron_ticks"], {"function": tick.function, "forget_before": stamp_of(tick.forget_before)})
     return claimed and _store_event(conn, tick, at, admit_runs)
 
 
@@ -43,7 +42,7 @@ def _store_event(conn: sqlite3.Connection, tick: CronTick, at: int, admit_runs: 
             "id": event.id,
             "name": event.name,
             "data": event.data,
-            "ts": _micros(event.ts or tick.tick_at),
+            "ts": stamp_of(event.ts or tick.tick_at),
             "now": at,
             "disposition": Disposition.STARTED.value,
         },
@@ -57,5 +56,5 @@ def _store_event(conn: sqlite3.Connection, tick: CronTick, at: int, admit_runs: 
     return True
 
 
-def _micros(when: datetime) -> int:
-    return (when - _EPOCH) // timedelta(microseconds=1)
+def stamp_of(when: datetime) -> int:
+    return micros(when - EPOCH)

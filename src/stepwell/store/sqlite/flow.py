@@ -8,16 +8,16 @@ Functions over an open write transaction; `SQLiteStore` opens it and delegates h
 from __future__ import annotations
 
 import sqlite3
-from datetime import UTC, datetime, timedelta
+from datetime import timedelta
 from typing import Any
 
 import orjson
 
 from stepwell.store.base import Gate, NewRun, RunFlow
+from stepwell.store.sqlite.times import FOREVER, micros, moment
 from stepwell.store.sqlite.waiting import Q
 
 SLOTS, THROTTLE, ORDERED, CANCEL_ON, TIMEOUT, BATCH, DEBOUNCE, CHILD = 1, 2, 4, 8, 16, 32, 64, 128
-_MICROSECOND = timedelta(microseconds=1)
 
 
 def flags(flow: RunFlow | None) -> int:
@@ -32,10 +32,6 @@ def flags(flow: RunFlow | None) -> int:
         | (BATCH if flow.batch else 0)
         | (DEBOUNCE if flow.debounce else 0)
     )
-
-
-def _us(span: timedelta) -> int:
-    return span // _MICROSECOND
 
 
 # Admission: what an event does to a function with flow control.
@@ -61,7 +57,7 @@ def admit(conn: sqlite3.Connection, run: NewRun, event_id: str | None, at: int) 
                 "function": run.function,
                 "key": flow.idempotency_key,
                 "run_id": run.id,
-                "expires_at": at + _us(timedelta(hours=24)),
+                "expires_at": at + micros(timedelta(hours=24)),
                 "now": at,
             },
         ).rowcount
@@ -85,9 +81,9 @@ def admit(conn: sqlite3.Connection, run: NewRun, event_id: str | None, at: int) 
 def _insert(conn: sqlite3.Connection, run: NewRun, flow: RunFlow, event_id: str | None, at: int) -> None:
     available_at, note = at, None
     if flow.debounce is not None:
-        available_at, note = at + _us(flow.debounce.period), "debounced"
+        available_at, note = at + micros(flow.debounce.period), "debounced"
     elif flow.batch is not None:
-        available_at, note = at + _us(flow.batch.period), "batching"
+        available_at, note = at + micros(flow.batch.period), "batching"
     hold = None
     if flow.ordering_key is not None:
         hold = _join_line(conn, run.function, flow.ordering_key, run.id)
@@ -99,7 +95,7 @@ def _insert(conn: sqlite3.Connection, run: NewRun, flow: RunFlow, event_id: str 
                 "scope": gate.scope,
                 "key": gate.key,
                 "limit": gate.limit,
-                "period_us": _us(gate.period),
+                "period_us": micros(gate.period),
                 "burst": gate.burst,
             }
         )
@@ -124,7 +120,7 @@ def _insert(conn: sqlite3.Connection, run: NewRun, flow: RunFlow, event_id: str 
             "ordering_key": flow.ordering_key,
             "park": int(flow.park_on_dead_letter),
             "throttle": throttle,
-            "timeout_us": None if flow.timeout is None else _us(flow.timeout),
+            "timeout_us": None if flow.timeout is None else micros(flow.timeout),
         },
     )
     for claim in flow.slots:
@@ -166,9 +162,9 @@ def _debounce(conn: sqlite3.Connection, run: NewRun, flow: RunFlow, event_id: st
     if pending is None:
         return None
     run_id, first_at = pending
-    available_at = at + _us(debounce.period)
+    available_at = at + micros(debounce.period)
     if debounce.max_wait is not None:
-        available_at = min(available_at, first_at + _us(debounce.max_wait))
+        available_at = min(available_at, first_at + micros(debounce.max_wait))
     previous = conn.execute(Q["run_event"], {"run_id": run_id}).fetchone()
     conn.execute(Q["debounce_push"], {"run_id": run_id, "event_id": event_id, "available_at": available_at})
     if previous is not None and previous[0] is not None:
@@ -203,7 +199,7 @@ def batch_events(conn: sqlite3.Connection, run_id: str) -> list[Any]:
 
 def gate_check(conn: sqlite3.Connection, gate: Gate, at: int) -> tuple[bool, int, int]:
     """(allowed, earliest retry time, the state to store if the start goes ahead)."""
-    interval = max(_us(gate.period) // gate.limit, 1)
+    interval = max(micros(gate.period) // gate.limit, 1)
     tolerance = interval * (gate.burst - 1)
     row = conn.execute(Q["gate_tat"], {"scope": gate.scope, "key": gate.key}).fetchone()
     tat = max(row[0] if row else at, at)
@@ -376,7 +372,7 @@ def explain(conn: sqlite3.Connection, run_id: str, now: int) -> str | None:
     if row is None:
         return None
     status, hold, note, key, available_at, attempt, function = row
-    when = _iso(available_at)
+    when = moment(available_at).isoformat()
     if status == "queued":
         if hold in ("ordering", "paused", "parked"):
             head, paused, parked = conn.execute(Q["key_state"], {"function": function, "key": key}).fetchone()
@@ -407,9 +403,5 @@ def explain(conn: sqlite3.Connection, run_id: str, now: int) -> str | None:
     if status == "waiting":
         wait = conn.execute(Q["pending_wait"], {"run_id": run_id}).fetchone()
         what = f"event {wait[0]}" if wait else "its child runs"
-        return f"waiting for {what}" + (f" until {when}" if available_at < 253402300799_000000 else "")
+        return f"waiting for {what}" + (f" until {when}" if available_at < FOREVER else "")
     return None
-
-
-def _iso(micros: int) -> str:
-    return (datetime(1970, 1, 1, tzinfo=UTC) + timedelta(microseconds=micros)).isoformat()

@@ -19,7 +19,6 @@ from stepwell.store.rows import error_bytes, error_or_none, json_or_none
 from stepwell.store.sqlfile import load_queries
 
 Q = load_queries("stepwell.store.sqlite")
-FOREVER = 253402300799_000000  # 9999-12-31 in microseconds: "until woken"
 
 
 def check_lease(conn: sqlite3.Connection, lease: Lease, what: str) -> None:
