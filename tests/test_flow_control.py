@@ -389,3 +389,27 @@ def test_invalid_flow_options_are_refused_at_registration(options: dict[str, obj
     app = stepwell.App("t")
     with pytest.raises(ConfigurationError, match=re.escape(message)):
         app.function("f", **options)  # type: ignore[arg-type]
+
+
+def test_direct_enqueue_goes_through_the_function_flow_control(test_env: EnvFactory) -> None:
+    app = stepwell.App("t")
+
+    @app.function(
+        "keyed",
+        ordering_key="event.data.key",
+        idempotency="event.data.id",
+        rate_limit=stepwell.RateLimit(limit=3, period="1h"),
+    )
+    def keyed(ctx: stepwell.Context) -> None:
+        return None
+
+    with test_env(app) as env:
+        first = keyed.enqueue({"key": "a", "id": 1})
+        second = keyed.enqueue({"key": "a", "id": 2})
+        assert keyed.enqueue({"key": "a", "id": 1}) == first, "the idempotency key is held by the first run"
+        assert app.get_run(second).waiting_reason == f"ordering key a busy with run {first}"
+        keyed.enqueue({"key": "b", "id": 3})
+        with pytest.raises(stepwell.StepwellError, match="rate limit"):
+            keyed.enqueue({"key": "c", "id": 4})
+        env.run_until_idle()
+        assert len(app.runs(status="completed")) == 3
