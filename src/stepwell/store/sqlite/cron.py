@@ -37,7 +37,7 @@ def fire_tick(conn: sqlite3.Connection, tick: CronTick, at: int, *, admit_runs: 
 def _store_event(conn: sqlite3.Connection, tick: CronTick, at: int, admit_runs: AdmitRuns) -> bool:
     event = tick.event
     stored = conn.execute(
-        Q["insert_event"],
+        Q["insert_event_once"],
         {
             "id": event.id,
             "name": event.name,

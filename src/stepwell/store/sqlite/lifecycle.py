@@ -14,7 +14,7 @@ from dataclasses import replace
 from typing import Any
 
 from stepwell.model.records import ErrorInfo, FailureReason, RunStatus
-from stepwell.store.base import Complete, Fail, Lease, NewRun, RedriveRequest, Retry, Settlement, Suspend
+from stepwell.store.base import Complete, Fail, Lease, NewEvent, NewRun, RedriveRequest, Retry, Settlement, Suspend
 from stepwell.store.failure import failure_handler_input
 from stepwell.store.rows import error_bytes, json_or_none
 from stepwell.store.sqlite import flow, waiting
@@ -58,6 +58,32 @@ def admit_runs(
         if outcome is not None and outcome[0] != "folded" and event_id is not None:
             flow.record_skip(conn, event_id, run.function, outcome[0], outcome[1])
     return [results[run.id] for run in runs]
+
+
+def insert_event_runs(conn: sqlite3.Connection, events: Sequence[NewEvent], at: int) -> None:
+    """The runs without flow control of many new events: one multi-row statement for the whole batch."""
+    conn.executemany(
+        Q["insert_run"],
+        [
+            {"id": r.id, "function": r.function, "event_id": e.id, "input": r.input, "input_name": r.input_name,
+             "parent_id": r.parent_id, "replay_of": r.replay_of, "on_failure": r.on_failure,
+             "max_attempts": r.max_attempts, "priority": r.priority, "now": at}
+            for e in events
+            for r in e.runs
+            if r.flow is None
+        ],
+    )  # fmt: skip
+
+
+def admit_event_flow_runs(conn: sqlite3.Connection, event: NewEvent, at: int) -> tuple[tuple[str, ...], str | None]:
+    """After insert_event_runs: the event's runs with flow control, one by one. Returns (the runs the
+    event owns, plain ones included; the first reason one of its functions started nothing)."""
+    owned = [run.id for run in event.runs if run.flow is None]
+    flow_runs = [run for run in event.runs if run.flow is not None]
+    if not flow_runs:
+        return tuple(owned), None
+    more, skipped = admit_event_runs(conn, flow_runs, at, event_id=event.id)
+    return (*owned, *more), skipped
 
 
 def admit_event_runs(

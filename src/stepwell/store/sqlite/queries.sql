@@ -1,6 +1,13 @@
 -- Every statement the SQLite store runs. Parameters are named; nothing is built from strings.
 
+-- name: known_events
+SELECT id FROM events WHERE id IN (SELECT value FROM json_each(:ids));
+
 -- name: insert_event
+INSERT INTO events (id, name, data, ts, received_at, disposition)
+VALUES (:id, :name, :data, :ts, :now, :disposition);
+
+-- name: insert_event_once
 INSERT INTO events (id, name, data, ts, received_at, disposition)
 VALUES (:id, :name, :data, :ts, :now, :disposition)
 ON CONFLICT (id) DO NOTHING;

@@ -164,22 +164,24 @@ class SQLiteStore:
         accepted: list[AcceptedEvent] = []
         stored: list[bool] = []
         with self._write("append_events") as conn:
+            known = {row[0] for row in conn.execute(Q["known_events"], {"ids": orjson.dumps([e.id for e in events])})}
             for event in events:
-                disposition = Disposition.STARTED if event.runs else Disposition.NO_MATCH
-                params = {
-                    "id": event.id,
-                    "name": event.name,
-                    "data": event.data,
-                    "ts": stamp(event.ts) if event.ts else at,
-                    "now": at,
-                    "disposition": disposition.value,
-                }
-                stored.append(conn.execute(Q["insert_event"], params).rowcount == 1)
-                if not stored[-1]:
+                stored.append(event.id not in known)
+                known.add(event.id)  # a repeat within the batch is a duplicate too
+            fresh = [event for event, is_new in zip(events, stored, strict=True) if is_new]
+            conn.executemany(Q["insert_event"], [
+                {"id": e.id, "name": e.name, "data": e.data, "ts": stamp(e.ts) if e.ts else at, "now": at,
+                 "disposition": (Disposition.STARTED if e.runs else Disposition.NO_MATCH).value}
+                for e in fresh
+            ])  # fmt: skip
+            lifecycle.insert_event_runs(conn, fresh, at)
+            owned = {event.id: lifecycle.admit_event_flow_runs(conn, event, at) for event in fresh}
+            for event, is_new in zip(events, stored, strict=True):
+                if not is_new:
                     existing = conn.execute(Q["runs_of_event"], {"event_id": event.id}).fetchall()
                     accepted.append(AcceptedEvent(event.id, True, tuple(r[0] for r in existing)))
                     continue
-                started, skipped = lifecycle.admit_event_runs(conn, event.runs, at, event_id=event.id)
+                started, skipped = owned[event.id]
                 accepted.append(AcceptedEvent(event.id, False, started))
                 if not started and skipped:
                     conn.execute(Q["set_disposition"], {"id": event.id, "disposition": skipped})
