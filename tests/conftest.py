@@ -48,8 +48,14 @@ class _PostgresSchemas:
         self._admin: psycopg.Connection[tuple[object, ...]] | None = None
 
     def admin(self) -> psycopg.Connection[tuple[object, ...]]:
-        if self._admin is None or self._admin.closed:
-            self._admin = psycopg.connect(self.url, autocommit=True, connect_timeout=5)
+        """The cached admin session, reconnected when the server dropped it (a restart, say)."""
+        if self._admin is not None and not self._admin.closed:
+            try:
+                self._admin.execute("SELECT 1")
+                return self._admin
+            except psycopg.OperationalError:
+                self._admin.close()
+        self._admin = psycopg.connect(self.url, autocommit=True, connect_timeout=5)
         return self._admin
 
     def create(self, *, per_test: bool = True) -> str:

@@ -9,6 +9,7 @@ from datetime import timedelta
 import pytest
 
 import stepwell
+from stepwell.errors import StoreUnavailable
 from stepwell.model.records import FailureReason, RunStatus, StepStatus
 from stepwell.model.retry import Backoff
 from stepwell.testing import TestEnv
@@ -216,3 +217,30 @@ def test_backoff_bounds_are_checked() -> None:
         Backoff(factor=0.5)
     with pytest.raises(stepwell.StepwellError, match="cap"):
         Backoff(base=timedelta(seconds=10), cap=timedelta(seconds=1))
+
+
+def test_a_store_outage_under_an_attempt_gives_the_run_back_without_counting_an_attempt() -> None:
+    app = stepwell.App("t")
+    calls: list[int] = []
+
+    @app.function("fragile-db", trigger=stepwell.on_event("go"), retries=0)
+    def fragile_db(ctx: stepwell.Context) -> int:
+        ctx.step.run("work", lambda: calls.append(ctx.attempt))
+        return len(calls)
+
+    with TestEnv(app) as env:
+        original = env.store.record_step
+        outages = {"left": 1}
+
+        def flaky(*args: object, **kwargs: object) -> object:
+            if outages["left"]:
+                outages["left"] -= 1
+                raise StoreUnavailable("record_step: the connection was closed")
+            return original(*args, **kwargs)  # type: ignore[arg-type]
+
+        env.store.record_step = flaky  # type: ignore[method-assign]
+        env.send("go")
+        env.run_until_idle()
+        run = app.get_run(app.runs()[0].id)
+        assert (run.status, run.attempt, run.output) == (RunStatus.COMPLETED, 1, 2), "no attempt was charged"
+        assert calls == [1, 1] and app.dead_letters() == []

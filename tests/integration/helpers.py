@@ -171,10 +171,15 @@ class Workers:
         shutdown_timeout: float = 10.0,
         ready: bool = True,
         defaults: bool = False,
+        database_url: str | None = None,
     ) -> WorkerProcess:
-        """Start `stepwell worker integration_app:app`; `defaults=True` passes only the database URL."""
+        """Start `stepwell worker integration_app:app`; `defaults=True` passes only the database URL.
+
+        `database_url`: instead of the test's own (the same database with other `stepwell_*` settings, say).
+        """
         name = f"w{len(self.started) + 1}"
-        argv = [sys.executable, "-m", "stepwell", "worker", APP_TARGET, "--database-url", self.database_url]
+        url = database_url or self.database_url
+        argv = [sys.executable, "-m", "stepwell", "worker", APP_TARGET, "--database-url", url]
         if not defaults:
             argv += [
                 f"--lease={lease}",

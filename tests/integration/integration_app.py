@@ -22,6 +22,7 @@ from typing import Any
 import stepwell
 
 EFFECTS_ENV = "STEPWELL_TEST_EFFECTS"
+FLEET_EVENT = "fleet.job"
 RETRY_BACKOFF = stepwell.Backoff(base=timedelta(seconds=0.2), factor=2, jitter=0.2)
 HOSTILE_BACKOFF = stepwell.Backoff(base=timedelta(seconds=0.1))
 
@@ -158,7 +159,46 @@ def build_app(database_url: str | None = None) -> stepwell.App:
         total: int = ctx.step.run("reduce", lambda: record(ctx, "reduce") and sum(x for x in done.results()))
         return total
 
+    @app.function("fleet-job", trigger=stepwell.on_event(FLEET_EVENT), retries=3)
+    def fleet_job(ctx: stepwell.Context[Any]) -> dict[str, int]:
+        """The fleet and fault tests' job: one step, one effect line; `hold` makes it take a few ms."""
+        done: dict[str, int] = ctx.step.run("job", record, ctx, "job")
+        return done
+
+    @app.function("drops-connections", retries=0)
+    def drops_connections(ctx: stepwell.Context[Any]) -> dict[str, int]:
+        """Its step ends by cutting the worker's own pooled connections, the first time: its result write meets one."""
+
+        def cut() -> dict[str, int]:
+            done = record(ctx, "cut")
+            marker = effects_path().parent / f"cut-{ctx.run_id}"
+            if not marker.exists():
+                marker.touch()
+                terminate_sessions(ctx.event.data["url"], ctx.event.data["application_name"])
+            return done
+
+        done: dict[str, int] = ctx.step.run("cut", cut)
+        return done
+
     return app
+
+
+def terminate_sessions(url: str, application_name: str) -> None:
+    """pg_terminate_backend every session named `application_name`, and wait until they are gone."""
+    import psycopg  # PostgreSQL-only tests use this; the app itself must import without the driver
+
+    with psycopg.connect(url, autocommit=True) as conn:
+        conn.execute(
+            "SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE application_name = %s", [application_name]
+        )
+        deadline = time.monotonic() + 10
+        while time.monotonic() < deadline:
+            row = conn.execute(
+                "SELECT count(*) FROM pg_stat_activity WHERE application_name = %s", [application_name]
+            ).fetchone()
+            if row is not None and row[0] == 0:
+                return
+            time.sleep(0.01)
 
 
 class StrRaises(Exception):

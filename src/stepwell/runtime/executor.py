@@ -20,7 +20,7 @@ from stepwell.model.jsonvalue import encode
 from stepwell.runtime.context import Context
 from stepwell.runtime.engine import Engine
 from stepwell.runtime.errorinfo import error_info
-from stepwell.runtime.outcomes import Completed, Failed, LeaseGone, Outcome, Suspended
+from stepwell.runtime.outcomes import Completed, Failed, Interrupted, LeaseGone, Outcome, Suspended
 from stepwell.runtime.steps import AsyncSteps, StepLedger, Steps, SuspendRun
 from stepwell.store.base import ClaimedRun
 
@@ -61,6 +61,8 @@ async def execute_async(spec: FunctionSpec, claimed: ClaimedRun, engine: Engine)
 def _completion(spec: FunctionSpec, result: Any, ledger: StepLedger) -> Outcome:
     if ledger.lost:
         return LeaseGone()
+    if ledger.interrupted is not None:
+        return Interrupted(error_info(ledger.interrupted))
     try:
         output = encode(result, where=f"function {spec.name!r}")
         if len(output) > ledger.engine.max_output_bytes:
@@ -75,6 +77,8 @@ def _failure(error: BaseException, ledger: StepLedger) -> Outcome:
         return Suspended(error.until, error.waiting)
     if isinstance(error, LeaseLost) or ledger.lost:
         return LeaseGone()
+    if ledger.interrupted is not None:
+        return Interrupted(error_info(ledger.interrupted))
     info = error_info(error, step=ledger.failed_step)
     if isinstance(error, RetryAfterError):
         return Failed(info, retriable=True, retry_after=error.delay)

@@ -9,7 +9,7 @@ from typing import assert_never
 
 from stepwell.model.records import ErrorInfo, FailureReason
 from stepwell.model.retry import RetryPolicy
-from stepwell.store.base import ClaimedRun, Complete, Fail, Retry, Settlement, Suspend
+from stepwell.store.base import ClaimedRun, Complete, Fail, Release, Retry, Settlement, Suspend
 
 
 @dataclass(frozen=True, slots=True)
@@ -31,11 +31,21 @@ class Failed:
 
 
 @dataclass(frozen=True, slots=True)
+class Interrupted:
+    """The store failed under the attempt (a dropped connection, a restart): not the function's failure.
+
+    The run is given back without counting an attempt; the interrupted step runs again.
+    """
+
+    error: ErrorInfo
+
+
+@dataclass(frozen=True, slots=True)
 class LeaseGone:
     """The lease was lost mid-attempt: commit nothing, another worker owns the run now."""
 
 
-Outcome = Completed | Suspended | Failed | LeaseGone
+Outcome = Completed | Suspended | Failed | Interrupted | LeaseGone
 
 
 def decide(
@@ -53,6 +63,8 @@ def decide(
         case Failed(error, retriable, _):
             reason = FailureReason.RETRIES_EXHAUSTED if retriable else FailureReason.NON_RETRIABLE
             return Fail(lease, error, reason)
+        case Interrupted():
+            return Release(lease)
         case LeaseGone():
             return None
         case _:

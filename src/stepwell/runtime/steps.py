@@ -28,6 +28,7 @@ from stepwell.errors import (
     OutputTooLarge,
     StepError,
     StepTimeout,
+    StoreError,
     Suspend,
 )
 from stepwell.model.durations import Duration, parse_duration
@@ -70,6 +71,7 @@ class StepLedger:
         self.position = 0
         self.failed_step: str | None = None
         self.lost = False  # a write under the lease was refused: no further step may start
+        self.interrupted: StoreError | None = None  # the store failed under this attempt: stop, give the run back
         self.last_attempt = claimed.attempt >= claimed.max_attempts
         spec = engine.registry.get(claimed.function)
         flow = spec.flow if spec is not None else None
@@ -79,6 +81,8 @@ class StepLedger:
         """The deterministic id for this call (`name`, `name#2`, ...) and its position; checks replay order."""
         if self.lost:
             raise LeaseLost(f"run {self.lease.run_id}: lease lost; no further step starts")
+        if self.interrupted is not None:
+            raise self.interrupted
         if not isinstance(name, str) or not name or len(name) > 200:
             raise ConfigurationError(f"step id {name!r} must be a non-empty str of at most 200 characters")
         count = self.calls[name] = self.calls.get(name, 0) + 1
@@ -137,6 +141,9 @@ class StepLedger:
             return write(*args, **kwargs)
         except LeaseLost:
             self.lost = True
+            raise
+        except StoreError as error:
+            self.interrupted = error
             raise
 
 

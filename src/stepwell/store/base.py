@@ -205,7 +205,14 @@ class Fail:
     reason: FailureReason
 
 
-Settlement = Complete | Retry | Suspend | Fail
+@dataclass(frozen=True, slots=True)
+class Release:
+    """Give the run back at once without counting an attempt: the attempt was interrupted by the store."""
+
+    lease: Lease
+
+
+Settlement = Complete | Retry | Suspend | Fail | Release
 
 
 @dataclass(frozen=True, slots=True)

@@ -14,7 +14,18 @@ from dataclasses import replace
 from typing import Any
 
 from stepwell.model.records import ErrorInfo, FailureReason, RunStatus
-from stepwell.store.base import Complete, Fail, Lease, NewEvent, NewRun, RedriveRequest, Retry, Settlement, Suspend
+from stepwell.store.base import (
+    Complete,
+    Fail,
+    Lease,
+    NewEvent,
+    NewRun,
+    RedriveRequest,
+    Release,
+    Retry,
+    Settlement,
+    Suspend,
+)
 from stepwell.store.failure import failure_handler_input
 from stepwell.store.rows import error_bytes, json_or_none
 from stepwell.store.sqlite import flow, waiting
@@ -125,6 +136,8 @@ def settle(conn: sqlite3.Connection, settlement: Settlement, at: int) -> bool:
             return True
         case Fail(error=error, reason=reason):
             return fail(conn, settlement.lease, error, reason, at)
+        case Release():
+            return release(conn, settlement.lease, at)
     raise AssertionError(f"unknown settlement {settlement!r}")
 
 
