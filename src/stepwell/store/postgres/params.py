@@ -15,6 +15,7 @@ from stepwell.store.base import (
     NewChild,
     NewEvent,
     NewRun,
+    Release,
     Retry,
     Settlement,
     StepWrite,
@@ -27,7 +28,8 @@ _ENDED = (StepStatus.COMPLETED, StepStatus.FAILED, StepStatus.ERRORED)
 
 
 def event_params(events: Sequence[NewEvent], at: datetime | None, *, if_no_waits: bool) -> dict[str, Any]:
-    runs = [(event.id, run) for event in events for run in event.runs]
+    """The events, and their runs without flow control (the store admits the others itself)."""
+    runs = [(event.id, run) for event in events for run in event.runs if run.flow is None]
     params = run_params([run for _, run in runs], at)
     params.update(
         ids=[e.id for e in events],
@@ -107,6 +109,7 @@ def settlement_plan(settlements: Sequence[Settlement], at: datetime | None) -> l
     suspends = [s for s in settlements if isinstance(s, Suspend)]
     retries = [s for s in settlements if isinstance(s, Retry)]
     fails = [s for s in settlements if isinstance(s, Fail)]
+    releases = [s for s in settlements if isinstance(s, Release)]
     plan: list[tuple[str, dict[str, Any]]] = []
     if completes:
         outputs = [s.output for s in completes]
@@ -129,6 +132,8 @@ def settlement_plan(settlements: Sequence[Settlement], at: datetime | None) -> l
         plan.append(("retry_runs", params))
     if fails:
         plan.append(("fail_runs", fail_params(fails, at)))
+    if releases:
+        plan.append(("release_runs", {**lease_arrays([s.lease for s in releases]), "now": at}))
     return plan
 
 
@@ -141,9 +146,10 @@ def fail_params(fails: Sequence[Fail], at: datetime | None) -> dict[str, Any]:
     }
 
 
-def claimed_run(row: tuple[Any, ...], token: str) -> ClaimedRun:
-    (run_id, function, attempt, max_attempts, event_id, input_data, input_name, created_at, expires_at, claimed_at,
-     event_name, event_data, event_ts, *step_columns) = row  # fmt: skip
+def claimed_run(row: tuple[Any, ...], token: str, batch: Sequence[Event] = ()) -> ClaimedRun:
+    """A claim_runs row (after its first column): the run, its event, its steps; `batch`: a batch run's events."""
+    (run_id, function, attempt, max_attempts, event_id, input_data, input_name, created_at, expires_at, _,
+     claimed_at, event_name, event_data, event_ts, *step_columns) = row  # fmt: skip
     if event_id is not None:
         event = Event(event_id, event_name, json_or_none(event_data), event_ts)
     else:
@@ -157,12 +163,13 @@ def claimed_run(row: tuple[Any, ...], token: str) -> ClaimedRun:
         event=event,
         claimed_at=claimed_at,
         steps=steps,
+        events=tuple(batch) or (event,),
     )
 
 
 def run_from_row(row: tuple[Any, ...], steps: tuple[Step, ...] = (), errors: tuple[ErrorInfo, ...] = ()) -> Run:
     (run_id, function, status, attempt, max_attempts, event_id, parent_id, created_at, started_at, ended_at,
-     available_at, output, error, replay_of) = row  # fmt: skip
+     available_at, output, error, replay_of, ordering_key) = row  # fmt: skip
     return Run(
         id=run_id,
         function=function,
@@ -180,4 +187,5 @@ def run_from_row(row: tuple[Any, ...], steps: tuple[Step, ...] = (), errors: tup
         replay_of=replay_of,
         steps=steps,
         errors=errors,
+        ordering_key=ordering_key,
     )

@@ -82,9 +82,6 @@ SELECT array(SELECT id FROM new_events)::text[],
        array(SELECT match_path FROM waiting)::text[],
        (SELECT pg_notify('stepwell', current_schema())::text WHERE EXISTS (SELECT 1 FROM new_runs)) IS NOT NULL;
 
--- name: set_resumed
-UPDATE events SET disposition = 'resumed' WHERE id = ANY(%(event_ids)s::text[]);
-
 -- name: runs_of_events
 SELECT event_id, array_agg(id ORDER BY id)::text[] FROM runs
 WHERE event_id = ANY(%(event_ids)s::text[])
@@ -108,28 +105,38 @@ SELECT (SELECT pg_notify('stepwell', current_schema())::text WHERE EXISTS (SELEC
 -- name: claim_runs
 -- SKIP LOCKED over the partial index runs_ready: concurrent claimers never wait for each other
 -- and never get the same run. Each claimed run comes back with its event and its memoized
--- steps (as parallel arrays, in replay order), so a claim is one round trip.
+-- steps (as parallel arrays, in replay order), so a claim is one round trip. Runs held by flow
+-- control (hold) are outside the index. When the pick includes a run that must first take a
+-- concurrency slot or a throttle turn (flow & 3), nothing is claimed and the first column says
+-- so: the store then picks again in a transaction that admits those runs (claim_candidates).
 WITH picked AS (
-    SELECT id FROM runs
-    WHERE status IN ('queued', 'sleeping', 'waiting') AND available_at <= coalesce(%(now)s::timestamptz, now())
-    ORDER BY priority DESC, available_at
+    SELECT id, flow FROM runs
+    WHERE status IN ('queued', 'sleeping', 'waiting') AND hold IS NULL
+      AND available_at <= coalesce(%(now)s::timestamptz, now())
+    ORDER BY priority DESC, available_at, seq
     LIMIT %(limit)s
     FOR UPDATE SKIP LOCKED
+),
+gated AS (
+    SELECT count(*) > 0 AS found FROM picked WHERE flow & 3 <> 0
 ),
 claimed AS (
     UPDATE runs r
     SET status = 'running', lease_owner = %(worker_id)s, lease_token = %(token)s, wake_requested = false,
         lease_expires_at = coalesce(%(now)s::timestamptz, now()) + %(lease)s::interval,
-        started_at = coalesce(r.started_at, coalesce(%(now)s::timestamptz, now()))
+        started_at = coalesce(r.started_at, coalesce(%(now)s::timestamptz, now())), note = NULL,
+        deadline_at = CASE WHEN r.timeout IS NOT NULL
+                           THEN coalesce(r.deadline_at, coalesce(%(now)s::timestamptz, now()) + r.timeout) END
     FROM picked
-    WHERE r.id = picked.id
+    WHERE r.id = picked.id AND NOT (SELECT found FROM gated)
     RETURNING r.id, r.function, r.attempt, r.max_attempts, r.event_id, r.input, r.input_name, r.created_at,
-              r.lease_expires_at
+              r.lease_expires_at, r.flow, r.priority, r.available_at, r.seq
 )
-SELECT c.id, c.function, c.attempt, c.max_attempts, c.event_id, c.input, c.input_name, c.created_at,
-       c.lease_expires_at, coalesce(%(now)s::timestamptz, now()), e.name, e.data, e.ts,
+SELECT g.found, c.id, c.function, c.attempt, c.max_attempts, c.event_id, c.input, c.input_name, c.created_at,
+       c.lease_expires_at, c.flow, coalesce(%(now)s::timestamptz, now()), e.name, e.data, e.ts,
        s.ids, s.kinds, s.statuses, s.attempts, s.outputs, s.errors, s.started, s.ended, s.wakes, s.positions
-FROM claimed c
+FROM gated g
+LEFT JOIN claimed c ON true
 LEFT JOIN events e ON e.id = c.event_id
 LEFT JOIN LATERAL (
     SELECT array_agg(st.id ORDER BY st.position)::text[] AS ids,
@@ -143,7 +150,8 @@ LEFT JOIN LATERAL (
            array_agg(st.wake_at ORDER BY st.position)::timestamptz[] AS wakes,
            array_agg(st.position ORDER BY st.position)::integer[] AS positions
     FROM steps st WHERE st.run_id = c.id
-) s ON true;
+) s ON true
+ORDER BY c.priority DESC, c.available_at, c.seq;
 
 -- name: extend_leases
 WITH batch AS (
@@ -195,7 +203,7 @@ SET status = 'completed', output = held.output, error = NULL, ended_at = coalesc
     lease_owner = NULL, lease_token = NULL, lease_expires_at = NULL
 FROM held
 WHERE r.id = held.id
-RETURNING r.id, r.parent_id, r.parent_step, r.child_index, r.output;
+RETURNING r.id, r.parent_id, r.parent_step, r.child_index, r.output, r.flow;
 
 -- name: suspend_runs
 -- Sleep until `until`, or wait to be woken (`until` is then the timeout; NULL: none). Something
@@ -217,7 +225,7 @@ SET status = CASE WHEN held.waiting THEN 'waiting' ELSE 'sleeping' END,
     wake_requested = false, lease_owner = NULL, lease_token = NULL, lease_expires_at = NULL
 FROM held
 WHERE r.id = held.id
-RETURNING r.id;
+RETURNING r.id, r.flow;
 
 -- name: retry_runs
 -- Requeue with a delay and append the attempt's error to the run's history, in one statement.
@@ -238,35 +246,39 @@ retried AS (
         lease_owner = NULL, lease_token = NULL, lease_expires_at = NULL
     FROM held
     WHERE r.id = held.id
-    RETURNING r.id, r.attempt - 1 AS failed_attempt, held.error
+    RETURNING r.id, r.attempt - 1 AS failed_attempt, held.error, r.flow
+),
+history AS (
+    INSERT INTO run_errors (run_id, seq, attempt, error, at)
+    SELECT retried.id, coalesce((SELECT max(e.seq) FROM run_errors e WHERE e.run_id = retried.id), 0) + 1,
+           retried.failed_attempt, retried.error, coalesce(%(now)s::timestamptz, now())
+    FROM retried
 )
-INSERT INTO run_errors (run_id, seq, attempt, error, at)
-SELECT retried.id, coalesce((SELECT max(e.seq) FROM run_errors e WHERE e.run_id = retried.id), 0) + 1,
-       retried.failed_attempt, retried.error, coalesce(%(now)s::timestamptz, now())
-FROM retried
-RETURNING run_id;
+SELECT id, flow FROM retried;
 
 -- name: fail_runs
 -- A final failure: the run fails, its error joins the history, its dead letter is (re)opened.
 -- Returns what the failure handler needs (its input), written by the store in the same transaction.
+-- A NULL token fails the run in any unfinished state (a run past its whole-run timeout).
 WITH batch AS (
     SELECT * FROM unnest(%(run_ids)s::text[], %(tokens)s::text[], %(errors)s::bytea[], %(reasons)s::text[])
         AS b(run_id, token, error, reason)
 ),
 held AS (
-    SELECT r.id, b.error, b.reason FROM runs r JOIN batch b ON r.id = b.run_id AND r.lease_token = b.token
-    WHERE r.status = 'running'
+    SELECT r.id, b.error, b.reason FROM runs r JOIN batch b ON r.id = b.run_id
+    WHERE (r.lease_token = b.token AND r.status = 'running')
+       OR (b.token IS NULL AND r.status IN ('queued', 'running', 'sleeping', 'waiting'))
     ORDER BY r.id
     FOR NO KEY UPDATE OF r
 ),
 failed AS (
     UPDATE runs r
-    SET status = 'failed', error = held.error, ended_at = coalesce(%(now)s::timestamptz, now()),
+    SET status = 'failed', error = held.error, ended_at = coalesce(%(now)s::timestamptz, now()), hold = NULL,
         lease_owner = NULL, lease_token = NULL, lease_expires_at = NULL
     FROM held
     WHERE r.id = held.id
     RETURNING r.id, r.function, r.attempt, r.on_failure, r.event_id, r.input, r.input_name, held.error, held.reason,
-              r.parent_id, r.parent_step, r.child_index
+              r.parent_id, r.parent_step, r.child_index, r.flow
 ),
 history AS (
     INSERT INTO run_errors (run_id, seq, attempt, error, at)
@@ -285,7 +297,7 @@ dead AS (
 )
 SELECT f.id, f.parent_id, f.parent_step, f.child_index, f.error,
        f.function, f.on_failure, coalesce(e.name, f.input_name, f.function), coalesce(e.data, f.input),
-       coalesce(%(now)s::timestamptz, now())
+       coalesce(%(now)s::timestamptz, now()), f.flow
 FROM failed f
 LEFT JOIN events e ON e.id = f.event_id;
 
@@ -305,10 +317,11 @@ released AS (
         lease_owner = NULL, lease_token = NULL, lease_expires_at = NULL
     FROM held
     WHERE r.id = held.id
-    RETURNING r.id
+    RETURNING r.id, r.flow
 )
 SELECT (SELECT count(*) FROM released),
-       (SELECT pg_notify('stepwell', current_schema())::text WHERE EXISTS (SELECT 1 FROM released)) IS NOT NULL;
+       (SELECT pg_notify('stepwell', current_schema())::text WHERE EXISTS (SELECT 1 FROM released)) IS NOT NULL,
+       array(SELECT id FROM released)::text[], array(SELECT flow FROM released)::integer[];
 
 -- name: expired_leases
 -- Locked until the rescue commits; SKIP LOCKED lets rescuers on many workers share the work.
@@ -329,7 +342,7 @@ requeued AS (
         error = b.error, lease_owner = NULL, lease_token = NULL, lease_expires_at = NULL
     FROM batch b
     WHERE r.id = b.run_id AND r.lease_token = b.token AND r.status = 'running'
-    RETURNING r.id, r.attempt - 1 AS failed_attempt, b.error
+    RETURNING r.id, r.attempt - 1 AS failed_attempt, b.error, r.flow
 ),
 history AS (
     INSERT INTO run_errors (run_id, seq, attempt, error, at)
@@ -338,7 +351,8 @@ history AS (
     FROM requeued
 )
 SELECT (SELECT count(*) FROM requeued),
-       (SELECT pg_notify('stepwell', current_schema())::text WHERE EXISTS (SELECT 1 FROM requeued)) IS NOT NULL;
+       (SELECT pg_notify('stepwell', current_schema())::text WHERE EXISTS (SELECT 1 FROM requeued)) IS NOT NULL,
+       array(SELECT id FROM requeued WHERE flow <> 0)::text[], array(SELECT flow FROM requeued WHERE flow <> 0)::integer[];
 
 -- name: cancel_runs
 WITH target AS (
@@ -348,11 +362,11 @@ WITH target AS (
     FOR NO KEY UPDATE
 )
 UPDATE runs r
-SET status = 'cancelled', ended_at = coalesce(%(now)s::timestamptz, now()),
+SET status = 'cancelled', ended_at = coalesce(%(now)s::timestamptz, now()), hold = NULL,
     lease_owner = NULL, lease_token = NULL, lease_expires_at = NULL
 FROM target
 WHERE r.id = target.id
-RETURNING r.id, r.parent_id, r.parent_step, r.child_index, r.error;
+RETURNING r.id, r.parent_id, r.parent_step, r.child_index, r.error, r.flow;
 
 -- name: open_dead_letters_by_filter
 SELECT run_id FROM dead_letters
@@ -381,10 +395,10 @@ marked AS (
 requeued AS (
     UPDATE runs r
     SET status = 'queued', attempt = 1, available_at = coalesce(%(now)s::timestamptz, now()),
-        error = NULL, ended_at = NULL
+        error = NULL, ended_at = NULL, deadline_at = NULL
     FROM marked
     WHERE r.id = marked.run_id AND r.status = 'failed'
-    RETURNING r.id
+    RETURNING r.id, r.flow
 ),
 reopened AS (
     UPDATE fan_outs f SET done_at = NULL, total = NULL
@@ -397,7 +411,8 @@ forgotten AS (
     WHERE s.run_id = marked.run_id AND s.status IN ('failed', 'errored')
 )
 SELECT array(SELECT run_id FROM marked)::text[],
-       (SELECT pg_notify('stepwell', current_schema())::text WHERE EXISTS (SELECT 1 FROM requeued)) IS NOT NULL;
+       (SELECT pg_notify('stepwell', current_schema())::text WHERE EXISTS (SELECT 1 FROM requeued)) IS NOT NULL,
+       array(SELECT id FROM requeued WHERE flow & 4 <> 0)::text[];
 
 -- name: open_dead_family
 -- A fan-out's redrive: its parent's open dead children, and the parent itself when it is dead.
@@ -408,7 +423,7 @@ SELECT run_id FROM dead_letters WHERE run_id = %(parent_id)s AND redriven_at IS 
 
 -- name: get_run
 SELECT id, function, status, attempt, max_attempts, event_id, parent_id, created_at, started_at,
-       ended_at, available_at, output, error, replay_of
+       ended_at, available_at, output, error, replay_of, ordering_key
 FROM runs WHERE id = %(id)s;
 
 -- name: steps_of_run
@@ -424,9 +439,10 @@ SELECT error FROM run_errors WHERE run_id = %(run_id)s ORDER BY seq;
 
 -- name: list_runs
 SELECT id, function, status, attempt, max_attempts, event_id, parent_id, created_at, started_at,
-       ended_at, available_at, output, error, replay_of
+       ended_at, available_at, output, error, replay_of, ordering_key
 FROM runs
 WHERE (%(event_id)s::text IS NULL OR event_id = %(event_id)s::text)
+  AND (%(ordering_key)s::text IS NULL OR ordering_key = %(ordering_key)s::text)
   AND (%(function)s::text IS NULL OR function = %(function)s::text)
   AND (%(status)s::text IS NULL OR status = %(status)s::text)
   AND (%(parent_id)s::text IS NULL OR parent_id = %(parent_id)s::text)
@@ -440,11 +456,14 @@ WHERE r.id = %(id)s;
 
 -- name: get_event
 SELECT id, name, data, ts, received_at, disposition,
-       array(SELECT r.id FROM runs r WHERE r.event_id = events.id ORDER BY r.id)::text[]
+       array(SELECT r.id FROM runs r WHERE r.event_id = events.id ORDER BY r.id)::text[],
+       array(SELECT s.function FROM event_skips s WHERE s.event_id = events.id ORDER BY s.function)::text[],
+       array(SELECT s.reason FROM event_skips s WHERE s.event_id = events.id ORDER BY s.function)::text[],
+       array(SELECT s.run_id FROM event_skips s WHERE s.event_id = events.id ORDER BY s.function)::text[]
 FROM events WHERE id = %(id)s;
 
 -- name: list_dead_letters
-SELECT run_id, function, error, reason, failed_at, attempts, redrive_count
+SELECT run_id, function, error, reason, failed_at, attempts, redrive_count, ordering_key, key_policy
 FROM dead_letters
 WHERE redriven_at IS NULL AND (%(function)s::text IS NULL OR function = %(function)s::text)
 ORDER BY failed_at
@@ -464,7 +483,9 @@ gone_steps AS (DELETE FROM steps s USING doomed WHERE s.run_id = doomed.id),
 gone_errors AS (DELETE FROM run_errors e USING doomed WHERE e.run_id = doomed.id),
 gone_dead AS (DELETE FROM dead_letters d USING doomed WHERE d.run_id = doomed.id),
 gone_waits AS (DELETE FROM waits w USING doomed WHERE w.run_id = doomed.id),
-gone_fan_outs AS (DELETE FROM fan_outs f USING doomed WHERE f.parent_id = doomed.id)
+gone_fan_outs AS (DELETE FROM fan_outs f USING doomed WHERE f.parent_id = doomed.id),
+gone_slots AS (DELETE FROM run_slots s USING doomed WHERE s.run_id = doomed.id),
+gone_batch_events AS (DELETE FROM batch_events b USING doomed WHERE b.run_id = doomed.id)
 DELETE FROM runs r USING doomed
 WHERE r.id = doomed.id
 RETURNING r.id;
@@ -495,7 +516,7 @@ SELECT
 -- Waiting for events, child runs and fan-outs (migration 0002).
 
 -- name: waits_matching
-SELECT run_id, step_id, condition, origin FROM waits
+SELECT run_id, step_id, condition, origin, kind FROM waits
 WHERE event_name = %(name)s
   AND coalesce(match_path, '') = coalesce(%(path)s::text, '')
   AND coalesce(match_value, '') = coalesce(%(value)s::text, '')
@@ -648,15 +669,18 @@ gone_wait AS (
 ),
 cancelled_child AS (
     UPDATE runs c
-    SET status = 'cancelled', ended_at = coalesce(%(now)s::timestamptz, now()),
+    SET status = 'cancelled', ended_at = coalesce(%(now)s::timestamptz, now()), hold = NULL,
         lease_owner = NULL, lease_token = NULL, lease_expires_at = NULL
     FROM resolved
     WHERE c.parent_id = %(run_id)s AND c.parent_step = resolved.id AND c.child_index IS NULL
       AND c.status IN ('queued', 'running', 'sleeping', 'waiting')
+    RETURNING c.id, c.flow
 )
-SELECT (SELECT count(*) FROM lease) AS held, r.* FROM resolved r
+SELECT (SELECT count(*) FROM lease) AS held, r.*,
+       (SELECT id FROM cancelled_child), (SELECT flow FROM cancelled_child)
+FROM resolved r
 UNION ALL
 SELECT (SELECT count(*) FROM lease), s.id, s.kind, s.status, s.attempts, s.output, s.error, s.started_at,
-       s.ended_at, s.wake_at, s.position
+       s.ended_at, s.wake_at, s.position, NULL, NULL
 FROM steps s
 WHERE s.run_id = %(run_id)s AND s.id = %(step_id)s AND NOT EXISTS (SELECT 1 FROM resolved);

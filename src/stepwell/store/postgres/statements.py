@@ -14,6 +14,9 @@ from stepwell.errors import StoreError, StoreFull, StoreUnavailable
 from stepwell.store.sqlfile import load_queries
 
 Q = load_queries("stepwell.store.postgres")
+_FLOW = load_queries("stepwell.store.postgres", "flow.sql")
+assert not Q.keys() & _FLOW.keys(), f"named twice: {sorted(Q.keys() & _FLOW.keys())}"
+Q.update(_FLOW)
 Connection = psycopg.Connection[Any]
 Cursor = psycopg.Cursor[tuple[Any, ...]]
 FOREVER = datetime(9999, 12, 31, 23, 59, 59, tzinfo=UTC)  # "until woken", as the SQL writes it

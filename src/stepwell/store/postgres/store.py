@@ -25,6 +25,7 @@ from stepwell.model.records import (
     DeadLetter,
     Disposition,
     ErrorInfo,
+    Event,
     EventRecord,
     FailureReason,
     FanOutCounts,
@@ -53,7 +54,8 @@ from stepwell.store.base import (
     StepWrite,
 )
 from stepwell.store.failure import failure_handler_input
-from stepwell.store.postgres import cron, waiting
+from stepwell.store.flowrules import BATCH, GATED
+from stepwell.store.postgres import admission, cron, flow, waiting
 from stepwell.store.postgres import params as p
 from stepwell.store.postgres.listener import Listener
 from stepwell.store.postgres.options import (
@@ -64,11 +66,12 @@ from stepwell.store.postgres.options import (
     split_url,
 )
 from stepwell.store.postgres.outbox import caller_connection
-from stepwell.store.postgres.statements import Connection, Q, one, run, same, translate
+from stepwell.store.postgres.statements import Connection, Cursor, Q, one, run, same, translate
 from stepwell.store.rows import error_bytes, error_or_none, error_required, json_or_none, step_from_row
 from stepwell.store.sqlfile import load_migrations
 
 _PACKAGE = "stepwell.store.postgres"
+_ADMITTING_STREAK = 32  # after a pick with runs to admit, claims skip the one-statement try this many times
 
 
 class PostgresStore:
@@ -93,6 +96,7 @@ class PostgresStore:
         )
         self._listeners: set[Listener] = set()
         self._listeners_lock = threading.Lock()
+        self._admitting = 0  # how many claims to come go straight to admitting (flow control), without a first try
 
     # connections and time
 
@@ -155,45 +159,98 @@ class PostgresStore:
         conditions: ConditionCheck | None = None,
         connection: object | None = None,
     ) -> list[AcceptedEvent]:
-        """One statement when no wait listens for these event names; else a transaction that resumes waits."""
+        """One statement when no wait listens for these event names and no run has flow control; else a
+        transaction that also resumes waits, cancels runs (cancel_on) and admits runs (admission.py)."""
         at = self._at(now)
         firsts: dict[str, NewEvent] = {}
         for event in events:
             firsts.setdefault(event.id, event)  # a repeat within the batch is a duplicate of the first
         batch = list(firsts.values())
+        flowed = any(run.flow is not None for event in batch for run in event.runs)
+        started: dict[str, tuple[str, ...]] = {}
+        fan_outs: list[tuple[str, str]] = []
         with self._connection("append_events", connection) as conn:
-            inserted, names, paths, _ = one(conn, "insert_events", p.event_params(batch, at, if_no_waits=True))
-            if names:
-                with contextlib.nullcontext() if connection is not None else conn.transaction():
-                    inserted, names, paths, _ = one(conn, "insert_events", p.event_params(batch, at, if_no_waits=False))
-                    new = [event for event in batch if event.id in set(inserted)]
-                    resumed = waiting.resume_waits(conn, new, names, paths, conditions, at)
-                    only_resumed = [event_id for event_id in resumed if not firsts[event_id].runs]
-                    if only_resumed:
-                        run(conn, "set_resumed", {"event_ids": only_resumed})
-            known = [event.id for event in batch if event.id not in set(inserted)]
+            inserted: list[str] = []
+            names: list[str] = []
+            if not flowed:
+                inserted, names, _, _ = one(conn, "insert_events", p.event_params(batch, at, if_no_waits=True))
+            if flowed or names:
+                with self._pipeline(conn, connection), self._atomic(conn, connection):
+                    inserted, started, fan_outs = admission.store_events(conn, batch, at, conditions, self._cancel)
+                waiting.finish_fan_outs(conn, fan_outs, at)  # after the commit that cancelled their children
+            stored = set(inserted)  # once, not per event: a batch of n is O(n)
+            known = [event.id for event in batch if event.id not in stored]
             existing: dict[str, list[str]] = {}
             if known:
                 existing = dict(run(conn, "runs_of_events", {"event_ids": known}).fetchall())
-        return _accepted(events, firsts, set(inserted), existing)
+        return _accepted(events, firsts, stored, started, existing)
+
+    @staticmethod
+    def _atomic(conn: Connection, caller: object | None) -> contextlib.AbstractContextManager[Any]:
+        """Our own transaction; on a caller's connection, their open transaction (never committed here)."""
+        return conn.transaction() if caller is None or conn.autocommit else contextlib.nullcontext()
+
+    @staticmethod
+    def _pipeline(conn: Connection, caller: object | None) -> contextlib.AbstractContextManager[Any]:
+        """Pipeline mode on our own connections (statements whose results are not read cost no round trip)."""
+        return conn.pipeline() if caller is None else contextlib.nullcontext()
 
     def create_runs(
         self, runs: Sequence[NewRun], *, now: datetime | None = None, connection: object | None = None
-    ) -> None:
-        if runs:
-            with self._connection("create_runs", connection) as conn:
-                run(conn, "insert_runs", p.run_params(runs, self._at(now)))
+    ) -> list[str | None]:
+        """Runs without flow control in one statement; the others through admission.py, without debounce and
+        batching (they gather events, and these runs have none), in one transaction."""
+        at = self._at(now)
+        plain = [r for r in runs if r.flow is None]
+        flowed = [replace(r, flow=replace(r.flow, debounce=None, batch=None)) for r in runs if r.flow is not None]
+        owners: dict[str, str | None] = {r.id: r.id for r in plain}
+        with self._connection("create_runs", connection) as conn:
+            if plain:
+                run(conn, "insert_runs", p.run_params(plain, at))
+            if flowed:
+                with self._pipeline(conn, connection), self._atomic(conn, connection):
+                    outcomes = admission.admit(conn, [(r, None) for r in flowed], at)
+                owners |= {r.id: r.id if o is None else o[1] for r, o in zip(flowed, outcomes, strict=True)}
+        return [owners[r.id] for r in runs]
 
     # the queue
 
     def claim_runs(
         self, *, worker_id: str, limit: int, lease: timedelta, now: datetime | None = None
     ) -> list[ClaimedRun]:
+        """One statement; a transaction that admits them when the pick has runs that must first take a
+        concurrency slot or a throttle turn. After such a pick, the next claims go straight there."""
         token = new_token()
         params = {"worker_id": worker_id, "token": token, "lease": lease, "now": self._at(now), "limit": limit}
         with self._connection("claim_runs") as conn:
-            rows = run(conn, "claim_runs", params).fetchall()
-        return sorted((p.claimed_run(row, token) for row in rows), key=lambda c: c.run_id)
+            rows = [] if self._admitting > 0 else run(conn, "claim_runs", params).fetchall()
+            if not rows or rows[0][0]:
+                with conn.pipeline(), conn.transaction():
+                    claiming, gated = self._claim_admitting(conn, params)
+                rows = [] if claiming is None else claiming.fetchall()  # sent with the commit
+                self._admitting = _ADMITTING_STREAK if gated else self._admitting - 1
+            claimed = [row[1:] for row in rows if row[1] is not None]
+            batches = self._batch_events(conn, [row[0] for row in claimed if row[9] & BATCH])
+        return [p.claimed_run(row, token, batches.get(row[0], ())) for row in claimed]  # best first, as picked
+
+    @staticmethod
+    def _claim_admitting(conn: Connection, params: dict[str, Any]) -> tuple[Cursor | None, bool]:
+        """Pick as claim_runs does, admit the runs under concurrency limits or a throttle, claim what may start.
+        Returns the claim (rows as claim_runs returns them, to read) and whether any picked run needed admitting."""
+        candidates = run(conn, "claim_candidates", params).fetchall()
+        gated = [c for c in candidates if c[1] & GATED]
+        admitted = flow.admit_to_start(conn, gated) if gated else set()
+        ids = [c[0] for c in candidates if not c[1] & GATED or c[0] in admitted]
+        return (run(conn, "claim_picked", {**params, "ids": ids}) if ids else None), bool(gated)
+
+    @staticmethod
+    def _batch_events(conn: Connection, run_ids: list[str]) -> dict[str, list[Event]]:
+        """The events of claimed batch runs, oldest first."""
+        events: dict[str, list[Event]] = {}
+        if run_ids:
+            for run_id, event_id, name, data, ts in run(conn, "batch_events_of", {"run_ids": run_ids}).fetchall():
+                events.setdefault(run_id, []).append(Event(event_id, name, json_or_none(data), ts))
+        return events
 
     def extend_leases(self, leases: Sequence[Lease], *, lease: timedelta, now: datetime | None = None) -> list[Lease]:
         if not leases:
@@ -258,12 +315,16 @@ class PostgresStore:
             "now": self._at(now),
         }
         with self._connection("time_out_step") as conn:
-            row = run(conn, "time_out_step", params).fetchone()
-            if row is None or row[0] == 0:
-                raise LeaseLost(f"run {lease.run_id}: lease lost; the timeout of step {step_id!r} was not written")
+            with conn.transaction():
+                row = run(conn, "time_out_step", params).fetchone()
+                if row is None or row[0] == 0:
+                    raise LeaseLost(f"run {lease.run_id}: lease lost; the timeout of step {step_id!r} was not written")
+                child, child_flags = row[11:]
+                if child_flags:  # the invoked child it cancelled has flow control
+                    flow.runs_stopped(conn, ended=[(child, child_flags, False)])
             if row[3] == StepStatus.WAITING:  # resolved by a concurrent event after this statement's snapshot
                 row = (0, *one(conn, "step_of_run", {"run_id": lease.run_id, "step_id": step_id}))
-        return step_from_row(row[1:], same)
+        return step_from_row(row[1:11], same)
 
     def open_fan_out(
         self, lease: Lease, step: StepWrite, *, function: str, tolerate: float, now: datetime | None = None
@@ -310,6 +371,41 @@ class PostgresStore:
             candidates = [(row[0], row[1]) for row in run(conn, "unfinished_fan_outs", {"limit": limit}).fetchall()]
             return waiting.finish_fan_outs(conn, candidates, self._at(now))
 
+    # flow control: keys and timeouts
+
+    def set_key_paused(self, function: str, key: str, paused: bool, *, now: datetime | None = None) -> None:
+        with self._connection("set_key_paused") as conn, conn.transaction():
+            flow.set_paused(conn, function, key, paused)
+
+    def drain_key(self, function: str, key: str, *, now: datetime | None = None) -> list[str]:
+        at = self._at(now)
+        with self._connection("drain_key") as conn:
+            with conn.transaction():
+                pending = [row[0] for row in run(conn, "key_pending", {"function": function, "key": key}).fetchall()]
+                ids, fan_outs = self._cancel(conn, pending, at) if pending else ([], [])
+            waiting.finish_fan_outs(conn, fan_outs, at)
+        cancelled = set(ids)
+        return [run_id for run_id in pending if run_id in cancelled]
+
+    def skip_key(self, function: str, key: str, *, now: datetime | None = None) -> str | None:
+        with self._connection("skip_key") as conn, conn.transaction():
+            return flow.skip_parked(conn, function, key)
+
+    def fail_overdue_runs(self, *, now: datetime | None = None, limit: int = 1000) -> int:
+        """A run's lease does not protect it from its whole-run timeout: fail_runs without a token."""
+        at = self._at(now)
+        error = error_bytes(ErrorInfo("RunTimeout", "the run did not finish within its timeout"))
+        with self._connection("fail_overdue_runs") as conn:
+            with conn.transaction():
+                overdue = [row[0] for row in run(conn, "overdue_runs", {"now": at, "limit": limit}).fetchall()]
+                reasons = [FailureReason.TIMED_OUT.value] * len(overdue)
+                params = {"run_ids": overdue, "tokens": [None] * len(overdue), "errors": [error] * len(overdue)}
+                rows = run(conn, "fail_runs", {**params, "reasons": reasons, "now": at}).fetchall() if overdue else []
+                fan_outs = waiting.children_finished(conn, self._after_failures(conn, rows, at), at)
+                flow.runs_stopped(conn, ended=[(row[0], row[10], True) for row in rows if row[10]])
+            waiting.finish_fan_outs(conn, fan_outs, at)
+        return len(rows)
+
     # settling
 
     def settle_runs(self, settlements: Sequence[Settlement], *, now: datetime | None = None) -> list[str]:
@@ -323,14 +419,23 @@ class PostgresStore:
             with conn.pipeline(), conn.transaction():
                 cursors = [(name, run(conn, name, params)) for name, params in plan]
                 finished: list[waiting.Finished] = []
+                left: list[tuple[str, int]] = []  # (run, flags) that stopped running
+                ended: list[tuple[str, int, bool]] = []  # (run, flags, failed) that reached a terminal status
                 for name, cursor in cursors:
                     rows = cursor.fetchall()
+                    if name == "release_runs":  # one row: (count, notified, ids, flags)
+                        rows = list(zip(rows[0][2], rows[0][3], strict=True))
                     settled.update(row[0] for row in rows)
                     if name == "complete_runs":
                         finished += waiting.finished_rows(rows, RunStatus.COMPLETED, output_column=4, error_column=None)
+                        ended += [(row[0], row[5], False) for row in rows if row[5]]
                     elif name == "fail_runs":
                         finished += self._after_failures(conn, rows, at)
+                        ended += [(row[0], row[10], True) for row in rows if row[10]]
+                    else:  # suspended, retried, released: (id, flags)
+                        left += [(row[0], row[1]) for row in rows if row[1]]
                 fan_outs = waiting.children_finished(conn, finished, at)
+                flow.runs_stopped(conn, left=left, ended=ended)
             waiting.finish_fan_outs(conn, fan_outs, at)
         return [s.lease.run_id for s in settlements if s.lease.run_id not in settled]
 
@@ -346,7 +451,7 @@ class PostgresStore:
                 event_data=json_or_none(event_data),
                 now=at or failed_at,
             )
-            for run_id, _, _, _, error, function, on_failure, event_name, event_data, failed_at in rows
+            for run_id, _, _, _, error, function, on_failure, event_name, event_data, failed_at, _ in rows
             if on_failure
         ]
         if handlers:
@@ -356,8 +461,9 @@ class PostgresStore:
     def release_runs(self, leases: Sequence[Lease], *, now: datetime | None = None) -> int:
         if not leases:
             return 0
-        with self._connection("release_runs") as conn:
-            released, _ = one(conn, "release_runs", {**p.lease_arrays(leases), "now": self._at(now)})
+        with self._connection("release_runs") as conn, conn.pipeline(), conn.transaction():
+            released, _, ids, flags = one(conn, "release_runs", {**p.lease_arrays(leases), "now": self._at(now)})
+            flow.runs_stopped(conn, left=[(run_id, f) for run_id, f in zip(ids, flags, strict=True) if f])
         return int(released)
 
     def rescue_expired_leases(self, *, now: datetime | None = None, limit: int = 1000) -> int:
@@ -375,14 +481,19 @@ class PostgresStore:
                         dead.append(Fail(Lease(run_id, token, datetime.max), error, FailureReason.LEASE_LOST))
                     else:
                         requeue.append((run_id, token, error_bytes(error)))
+                left: list[tuple[str, int]] = []
                 if requeue:
                     run_ids, tokens, errors = (list(column) for column in zip(*requeue, strict=True))
                     params = {"run_ids": run_ids, "tokens": tokens, "errors": errors, "now": at}
-                    run(conn, "requeue_expired", params)
+                    _, _, ids, flags = one(conn, "requeue_expired", params)
+                    left = list(zip(ids, flags, strict=True))
                 fan_outs: list[tuple[str, str]] = []
+                ended: list[tuple[str, int, bool]] = []
                 if dead:
                     rows = run(conn, "fail_runs", p.fail_params(dead, at)).fetchall()
                     fan_outs = waiting.children_finished(conn, self._after_failures(conn, rows, at), at)
+                    ended = [(row[0], row[10], True) for row in rows if row[10]]
+                flow.runs_stopped(conn, left=left, ended=ended)
             waiting.finish_fan_outs(conn, fan_outs, at)
         return len(expired)
 
@@ -391,12 +502,20 @@ class PostgresStore:
         wanted = list(dict.fromkeys(run_ids))
         with self._connection("cancel_runs") as conn:
             with conn.transaction():
-                rows = run(conn, "cancel_runs", {"run_ids": wanted, "now": at}).fetchall()
-                finished = waiting.finished_rows(rows, RunStatus.CANCELLED, output_column=None, error_column=4)
-                fan_outs = waiting.children_finished(conn, finished, at)
+                ids, fan_outs = self._cancel(conn, wanted, at)
             waiting.finish_fan_outs(conn, fan_outs, at)
-        cancelled = {row[0] for row in rows}
+        cancelled = set(ids)
         return [run_id for run_id in wanted if run_id in cancelled]
+
+    @staticmethod
+    def _cancel(conn: Connection, run_ids: list[str], at: datetime | None) -> tuple[list[str], list[tuple[str, str]]]:
+        """Cancel unfinished runs and what that sets in motion (parents, flow control), in the open transaction;
+        returns the runs cancelled and the fan-outs to check after the commit."""
+        rows = run(conn, "cancel_runs", {"run_ids": run_ids, "now": at}).fetchall()
+        finished = waiting.finished_rows(rows, RunStatus.CANCELLED, output_column=None, error_column=4)
+        fan_outs = waiting.children_finished(conn, finished, at)
+        flow.runs_stopped(conn, ended=[(row[0], row[5], False) for row in rows if row[5]])
+        return [row[0] for row in rows], fan_outs
 
     def redrive(self, request: RedriveRequest, *, now: datetime | None = None) -> list[str]:
         """Candidates first; then one statement that locks, re-checks and requeues each open entry once."""
@@ -411,7 +530,10 @@ class PostgresStore:
                 candidates = [row[0] for row in run(conn, "open_dead_letters_by_filter", params).fetchall()]
             if not candidates:
                 return []
-            marked, _ = one(conn, "redrive_runs", {"run_ids": candidates, "now": self._at(now)})
+            with conn.transaction():
+                marked, _, ordered = one(conn, "redrive_runs", {"run_ids": candidates, "now": self._at(now)})
+                if ordered:
+                    flow.rejoin_line(conn, ordered)
         redriven = set(marked)
         return [run_id for run_id in candidates if run_id in redriven]
 
@@ -422,12 +544,15 @@ class PostgresStore:
             run_cursor = run(conn, "get_run", {"id": run_id})
             steps_cursor = run(conn, "steps_of_run", {"run_id": run_id})
             errors_cursor = run(conn, "run_errors", {"run_id": run_id})
+            explain_cursor = run(conn, "explain_run", {"run_id": run_id, "now": self._at(None)})
             row, step_rows, error_rows = run_cursor.fetchone(), steps_cursor.fetchall(), errors_cursor.fetchall()
-        if row is None:
+            explained = explain_cursor.fetchone()
+        if row is None or explained is None:
             return None
+        reason = flow.explain(explained)
         steps = tuple(step_from_row(r, same) for r in step_rows)
         errors = tuple(e for (data,) in error_rows if (e := error_or_none(data)))
-        return p.run_from_row(row, steps, errors)
+        return replace(p.run_from_row(row, steps, errors), waiting_reason=reason)
 
     def list_runs(self, query: RunFilter) -> list[Run]:
         params = {
@@ -436,6 +561,7 @@ class PostgresStore:
             "status": query.status.value if query.status else None,
             "parent_id": query.parent_id,
             "limit": query.limit,
+            "ordering_key": query.ordering_key,
         }
         with self._connection("list_runs") as conn:
             return [p.run_from_row(row) for row in run(conn, "list_runs", params).fetchall()]
@@ -450,17 +576,20 @@ class PostgresStore:
             row = run(conn, "get_event", {"id": event_id}).fetchone()
         if row is None:
             return None
-        event_id_, name, data, ts, received_at, disposition, run_ids = row
+        event_id_, name, data, ts, received_at, disposition, run_ids, functions, reasons, skip_runs = row
+        skipped = tuple(zip(functions, reasons, skip_runs, strict=True))
         return EventRecord(
-            event_id_, name, json_or_none(data), ts, received_at, Disposition(disposition), tuple(run_ids)
+            event_id_, name, json_or_none(data), ts, received_at, Disposition(disposition), tuple(run_ids), skipped
         )
 
     def list_dead_letters(self, *, function: str | None = None, limit: int = 100) -> list[DeadLetter]:
         with self._connection("list_dead_letters") as conn:
             rows = run(conn, "list_dead_letters", {"function": function, "limit": limit}).fetchall()
         return [
-            DeadLetter(run_id, fn, error_required(error), FailureReason(reason), failed_at, attempts, count)
-            for run_id, fn, error, reason, failed_at, attempts, count in rows
+            DeadLetter(
+                run_id, fn, error_required(error), FailureReason(reason), failed_at, attempts, count, key, policy
+            )
+            for run_id, fn, error, reason, failed_at, attempts, count, key, policy in rows
         ]
 
     def purge(self, retention: Retention, *, now: datetime | None = None) -> PurgeCounts:
@@ -527,15 +656,22 @@ def migration_script() -> str:
 
 
 def _accepted(
-    events: Sequence[NewEvent], firsts: dict[str, NewEvent], inserted: set[str], existing: dict[str, list[str]]
+    events: Sequence[NewEvent],
+    firsts: dict[str, NewEvent],
+    inserted: set[str],
+    started: dict[str, tuple[str, ...]],
+    existing: dict[str, list[str]],
 ) -> list[AcceptedEvent]:
-    """Per event as given: new, a repeat within the batch (of the first), or one stored before."""
+    """Per event as given: new, a repeat within the batch (of the first), or one stored before.
+
+    `started`: the runs a new event owns when flow control decided them (else all of its runs)."""
     accepted, seen = [], set()
     for event in events:
+        run_ids = started[event.id] if event.id in started else tuple(r.id for r in firsts[event.id].runs)
         if event.id in inserted and event.id not in seen:
-            accepted.append(AcceptedEvent(event.id, False, tuple(r.id for r in event.runs)))
+            accepted.append(AcceptedEvent(event.id, False, run_ids))
         elif event.id in inserted:
-            accepted.append(AcceptedEvent(event.id, True, tuple(sorted(r.id for r in firsts[event.id].runs))))
+            accepted.append(AcceptedEvent(event.id, True, tuple(sorted(run_ids))))
         else:
             accepted.append(AcceptedEvent(event.id, True, tuple(existing.get(event.id, ()))))
         seen.add(event.id)

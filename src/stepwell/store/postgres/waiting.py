@@ -30,8 +30,9 @@ def resume_waits(
     wait_paths: Sequence[str | None],
     conditions: ConditionCheck | None,
     at: datetime | None,
-) -> set[str]:
-    """Resolve the waits that these newly stored events match; returns the ids of events that resumed one.
+) -> tuple[set[str], dict[str, str]]:
+    """Resolve the waits that these newly stored events match; returns the ids of events that resumed
+    one, and the runs whose cancel_on they match (run id -> the first such event), for the store to cancel.
 
     Candidates come from the waits index (event name, path, canonical value); a wait's CEL
     condition is checked by `conditions`. Within a batch, the first matching event wins a wait.
@@ -40,6 +41,7 @@ def resume_waits(
     for name, path in zip(wait_names, wait_paths, strict=True):
         paths_by_name.setdefault(name, []).append(path)
     chosen: dict[tuple[str, str], tuple[str, bytes]] = {}
+    cancels: dict[str, str] = {}
     for event in events:
         paths = paths_by_name.get(event.name)
         if not paths:
@@ -51,16 +53,19 @@ def resume_waits(
             if path is not None and value is None:
                 continue
             params = {"name": event.name, "path": path, "value": value}
-            for run_id, step_id, condition, origin in run(conn, "waits_matching", params).fetchall():
-                if (run_id, step_id) in chosen:
+            for run_id, step_id, condition, origin, kind in run(conn, "waits_matching", params).fetchall():
+                if (run_id, step_id) in chosen or run_id in cancels:
                     continue
                 if condition and (conditions is None or not conditions(condition, orjson.loads(origin), document)):
                     continue
-                chosen[(run_id, step_id)] = (event.id, output)
+                if kind == "cancel":
+                    cancels[run_id] = event.id
+                else:
+                    chosen[(run_id, step_id)] = (event.id, output)
     resolved = resolve_steps(
         conn, [(run_id, step_id, StepStatus.COMPLETED, out, None) for (run_id, step_id), (_, out) in chosen.items()], at
     )
-    return {chosen[key][0] for key in resolved}
+    return {chosen[key][0] for key in resolved}, cancels
 
 
 def resolve_steps(conn: Connection, resolutions: Sequence[Resolution], at: datetime | None) -> set[tuple[str, str]]:
