@@ -48,6 +48,7 @@ from stepwell.store.base import (
     PurgeCounts,
     QueueStats,
     RedriveRequest,
+    Release,
     Retention,
     RunFilter,
     Settlement,
@@ -409,11 +410,18 @@ class PostgresStore:
     # settling
 
     def settle_runs(self, settlements: Sequence[Settlement], *, now: datetime | None = None) -> list[str]:
-        """One statement per kind of outcome, each for the whole batch, all in one pipelined transaction."""
+        """One statement per kind of outcome, each for the whole batch, all in one pipelined transaction.
+
+        Releases (attempts interrupted by the store) go back first, in their own transaction."""
         at = self._at(now)
+        releases = [s.lease for s in settlements if isinstance(s, Release)]
+        refused = []
+        if releases and self.release_runs(releases, now=now) < len(releases):
+            refused = [lease.run_id for lease in releases]  # some were lost meanwhile: reported for the log only
+        settlements = [s for s in settlements if not isinstance(s, Release)]
         plan = p.settlement_plan(settlements, at)
         if not plan:
-            return []
+            return refused
         settled: set[str] = set()
         with self._connection("settle_runs") as conn:
             with conn.pipeline(), conn.transaction():
@@ -437,7 +445,7 @@ class PostgresStore:
                 fan_outs = waiting.children_finished(conn, finished, at)
                 flow.runs_stopped(conn, left=left, ended=ended)
             waiting.finish_fan_outs(conn, fan_outs, at)
-        return [s.lease.run_id for s in settlements if s.lease.run_id not in settled]
+        return refused + [s.lease.run_id for s in settlements if s.lease.run_id not in settled]
 
     def _after_failures(self, conn: Connection, rows: Sequence[Any], at: datetime | None) -> list[waiting.Finished]:
         """Queue the `on_failure` run of each failed run that has one, in the failure's transaction."""
