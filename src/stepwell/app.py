@@ -6,7 +6,9 @@ This is the only module that imports a concrete store.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import inspect
+import logging
 import signal
 import threading
 import time
@@ -21,6 +23,7 @@ from stepwell.errors import (
     EventNotFound,
     EventRejected,
     RunNotFound,
+    StoreUnavailable,
     TimeoutExpired,
     UnknownFunction,
 )
@@ -41,6 +44,7 @@ from stepwell.runtime.worker import Worker, WorkerOptions
 from stepwell.store.base import RedriveRequest, Retention, RunFilter, Store
 
 ENQUEUE_EVENT = "stepwell/function.enqueued"
+log = logging.getLogger("stepwell.app")
 
 
 class App:
@@ -377,17 +381,36 @@ class App:
         return Worker(self.engine, options, wakeups=self.wakeups)
 
     def run_worker(self, **options: Any) -> None:
-        """Run a worker in this thread until SIGTERM or SIGINT (options: see WorkerOptions)."""
-        worker = self.worker(WorkerOptions(**options))
+        """Run a worker in this thread until SIGTERM or SIGINT (options: see WorkerOptions).
+
+        A database that cannot be reached at start-up is waited for (with backoff, forever), as it
+        is once the worker runs: a worker never exits because the database is away for a while.
+        """
+        worker_options = WorkerOptions(**options)
 
         async def main() -> None:
             stop = asyncio.Event()
             loop = asyncio.get_running_loop()
             for sig in (signal.SIGTERM, signal.SIGINT):
                 loop.add_signal_handler(sig, stop.set)
-            await worker.run(stop)
+            if await self._await_store(stop):
+                await self.worker(worker_options).run(stop)
 
         asyncio.run(main())
+
+    async def _await_store(self, stop: asyncio.Event) -> bool:
+        """Open (and migrate) the store, retrying while it is unavailable; False if stopped first."""
+        delay = 0.5
+        while not stop.is_set():
+            try:
+                await asyncio.to_thread(lambda: self.store)
+                return True
+            except StoreUnavailable as err:
+                log.warning("the database is unavailable (%s); trying again in %.1fs", err, delay)
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(stop.wait(), delay)
+                delay = min(delay * 2, 10.0)
+        return False
 
     def _spec(self, function: str) -> FunctionSpec:
         spec = self.registry.get(function)
