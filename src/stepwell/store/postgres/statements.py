@@ -14,8 +14,9 @@ from stepwell.errors import StoreError, StoreFull, StoreUnavailable
 from stepwell.store.sqlfile import load_queries
 
 Q = load_queries("stepwell.store.postgres")
-_FLOW = load_queries("stepwell.store.postgres", "flow.sql")
-assert not Q.keys() & _FLOW.keys(), f"named twice: {sorted(Q.keys() & _FLOW.keys())}"
+_FLOW = load_queries("stepwell.store.postgres", "flow.sql")  # flow control's statements, one namespace with Q
+if Q.keys() & _FLOW.keys():
+    raise RuntimeError(f"statements named in both queries.sql and flow.sql: {sorted(Q.keys() & _FLOW.keys())}")
 Q.update(_FLOW)
 Connection = psycopg.Connection[Any]
 Cursor = psycopg.Cursor[tuple[Any, ...]]

@@ -48,7 +48,6 @@ from stepwell.store.base import (
     PurgeCounts,
     QueueStats,
     RedriveRequest,
-    Release,
     Retention,
     RunFilter,
     Settlement,
@@ -412,16 +411,11 @@ class PostgresStore:
     def settle_runs(self, settlements: Sequence[Settlement], *, now: datetime | None = None) -> list[str]:
         """One statement per kind of outcome, each for the whole batch, all in one pipelined transaction.
 
-        Releases (attempts interrupted by the store) go back first, in their own transaction."""
+        Releases (attempts interrupted by the store) are release_runs in the same transaction."""
         at = self._at(now)
-        releases = [s.lease for s in settlements if isinstance(s, Release)]
-        refused = []
-        if releases and self.release_runs(releases, now=now) < len(releases):
-            refused = [lease.run_id for lease in releases]  # some were lost meanwhile: reported for the log only
-        settlements = [s for s in settlements if not isinstance(s, Release)]
         plan = p.settlement_plan(settlements, at)
         if not plan:
-            return refused
+            return []
         settled: set[str] = set()
         with self._connection("settle_runs") as conn:
             with conn.pipeline(), conn.transaction():
@@ -445,7 +439,7 @@ class PostgresStore:
                 fan_outs = waiting.children_finished(conn, finished, at)
                 flow.runs_stopped(conn, left=left, ended=ended)
             waiting.finish_fan_outs(conn, fan_outs, at)
-        return refused + [s.lease.run_id for s in settlements if s.lease.run_id not in settled]
+        return [s.lease.run_id for s in settlements if s.lease.run_id not in settled]
 
     def _after_failures(self, conn: Connection, rows: Sequence[Any], at: datetime | None) -> list[waiting.Finished]:
         """Queue the `on_failure` run of each failed run that has one, in the failure's transaction."""
