@@ -413,3 +413,24 @@ def test_direct_enqueue_goes_through_the_function_flow_control(test_env: EnvFact
             keyed.enqueue({"key": "c", "id": 4})
         env.run_until_idle()
         assert len(app.runs(status="completed")) == 3
+
+
+def test_an_event_does_not_cancel_the_run_it_starts(test_env: EnvFactory) -> None:
+    app = stepwell.App("t")
+
+    @app.function(
+        "watch",
+        trigger=stepwell.on_event("order.updated"),
+        cancel_on=stepwell.CancelOn(event="order.updated", match="data.order"),
+    )
+    def watch(ctx: stepwell.Context) -> None:
+        ctx.step.sleep("wait", "1h")
+
+    with test_env(app) as env:
+        env.send("order.updated", {"order": 1})
+        env.run_until_idle(skip_time=False)
+        [first] = app.runs()
+        assert first.status == RunStatus.SLEEPING, "its own event did not cancel it"
+        env.send("order.updated", {"order": 1})
+        assert app.get_run(first.id).status == RunStatus.CANCELLED, "a later matching event does"
+        assert len(app.runs(status="queued")) == 1

@@ -460,7 +460,7 @@ WHERE deadline_at < :now AND status IN ('queued', 'running', 'sleeping', 'waitin
 
 -- name: fail_run_unleased
 UPDATE runs
-SET status = 'failed', error = :error, ended_at = :now,
+SET status = 'failed', error = :error, ended_at = :now, hold = NULL,
     lease_owner = NULL, lease_token = NULL, lease_expires_at = NULL
 WHERE id = :run_id AND status IN ('queued', 'running', 'sleeping', 'waiting')
 RETURNING function, attempt, on_failure, event_id, input, input_name, flow;

@@ -174,6 +174,8 @@ class SQLiteStore:
                  "disposition": (Disposition.STARTED if e.runs else Disposition.NO_MATCH).value}
                 for e in fresh
             ])  # fmt: skip
+            # waits and cancel_on first: an event must not cancel the runs it starts itself
+            resumed = waiting.resume_waits(conn, events, stored, conditions, at, cancel=lifecycle.cancel)
             lifecycle.insert_event_runs(conn, fresh, at)
             owned = {event.id: lifecycle.admit_event_flow_runs(conn, event, at) for event in fresh}
             for event, is_new in zip(events, stored, strict=True):
@@ -185,7 +187,7 @@ class SQLiteStore:
                 accepted.append(AcceptedEvent(event.id, False, started))
                 if not started and skipped:
                     conn.execute(Q["set_disposition"], {"id": event.id, "disposition": skipped})
-            for event_id in waiting.resume_waits(conn, events, stored, conditions, at, cancel=lifecycle.cancel):
+            for event_id in resumed:
                 if not next(a for a in accepted if a.id == event_id).run_ids:
                     conn.execute(Q["set_disposition"], {"id": event_id, "disposition": Disposition.RESUMED.value})
         return accepted
