@@ -14,24 +14,12 @@ from typing import Any
 import orjson
 
 from stepwell.store.base import Gate, NewRun, RunFlow
+from stepwell.store.flowrules import BATCH, CANCEL_ON, DEBOUNCE, ORDERED, SLOTS, THROTTLE, TIMEOUT, flags
 from stepwell.store.sqlite.times import FOREVER, micros, moment
 from stepwell.store.sqlite.waiting import Q
 
-SLOTS, THROTTLE, ORDERED, CANCEL_ON, TIMEOUT, BATCH, DEBOUNCE, CHILD = 1, 2, 4, 8, 16, 32, 64, 128
-
-
-def flags(flow: RunFlow | None) -> int:
-    if flow is None:
-        return 0
-    return (
-        (SLOTS if flow.slots else 0)
-        | (THROTTLE if flow.throttle else 0)
-        | (ORDERED if flow.ordering_key else 0)
-        | (CANCEL_ON if flow.cancel_on else 0)
-        | (TIMEOUT if flow.timeout else 0)
-        | (BATCH if flow.batch else 0)
-        | (DEBOUNCE if flow.debounce else 0)
-    )
+CHILD = 128  # SQLite only: the run has a parent to tell when it ends
+__all__ = ["BATCH", "CANCEL_ON", "CHILD", "DEBOUNCE", "ORDERED", "SLOTS", "THROTTLE", "TIMEOUT", "flags"]
 
 
 # Admission: what an event does to a function with flow control.
