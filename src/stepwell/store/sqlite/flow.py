@@ -11,11 +11,10 @@ import sqlite3
 from datetime import timedelta
 from typing import Any
 
-import orjson
-
+from stepwell.store import flowrules
 from stepwell.store.base import Gate, NewRun, RunFlow
 from stepwell.store.flowrules import BATCH, CANCEL_ON, DEBOUNCE, ORDERED, SLOTS, THROTTLE, TIMEOUT, flags
-from stepwell.store.sqlite.times import FOREVER, micros, moment
+from stepwell.store.sqlite.times import EPOCH, FOREVER, micros, moment
 from stepwell.store.sqlite.waiting import Q
 
 CHILD = 128  # SQLite only: the run has a parent to tell when it ends
@@ -75,18 +74,7 @@ def _insert(conn: sqlite3.Connection, run: NewRun, flow: RunFlow, event_id: str 
     hold = None
     if flow.ordering_key is not None:
         hold = _join_line(conn, run.function, flow.ordering_key, run.id)
-    throttle = None
-    if flow.throttle is not None:
-        gate = flow.throttle
-        throttle = orjson.dumps(
-            {
-                "scope": gate.scope,
-                "key": gate.key,
-                "limit": gate.limit,
-                "period_us": micros(gate.period),
-                "burst": gate.burst,
-            }
-        )
+    throttle = None if flow.throttle is None else flowrules.throttle_json(flow.throttle)
     conn.execute(
         Q["insert_flow_run"],
         {
@@ -186,19 +174,10 @@ def batch_events(conn: sqlite3.Connection, run_id: str) -> list[Any]:
 
 
 def gate_check(conn: sqlite3.Connection, gate: Gate, at: int) -> tuple[bool, int, int]:
-    """(allowed, earliest retry time, the state to store if the start goes ahead)."""
-    interval = max(micros(gate.period) // gate.limit, 1)
-    tolerance = interval * (gate.burst - 1)
+    """(allowed, earliest retry time, the state to store if the start goes ahead), by flowrules.gcra."""
     row = conn.execute(Q["gate_tat"], {"scope": gate.scope, "key": gate.key}).fetchone()
-    tat = max(row[0] if row else at, at)
-    if tat - at > tolerance:
-        return False, tat - tolerance, tat
-    return True, at, tat + interval
-
-
-def _throttle_gate(data: bytes) -> Gate:
-    spec = orjson.loads(data)
-    return Gate(spec["scope"], spec["key"], spec["limit"], timedelta(microseconds=spec["period_us"]), spec["burst"])
+    allowed, retry_at, tat = flowrules.gcra(gate, moment(row[0] if row else at), moment(at))
+    return allowed, micros(retry_at - EPOCH), micros(tat - EPOCH)
 
 
 # Claiming.
@@ -209,7 +188,7 @@ def admit_to_start(conn: sqlite3.Connection, run_id: str, flow: int, throttle: b
     if flow & SLOTS and not _take_slots(conn, run_id):
         return False
     if flow & THROTTLE and throttle is not None:
-        gate = _throttle_gate(throttle)
+        gate = flowrules.throttle_gate(throttle)
         allowed, retry_at, tat = gate_check(conn, gate, at)
         if not allowed:
             if flow & SLOTS:
@@ -356,40 +335,30 @@ def skip_parked(conn: sqlite3.Connection, function: str, key: str) -> str | None
 
 
 def explain(conn: sqlite3.Connection, run_id: str, now: int) -> str | None:
+    """Why the run has not started (or resumed), worded by flowrules.waiting_reason."""
     row = conn.execute(Q["explain_run"], {"run_id": run_id}).fetchone()
     if row is None:
         return None
     status, hold, note, key, available_at, attempt, function = row
-    when = moment(available_at).isoformat()
-    if status == "queued":
-        if hold in ("ordering", "paused", "parked"):
-            head, paused, parked = conn.execute(Q["key_state"], {"function": function, "key": key}).fetchone()
-            if paused:
-                return f"ordering key {key} is paused"
-            if parked:
-                return f"ordering key {key} is parked behind dead letter {head}"
-            return f"ordering key {key} busy with run {head}"
-        if hold == "concurrency":
-            slot = conn.execute(Q["waiting_slot"], {"run_id": run_id}).fetchone()
-            if slot is not None:
-                scope, slot_key, limit, in_use = slot
-                return f"concurrency {scope}[{slot_key}] at {in_use}/{limit}"
-            return "waiting for a concurrency slot"
-        if available_at > now:
-            if note == "throttled":
-                return f"throttled until {when}"
-            if note == "debounced":
-                return f"debouncing until {when}"
-            if note == "batching":
-                return f"batch filling until {when}"
-            if attempt > 1:
-                return f"attempt {attempt} scheduled at {when}"
-            return f"scheduled at {when}"
-        return "ready: waiting for a free worker"
-    if status == "sleeping":
-        return f"sleeping until {when}"
-    if status == "waiting":
-        wait = conn.execute(Q["pending_wait"], {"run_id": run_id}).fetchone()
-        what = f"event {wait[0]}" if wait else "its child runs"
-        return f"waiting for {what}" + (f" until {when}" if available_at < FOREVER else "")
-    return None
+    head = paused = parked = None
+    if hold in ("ordering", "paused", "parked"):
+        head, paused, parked = conn.execute(Q["key_state"], {"function": function, "key": key}).fetchone()
+    slot = conn.execute(Q["waiting_slot"], {"run_id": run_id}).fetchone() if hold == "concurrency" else None
+    wait = conn.execute(Q["pending_wait"], {"run_id": run_id}).fetchone() if status == "waiting" else None
+    return flowrules.waiting_reason(
+        flowrules.Waiting(
+            status=status,
+            hold=hold,
+            note=note,
+            ordering_key=key,
+            available_at=moment(available_at),
+            attempt=attempt,
+            later=available_at > now,
+            forever=available_at >= FOREVER,
+            key_head=head,
+            key_paused=bool(paused),
+            key_parked=bool(parked),
+            slot=tuple(slot) if slot else None,
+            wait_event=wait[0] if wait else None,
+        )
+    )
