@@ -1,0 +1,12 @@
+"""`stepwell`: run workers, send events, inspect runs and dead letters, migrate.
+
+`common` holds the group and what commands share; each command family lives in its own module and
+registers itself on `main` when imported here. A new family is a new module plus one import line.
+"""
+
+from __future__ import annotations
+
+from stepwell.cli import dlq, events, keys, migrate, runs, workers
+from stepwell.cli.common import load_app, main
+
+__all__ = ["dlq", "events", "keys", "load_app", "main", "migrate", "runs", "workers"]

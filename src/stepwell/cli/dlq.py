@@ -1,0 +1,34 @@
+"""`stepwell dlq ...`: list and redrive dead letters."""
+
+from __future__ import annotations
+
+import click
+
+from stepwell.cli.common import DB_HELP, console, main, plain_app
+from stepwell.render import dead_letters_table
+
+
+@main.group()
+def dlq() -> None:
+    """The dead-letter list."""
+
+
+@dlq.command("ls")
+@click.option("--function", default=None)
+@click.option("--limit", default=100, show_default=True)
+@click.option("--database-url", envvar="STEPWELL_DATABASE_URL", help=DB_HELP)
+def dlq_ls(function: str | None, limit: int, database_url: str | None) -> None:
+    """List dead letters."""
+    console.print(dead_letters_table(plain_app(database_url, None).dead_letters(function=function, limit=limit)))
+
+
+@dlq.command("redrive")
+@click.argument("run_ids", nargs=-1)
+@click.option("--function", default=None, help="redrive every dead letter of this function")
+@click.option("--database-url", envvar="STEPWELL_DATABASE_URL", help=DB_HELP)
+def dlq_redrive(run_ids: tuple[str, ...], function: str | None, database_url: str | None) -> None:
+    """Re-run dead letters from their failed step (each entry once)."""
+    if not run_ids and not function:
+        raise click.UsageError("name RUN_IDS or --function")
+    redriven = plain_app(database_url, None).redrive(list(run_ids), function=function)
+    console.print(f"redriven {len(redriven)} run(s)")

@@ -1,0 +1,33 @@
+"""`stepwell send`: send one event from the shell."""
+
+from __future__ import annotations
+
+import click
+import orjson
+
+from stepwell.cli.common import DB_HELP, console, load_app, main
+
+
+@main.command()
+@click.argument("name")
+@click.argument("data", default="{}")
+@click.option(
+    "--app",
+    "app_target",
+    envvar="STEPWELL_APP",
+    required=True,
+    metavar="MODULE:APP",
+    help="the app whose functions the event may trigger",
+)
+@click.option("--id", "event_id", default=None, help="idempotency id: a repeat is accepted and ignored")
+@click.option("--database-url", envvar="STEPWELL_DATABASE_URL", help=DB_HELP)
+def send(name: str, data: str, app_target: str, event_id: str | None, database_url: str | None) -> None:
+    """Send event NAME with JSON DATA; prints the event id."""
+    try:
+        payload = orjson.loads(data)
+    except orjson.JSONDecodeError as err:
+        raise click.BadParameter(f"DATA is not valid JSON: {err}") from None
+    app = load_app(app_target, database_url)
+    event_id = app.send(name, payload, id=event_id)
+    record = app.event(event_id)
+    console.print(f"event {event_id}: {record.disposition.value}, runs: {', '.join(record.run_ids) or 'none'}")

@@ -1,0 +1,92 @@
+"""`stepwell runs ...`: list, show, cancel and replay runs."""
+
+from __future__ import annotations
+
+import click
+import orjson
+
+from stepwell.cli.common import DB_HELP, console, load_app, main, plain_app
+from stepwell.render import run_timeline, runs_table
+
+
+@main.group()
+def runs() -> None:
+    """List, show, cancel and replay runs."""
+
+
+@runs.command("ls")
+@click.option("--function", default=None)
+@click.option(
+    "--status",
+    default=None,
+    type=click.Choice(["queued", "running", "sleeping", "waiting", "completed", "failed", "cancelled"]),
+)
+@click.option("--event", "event_id", default=None)
+@click.option("--key", default=None, help="runs of this ordering key")
+@click.option("--limit", default=50, show_default=True)
+@click.option("--json", "as_json", is_flag=True, help="one JSON object per line")
+@click.option("--database-url", envvar="STEPWELL_DATABASE_URL", help=DB_HELP)
+def runs_ls(
+    function: str | None,
+    status: str | None,
+    event_id: str | None,
+    key: str | None,
+    limit: int,
+    as_json: bool,
+    database_url: str | None,
+) -> None:
+    """List runs, newest first."""
+    app = plain_app(database_url, None)
+    found = app.runs(function=function, status=status, event_id=event_id, key=key, limit=limit)
+    if as_json:
+        for run in found:
+            click.echo(
+                orjson.dumps(
+                    {
+                        "id": run.id,
+                        "function": run.function,
+                        "status": run.status.value,
+                        "attempt": run.attempt,
+                        "output": run.output,
+                        "error": str(run.error) if run.error else None,
+                    }
+                )
+            )
+        return
+    console.print(runs_table(found))
+
+
+@runs.command("show")
+@click.argument("run_id")
+@click.option("--database-url", envvar="STEPWELL_DATABASE_URL", help=DB_HELP)
+def runs_show(run_id: str, database_url: str | None) -> None:
+    """Show a run and its step timeline."""
+    app = plain_app(database_url, None)
+    run = app.get_run(run_id)
+    fan_outs = {s.id: app.fan_out_progress(run.id, s.id) for s in run.steps if s.kind == "fan_out"}
+    console.print(run_timeline(run, fan_outs))
+    if run.waiting_reason:
+        console.print(f"[bold]waiting:[/] {run.waiting_reason}")
+    if run.output is not None:
+        console.print("output:", run.output)
+    for number, error in enumerate(run.errors, 1):
+        console.print(f"[red]error {number}:[/] {error}")
+
+
+@runs.command("cancel")
+@click.argument("run_ids", nargs=-1, required=True)
+@click.option("--database-url", envvar="STEPWELL_DATABASE_URL", help=DB_HELP)
+def runs_cancel(run_ids: tuple[str, ...], database_url: str | None) -> None:
+    """Cancel runs that have not ended."""
+    app = plain_app(database_url, None)
+    for run_id in run_ids:
+        console.print(f"{run_id}: {'cancelled' if app.cancel(run_id) else 'already ended'}")
+
+
+@runs.command("replay")
+@click.argument("run_id")
+@click.option("--app", "app_target", envvar="STEPWELL_APP", required=True, metavar="MODULE:APP")
+@click.option("--database-url", envvar="STEPWELL_DATABASE_URL", help=DB_HELP)
+def runs_replay(run_id: str, app_target: str, database_url: str | None) -> None:
+    """Start a new run from the same input."""
+    console.print(f"new run {load_app(app_target, database_url).replay(run_id)}")
