@@ -156,12 +156,13 @@ ORDER BY c.priority DESC, c.available_at, c.seq;
 -- name: extend_leases
 WITH batch AS (
     SELECT * FROM unnest(%(run_ids)s::text[], %(tokens)s::text[]) AS b(run_id, token)
+    ORDER BY run_id
 ),
-held AS (
-    SELECT r.id FROM runs r JOIN batch b ON r.id = b.run_id AND r.lease_token = b.token
-    WHERE r.status = 'running'
-    ORDER BY r.id
-    FOR NO KEY UPDATE OF r
+held AS (  -- driven by the batch, as in complete_runs
+    SELECT r.id
+    FROM batch b
+    CROSS JOIN LATERAL (SELECT id, status, lease_token FROM runs WHERE id = b.run_id OFFSET 0 FOR NO KEY UPDATE) r
+    WHERE r.lease_token = b.token AND r.status = 'running'
 )
 UPDATE runs r SET lease_expires_at = coalesce(%(now)s::timestamptz, now()) + %(lease)s::interval
 FROM held
@@ -189,14 +190,20 @@ SET status = excluded.status, output = excluded.output, error = excluded.error,
 RETURNING attempts, started_at, ended_at, wake_at;
 
 -- name: complete_runs
+-- The settle statements are driven by their batch: each run is looked up by primary key in a
+-- LATERAL subquery that the planner can neither flatten nor push the lease checks into (OFFSET 0,
+-- FOR NO KEY UPDATE), so the cost is linear in the batch whatever the number of leased runs and
+-- whatever stale statistics say (a generic plan once looped over every leased run, rescanning the
+-- batch for each). The batch is sorted so that rows are locked in id order, as everywhere else.
 WITH batch AS (
     SELECT * FROM unnest(%(run_ids)s::text[], %(tokens)s::text[], %(outputs)s::bytea[]) AS b(run_id, token, output)
+    ORDER BY run_id
 ),
 held AS (
-    SELECT r.id, b.output FROM runs r JOIN batch b ON r.id = b.run_id AND r.lease_token = b.token
-    WHERE r.status = 'running'
-    ORDER BY r.id
-    FOR NO KEY UPDATE OF r
+    SELECT r.id, b.output
+    FROM batch b
+    CROSS JOIN LATERAL (SELECT id, status, lease_token FROM runs WHERE id = b.run_id OFFSET 0 FOR NO KEY UPDATE) r
+    WHERE r.lease_token = b.token AND r.status = 'running'
 )
 UPDATE runs r
 SET status = 'completed', output = held.output, error = NULL, ended_at = coalesce(%(now)s::timestamptz, now()),
@@ -211,12 +218,13 @@ RETURNING r.id, r.parent_id, r.parent_step, r.child_index, r.output, r.flow;
 WITH batch AS (
     SELECT * FROM unnest(%(run_ids)s::text[], %(tokens)s::text[], %(untils)s::timestamptz[], %(waiting)s::boolean[])
         AS b(run_id, token, until, waiting)
+    ORDER BY run_id
 ),
-held AS (
-    SELECT r.id, b.until, b.waiting FROM runs r JOIN batch b ON r.id = b.run_id AND r.lease_token = b.token
-    WHERE r.status = 'running'
-    ORDER BY r.id
-    FOR NO KEY UPDATE OF r
+held AS (  -- driven by the batch, as in complete_runs
+    SELECT r.id, b.until, b.waiting
+    FROM batch b
+    CROSS JOIN LATERAL (SELECT id, status, lease_token FROM runs WHERE id = b.run_id OFFSET 0 FOR NO KEY UPDATE) r
+    WHERE r.lease_token = b.token AND r.status = 'running'
 )
 UPDATE runs r
 SET status = CASE WHEN held.waiting THEN 'waiting' ELSE 'sleeping' END,
@@ -232,12 +240,13 @@ RETURNING r.id, r.flow;
 WITH batch AS (
     SELECT * FROM unnest(%(run_ids)s::text[], %(tokens)s::text[], %(errors)s::bytea[], %(delays)s::interval[])
         AS b(run_id, token, error, delay)
+    ORDER BY run_id
 ),
-held AS (
-    SELECT r.id, b.error, b.delay FROM runs r JOIN batch b ON r.id = b.run_id AND r.lease_token = b.token
-    WHERE r.status = 'running'
-    ORDER BY r.id
-    FOR NO KEY UPDATE OF r
+held AS (  -- driven by the batch, as in complete_runs
+    SELECT r.id, b.error, b.delay
+    FROM batch b
+    CROSS JOIN LATERAL (SELECT id, status, lease_token FROM runs WHERE id = b.run_id OFFSET 0 FOR NO KEY UPDATE) r
+    WHERE r.lease_token = b.token AND r.status = 'running'
 ),
 retried AS (
     UPDATE runs r
@@ -263,13 +272,14 @@ SELECT id, flow FROM retried;
 WITH batch AS (
     SELECT * FROM unnest(%(run_ids)s::text[], %(tokens)s::text[], %(errors)s::bytea[], %(reasons)s::text[])
         AS b(run_id, token, error, reason)
+    ORDER BY run_id
 ),
-held AS (
-    SELECT r.id, b.error, b.reason FROM runs r JOIN batch b ON r.id = b.run_id
+held AS (  -- driven by the batch, as in complete_runs
+    SELECT r.id, b.error, b.reason
+    FROM batch b
+    CROSS JOIN LATERAL (SELECT id, status, lease_token FROM runs WHERE id = b.run_id OFFSET 0 FOR NO KEY UPDATE) r
     WHERE (r.lease_token = b.token AND r.status = 'running')
        OR (b.token IS NULL AND r.status IN ('queued', 'running', 'sleeping', 'waiting'))
-    ORDER BY r.id
-    FOR NO KEY UPDATE OF r
 ),
 failed AS (
     UPDATE runs r
@@ -304,12 +314,13 @@ LEFT JOIN events e ON e.id = f.event_id;
 -- name: release_runs
 WITH batch AS (
     SELECT * FROM unnest(%(run_ids)s::text[], %(tokens)s::text[]) AS b(run_id, token)
+    ORDER BY run_id
 ),
-held AS (
-    SELECT r.id FROM runs r JOIN batch b ON r.id = b.run_id AND r.lease_token = b.token
-    WHERE r.status = 'running'
-    ORDER BY r.id
-    FOR NO KEY UPDATE OF r
+held AS (  -- driven by the batch, as in complete_runs
+    SELECT r.id
+    FROM batch b
+    CROSS JOIN LATERAL (SELECT id, status, lease_token FROM runs WHERE id = b.run_id OFFSET 0 FOR NO KEY UPDATE) r
+    WHERE r.lease_token = b.token AND r.status = 'running'
 ),
 released AS (
     UPDATE runs r
