@@ -1,15 +1,18 @@
 """The worker: claim ready runs in batches, execute them, settle outcomes in batches.
 
 Async functions run on this event loop, sync functions on a thread pool; the store is reached
-through a small executor of its own. Leases are renewed by a separate thread. On stop, the
-worker claims nothing more, gives in-flight runs `shutdown_timeout` to finish, then releases
-their leases so another worker takes them at once.
+through a small executor of its own. Leases are renewed by a separate thread.
+
+The pipeline is bounded: a run counts against the room to claim from its claim until its outcome
+is saved (buffered, running, or waiting to be settled), so bodies can never outrun settles and
+memory stays flat however slow the database gets. On stop, the worker claims nothing more, gives
+in-flight runs `shutdown_timeout` to finish, saves what it can within that time, then releases
+the leases of everything else so another worker takes it at once.
 """
 
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 import os
 import socket
@@ -32,6 +35,8 @@ from stepwell.store.base import ClaimedRun, Lease, Retention, Settlement
 log = logging.getLogger("stepwell.worker")
 T = TypeVar("T")
 
+RELEASE_TIMEOUT = 5.0  # seconds the final release may take, after the shutdown timeout, before giving up on it
+
 
 @dataclass(frozen=True, slots=True)
 class WorkerOptions:
@@ -41,6 +46,7 @@ class WorkerOptions:
     shutdown_timeout: float = 10.0
     claim_batch: int = 100
     prefetch: int | None = None  # runs claimed ahead of free slots; default: as many as `concurrency`
+    linger: float = 0.002  # seconds a small batch of outcomes waits for others to share its transaction
     maintenance: bool = True
     rescue_interval: float = 5.0
     retention: Retention = Retention()
@@ -50,10 +56,23 @@ class WorkerOptions:
             raise ValueError(f"concurrency: {self.concurrency} must be >= 1")
         if self.lease < timedelta(seconds=1):
             raise ValueError(f"lease: {self.lease} must be at least 1 second")
+        if self.claim_batch < 1:
+            raise ValueError(f"claim_batch: {self.claim_batch} must be >= 1")
+        if not self.poll_interval > 0:
+            raise ValueError(f"poll_interval: {self.poll_interval} must be > 0 seconds")
+        if not self.shutdown_timeout >= 0:
+            raise ValueError(f"shutdown_timeout: {self.shutdown_timeout} must be >= 0 seconds")
+        if not self.linger >= 0:
+            raise ValueError(f"linger: {self.linger} must be >= 0 seconds")
         if self.prefetch is None:
             object.__setattr__(self, "prefetch", self.concurrency)
         elif self.prefetch < 0:
             raise ValueError(f"prefetch: {self.prefetch} must be >= 0")
+
+    @property
+    def capacity(self) -> int:
+        """The most runs a worker holds at once: claimed, running, or waiting for their outcome to be saved."""
+        return self.concurrency + (self.prefetch or 0)
 
 
 class Worker:
@@ -73,10 +92,17 @@ class Worker:
         self._held: dict[str, Lease] = {}  # claimed and not yet settled
         self._tasks: dict[str, asyncio.Task[None]] = {}
         self._buffer: deque[ClaimedRun] = deque()  # claimed, leased, not started yet
-        self._pending: list[Settlement] = []
+        self._pending: list[Settlement] = []  # outcomes waiting to be settled
+        self._settling = 0  # outcomes in the settle now in flight
+        self._late_claim: asyncio.Future[list[ClaimedRun]] | None = None  # a claim still in flight at stop
+        self.peak_in_flight = 0  # the most runs held at once, for tests and metrics (never above `capacity`)
         self._store_pool = ThreadPoolExecutor(max_workers=2, thread_name_prefix="stepwell-store")
         self._user_pool = ThreadPoolExecutor(max_workers=self.options.concurrency, thread_name_prefix="stepwell-run")
         self.processed = 0
+
+    def in_flight(self) -> int:
+        """Runs held now: claimed and buffered, running, or finished with their outcome not yet saved."""
+        return len(self._buffer) + len(self._tasks) + len(self._pending) + self._settling
 
     async def _store(self, fn: Callable[..., T], *args: Any, **kwargs: Any) -> T:
         loop = asyncio.get_running_loop()
@@ -89,6 +115,7 @@ class Worker:
         """Work until `stop` is set, then shut down gracefully."""
         self._wake = asyncio.Event()
         self._settled = asyncio.Event()
+        self._flush_lock = asyncio.Lock()  # one settle at a time, whether the background flusher's or shutdown's
         loop = asyncio.get_running_loop()
         if self.wakeups:
             self.wakeups.register(loop, self._wake)
@@ -106,7 +133,7 @@ class Worker:
         try:
             await self._claim_until(stop)
         finally:
-            await self._shutdown(background)
+            await self._shutdown(background)  # never raises: a worker always stops cleanly
             heartbeat.stop()
             if unsubscribe is not None:
                 unsubscribe()
@@ -121,21 +148,23 @@ class Worker:
 
         Claiming one run per finished run costs a transaction each; claiming up to `prefetch`
         ahead turns a drain into a few large claims. Buffered runs are leased (and heartbeated)
-        like running ones, and released at shutdown.
+        like running ones, and released at shutdown. The room to claim is what `capacity` leaves
+        after every run held, outcomes not yet saved included: when settling falls behind, claiming
+        waits for it (back-pressure), and a settle that frees room wakes this loop.
         """
         failures = 0
-        capacity = self.options.concurrency + (self.options.prefetch or 0)
+        capacity = self.options.capacity
         while not stop.is_set():
             self._wake.clear()  # before claiming: a wake-up that arrives during the claim must not be lost
             self._start_buffered()
-            room = capacity - len(self._tasks) - len(self._buffer)
+            room = capacity - self.in_flight()
             full_batch = False
             if room > 0 and (len(self._buffer) == 0 or room >= capacity // 2):
                 limit = min(room, self.options.claim_batch)
                 try:
-                    claimed = await self._store(
-                        self.store.claim_runs, worker_id=self.worker_id, limit=limit, lease=self.options.lease
-                    )
+                    claimed = await self._claim(stop, limit)
+                    if claimed is None:  # stopped while the claim was in flight: shutdown releases what it got
+                        return
                     failures = 0
                 except StepwellError as err:
                     failures += 1
@@ -146,12 +175,32 @@ class Worker:
                 for run in claimed:
                     self._held[run.run_id] = run.lease
                 self._buffer.extend(claimed)
+                self.peak_in_flight = max(self.peak_in_flight, self.in_flight())
                 self._start_buffered()
                 full_batch = len(claimed) == limit
             if full_batch and len(self._tasks) < self.options.concurrency:
                 await asyncio.sleep(0)
                 continue
             await _wait_any(stop, self._wake, self.options.poll_interval)
+
+    async def _claim(self, stop: asyncio.Event, limit: int) -> list[ClaimedRun] | None:
+        """Claim up to `limit` runs; None when `stop` came first (the claim is then left to shutdown).
+
+        A claim held up by a slow or locked database must not hold up the shutdown, yet whatever it
+        claims is leased to this worker and must be released: shutdown waits for it, bounded."""
+        claim = asyncio.ensure_future(
+            self._store(self.store.claim_runs, worker_id=self.worker_id, limit=limit, lease=self.options.lease)
+        )
+        stopped = asyncio.ensure_future(stop.wait())
+        try:
+            await asyncio.wait([claim, stopped], return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            stopped.cancel()
+        if claim.done():
+            return claim.result()
+        claim.add_done_callback(lambda f: f.cancelled() or f.exception())  # a failure then is no one's business
+        self._late_claim = claim
+        return None
 
     def _start_buffered(self) -> None:
         while self._buffer and len(self._tasks) < self.options.concurrency:
@@ -182,15 +231,21 @@ class Worker:
     async def _flush_forever(self) -> None:
         while True:
             await self._settled.wait()
-            if len(self._pending) < self.options.concurrency // 2:
-                await asyncio.sleep(0.002)  # let outcomes finishing together share one transaction
+            if self.options.linger and len(self._pending) < self.options.concurrency // 2:
+                await asyncio.sleep(self.options.linger)  # let outcomes finishing together share one transaction
             self._settled.clear()
             await self._flush()
 
     async def _flush(self) -> None:
+        """Settle every pending outcome, one batch at a time; cancelled, the batch in flight stays held."""
+        async with self._flush_lock:
+            await self._flush_pending()
+
+    async def _flush_pending(self) -> None:
         failures = 0
         while self._pending:
             batch, self._pending = self._pending, []
+            self._settling = len(batch)
             try:
                 lost = await self._store(self.store.settle_runs, batch)
             except StepwellError as err:
@@ -200,8 +255,11 @@ class Worker:
                 log.warning("settling %d run(s) failed (%s); retrying in %.1fs", len(batch), err, delay)
                 await asyncio.sleep(delay)
                 continue
+            finally:
+                self._settling = 0
             for settlement in batch:
                 self._held.pop(settlement.lease.run_id, None)
+            self._wake.set()  # room to claim again
             if lost:
                 log.warning(
                     "%d outcome(s) refused: the lease was lost (expired or cancelled): %s",
@@ -227,23 +285,82 @@ class Worker:
             await asyncio.sleep(pause)
 
     async def _shutdown(self, background: list[asyncio.Task[None]]) -> None:
-        tasks = list(self._tasks.values())
-        if tasks:
-            log.info("waiting up to %.0fs for %d in-flight run(s)", self.options.shutdown_timeout, len(tasks))
-            _, unfinished = await asyncio.wait(tasks, timeout=self.options.shutdown_timeout)
-            for task in unfinished:
-                task.cancel()
-        with contextlib.suppress(StepwellError):
-            await asyncio.wait_for(self._flush(), timeout=max(self.options.shutdown_timeout, 1.0))
-        unsettled = [lease for run_id, lease in self._held.items()]
-        if unsettled:
-            with contextlib.suppress(StepwellError):
-                released = await self._store(self.store.release_runs, unsettled)
-                log.info("released %d lease(s) for other workers", released)
-            self._held.clear()
+        """Finish, save or release everything held: `shutdown_timeout` (at least 1 s to save), then a bounded release.
+
+        Never raises: a database that is slow or away makes the worker give up on saving and on
+        releasing (the leases then expire and rescue takes the runs), never die with a traceback."""
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + self.options.shutdown_timeout
+        try:
+            await self._finish_running(self.options.shutdown_timeout)
+            waiting = len(self._pending) + self._settling
+            if waiting:
+                log.info("saving %d outcome(s) before stopping", waiting)
+            # at least a second to save outcomes that came at the deadline: saved, they need not run again
+            await asyncio.wait_for(self._flush(), timeout=max(deadline - loop.time(), 1.0))
+        except TimeoutError:
+            log.warning("shutdown timeout: %d outcome(s) not saved; releasing their runs", self.in_flight())
+        except Exception:  # a bug of ours must not skip the release below
+            log.exception("saving outcomes at shutdown crashed; releasing their runs")
         for task in background:
             task.cancel()
         await asyncio.gather(*background, return_exceptions=True)
+        await self._release_held()
+
+    async def _finish_running(self, timeout: float) -> None:
+        tasks = list(self._tasks.values())
+        if not tasks:
+            return
+        log.info("waiting up to %.1fs for %d in-flight run(s)", timeout, len(tasks))
+        _, unfinished = await asyncio.wait(tasks, timeout=timeout)
+        for task in unfinished:
+            task.cancel()
+        if unfinished:  # let them unwind; one that swallows its cancellation is not waited for
+            await asyncio.wait(unfinished, timeout=1.0)
+
+    async def _release_held(self) -> None:
+        """Release the lease of every run held and not settled (a claim still in flight included).
+
+        Best effort and bounded by RELEASE_TIMEOUT: a release already settled or lost is refused by
+        its lease token, so releasing a run whose settle is still in flight is harmless either way.
+        Runs on a thread of its own: the store threads may all be stuck in calls that timed out."""
+        releaser = ThreadPoolExecutor(max_workers=1, thread_name_prefix="stepwell-release")
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + RELEASE_TIMEOUT
+        try:
+            if self._late_claim is not None:
+                try:
+                    late = await asyncio.wait_for(asyncio.shield(self._late_claim), timeout=RELEASE_TIMEOUT)
+                    self._held.update((run.run_id, run.lease) for run in late)
+                except StepwellError:
+                    pass  # it claimed nothing
+                except TimeoutError:
+                    log.warning("a claim still in flight at shutdown; what it claims returns when its lease expires")
+            self._buffer.clear()
+            unsettled = list(self._held.values())
+            if not unsettled:
+                return
+            try:
+                released = await asyncio.wait_for(
+                    loop.run_in_executor(releaser, self.store.release_runs, unsettled),
+                    timeout=max(deadline - loop.time(), 0.1),
+                )
+                log.info("released %d lease(s) for other workers", released)
+            except (StepwellError, TimeoutError) as err:
+                log.warning(
+                    "could not release %d lease(s) (%s); they return when their lease expires",
+                    len(unsettled),
+                    _one_line(err) if str(err) else "timed out",
+                )
+            except Exception:  # a bug of ours: log it, the process must still stop cleanly
+                log.exception("releasing %d lease(s) at shutdown crashed", len(unsettled))
+            self._held.clear()
+        finally:
+            releaser.shutdown(wait=False)
+
+
+def _one_line(err: BaseException) -> str:
+    return " ".join(str(err).split()) or type(err).__name__
 
 
 async def _wait_any(stop: asyncio.Event, wake: asyncio.Event | None, timeout: float) -> None:

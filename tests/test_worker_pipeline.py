@@ -1,0 +1,116 @@
+"""The worker's pipeline is bounded: bodies never outrun settles (issue 15, item 0).
+
+A run counts against the room to claim from its claim until its outcome is saved. Here settling
+is made slow (each settle waits a little before the real store saves the batch) while bodies are
+instant no-ops at high concurrency with a large prefetch and claim batch: before the fix, the
+worker kept claiming while completions piled up unsaved, without bound.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import threading
+import time
+from collections import Counter
+from collections.abc import Sequence
+from pathlib import Path
+
+import psycopg
+import pytest
+
+import stepwell
+from stepwell.runtime.worker import Worker, WorkerOptions
+from stepwell.store.base import Settlement
+
+RUNS = 3000
+OPTIONS = WorkerOptions(concurrency=100, prefetch=300, claim_batch=200, poll_interval=0.05, maintenance=False)
+SETTLE_DELAY = 0.03  # seconds added to every settle: settling is the bottleneck
+
+
+def _leased_count(database_url: str) -> int:
+    """Runs leased right now, seen from another connection: claimed, running or not yet settled."""
+    query = "SELECT count(*) FROM runs WHERE status = 'running'"
+    if database_url.startswith("sqlite:///"):
+        import sqlite3
+
+        with sqlite3.connect(Path(database_url.removeprefix("sqlite:///")), timeout=10) as conn:
+            return int(conn.execute(query).fetchone()[0])
+    with psycopg.connect(database_url, autocommit=True) as pg:
+        row = pg.execute(query).fetchone()
+        return int(row[0]) if row else 0
+
+
+def test_a_fast_worker_never_holds_more_than_its_capacity(database_url: str) -> None:
+    app = stepwell.App("pipeline", database_url=database_url)
+    executions: Counter[str] = Counter()
+
+    @app.function("noop", trigger=stepwell.on_event("noop"), retries=0)
+    async def noop(ctx: stepwell.Context) -> None:  # type: ignore[type-arg]
+        executions[ctx.run_id] += 1
+
+    for start in range(0, RUNS, 1000):
+        app.send([{"name": "noop", "data": {"i": i}} for i in range(start, start + 1000)])
+    worker = app.worker(OPTIONS)
+    _slow_down_settles(worker)
+
+    sampled: list[int] = []
+    sampling = threading.Event()
+
+    def sample() -> None:  # from outside the worker: what the database says is leased
+        while not sampling.is_set():
+            sampled.append(_leased_count(database_url))
+            time.sleep(0.01)
+
+    sampler = threading.Thread(target=sample, daemon=True)
+    sampler.start()
+    try:
+        asyncio.run(_drain(worker, RUNS))
+    finally:
+        sampling.set()
+        sampler.join(10)
+
+    capacity = OPTIONS.capacity
+    assert worker.peak_in_flight <= capacity, f"held {worker.peak_in_flight} runs at once, over {capacity}"
+    assert worker.peak_in_flight >= capacity // 2, "the test did not fill the pipeline"
+    assert max(sampled) <= capacity, f"the database saw {max(sampled)} runs leased at once, over {capacity}"
+    assert len(executions) == RUNS and set(executions.values()) == {1}, "every run executes exactly once"
+    completed = app.runs(status="completed", limit=RUNS + 1)
+    assert len(completed) == RUNS
+    assert _leased_count(database_url) == 0
+    app.close()
+
+
+def _slow_down_settles(worker: Worker) -> None:
+    """Every settle waits SETTLE_DELAY before the real store saves the batch (a slow database)."""
+    settle = worker.store.settle_runs
+
+    def slow(settlements: Sequence[Settlement], **kwargs: object) -> list[str]:
+        time.sleep(SETTLE_DELAY)
+        return settle(settlements, **kwargs)  # type: ignore[arg-type]
+
+    worker.store.settle_runs = slow  # type: ignore[method-assign]
+
+
+async def _drain(worker: Worker, runs: int) -> None:
+    stop = asyncio.Event()
+    task = asyncio.create_task(worker.run(stop))
+    deadline = time.monotonic() + 120
+    while worker.processed < runs and time.monotonic() < deadline:
+        await asyncio.sleep(0.01)
+    stop.set()
+    await task
+    assert worker.processed == runs, f"only {worker.processed} of {runs} runs processed in time"
+
+
+def test_options_name_what_is_wrong() -> None:
+    for bad, named in [
+        ({"linger": -1.0}, "linger"),
+        ({"claim_batch": 0}, "claim_batch"),
+        ({"poll_interval": 0.0}, "poll_interval"),
+        ({"shutdown_timeout": -1.0}, "shutdown_timeout"),
+        ({"prefetch": -1}, "prefetch"),
+    ]:
+        with pytest.raises(ValueError, match=named):
+            WorkerOptions(**bad)  # type: ignore[arg-type]
+    assert WorkerOptions(concurrency=8, prefetch=24).capacity == 32
+    assert WorkerOptions(concurrency=8).capacity == 16  # prefetch defaults to the concurrency
