@@ -15,10 +15,43 @@ from stepwell.cli.common import DB_HELP, console, load_app, main, setup_logging
 
 def _worker_options(fn: Any) -> Any:
     fn = click.option("--database-url", envvar="STEPWELL_DATABASE_URL", help=DB_HELP)(fn)
-    fn = click.option("--concurrency", default=10, show_default=True, help="runs at once in this process")(fn)
-    fn = click.option("--lease", default=30.0, show_default=True, help="lease (visibility timeout), seconds")(fn)
-    fn = click.option("--poll-interval", default=0.5, show_default=True, help="seconds between polls when idle")(fn)
-    fn = click.option("--shutdown-timeout", default=10.0, show_default=True, help="seconds to finish on SIGTERM")(fn)
+    fn = click.option(
+        "--concurrency", default=10, show_default=True, type=click.IntRange(min=1), help="runs at once in this process"
+    )(fn)
+    fn = click.option(
+        "--prefetch", type=click.IntRange(min=0), help="runs claimed ahead of free slots  [default: the concurrency]"
+    )(fn)
+    fn = click.option(
+        "--claim-batch", default=100, show_default=True, type=click.IntRange(min=1), help="most runs per claim"
+    )(fn)
+    fn = click.option(
+        "--linger",
+        default=0.002,
+        show_default=True,
+        type=click.FloatRange(min=0),
+        help="seconds outcomes wait to share a settle",
+    )(fn)
+    fn = click.option(
+        "--lease",
+        default=30.0,
+        show_default=True,
+        type=click.FloatRange(min=1),
+        help="lease (visibility timeout), seconds",
+    )(fn)
+    fn = click.option(
+        "--poll-interval",
+        default=0.5,
+        show_default=True,
+        type=click.FloatRange(min=0, min_open=True),
+        help="seconds between polls when idle",
+    )(fn)
+    fn = click.option(
+        "--shutdown-timeout",
+        default=10.0,
+        show_default=True,
+        type=click.FloatRange(min=0),
+        help="seconds to finish on SIGTERM",
+    )(fn)
     fn = click.option("--rescue-interval", default=5.0, show_default=True, help="seconds between lease rescues")(fn)
     return click.option("-v", "--verbose", is_flag=True)(fn)
 
@@ -32,6 +65,9 @@ def _run_worker(
     shutdown_timeout: float,
     rescue_interval: float,
     verbose: bool,
+    prefetch: int | None = None,
+    claim_batch: int = 100,
+    linger: float = 0.002,
 ) -> None:
     from datetime import timedelta
 
@@ -39,6 +75,9 @@ def _run_worker(
     app = load_app(app_target, database_url)
     app.run_worker(
         concurrency=concurrency,
+        prefetch=prefetch,
+        claim_batch=claim_batch,
+        linger=linger,
         lease=timedelta(seconds=lease),
         poll_interval=poll_interval,
         shutdown_timeout=shutdown_timeout,
