@@ -103,6 +103,8 @@ def test_sigterm_with_thousands_of_unsaved_completions_exits_cleanly_and_release
             worker.kill()
 
     assert code == 0, log
+    started = "(concurrency 200, prefetch 2000, claim batch 2000, linger 0.002s, poll 0.05s, lease 60s)"
+    assert started in " ".join(log.split()), log  # every flag reached the worker (the log may wrap)
     assert "Traceback" not in log, log
     saving = re.search(r"saving (\d+) outcome\(s\) before stopping", log)
     assert saving and int(saving.group(1)) >= 500, f"not a large backlog of unsaved completions:\n{log}"

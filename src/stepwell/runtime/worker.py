@@ -129,7 +129,17 @@ class Worker:
         background = [asyncio.create_task(self._flush_forever())]
         if self.options.maintenance:
             background.append(asyncio.create_task(self._maintain_forever()))
-        log.info("worker %s started (concurrency %d)", self.worker_id, self.options.concurrency)
+        options = self.options
+        log.info(
+            "worker %s started (concurrency %d, prefetch %d, claim batch %d, linger %gs, poll %gs, lease %gs)",
+            self.worker_id,
+            options.concurrency,
+            options.prefetch or 0,
+            options.claim_batch,
+            options.linger,
+            options.poll_interval,
+            options.lease.total_seconds(),
+        )
         try:
             await self._claim_until(stop)
         finally:
