@@ -340,7 +340,7 @@ class Worker:
         try:
             if self._late_claim is not None:
                 try:
-                    late = await asyncio.wait_for(asyncio.shield(self._late_claim), timeout=RELEASE_TIMEOUT)
+                    late = await asyncio.wait_for(asyncio.shield(self._late_claim), timeout=deadline - loop.time())
                     self._held.update((run.run_id, run.lease) for run in late)
                 except StepwellError:
                     pass  # it claimed nothing
