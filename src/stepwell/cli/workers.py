@@ -101,7 +101,7 @@ def worker(app_target: str, processes: int, **options: Any) -> None:
 def _spawn(app_target: str, processes: int, options: dict[str, Any]) -> None:
     argv = [sys.executable, "-m", "stepwell", "worker", app_target]
     for key, value in options.items():
-        if value in (None, False):
+        if value is None or value is False:  # not `in (None, False)`: 0 == False, and --prefetch 0 counts
             continue
         flag = "--" + key.replace("_", "-")
         argv += [flag] if value is True else [flag, str(value)]
