@@ -9,18 +9,21 @@ worker kept claiming while completions piled up unsaved, without bound.
 from __future__ import annotations
 
 import asyncio
+import logging
 import threading
 import time
 from collections import Counter
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
 from pathlib import Path
 
 import psycopg
 import pytest
 
 import stepwell
-from stepwell.runtime.worker import Worker, WorkerOptions
+from stepwell.runtime.worker import RELEASE_TIMEOUT, Worker, WorkerOptions
 from stepwell.store.base import Settlement
+from tests.pg_helpers import wait_until
 
 RUNS = 3000
 OPTIONS = WorkerOptions(concurrency=100, prefetch=300, claim_batch=200, poll_interval=0.05, maintenance=False)
@@ -114,3 +117,65 @@ def test_options_name_what_is_wrong() -> None:
             WorkerOptions(**bad)  # type: ignore[arg-type]
     assert WorkerOptions(concurrency=8, prefetch=24).capacity == 32
     assert WorkerOptions(concurrency=8).capacity == 16  # prefetch defaults to the concurrency
+
+
+@contextmanager
+def _database_blocked(database_url: str) -> Iterator[None]:
+    """No write of the runs leased now gets through until the block exits (SQLite: any write at all)."""
+    if database_url.startswith("sqlite:///"):
+        import sqlite3
+
+        conn = sqlite3.connect(database_url.removeprefix("sqlite:///"), isolation_level=None, timeout=30)
+        conn.execute("BEGIN IMMEDIATE")
+        try:
+            yield
+        finally:
+            conn.execute("ROLLBACK")
+            conn.close()
+        return
+    with psycopg.connect(database_url) as pg:
+        pg.execute("SELECT id FROM runs WHERE status = 'running' FOR SHARE")
+        yield
+        pg.rollback()
+
+
+def test_shutdown_gives_up_within_its_bounds_when_the_database_never_answers(
+    database_url: str, caplog: pytest.LogCaptureFixture
+) -> None:
+    """Saving gets the shutdown timeout (at least 1 s), the release RELEASE_TIMEOUT: then run() returns."""
+    app = stepwell.App("pipeline", database_url=database_url)
+
+    @app.function("noop", trigger=stepwell.on_event("noop"), retries=0)
+    async def noop(ctx: stepwell.Context) -> None:  # type: ignore[type-arg]
+        return None
+
+    app.send([{"name": "noop", "data": {"i": i}} for i in range(500)])
+    options = WorkerOptions(concurrency=50, prefetch=450, claim_batch=500, shutdown_timeout=0.2, maintenance=False)
+    worker = app.worker(options)
+    _slow_down_settles(worker)  # the block below catches the first settle
+    caplog.set_level(logging.INFO, logger="stepwell.worker")
+
+    async def scenario() -> float:
+        stop = asyncio.Event()
+        task = asyncio.create_task(worker.run(stop))
+        while worker.in_flight() == 0:
+            await asyncio.sleep(0.001)
+        with _database_blocked(database_url):
+            await asyncio.sleep(0.2)
+            stop.set()
+            stopping = time.monotonic()
+            await asyncio.wait_for(task, timeout=30)  # returns: nothing raised
+            return time.monotonic() - stopping
+
+    took = asyncio.run(scenario())
+    assert took <= 1.0 + RELEASE_TIMEOUT + 2.0, f"stopping took {took:.1f}s"
+    assert "shutdown timeout" in caplog.text
+    assert "could not release" in caplog.text  # one line, and the process may exit
+    # The calls it gave up on finish now that the database answers; the store must outlive them
+    # (a process would simply exit here, as `stepwell worker` does).
+    wait_until(lambda: not _store_threads(), timeout=30, what="the abandoned store calls to end")
+    app.close()
+
+
+def _store_threads() -> list[threading.Thread]:
+    return [t for t in threading.enumerate() if t.name.startswith(("stepwell-store", "stepwell-release"))]
