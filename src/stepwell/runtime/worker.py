@@ -211,8 +211,11 @@ class Worker:
 
     async def _maintain_forever(self) -> None:
         maintenance = Maintenance(
-            self.store, self.clock, retention=self.options.retention, registry=self.engine.registry
-        )
+            self.store,
+            self.clock,
+            retention=self.options.retention,
+            registry=self.engine.router or self.engine.registry,
+        )  # the registry's crons (every app's) when the engine routes from it
         while True:
             pause = self.options.rescue_interval
             try:

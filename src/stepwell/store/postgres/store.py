@@ -19,6 +19,7 @@ from psycopg_pool import ConnectionPool
 
 from stepwell.clock import Clock
 from stepwell.errors import LeaseLost
+from stepwell.model.definition import FunctionDefinition
 from stepwell.model.ids import new_token
 from stepwell.model.records import (
     ChildResult,
@@ -48,6 +49,8 @@ from stepwell.store.base import (
     PurgeCounts,
     QueueStats,
     RedriveRequest,
+    RegistryChange,
+    RegistryListing,
     Retention,
     RunFilter,
     Settlement,
@@ -55,7 +58,7 @@ from stepwell.store.base import (
 )
 from stepwell.store.failure import failure_handler_input
 from stepwell.store.flowrules import BATCH, GATED
-from stepwell.store.postgres import admission, cron, flow, waiting
+from stepwell.store.postgres import admission, cron, flow, registry, waiting
 from stepwell.store.postgres import params as p
 from stepwell.store.postgres.listener import Listener
 from stepwell.store.postgres.options import (
@@ -158,9 +161,11 @@ class PostgresStore:
         now: datetime | None = None,
         conditions: ConditionCheck | None = None,
         connection: object | None = None,
+        registry_generation: int | None = None,
     ) -> list[AcceptedEvent]:
         """One statement when no wait listens for these event names and no run has flow control; else a
-        transaction that also resumes waits, cancels runs (cancel_on) and admits runs (admission.py)."""
+        transaction that also resumes waits, cancels runs (cancel_on) and admits runs (admission.py).
+        With `registry_generation`, all of it inside the registry gate's transaction (registry.py)."""
         at = self._at(now)
         firsts: dict[str, NewEvent] = {}
         for event in events:
@@ -169,7 +174,10 @@ class PostgresStore:
         flowed = any(run.flow is not None for event in batch for run in event.runs)
         started: dict[str, tuple[str, ...]] = {}
         fan_outs: list[tuple[str, str]] = []
-        with self._connection("append_events", connection) as conn:
+        with (
+            self._connection("append_events", connection) as conn,
+            registry.gate(conn, connection, registry_generation),
+        ):
             inserted: list[str] = []
             names: list[str] = []
             if not flowed:
@@ -640,6 +648,18 @@ class PostgresStore:
             listener.stop()
 
         return unsubscribe
+
+    # the function registry (store/postgres/registry.py)
+
+    def register_functions(
+        self, app: str, definitions: Sequence[FunctionDefinition], *, now: datetime | None = None
+    ) -> RegistryChange:
+        with self._connection("register_functions") as conn:
+            return registry.register(conn, app, definitions, self._at(now))
+
+    def list_functions(self) -> RegistryListing:
+        with self._connection("list_functions") as conn:
+            return registry.listing(conn)
 
 
 def migration_script() -> str:

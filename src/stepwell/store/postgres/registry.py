@@ -1,0 +1,120 @@
+"""The function registry on PostgreSQL: register an app's functions, list them, gate ingest on the generation.
+
+Registrations take the registry lock (an advisory lock per schema) exclusively; ingest takes it
+shared, for the rest of its transaction, and only then reads the generation (in a later statement,
+hence a later snapshot under READ COMMITTED). So an event is either committed before a registration
+(routed by the old definitions) or checked after it (and routed again by the new ones): once
+`register()` returns, no event can start a function the app no longer has.
+"""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import Iterator, Sequence
+from datetime import datetime
+from typing import Any
+
+import orjson
+from psycopg.rows import tuple_row
+
+from stepwell.errors import RegistryChanged
+from stepwell.model.definition import FunctionDefinition
+from stepwell.store.base import RegisteredFunction, RegistryChange, RegistryListing
+from stepwell.store.postgres.statements import Connection, Cursor
+from stepwell.store.registration import plan_registration
+from stepwell.store.sqlfile import load_queries
+
+R = load_queries("stepwell.store.postgres", "registry.sql")
+
+
+def register(
+    conn: Connection, app: str, definitions: Sequence[FunctionDefinition], at: datetime | None
+) -> RegistryChange:
+    """Plan without the lock first: when nothing changed (every worker but the first), write nothing."""
+    names = [d.name for d in definitions]
+    with conn.transaction():
+        plan = plan_registration(app, definitions, _rows_for(conn, app, names), _generation(conn))
+        if not plan.log:
+            return plan.change
+    with conn.transaction():
+        _run(conn, "registry_lock", {})
+        plan = plan_registration(app, definitions, _rows_for(conn, app, names), _generation(conn))
+        for owner, name in plan.retire:
+            _run(conn, "registry_retire", {"app": owner, "name": name, "now": at})
+        for upsert in plan.upserts:
+            params = {
+                "app": app,
+                "name": upsert.name,
+                "version": upsert.version,
+                "definition": upsert.definition.decode(),
+            }
+            _run(conn, "registry_upsert", {**params, "now": at})
+        for entry in plan.log:
+            _run(conn, "registry_log_insert", {
+                "now": at, "app": entry.app, "name": entry.name, "change": entry.change,
+                "old_version": entry.old_version, "new_version": entry.new_version,
+            })  # fmt: skip
+        if plan.log:
+            _run(conn, "registry_bump", {"generation": plan.change.generation})
+        return plan.change
+
+
+def listing(conn: Connection) -> RegistryListing:
+    rows = _run(conn, "registry_all", {}).fetchall()
+    generation = int(rows[0][0]) if rows else 0
+    return RegistryListing(generation, tuple(_row(row[1:]) for row in rows if row[1] is not None))
+
+
+@contextlib.contextmanager
+def gate(conn: Connection, caller: object | None, expected: int | None) -> Iterator[None]:
+    """Around append_events' work: hold the registry lock shared and check the generation, in its transaction.
+
+    On our own connection the check is pipelined with the writes and verified before the commit (a
+    mismatch rolls everything back); in a caller's transaction, which we must never roll back, it is
+    verified before anything is written."""
+    if expected is None:
+        yield
+        return
+    if caller is not None:
+        _run(conn, "registry_lock_shared", {})
+        _verify(_run(conn, "registry_generation", {}), expected)
+        yield
+        return
+    with conn.pipeline(), conn.transaction():
+        _run(conn, "registry_lock_shared", {})
+        read = _run(conn, "registry_generation", {})
+        yield
+        _verify(read, expected)
+
+
+def _verify(cursor: Cursor, expected: int) -> None:
+    row = cursor.fetchone()
+    current = 0 if row is None else int(row[0])
+    if current != expected:
+        raise RegistryChanged(current)
+
+
+def _generation(conn: Connection) -> int:
+    row = _run(conn, "registry_generation", {}).fetchone()
+    return 0 if row is None else int(row[0])
+
+
+def _rows_for(conn: Connection, app: str, names: list[str]) -> list[RegisteredFunction]:
+    return [_row(row) for row in _run(conn, "registry_rows_for", {"app": app, "names": names}).fetchall()]
+
+
+def _row(row: Sequence[Any]) -> RegisteredFunction:
+    app, name, version, definition, registered_at, updated_at, retired_at = row
+    return RegisteredFunction(
+        app=app,
+        name=name,
+        version=version,
+        definition=orjson.dumps(orjson.loads(definition), option=orjson.OPT_SORT_KEYS),
+        registered_at=registered_at,
+        updated_at=updated_at,
+        retired_at=retired_at,
+    )
+
+
+def _run(conn: Connection, name: str, params: dict[str, Any]) -> Cursor:
+    return conn.cursor(row_factory=tuple_row).execute(R[name], params)
