@@ -98,8 +98,9 @@ class FunctionDefinition:
 
 
 def definition_of(app: str, spec: FunctionSpec) -> FunctionDefinition:
-    """What the registry stores for a function registered in this process."""
-    return FunctionDefinition(
+    """What the registry stores for a function registered in this process, in canonical form (durations as
+    timedeltas), so that it equals the definition read back from the registry."""
+    written = FunctionDefinition(
         app=app,
         name=spec.name,
         events=tuple(t.event for t in spec.triggers if isinstance(t, OnEvent)),
@@ -108,6 +109,7 @@ def definition_of(app: str, spec: FunctionSpec) -> FunctionDefinition:
         on_failure=spec.on_failure,
         flow=spec.flow,
     )
+    return FunctionDefinition.from_json(written.document)
 
 
 def _cron_order(cron: Mapping[str, str]) -> tuple[str, str]:

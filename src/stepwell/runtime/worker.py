@@ -77,6 +77,8 @@ class Worker:
         self._store_pool = ThreadPoolExecutor(max_workers=2, thread_name_prefix="stepwell-store")
         self._user_pool = ThreadPoolExecutor(max_workers=self.options.concurrency, thread_name_prefix="stepwell-run")
         self.processed = 0
+        # the functions this worker claims runs of: its app's (other apps may share the database)
+        self._serves = engine.registry.names()
 
     async def _store(self, fn: Callable[..., T], *args: Any, **kwargs: Any) -> T:
         loop = asyncio.get_running_loop()
@@ -134,7 +136,11 @@ class Worker:
                 limit = min(room, self.options.claim_batch)
                 try:
                     claimed = await self._store(
-                        self.store.claim_runs, worker_id=self.worker_id, limit=limit, lease=self.options.lease
+                        self.store.claim_runs,
+                        worker_id=self.worker_id,
+                        limit=limit,
+                        lease=self.options.lease,
+                        functions=self._serves,
                     )
                     failures = 0
                 except StepwellError as err:

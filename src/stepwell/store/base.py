@@ -350,9 +350,16 @@ class Store(Protocol):
         ...
 
     def claim_runs(
-        self, *, worker_id: str, limit: int, lease: timedelta, now: datetime | None = None
+        self,
+        *,
+        worker_id: str,
+        limit: int,
+        lease: timedelta,
+        now: datetime | None = None,
+        functions: Sequence[str] | None = None,
     ) -> list[ClaimedRun]:
-        """Lease up to `limit` ready runs, with their event and memoized steps."""
+        """Lease up to `limit` ready runs, with their event and memoized steps. `functions`: only runs of
+        these functions (a worker claims what its app serves; other apps' runs in the database are left)."""
         ...
 
     def extend_leases(self, leases: Sequence[Lease], *, lease: timedelta, now: datetime | None = None) -> list[Lease]:

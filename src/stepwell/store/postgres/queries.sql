@@ -113,6 +113,7 @@ WITH picked AS (
     SELECT id, flow FROM runs
     WHERE status IN ('queued', 'sleeping', 'waiting') AND hold IS NULL
       AND available_at <= coalesce(%(now)s::timestamptz, now())
+      AND (%(functions)s::text[] IS NULL OR function = ANY(%(functions)s::text[]))  -- the worker's functions
     ORDER BY priority DESC, available_at, seq
     LIMIT %(limit)s
     FOR UPDATE SKIP LOCKED

@@ -224,12 +224,20 @@ class PostgresStore:
     # the queue
 
     def claim_runs(
-        self, *, worker_id: str, limit: int, lease: timedelta, now: datetime | None = None
+        self,
+        *,
+        worker_id: str,
+        limit: int,
+        lease: timedelta,
+        now: datetime | None = None,
+        functions: Sequence[str] | None = None,
     ) -> list[ClaimedRun]:
         """One statement; a transaction that admits them when the pick has runs that must first take a
         concurrency slot or a throttle turn. After such a pick, the next claims go straight there."""
         token = new_token()
+        only = None if functions is None else list(functions)
         params = {"worker_id": worker_id, "token": token, "lease": lease, "now": self._at(now), "limit": limit}
+        params["functions"] = only
         with self._connection("claim_runs") as conn:
             rows = [] if self._admitting > 0 else run(conn, "claim_runs", params).fetchall()
             if not rows or rows[0][0]:

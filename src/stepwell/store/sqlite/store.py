@@ -208,15 +208,22 @@ class SQLiteStore:
     # the queue
 
     def claim_runs(
-        self, *, worker_id: str, limit: int, lease: timedelta, now: datetime | None = None
+        self,
+        *,
+        worker_id: str,
+        limit: int,
+        lease: timedelta,
+        now: datetime | None = None,
+        functions: Sequence[str] | None = None,
     ) -> list[ClaimedRun]:
         at = self._now(now)
+        only = None if functions is None else orjson.dumps(list(functions)).decode()
         with self._read("claim_runs") as reader:
-            if reader.execute(Q["any_ready"], {"now": at}).fetchone() is None:
+            if reader.execute(Q["any_ready"], {"now": at, "functions": only}).fetchone() is None:
                 return []  # idle: no write lock taken, so idle workers do not queue on SQLite's lock
         token, expires = new_token(), at + micros(lease)
         with self._write("claim_runs") as conn:
-            candidates = conn.execute(Q["claim_candidates"], {"now": at, "limit": limit}).fetchall()
+            candidates = conn.execute(Q["claim_candidates"], {"now": at, "limit": limit, "functions": only}).fetchall()
             ids = [
                 run_id
                 for run_id, flags, throttle, _ in candidates

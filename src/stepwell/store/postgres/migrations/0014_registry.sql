@@ -17,7 +17,7 @@ CREATE UNIQUE INDEX registry_served_name ON registry (name) WHERE retired_at IS 
 
 -- Every change a registration made: added, changed (a new version), retired, moved (to another app).
 CREATE TABLE registry_log (
-    seq         bigserial PRIMARY KEY,
+    seq         bigint GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
     at          timestamptz NOT NULL,
     app         text NOT NULL,
     name        text NOT NULL,

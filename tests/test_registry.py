@@ -1,0 +1,134 @@
+"""The function registry from the app's side: register, route from it, retire, cron without user code.
+
+Producers here are Apps that define no functions: whatever they start comes from the registry.
+Every test runs on every backend (`database_url`).
+"""
+
+from __future__ import annotations
+
+import logging
+from datetime import timedelta
+from typing import Any
+
+import pytest
+
+import stepwell
+from stepwell.clock import VirtualClock
+from stepwell.errors import UnknownFunction
+from stepwell.model.records import RunStatus
+
+
+def shop(database_url: str, clock: VirtualClock, *, with_bill: bool = True, retries: int = 3) -> stepwell.App:
+    """The consumer app; a new App object per deploy, as a restarted service would have."""
+    app = stepwell.App("shop", database_url=database_url, clock=clock)
+    app.function(
+        "ship", trigger=stepwell.on_event("order.placed"), retries=retries, ordering_key="event.data.customer"
+    )(_noop)
+    if with_bill:
+        app.function("bill", trigger=stepwell.on_event("order.placed"))(_noop)
+    return app
+
+
+def _noop(ctx: Any) -> None:
+    return None
+
+
+def producer(database_url: str, clock: VirtualClock) -> stepwell.App:
+    return stepwell.App("checkout", database_url=database_url, clock=clock)
+
+
+def functions_of(app: stepwell.App, event_id: str) -> list[str]:
+    return sorted(run.function for run in app.runs(event_id=event_id))
+
+
+def test_a_producer_without_functions_starts_nothing_until_a_consumer_registers(
+    database_url: str, clock: VirtualClock
+) -> None:
+    sender = producer(database_url, clock)
+    before = sender.send("order.placed", {"customer": "c1"})
+    assert functions_of(sender, before) == []
+    consumer = shop(database_url, clock)
+    change = consumer.register()
+    assert change.added == ("bill", "ship")
+    after = sender.send("order.placed", {"customer": "c1"})
+    assert functions_of(sender, after) == ["bill", "ship"], "a registration refreshes every producer's routing"
+    [shipped] = sender.runs(event_id=after, function="ship")
+    assert shipped.ordering_key == "c1"
+    assert not consumer.register().changed_anything, "registering again is a no-op"
+
+
+def test_an_app_with_functions_registers_itself_on_its_first_send(database_url: str, clock: VirtualClock) -> None:
+    consumer = shop(database_url, clock)
+    event_id = consumer.send("order.placed", {"customer": "c1"})
+    assert functions_of(consumer, event_id) == ["bill", "ship"]
+    assert {(f.app, f.name) for f in consumer.functions()} == {("shop", "bill"), ("shop", "ship")}
+
+
+def test_re_registering_without_a_function_retires_it_and_its_queued_runs_say_why(
+    database_url: str, clock: VirtualClock, caplog: pytest.LogCaptureFixture
+) -> None:
+    sender = producer(database_url, clock)
+    shop(database_url, clock).register()
+    first = sender.send("order.placed", {"customer": "c1"})
+    [queued_bill] = sender.runs(event_id=first, function="bill")
+    assert queued_bill.waiting_reason is None or "no worker serves" not in queued_bill.waiting_reason
+    clock.advance(minutes=3)
+    with caplog.at_level(logging.WARNING, logger="stepwell.registry"):
+        change = shop(database_url, clock, with_bill=False).register()
+    assert change.retired == ("bill",)
+    assert "no longer serves function bill" in caplog.text
+    later = sender.send("order.placed", {"customer": "c2"})  # its routing table predates the retirement
+    assert functions_of(sender, later) == ["ship"], "events stop starting a retired function"
+    reason = sender.get_run(queued_bill.id).waiting_reason
+    assert reason == "no worker serves function bill since 2030-01-01T00:03:00Z"
+    [listed] = sender.runs(function="bill")
+    assert listed.waiting_reason == reason
+    assert sender.get_run(queued_bill.id).status is RunStatus.QUEUED, "a retired function's runs are kept"
+
+
+def test_a_changed_definition_is_a_new_version_and_routes_at_once(database_url: str, clock: VirtualClock) -> None:
+    sender = producer(database_url, clock)
+    shop(database_url, clock, retries=3).register()
+    sender.send("order.placed", {"customer": "c1"})
+    change = shop(database_url, clock, retries=7).register()
+    assert change.changed == ("ship",)
+    event_id = sender.send("order.placed", {"customer": "c1"})
+    [shipped] = sender.runs(event_id=event_id, function="ship")
+    assert shipped.max_attempts == 8
+
+
+def test_several_apps_on_one_database_each_get_their_runs(database_url: str, clock: VirtualClock) -> None:
+    shop(database_url, clock).register()
+    mail = stepwell.App("mail", database_url=database_url, clock=clock)
+    mail.function("notify", trigger=stepwell.on_event("order.placed"))(_noop)
+    mail.register()
+    sender = producer(database_url, clock)
+    event_id = sender.send("order.placed", {"customer": "c1"})
+    assert functions_of(sender, event_id) == ["bill", "notify", "ship"]
+    store = sender.store
+    claimed = store.claim_runs(worker_id="mail", limit=10, lease=timedelta(seconds=30), functions=["notify"])
+    assert [c.function for c in claimed] == ["notify"], "a worker claims only the functions its app serves"
+
+
+def test_enqueue_and_replay_from_a_producer_use_the_registry(database_url: str, clock: VirtualClock) -> None:
+    shop(database_url, clock).register()
+    sender = producer(database_url, clock)
+    run_id = sender.enqueue("ship", {"customer": "c9"})
+    assert sender.get_run(run_id).ordering_key == "c9"
+    with pytest.raises(UnknownFunction, match="ghost"):
+        sender.enqueue("ghost", {})
+
+
+def test_cron_fires_from_the_registry_in_a_process_without_user_code(database_url: str, clock: VirtualClock) -> None:
+    jobs = stepwell.App("jobs", database_url=database_url, clock=clock)
+    jobs.function("nightly", trigger=stepwell.cron("0 * * * *"))(_noop)
+    jobs.register()
+    server = stepwell.App("server", database_url=database_url, clock=clock)
+    maintenance = server.maintenance()
+    maintenance.tick()  # the schedule counts from here
+    assert server.runs(function="nightly") == []
+    clock.advance(hours=1)
+    maintenance.tick()
+    assert maintenance.cron_started == 1
+    [run] = server.runs(function="nightly")
+    assert run.status is RunStatus.QUEUED
