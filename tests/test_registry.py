@@ -10,9 +10,12 @@ import logging
 from datetime import timedelta
 from typing import Any
 
+import orjson
 import pytest
+from click.testing import CliRunner
 
 import stepwell
+from stepwell.cli import main
 from stepwell.clock import VirtualClock
 from stepwell.errors import UnknownFunction
 from stepwell.model.records import RunStatus
@@ -132,3 +135,31 @@ def test_cron_fires_from_the_registry_in_a_process_without_user_code(database_ur
     assert maintenance.cron_started == 1
     [run] = server.runs(function="nightly")
     assert run.status is RunStatus.QUEUED
+
+
+def test_the_cli_syncs_lists_and_sends_without_an_app(database_url: str) -> None:
+    runner = CliRunner()
+    synced = runner.invoke(
+        main, ["registry", "sync", "tests.integration.registry_apps:shop", "--database-url", database_url]
+    )
+    assert synced.exit_code == 0, synced.output
+    assert "added: bill, ship" in synced.output
+    again = runner.invoke(
+        main, ["registry", "sync", "tests.integration.registry_apps:shop", "--database-url", database_url]
+    )
+    assert "up to date" in again.output
+    listed = runner.invoke(main, ["registry", "ls", "--json", "--database-url", database_url])
+    assert listed.exit_code == 0, listed.output
+    entries = [orjson.loads(line) for line in listed.output.splitlines()]
+    assert sorted((e["app"], e["name"]) for e in entries) == [("shop", "bill"), ("shop", "ship")]
+    [ship] = [e for e in entries if e["name"] == "ship"]
+    assert ship["definition"]["flow"]["ordering_key"] == "event.data.customer"
+    sent = runner.invoke(
+        main, ["send", "order.placed", '{"order": 1, "customer": "c"}', "--database-url", database_url]
+    )
+    assert sent.exit_code == 0, sent.output
+    assert "started" in sent.output
+    event_id = sent.output.split()[1].rstrip(":")
+    reader = stepwell.App("reader", database_url=database_url)
+    assert functions_of(reader, event_id) == ["ship"]
+    reader.close()
