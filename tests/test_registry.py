@@ -17,7 +17,7 @@ from click.testing import CliRunner
 import stepwell
 from stepwell.cli import main
 from stepwell.clock import VirtualClock
-from stepwell.errors import UnknownFunction
+from stepwell.errors import ConfigurationError, UnknownFunction
 from stepwell.model.records import RunStatus
 
 
@@ -163,3 +163,20 @@ def test_the_cli_syncs_lists_and_sends_without_an_app(database_url: str) -> None
     reader = stepwell.App("reader", database_url=database_url)
     assert functions_of(reader, event_id) == ["ship"]
     reader.close()
+
+
+def test_a_function_condition_decides_from_the_registry_which_events_start_it(
+    database_url: str, clock: VirtualClock
+) -> None:
+    vip = stepwell.App("vip", database_url=database_url, clock=clock)
+    vip.function("welcome-vip", trigger=stepwell.on_event("user.created"), if_="event.data.tier == 'gold'")(_noop)
+    vip.register()
+    sender = producer(database_url, clock)
+    gold = sender.send("user.created", {"tier": "gold"})
+    plain = sender.send("user.created", {"tier": "basic"})
+    unknown = sender.send("user.created", {})
+    assert functions_of(sender, gold) == ["welcome-vip"]
+    assert functions_of(sender, plain) == functions_of(sender, unknown) == []
+    assert sender.event(plain).disposition.value == "no_match"
+    with pytest.raises(ConfigurationError, match="if_"):
+        vip.function("broken", trigger=stepwell.on_event("user.created"), if_="event.data.(")

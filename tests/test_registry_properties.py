@@ -19,6 +19,7 @@ from hypothesis import strategies as st
 import stepwell
 from stepwell.clock import VirtualClock
 from stepwell.model.definition import FunctionDefinition, definition_of
+from stepwell.model.expressions import holds
 from stepwell.model.matching import event_document
 from stepwell.runtime.dispatch import new_run
 from stepwell.store.base import Store
@@ -34,6 +35,7 @@ KEYS = [
     "event.name",
 ]
 PRIORITIES = ["event.data.n", "event.data.n * 10", "event.data.user == 'a' ? 100 : -5", "event.data.missing", "'x'"]
+CONDITIONS = ["event.data.n > 0", "event.data.user == 'a'", "has(event.data.nested)", "event.data.missing == 1"]
 PERIODS = ["1s", "10m", 2.5, 1, timedelta(milliseconds=1500), "1h30m"]
 _apps = itertools.count()
 
@@ -68,6 +70,7 @@ def options(draw: st.DrawFn) -> dict[str, Any]:
         "timeout": draw(st.none() | periods),
         "step_timeout": draw(st.none() | periods),
         "cancel_on": draw(st.lists(cancels, max_size=2)),
+        "if_": draw(st.none() | st.sampled_from(CONDITIONS)),
     }
     if gathering == "batch":
         chosen["batch"] = stepwell.Batch(draw(st.integers(1, 50)), draw(periods), draw(keys))
@@ -100,3 +103,6 @@ def test_runs_from_the_registry_equal_the_runs_in_process(
     in_process = new_run(spec, NOW, document=document)
     from_registry = new_run(stored, NOW, document=document)
     assert replace(from_registry, id="") == replace(in_process, id="")
+    scope = {"event": document}
+    assert stored.condition == spec.condition
+    assert spec.condition is None or holds(spec.condition, scope) == holds(stored.condition or "", scope)

@@ -31,6 +31,7 @@ from stepwell.handle import FunctionHandle
 from stepwell.model.definition import definition_of
 from stepwell.model.durations import Duration, parse_duration
 from stepwell.model.event import DEFAULT_MAX_EVENT_BYTES, EventIn, as_event_in
+from stepwell.model.expressions import compile_expression
 from stepwell.model.flow import Batch, CancelOn, Concurrency, Debounce, FlowOptions, RateLimit, Throttle
 from stepwell.model.function import FunctionSpec, OnEvent, Trigger, check_name
 from stepwell.model.jsonvalue import encode
@@ -151,11 +152,14 @@ class App:
         timeout: Duration | None = None,
         step_timeout: Duration | None = None,
         cancel_on: CancelOn | Sequence[CancelOn] | None = None,
+        if_: str | None = None,
     ) -> Callable[[Callable[..., Any]], FunctionHandle]:
         """Register a durable function. Invalid options are refused here, before anything runs.
 
         Keys (`ordering_key`, `priority`, `idempotency`, the `key` of Concurrency, Throttle,
         RateLimit, Debounce and Batch) are CEL expressions over `event`, e.g. "event.data.user_id".
+        `if_`: a CEL condition over `event`; a triggering event starts the function only when it holds
+        (a missing field or an error counts as false). Cron ticks ignore it.
         """
         check_name(name, "function name")
         all_triggers = ((trigger,) if trigger is not None else ()) + tuple(triggers)
@@ -182,6 +186,8 @@ class App:
             else parse_duration(step_timeout, option="step_timeout", allow_zero=False),
             cancel_on=_as_tuple(cancel_on),
         )
+        if if_ is not None:
+            compile_expression(if_, f"function {name!r}: if_")
         if on_failure is not None and not callable(on_failure):
             raise ConfigurationError(f"function {name!r}: on_failure must be a function, got {on_failure!r}")
 
@@ -192,7 +198,7 @@ class App:
             if on_failure is not None:
                 handler_name = f"{name}.on-failure"
                 self.registry.add(_spec(handler_name, on_failure, (), RetryPolicy()))
-            spec = _spec(name, handler, all_triggers, policy, on_failure=handler_name, flow=flow)
+            spec = _spec(name, handler, all_triggers, policy, on_failure=handler_name, flow=flow, condition=if_)
             self.registry.add(spec)
             return FunctionHandle(self, spec)
 
@@ -219,7 +225,7 @@ class App:
 
     def _ensure_registered(self) -> None:
         """An app that defines functions registers them (once per store) before it sends or works."""
-        if self.registry.names() and self._registered_on is not self.store:
+        if self._registered_on is not self.store and self.registry.names():
             self.register()
 
     # producing
@@ -505,9 +511,11 @@ def _spec(
     policy: RetryPolicy,
     on_failure: str | None = None,
     flow: FlowOptions | None = None,
+    condition: str | None = None,
 ) -> FunctionSpec:
     flow = None if flow is None or flow == FlowOptions() else flow
-    return FunctionSpec(name, handler, inspect.iscoroutinefunction(handler), triggers, policy, on_failure, flow)
+    is_async = inspect.iscoroutinefunction(handler)
+    return FunctionSpec(name, handler, is_async, triggers, policy, on_failure, flow, condition)
 
 
 def migration_sql(database_url: str | None = None) -> str:

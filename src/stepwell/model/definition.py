@@ -23,6 +23,7 @@ import orjson
 
 from stepwell.errors import ConfigurationError
 from stepwell.model.durations import Duration, parse_duration
+from stepwell.model.expressions import compile_expression
 from stepwell.model.flow import Batch, CancelOn, Concurrency, Debounce, FlowOptions, RateLimit, Throttle
 from stepwell.model.function import FunctionSpec, OnEvent, check_name
 from stepwell.model.retry import Backoff, RetryPolicy
@@ -44,10 +45,13 @@ class FunctionDefinition:
     retry: RetryPolicy = RetryPolicy()
     on_failure: str | None = None
     flow: FlowOptions | None = None
+    condition: str | None = None  # `if_`: CEL over `event`; the function starts only for events where it holds
 
     def __post_init__(self) -> None:
         check_name(self.app, "app name")
         check_name(self.name, "function name")
+        if self.condition is not None:
+            compile_expression(self.condition, "if_")
 
     @property
     def document(self) -> Document:
@@ -61,6 +65,7 @@ class FunctionDefinition:
             "retries": self.retry.retries,
             "backoff": _backoff_document(self.retry.backoff),
             "on_failure": self.on_failure,
+            "if": self.condition,
             "flow": None if self.flow is None else _flow_document(self.flow),
         }
 
@@ -90,6 +95,7 @@ class FunctionDefinition:
                 retry=RetryPolicy(doc["retries"], _backoff(doc["backoff"])),
                 on_failure=doc["on_failure"],
                 flow=None if doc["flow"] is None else _flow(doc["flow"]),
+                condition=doc["if"],
             )
         except (KeyError, TypeError, AttributeError, ValueError) as err:
             raise ConfigurationError(
@@ -108,6 +114,7 @@ def definition_of(app: str, spec: FunctionSpec) -> FunctionDefinition:
         retry=spec.retry,
         on_failure=spec.on_failure,
         flow=spec.flow,
+        condition=spec.condition,
     )
     return FunctionDefinition.from_json(written.document)
 

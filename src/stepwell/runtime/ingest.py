@@ -63,11 +63,12 @@ def ingest(
 
 
 def _runs(table: RoutingTable, event: ValidEvent, event_id: str, now: datetime) -> tuple[NewRun, ...]:
-    """The event's runs; its data is decoded only when a triggered function has keys to evaluate."""
+    """The event's runs; its data is decoded only when a triggered function has keys or a condition to evaluate."""
     definitions = table.by_event.get(event.name, ())
     document = None
-    if any(definition.flow is not None for definition in definitions):
+    if any(definition.flow is not None or definition.condition is not None for definition in definitions):
         document = event_document(event_id, event.name, orjson.loads(event.data), event.ts or now)
+        definitions = tuple(d for d in definitions if d.condition is None or holds(d.condition, {"event": document}))
     return tuple(new_run(definition, now, document=document) for definition in definitions)
 
 

@@ -117,10 +117,11 @@ def unserved_reason(name: str, since: datetime) -> str:
 
 
 def explain_unserved(runs: Sequence[Run], router: Router) -> list[Run]:
-    """Queued runs of a function that no app serves any more say so in `waiting_reason`."""
+    """Queued runs of a function that no app serves any more say so in `waiting_reason` (the registry as read
+    at most a second ago: `app.wait` polls get_run, and one registry read per poll would be wasteful)."""
     if not any(run.status is RunStatus.QUEUED for run in runs):
         return list(runs)
-    retired = router.refresh().retired
+    retired = router.table(max_age=1.0).retired
     return [
         replace(run, waiting_reason=unserved_reason(run.function, retired[run.function]))
         if run.status is RunStatus.QUEUED and run.function in retired
