@@ -162,6 +162,14 @@ def test_the_cli_syncs_lists_and_sends_without_an_app(database_url: str) -> None
     event_id = sent.output.split()[1].rstrip(":")
     reader = stepwell.App("reader", database_url=database_url)
     assert functions_of(reader, event_id) == ["ship"]
+    [run] = reader.runs(event_id=event_id)
+    replayed = runner.invoke(main, ["runs", "replay", run.id, "--database-url", database_url])
+    assert replayed.exit_code == 0, replayed.output
+    paused = runner.invoke(main, ["keys", "pause", "ship", "c", "--database-url", database_url])
+    assert paused.exit_code == 0, paused.output
+    unknown = runner.invoke(main, ["keys", "pause", "ghost", "c", "--database-url", database_url])
+    assert unknown.exit_code == 1 and "no function 'ghost'" in unknown.output
+    assert "new run" in replayed.output  # (deduplicated by ship's idempotency key: the original is the owner)
     reader.close()
 
 
