@@ -8,9 +8,11 @@ from __future__ import annotations
 
 import logging
 from datetime import timedelta
+from pathlib import Path
 from typing import Any
 
 import orjson
+import psycopg
 import pytest
 from click.testing import CliRunner
 
@@ -19,6 +21,7 @@ from stepwell.cli import main
 from stepwell.clock import VirtualClock
 from stepwell.errors import ConfigurationError, UnknownFunction
 from stepwell.model.records import RunStatus
+from tests.conftest import database_url_for
 
 
 def shop(database_url: str, clock: VirtualClock, *, with_bill: bool = True, retries: int = 3) -> stepwell.App:
@@ -188,3 +191,28 @@ def test_a_function_condition_decides_from_the_registry_which_events_start_it(
     assert sender.event(plain).disposition.value == "no_match"
     with pytest.raises(ConfigurationError, match="if_"):
         vip.function("broken", trigger=stepwell.on_event("user.created"), if_="event.data.(")
+
+
+@pytest.mark.postgres
+def test_a_send_in_the_callers_transaction_routes_again_after_a_registration(
+    tmp_path: Path, clock: VirtualClock
+) -> None:
+    url = database_url_for("postgres", tmp_path)
+    shop(url, clock, with_bill=False).register()
+    sender = producer(url, clock)
+    sender.send("order.placed", {"customer": "c0"})  # its routing table: ship only
+    shop(url, clock).register()  # bill is added meanwhile
+    with psycopg.connect(url) as conn:
+        event_id = sender.send("order.placed", {"customer": "c1"}, connection=conn)
+        conn.execute("SELECT 1")  # the caller's transaction is still usable: the stale check raised nothing in it
+    assert functions_of(sender, event_id) == ["bill", "ship"]
+
+
+def test_a_stale_send_with_flow_control_routes_again(database_url: str, clock: VirtualClock) -> None:
+    sender = producer(database_url, clock)
+    shop(database_url, clock, with_bill=False).register()
+    sender.send("order.placed", {"customer": "c0"})
+    shop(database_url, clock).register()
+    batch = [{"name": "order.placed", "data": {"customer": f"c{i}"}} for i in range(3)]
+    event_ids = sender.send(batch)  # ship has an ordering key: the transactional path
+    assert [functions_of(sender, event_id) for event_id in event_ids] == [["bill", "ship"]] * 3

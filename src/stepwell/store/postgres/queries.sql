@@ -61,6 +61,7 @@ new_events AS (
     FROM unnest(%(ids)s::text[], %(names)s::text[], %(datas)s::bytea[], %(tss)s::timestamptz[],
                 %(dispositions)s::text[]) AS e(id, name, data, ts, disposition)
     WHERE NOT (%(if_no_waits)s::boolean AND EXISTS (SELECT 1 FROM waiting))
+      AND (SELECT stepwell_registry_check(%(generation)s::bigint))  -- once per statement; see registry.py
     ON CONFLICT (id) DO NOTHING
     RETURNING id
 ),

@@ -2,9 +2,13 @@
 
 Registrations take the registry lock (an advisory lock per schema) exclusively; ingest takes it
 shared, for the rest of its transaction, and only then reads the generation (in a later statement,
-hence a later snapshot under READ COMMITTED). So an event is either committed before a registration
-(routed by the old definitions) or checked after it (and routed again by the new ones): once
-`register()` returns, no event can start a function the app no longer has.
+hence a later snapshot under READ COMMITTED). On our own connections that is the SQL function
+`stepwell_registry_check` (migration 0014), called once inside the statement that inserts the
+events, so the common send stays one round trip; it raises SW001 when the generation moved.
+
+So an event is either committed before a registration (routed by the old definitions) or checked
+after it (and routed again by the new ones): once `register()` returns, no event can start a
+function the app no longer has.
 """
 
 from __future__ import annotations
@@ -15,6 +19,7 @@ from datetime import datetime
 from typing import Any
 
 import orjson
+import psycopg
 from psycopg.rows import tuple_row
 
 from stepwell.errors import RegistryChanged
@@ -25,6 +30,7 @@ from stepwell.store.registration import plan_registration
 from stepwell.store.sqlfile import load_queries
 
 R = load_queries("stepwell.store.postgres", "registry.sql")
+REGISTRY_CHANGED = "SW001"  # raised by stepwell_registry_check (migration 0014) with the current generation
 
 
 def register(
@@ -66,32 +72,35 @@ def listing(conn: Connection) -> RegistryListing:
 
 
 @contextlib.contextmanager
-def gate(conn: Connection, caller: object | None, expected: int | None) -> Iterator[None]:
-    """Around append_events' work: hold the registry lock shared and check the generation, in its transaction.
-
-    On our own connection the check is pipelined with the writes and verified before the commit (a
-    mismatch rolls everything back); in a caller's transaction, which we must never roll back, it is
-    verified before anything is written."""
-    if expected is None:
+def refusals() -> Iterator[None]:
+    """Around append_events' work: the gate's SW001 error becomes RegistryChanged (nothing was written)."""
+    try:
         yield
-        return
-    if caller is not None:
-        _run(conn, "registry_lock_shared", {})
-        _verify(_run(conn, "registry_generation", {}), expected)
-        yield
-        return
-    with conn.pipeline(), conn.transaction():
-        _run(conn, "registry_lock_shared", {})
-        read = _run(conn, "registry_generation", {})
-        yield
-        _verify(read, expected)
+    except psycopg.Error as err:
+        if err.sqlstate == REGISTRY_CHANGED:
+            raise RegistryChanged(int(err.diag.message_primary or 0)) from None
+        raise
 
 
-def _verify(cursor: Cursor, expected: int) -> None:
-    row = cursor.fetchone()
-    current = 0 if row is None else int(row[0])
+def precheck(conn: Connection, caller: object | None, expected: int | None) -> int | None:
+    """The generation to check inside append_events' statements (`stepwell_registry_check`, which raises).
+
+    In a caller's open transaction an error would abort *their* transaction, so there the check runs
+    first, without raising, and holds the lock for the rest of their transaction; nothing is left to
+    check in the statements (None)."""
+    if expected is None or caller is None or conn.autocommit:
+        return expected
+    _run(conn, "registry_lock_shared", {})
+    current = _generation(conn)  # a later statement than the lock: a snapshot taken after it was granted
     if current != expected:
         raise RegistryChanged(current)
+    return None
+
+
+def check(conn: Connection, expected: int | None) -> None:
+    """First statement of append_events' transaction (pipelined: an error aborts the transaction)."""
+    if expected is not None:
+        _run(conn, "registry_check", {"generation": expected})
 
 
 def _generation(conn: Connection) -> int:

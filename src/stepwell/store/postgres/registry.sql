@@ -40,3 +40,7 @@ VALUES (coalesce(%(now)s::timestamptz, now()), %(app)s, %(name)s, %(change)s, %(
 
 -- name: registry_bump
 UPDATE registry_state SET generation = %(generation)s WHERE id = 1;
+
+-- name: registry_check
+-- The first statement of an ingest transaction: raises SW001 unless the registry is at %(generation)s.
+SELECT stepwell_registry_check(%(generation)s::bigint);

@@ -165,7 +165,8 @@ class PostgresStore:
     ) -> list[AcceptedEvent]:
         """One statement when no wait listens for these event names and no run has flow control; else a
         transaction that also resumes waits, cancels runs (cancel_on) and admits runs (admission.py).
-        With `registry_generation`, all of it inside the registry gate's transaction (registry.py)."""
+        With `registry_generation`, the registry generation is checked in the same statement or transaction
+        (registry.py)."""
         at = self._at(now)
         firsts: dict[str, NewEvent] = {}
         for event in events:
@@ -174,16 +175,16 @@ class PostgresStore:
         flowed = any(run.flow is not None for event in batch for run in event.runs)
         started: dict[str, tuple[str, ...]] = {}
         fan_outs: list[tuple[str, str]] = []
-        with (
-            self._connection("append_events", connection) as conn,
-            registry.gate(conn, connection, registry_generation),
-        ):
+        with self._connection("append_events", connection) as conn, registry.refusals():
+            gate = registry.precheck(conn, connection, registry_generation)
             inserted: list[str] = []
             names: list[str] = []
             if not flowed:
-                inserted, names, _, _ = one(conn, "insert_events", p.event_params(batch, at, if_no_waits=True))
+                params = p.event_params(batch, at, if_no_waits=True, generation=gate)
+                inserted, names, _, _ = one(conn, "insert_events", params)
             if flowed or names:
                 with self._pipeline(conn, connection), self._atomic(conn, connection):
+                    registry.check(conn, gate)
                     inserted, started, fan_outs = admission.store_events(conn, batch, at, conditions, self._cancel)
                 waiting.finish_fan_outs(conn, fan_outs, at)  # after the commit that cancelled their children
             stored = set(inserted)  # once, not per event: a batch of n is O(n)

@@ -32,3 +32,24 @@ CREATE TABLE registry_state (
     generation bigint NOT NULL
 );
 INSERT INTO registry_state (id, generation) VALUES (1, 0);
+
+-- The ingest gate, called inside the statement (or transaction) that stores events: hold the registry
+-- lock shared until the transaction ends, then read the generation (a statement of its own, so a
+-- snapshot taken after the lock was granted) and raise SW001 with the current generation when it is
+-- not the one the events' runs were decided from. NULL: no check, no lock.
+CREATE FUNCTION stepwell_registry_check(expected bigint) RETURNS boolean
+LANGUAGE plpgsql VOLATILE AS $$
+DECLARE
+    current_generation bigint;
+BEGIN
+    IF expected IS NULL THEN
+        RETURN true;
+    END IF;
+    PERFORM pg_advisory_xact_lock_shared(1400073552, hashtext(coalesce(current_schema(), '')));
+    SELECT generation INTO current_generation FROM registry_state WHERE id = 1;
+    IF current_generation IS DISTINCT FROM expected THEN
+        RAISE EXCEPTION USING ERRCODE = 'SW001', MESSAGE = current_generation::text;
+    END IF;
+    RETURN true;
+END
+$$;
