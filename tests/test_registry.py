@@ -7,6 +7,7 @@ Every test runs on every backend (`database_url`).
 from __future__ import annotations
 
 import logging
+import threading
 from datetime import timedelta
 from pathlib import Path
 from typing import Any
@@ -17,10 +18,13 @@ import pytest
 from click.testing import CliRunner
 
 import stepwell
+from stepwell.app import open_store
 from stepwell.cli import main
 from stepwell.clock import VirtualClock
-from stepwell.errors import ConfigurationError, UnknownFunction
+from stepwell.errors import ConfigurationError, RegistryChanged, UnknownFunction
+from stepwell.model.ids import new_id
 from stepwell.model.records import RunStatus
+from stepwell.store.base import NewEvent, NewRun, RunFlow
 from tests.conftest import database_url_for
 
 
@@ -216,3 +220,36 @@ def test_a_stale_send_with_flow_control_routes_again(database_url: str, clock: V
     batch = [{"name": "order.placed", "data": {"customer": f"c{i}"}} for i in range(3)]
     event_ids = sender.send(batch)  # ship has an ordering key: the transactional path
     assert [functions_of(sender, event_id) for event_id in event_ids] == [["bill", "ship"]] * 3
+
+
+@pytest.mark.postgres
+@pytest.mark.parametrize("flowed", [False, True])
+def test_an_ingest_waits_for_a_registration_in_progress_and_sees_its_generation(
+    tmp_path: Path, clock: VirtualClock, flowed: bool
+) -> None:
+    """The generation is read after the shared lock is granted, not from a snapshot taken before the wait."""
+    url = database_url_for("postgres", tmp_path)
+    store = open_store(url, clock)
+    store.migrate()
+    now = clock.now()
+    flow = RunFlow(ordering_key="k") if flowed else None
+    new_event = NewEvent(new_id(now), "order.placed", b"{}", None, (NewRun(new_id(now), "ship", 1, flow=flow),))
+    outcome: list[object] = []
+    with psycopg.connect(url) as registering:  # a registration in progress, holding the lock exclusively
+        registering.execute("SELECT pg_advisory_xact_lock(1400073552, hashtext(coalesce(current_schema(), '')))")
+        registering.execute("UPDATE registry_state SET generation = generation + 1")
+
+        def send() -> None:
+            try:
+                outcome.append(store.append_events([new_event], registry_generation=0))
+            except RegistryChanged as err:
+                outcome.append(err.generation)
+
+        sender = threading.Thread(target=send)
+        sender.start()
+        sender.join(0.5)
+        assert sender.is_alive(), "the ingest waits for the registration's lock"
+    sender.join(10)
+    assert outcome == [1], "refused with the generation the registration committed"
+    assert store.get_event(new_event.id) is None
+    store.close()
