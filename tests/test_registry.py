@@ -253,3 +253,15 @@ def test_an_ingest_waits_for_a_registration_in_progress_and_sees_its_generation(
     assert outcome == [1], "refused with the generation the registration committed"
     assert store.get_event(new_event.id) is None
     store.close()
+
+
+def test_the_two_services_example_runs(database_url: str, capsys: pytest.CaptureFixture[str]) -> None:
+    from examples import two_services
+
+    started = two_services.demo(database_url)
+    assert started == {
+        "order 1": ["confirm", "invoice", "ship"],
+        "order 2": ["invoice", "ship"],
+        "order 3": ["ship"],
+    }
+    assert "redeploy without invoice: ('invoice',)" in capsys.readouterr().out
