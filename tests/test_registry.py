@@ -265,3 +265,27 @@ def test_the_two_services_example_runs(database_url: str, capsys: pytest.Capture
         "order 3": ["ship"],
     }
     assert "redeploy without invoice: ('invoice',)" in capsys.readouterr().out
+
+
+@pytest.mark.postgres
+def test_a_registration_waits_for_an_open_transactional_send_without_stalling_other_sends(
+    tmp_path: Path, clock: VirtualClock
+) -> None:
+    url = database_url_for("postgres", tmp_path)
+    shop(url, clock, with_bill=False).register()
+    sender = producer(url, clock)
+    registered: list[object] = []
+    with psycopg.connect(url) as open_send:  # a transactional send whose caller has not committed yet
+        sender.send("order.placed", {"customer": "c0"}, connection=open_send)
+        registering = threading.Thread(target=lambda: registered.append(shop(url, clock).register()))
+        registering.start()
+        registering.join(0.5)
+        assert registering.is_alive(), "the registration waits for the open transaction's shared lock"
+        done = threading.Event()
+        other = threading.Thread(target=lambda: (sender.send("order.placed", {"customer": "c1"}), done.set()))
+        other.start()
+        assert done.wait(5), "another send is not queued behind the waiting registration"
+        assert not registered
+    registering.join(10)
+    [change] = registered
+    assert change.added == ("bill",)  # type: ignore[attr-defined]

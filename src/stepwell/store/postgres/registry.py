@@ -14,6 +14,8 @@ function the app no longer has.
 from __future__ import annotations
 
 import contextlib
+import logging
+import time
 from collections.abc import Iterator, Sequence
 from datetime import datetime
 from typing import Any
@@ -30,31 +32,48 @@ from stepwell.store.registration import plan_registration
 from stepwell.store.sqlfile import load_queries
 
 R = load_queries("stepwell.store.postgres", "registry.sql")
+log = logging.getLogger("stepwell.registry")
 REGISTRY_CHANGED = "SW001"  # raised by stepwell_registry_check (migration 0014) with the current generation
 
 
 def register(
     conn: Connection, app: str, definitions: Sequence[FunctionDefinition], at: datetime | None
 ) -> RegistryChange:
-    """Plan without the lock first: when nothing changed (every worker but the first), write nothing."""
+    """Plan without the lock first: when nothing changed (every worker but the first), write nothing.
+
+    The exclusive lock is *tried*, never waited for: a registration queued behind an open transactional
+    send (which holds the lock shared until its caller commits) would queue every new send behind it."""
     names = [d.name for d in definitions]
     with conn.transaction():
         plan = plan_registration(app, definitions, _rows_for(conn, app, names), _generation(conn))
         if not plan.log:
             return plan.change
+    delay, waited, warned = 0.005, 0.0, 0.0
+    while True:
+        change = _apply_if_locked(conn, app, definitions, names, at)
+        if change is not None:
+            return change
+        time.sleep(delay)  # real waiting for other sessions' transactions, not a reading of time
+        waited, delay = waited + delay, min(delay * 2, 0.5)
+        if waited - warned >= 10:
+            warned = waited
+            log.warning("registering app %s: waited %.0fs for open ingest transactions to end", app, waited)
+
+
+def _apply_if_locked(
+    conn: Connection, app: str, definitions: Sequence[FunctionDefinition], names: list[str], at: datetime | None
+) -> RegistryChange | None:
+    """One transaction: take the registry lock if it is free, plan again under it, write the plan."""
     with conn.transaction():
-        _run(conn, "registry_lock", {})
+        locked = _run(conn, "registry_try_lock", {}).fetchone()
+        if locked is None or not locked[0]:
+            return None
         plan = plan_registration(app, definitions, _rows_for(conn, app, names), _generation(conn))
         for owner, name in plan.retire:
             _run(conn, "registry_retire", {"app": owner, "name": name, "now": at})
         for upsert in plan.upserts:
-            params = {
-                "app": app,
-                "name": upsert.name,
-                "version": upsert.version,
-                "definition": upsert.definition.decode(),
-            }
-            _run(conn, "registry_upsert", {**params, "now": at})
+            params = {"app": app, "name": upsert.name, "version": upsert.version}
+            _run(conn, "registry_upsert", {**params, "definition": upsert.definition.decode(), "now": at})
         for entry in plan.log:
             _run(conn, "registry_log_insert", {
                 "now": at, "app": entry.app, "name": entry.name, "change": entry.change,

@@ -1,12 +1,13 @@
 -- The function registry (store/postgres/registry.py). Registrations hold the registry lock (an
--- advisory lock per schema) exclusively; ingest holds it shared for its transaction, then reads the
--- generation in a later statement (READ COMMITTED: a snapshot taken after the lock was granted).
+-- advisory lock per schema) exclusively (tried, never waited for); ingest holds it shared for its
+-- transaction, then reads the generation in a later statement (a snapshot taken after the lock).
 
 -- name: registry_lock_shared
 SELECT pg_advisory_xact_lock_shared(1400073552, hashtext(coalesce(current_schema(), '')));
 
--- name: registry_lock
-SELECT pg_advisory_xact_lock(1400073552, hashtext(coalesce(current_schema(), '')));
+-- name: registry_try_lock
+-- Registrations try, and retry later: one waiting here would queue every new ingest behind it.
+SELECT pg_try_advisory_xact_lock(1400073552, hashtext(coalesce(current_schema(), '')));
 
 -- name: registry_generation
 SELECT generation FROM registry_state WHERE id = 1;
