@@ -44,8 +44,9 @@ def seeded() -> Iterator[tuple[Store, str]]:
     pg_schemas.drop([schema_of(url)])
 
 
-def _plan(url: str, *settings: str) -> dict[str, Any]:
+def _plan(url: str, *settings: str, functions: list[str] | None = None) -> dict[str, Any]:
     params = {"worker_id": "w", "token": "t", "lease": timedelta(seconds=30), "now": NOW, "limit": 100}
+    params["functions"] = functions  # None: every function; a worker passes its app's
     with psycopg.connect(url) as conn:
         for setting in settings:
             conn.execute(setting)
@@ -63,9 +64,12 @@ def _scans_of_runs(node: dict[str, Any]) -> list[tuple[str, str | None]]:
     return found
 
 
-def test_the_claim_picks_ready_runs_through_the_runs_ready_index(seeded: tuple[Store, str]) -> None:
+@pytest.mark.parametrize("functions", [None, ["fn", "other"]])
+def test_the_claim_picks_ready_runs_through_the_runs_ready_index(
+    seeded: tuple[Store, str], functions: list[str] | None
+) -> None:
     _, url = seeded
-    scans = _scans_of_runs(_plan(url))
+    scans = _scans_of_runs(_plan(url, functions=functions))
     assert ("Index Scan", "runs_ready") in scans, json.dumps(scans)
     assert not any(kind == "Seq Scan" for kind, _ in scans), json.dumps(scans)
 

@@ -188,7 +188,8 @@ def test_direct_enqueue_runs_without_an_event() -> None:
         assert run.event_id is None
 
 
-def test_a_function_unknown_to_the_worker_is_retried_then_dead_lettered() -> None:
+def test_a_run_of_a_function_the_worker_does_not_define_waits_for_a_worker_that_does() -> None:
+    """Workers claim only their app's functions (the registry may list other apps' and older versions')."""
     producer = stepwell.App("t")
 
     @producer.function("only-here", trigger=stepwell.on_event("go"), retries=1)
@@ -200,9 +201,13 @@ def test_a_function_unknown_to_the_worker_is_retried_then_dead_lettered() -> Non
         env.send("go")
         consumer.bind(env.store, env.clock)
         env.app = consumer
-        env.run_until_idle()
-        [dead] = producer.dead_letters()
-        assert "not registered" in dead.error.message
+        assert env.run_until_idle() == 0
+        assert producer.dead_letters() == []
+        [run] = consumer.runs(function="only-here")
+        assert run.status is stepwell.RunStatus.QUEUED
+        consumer.register()  # app "t" redeployed without the function: the run says why it waits
+        reason = consumer.get_run(run.id).waiting_reason
+        assert reason is not None and reason.startswith("no worker serves function only-here since ")
 
 
 @pytest.mark.parametrize("retries", [-1, 1.5, "3", True])

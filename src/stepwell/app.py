@@ -28,20 +28,24 @@ from stepwell.errors import (
     UnknownFunction,
 )
 from stepwell.handle import FunctionHandle
+from stepwell.model.definition import definition_of
 from stepwell.model.durations import Duration, parse_duration
 from stepwell.model.event import DEFAULT_MAX_EVENT_BYTES, EventIn, as_event_in
+from stepwell.model.expressions import compile_expression
 from stepwell.model.flow import Batch, CancelOn, Concurrency, Debounce, FlowOptions, RateLimit, Throttle
 from stepwell.model.function import FunctionSpec, OnEvent, Trigger, check_name
 from stepwell.model.jsonvalue import encode
 from stepwell.model.records import DeadLetter, EventRecord, FanOutCounts, Run, RunStatus
 from stepwell.model.retry import Backoff, RetryPolicy
 from stepwell.model.schedule import Cron
-from stepwell.runtime.dispatch import new_run
+from stepwell.runtime.dispatch import Routable, new_run
 from stepwell.runtime.engine import Engine
+from stepwell.runtime.maintenance import Maintenance, maintain
 from stepwell.runtime.registry import Registry
+from stepwell.runtime.routing import Router, explain_unserved, log_change
 from stepwell.runtime.wakeup import Wakeups
 from stepwell.runtime.worker import Worker, WorkerOptions
-from stepwell.store.base import RedriveRequest, Retention, RunFilter, Store
+from stepwell.store.base import RedriveRequest, RegisteredFunction, RegistryChange, Retention, RunFilter, Store
 
 ENQUEUE_EVENT = "stepwell/function.enqueued"
 log = logging.getLogger("stepwell.app")
@@ -79,6 +83,8 @@ class App:
         self._sqlite_synchronous = sqlite_synchronous
         self._store = store
         self._store_lock = threading.Lock()
+        self._router: Router | None = None
+        self._registered_on: Store | None = None  # the store this app last registered its functions in
 
     # binding to a store
 
@@ -107,6 +113,15 @@ class App:
             previous = (self._store, self.clock)
             self._store, self.clock = store, clock or self.clock
         return previous
+
+    @property
+    def router(self) -> Router:
+        """Routes events from the store's function registry (one per store: rebuilt when the store changes)."""
+        store = self.store
+        router = self._router
+        if router is None or router.store is not store:
+            router = self._router = Router(store, self.clock)
+        return router
 
     def close(self) -> None:
         with self._store_lock:
@@ -137,11 +152,14 @@ class App:
         timeout: Duration | None = None,
         step_timeout: Duration | None = None,
         cancel_on: CancelOn | Sequence[CancelOn] | None = None,
+        if_: str | None = None,
     ) -> Callable[[Callable[..., Any]], FunctionHandle]:
         """Register a durable function. Invalid options are refused here, before anything runs.
 
         Keys (`ordering_key`, `priority`, `idempotency`, the `key` of Concurrency, Throttle,
         RateLimit, Debounce and Batch) are CEL expressions over `event`, e.g. "event.data.user_id".
+        `if_`: a CEL condition over `event`; a triggering event starts the function only when it holds
+        (a missing field or an error counts as false). Cron ticks ignore it.
         """
         check_name(name, "function name")
         all_triggers = ((trigger,) if trigger is not None else ()) + tuple(triggers)
@@ -168,6 +186,8 @@ class App:
             else parse_duration(step_timeout, option="step_timeout", allow_zero=False),
             cancel_on=_as_tuple(cancel_on),
         )
+        if if_ is not None:
+            compile_expression(if_, f"function {name!r}: if_")
         if on_failure is not None and not callable(on_failure):
             raise ConfigurationError(f"function {name!r}: on_failure must be a function, got {on_failure!r}")
 
@@ -178,11 +198,35 @@ class App:
             if on_failure is not None:
                 handler_name = f"{name}.on-failure"
                 self.registry.add(_spec(handler_name, on_failure, (), RetryPolicy()))
-            spec = _spec(name, handler, all_triggers, policy, on_failure=handler_name, flow=flow)
+            spec = _spec(name, handler, all_triggers, policy, on_failure=handler_name, flow=flow, condition=if_)
             self.registry.add(spec)
             return FunctionHandle(self, spec)
 
         return register
+
+    def register(self) -> RegistryChange:
+        """Write this app's functions into the store's registry, so that events sent from anywhere (another
+        service, `stepwell send`, the HTTP API) start them. Idempotent: a worker, `stepwell dev` and the
+        first `send` of an app that defines functions call it. A changed function gets a new version; a
+        function this app had registered before and no longer defines is retired (events stop starting
+        it; its queued runs wait, saying why). Returns what changed."""
+        store = self.store
+        definitions = [definition_of(self.name, spec) for spec in self.registry.specs()]
+        change = store.register_functions(self.name, definitions)
+        log_change(self.name, change)
+        self._registered_on = store
+        if change.changed_anything:
+            self.router.invalidate()
+        return change
+
+    def functions(self) -> list[RegisteredFunction]:
+        """The store's registry: every app's functions, served and retired, with their definitions."""
+        return list(self.store.list_functions().functions)
+
+    def _ensure_registered(self) -> None:
+        """An app that defines functions registers them (once per store) before it sends or works."""
+        if self._registered_on is not self.store and self.registry.names():
+            self.register()
 
     # producing
 
@@ -220,6 +264,7 @@ class App:
         return await asyncio.to_thread(self.send, name, data, id=id, ts=ts, connection=connection)
 
     def _ingest(self, events: list[EventIn], connection: object | None = None) -> list[str]:
+        self._ensure_registered()
         accepted = self.engine.send(events, connection=connection)
         if connection is None and any(a.run_ids and not a.duplicate for a in accepted):
             self.wakeups.notify()  # in a caller's transaction the runs are not visible yet: NOTIFY comes at commit
@@ -232,7 +277,7 @@ class App:
         idempotency key already taken returns the run that has it; a rate limit raises EventRejected).
         Debounce and batching gather events, so a direct run skips them.
         `connection`: join the caller's open transaction, as in `send`."""
-        spec = self._spec(function)
+        spec = self._routable(function)
         payload = encode({} if data is None else data, where=f"enqueue({function!r}) data")
         if len(payload) > self.max_event_bytes:
             raise ConfigurationError(f"enqueue({function!r}) data is {len(payload)} bytes, over {self.max_event_bytes}")
@@ -258,13 +303,13 @@ class App:
     ) -> list[Run]:
         """Newest first. `key`: runs of that ordering key."""
         query = RunFilter(event_id, function, RunStatus(status) if status else None, parent, limit, ordering_key=key)
-        return self.store.list_runs(query)
+        return explain_unserved(self.store.list_runs(query), self.router)
 
     def get_run(self, run_id: str) -> Run:
         run = self.store.get_run(run_id)
         if run is None:
             raise RunNotFound(f"no run {run_id!r} (it may have been purged by retention)")
-        return run
+        return explain_unserved([run], self.router)[0]
 
     def wait(self, run_id: str, timeout: Duration = 30) -> Run:
         """Block until the run is completed, failed or cancelled; TimeoutExpired after `timeout`."""
@@ -288,7 +333,7 @@ class App:
     def replay(self, run_id: str) -> str:
         """Start a new run of the same function from the same input; returns the new run's id."""
         original = self.get_run(run_id)
-        spec = self._spec(original.function)
+        spec = self._routable(original.function)
         found = self.store.get_run_input(run_id)
         if found is None:
             raise RunNotFound(f"no input stored for run {run_id!r}")
@@ -317,22 +362,22 @@ class App:
 
     def pause_key(self, function: str, key: str) -> None:
         """Stop starting runs of one ordering key (every other key keeps flowing)."""
-        self._spec(function)
+        self._routable(function)
         self.store.set_key_paused(function, key, True)
 
     def resume_key(self, function: str, key: str) -> None:
-        self._spec(function)
+        self._routable(function)
         self.store.set_key_paused(function, key, False)
         self.wakeups.notify()
 
     def drain_key(self, function: str, key: str) -> list[str]:
         """Cancel every run of the key that has not started; a run in progress finishes."""
-        self._spec(function)
+        self._routable(function)
         return self.store.drain_key(function, key)
 
     def skip_key(self, function: str, key: str) -> str | None:
         """Let a parked key move past its dead letter (which stays in the dead-letter list)."""
-        self._spec(function)
+        self._routable(function)
         moved = self.store.skip_key(function, key)
         self.wakeups.notify()
         return moved
@@ -375,10 +420,37 @@ class App:
 
     @property
     def engine(self) -> Engine:
-        return Engine(self.registry, self.store, self.clock, self.max_event_bytes, self.max_output_bytes)
+        return Engine(
+            self.registry, self.store, self.clock, self.max_event_bytes, self.max_output_bytes, router=self.router
+        )
 
     def worker(self, options: WorkerOptions | None = None) -> Worker:
+        """A worker for this app's functions; the app registers them first."""
+        self._ensure_registered()
         return Worker(self.engine, options, wakeups=self.wakeups)
+
+    def maintenance(self, retention: Retention | None = None) -> Maintenance:
+        """Lease rescue, retention, run timeouts, and the cron ticks of every function in the store's registry
+        (every app's): what a process without the user's code (`stepwell server`) runs to keep time moving."""
+        return Maintenance(self.store, self.clock, retention=retention or self.retention, registry=self.router)
+
+    async def run_maintenance(self, stop: asyncio.Event, *, interval: float = 5.0) -> None:
+        """Run `maintenance()` passes until `stop` is set (sooner than `interval` when a cron tick is due)."""
+        if await self._await_store(stop):
+            await maintain(self.maintenance(), stop, interval=interval, on_cron=self.wakeups.notify)
+
+    def run_scheduler(self, *, interval: float = 5.0) -> None:
+        """Run maintenance and cron (every registered app's) in this thread until SIGTERM or SIGINT, without
+        claiming any run: for a process that has no user code, beside a server."""
+
+        async def main() -> None:
+            stop = asyncio.Event()
+            loop = asyncio.get_running_loop()
+            for sig in (signal.SIGTERM, signal.SIGINT):
+                loop.add_signal_handler(sig, stop.set)
+            await self.run_maintenance(stop, interval=interval)
+
+        asyncio.run(main())
 
     def run_worker(self, **options: Any) -> None:
         """Run a worker in this thread until SIGTERM or SIGINT (options: see WorkerOptions).
@@ -412,11 +484,18 @@ class App:
                 delay = min(delay * 2, 10.0)
         return False
 
-    def _spec(self, function: str) -> FunctionSpec:
+    def _routable(self, function: str) -> Routable:
+        """This process's function, or else the registry's definition of it (a producer without the code)."""
         spec = self.registry.get(function)
-        if spec is None:
-            raise UnknownFunction(f"no function {function!r} on app {self.name!r}; registered: {self.registry.names()}")
-        return spec
+        if spec is not None:
+            return spec
+        found = self.router.table().served.get(function) or self.router.refresh().served.get(function)
+        if found is None:
+            served = sorted(self.router.table().served)
+            raise UnknownFunction(
+                f"no function {function!r} on app {self.name!r} or in the registry; registered: {served}"
+            )
+        return found
 
 
 def _as_tuple(value: Any) -> tuple[Any, ...]:
@@ -432,9 +511,11 @@ def _spec(
     policy: RetryPolicy,
     on_failure: str | None = None,
     flow: FlowOptions | None = None,
+    condition: str | None = None,
 ) -> FunctionSpec:
     flow = None if flow is None or flow == FlowOptions() else flow
-    return FunctionSpec(name, handler, inspect.iscoroutinefunction(handler), triggers, policy, on_failure, flow)
+    is_async = inspect.iscoroutinefunction(handler)
+    return FunctionSpec(name, handler, is_async, triggers, policy, on_failure, flow, condition)
 
 
 def migration_sql(database_url: str | None = None) -> str:

@@ -67,6 +67,14 @@ class StoreError(StepwellError):
     """The store failed; the message names the operation."""
 
 
+class RegistryChanged(StoreError):
+    """The function registry changed while an event was being routed; route it again from the new registry."""
+
+    def __init__(self, generation: int) -> None:
+        self.generation = generation
+        super().__init__(f"the function registry is now at generation {generation}; nothing was stored")
+
+
 class StoreUnavailable(StoreError):
     """The database cannot be reached right now; the operation changed nothing and can be retried."""
 

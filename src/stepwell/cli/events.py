@@ -5,7 +5,7 @@ from __future__ import annotations
 import click
 import orjson
 
-from stepwell.cli.common import DB_HELP, console, load_app, main
+from stepwell.cli.common import DB_HELP, console, main, plain_app
 
 
 @main.command()
@@ -15,19 +15,22 @@ from stepwell.cli.common import DB_HELP, console, load_app, main
     "--app",
     "app_target",
     envvar="STEPWELL_APP",
-    required=True,
+    default=None,
     metavar="MODULE:APP",
-    help="the app whose functions the event may trigger",
+    help="optional: an app to register before sending (events are routed from the database's registry)",
 )
 @click.option("--id", "event_id", default=None, help="idempotency id: a repeat is accepted and ignored")
 @click.option("--database-url", envvar="STEPWELL_DATABASE_URL", help=DB_HELP)
-def send(name: str, data: str, app_target: str, event_id: str | None, database_url: str | None) -> None:
-    """Send event NAME with JSON DATA; prints the event id."""
+def send(name: str, data: str, app_target: str | None, event_id: str | None, database_url: str | None) -> None:
+    """Send event NAME with JSON DATA; prints the event id and the runs it started.
+
+    The runs are decided from the function registry in the database (what every worker and
+    `stepwell dev` registered at start), so no user code is needed here."""
     try:
         payload = orjson.loads(data)
     except orjson.JSONDecodeError as err:
         raise click.BadParameter(f"DATA is not valid JSON: {err}") from None
-    app = load_app(app_target, database_url)
+    app = plain_app(database_url, app_target)
     event_id = app.send(name, payload, id=event_id)
     record = app.event(event_id)
     console.print(f"event {event_id}: {record.disposition.value}, runs: {', '.join(record.run_ids) or 'none'}")

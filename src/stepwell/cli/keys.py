@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import click
 
-from stepwell.cli.common import DB_HELP, console, load_app, main
+from stepwell.cli.common import DB_HELP, console, main, plain_app
 
 
 @main.group()
@@ -16,10 +16,10 @@ def _key_command(name: str, doc: str) -> None:
     @keys.command(name, help=doc)
     @click.argument("function")
     @click.argument("key")
-    @click.option("--app", "app_target", envvar="STEPWELL_APP", required=True, metavar="MODULE:APP")
+    @click.option("--app", "app_target", envvar="STEPWELL_APP", default=None, metavar="MODULE:APP")
     @click.option("--database-url", envvar="STEPWELL_DATABASE_URL", help=DB_HELP)
-    def command(function: str, key: str, app_target: str, database_url: str | None) -> None:
-        app = load_app(app_target, database_url)
+    def command(function: str, key: str, app_target: str | None, database_url: str | None) -> None:
+        app = plain_app(database_url, app_target)  # the function is looked up in the registry without --app
         result = {"pause": app.pause_key, "resume": app.resume_key, "drain": app.drain_key, "skip": app.skip_key}[name](
             function, key
         )

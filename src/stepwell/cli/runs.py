@@ -5,7 +5,7 @@ from __future__ import annotations
 import click
 import orjson
 
-from stepwell.cli.common import DB_HELP, console, load_app, main, plain_app
+from stepwell.cli.common import DB_HELP, console, main, plain_app
 from stepwell.render import run_timeline, runs_table
 
 
@@ -85,8 +85,8 @@ def runs_cancel(run_ids: tuple[str, ...], database_url: str | None) -> None:
 
 @runs.command("replay")
 @click.argument("run_id")
-@click.option("--app", "app_target", envvar="STEPWELL_APP", required=True, metavar="MODULE:APP")
+@click.option("--app", "app_target", envvar="STEPWELL_APP", default=None, metavar="MODULE:APP")
 @click.option("--database-url", envvar="STEPWELL_DATABASE_URL", help=DB_HELP)
-def runs_replay(run_id: str, app_target: str, database_url: str | None) -> None:
+def runs_replay(run_id: str, app_target: str | None, database_url: str | None) -> None:
     """Start a new run from the same input."""
-    console.print(f"new run {load_app(app_target, database_url).replay(run_id)}")
+    console.print(f"new run {plain_app(database_url, app_target).replay(run_id)}")  # the registry's definition

@@ -40,6 +40,7 @@ class FunctionSpec:
     retry: RetryPolicy
     on_failure: str | None = None  # the name of the failure-handler function, registered beside it
     flow: Any = None  # model.flow.FlowOptions, or None when the function uses no flow control
+    condition: str | None = None  # CEL over `event`: an event starts the function only when it holds
 
 
 def check_name(name: object, what: str) -> str:

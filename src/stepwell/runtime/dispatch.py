@@ -3,23 +3,40 @@
 from __future__ import annotations
 
 from datetime import datetime, timedelta
-from typing import Any
+from typing import Any, Protocol
 
 import orjson
 
 from stepwell.model.durations import Duration, parse_duration
 from stepwell.model.expressions import evaluate
 from stepwell.model.flow import FlowOptions
-from stepwell.model.function import FunctionSpec
 from stepwell.model.ids import new_id
 from stepwell.model.matching import canonical_value_at
+from stepwell.model.retry import RetryPolicy
 from stepwell.store.base import Gate, Gathering, NewRun, NewWait, RunFlow, SlotClaim
 
 PRIORITY_RANGE = (-100, 100)
 
 
+class Routable(Protocol):
+    """What deciding a run needs of a function: a FunctionSpec in its own process, or a FunctionDefinition
+    read from the registry anywhere else. Both go through `new_run`: one path, one result."""
+
+    @property
+    def name(self) -> str: ...
+
+    @property
+    def retry(self) -> RetryPolicy: ...
+
+    @property
+    def on_failure(self) -> str | None: ...
+
+    @property
+    def flow(self) -> FlowOptions | None: ...
+
+
 def new_run(
-    spec: FunctionSpec,
+    spec: Routable,
     now: datetime,
     *,
     input: bytes | None = None,

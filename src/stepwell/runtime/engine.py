@@ -12,6 +12,7 @@ from stepwell.model.event import EventIn
 from stepwell.model.function import FunctionSpec
 from stepwell.runtime.ingest import ingest
 from stepwell.runtime.registry import Registry
+from stepwell.runtime.routing import Router
 from stepwell.store.base import AcceptedEvent, Store
 
 
@@ -22,12 +23,15 @@ class Engine:
     clock: Clock
     max_event_bytes: int
     max_output_bytes: int = 4 * 1024 * 1024  # a step's or a run's stored output
+    router: Router | None = None  # routes events from the store's registry; made on demand when None
 
     def send(self, events: Sequence[EventIn], *, connection: object | None = None) -> list[AcceptedEvent]:
-        """`connection`: write inside the caller's open database transaction (the outbox pattern)."""
+        """Route from the store's registry (not from `registry`, this process's own functions).
+
+        `connection`: write inside the caller's open database transaction (the outbox pattern)."""
         return ingest(
             events,
-            registry=self.registry,
+            router=self.router or Router(self.store, self.clock),
             store=self.store,
             clock=self.clock,
             max_bytes=self.max_event_bytes,

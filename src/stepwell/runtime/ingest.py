@@ -1,4 +1,12 @@
-"""Events in: validate the whole batch, decide the runs, write event and runs in one transaction."""
+"""Events in: validate the whole batch, route it from the registry, write events and runs in one transaction.
+
+Every producer goes through here (`app.send`, `stepwell send`, a run's `send_event` step, and the HTTP
+API): the runs are decided from the store's function registry (runtime/routing.py), never from the
+caller's own functions, so that a process that imports no user code starts exactly the runs the
+consumers define. The store checks, inside the events' transaction, that the registry is still at
+the generation the runs were decided from; if a registration came in between, the batch is routed
+again from the new registry (the event ids stay the same).
+"""
 
 from __future__ import annotations
 
@@ -9,19 +17,22 @@ from typing import Any
 import orjson
 
 from stepwell.clock import Clock
+from stepwell.errors import RegistryChanged
 from stepwell.model.event import EventIn, ValidEvent, validate_event
 from stepwell.model.expressions import holds
 from stepwell.model.ids import new_id
 from stepwell.model.matching import event_document
 from stepwell.runtime.dispatch import new_run
-from stepwell.runtime.registry import Registry
+from stepwell.runtime.routing import Router, RoutingTable
 from stepwell.store.base import AcceptedEvent, NewEvent, NewRun, Store
+
+ROUTING_ATTEMPTS = 5  # registrations racing one send this often in a row are not a thing; then the error surfaces
 
 
 def ingest(
     events: Sequence[EventIn],
     *,
-    registry: Registry,
+    router: Router,
     store: Store,
     clock: Clock,
     max_bytes: int,
@@ -33,20 +44,32 @@ def ingest(
         for i, event in enumerate(events)
     ]
     now = clock.now()
-    new_events = []
-    for event in valid:
-        event_id = event.id or new_id(now)
-        new_events.append(NewEvent(event_id, event.name, event.data, event.ts, _runs(registry, event, event_id, now)))
-    return store.append_events(new_events, conditions=_condition_holds, connection=connection)
+    ids = [event.id or new_id(now) for event in valid]
+    for attempt in range(ROUTING_ATTEMPTS):
+        table = router.table()
+        new_events = [
+            NewEvent(event_id, event.name, event.data, event.ts, _runs(table, event, event_id, now))
+            for event, event_id in zip(valid, ids, strict=True)
+        ]
+        try:
+            return store.append_events(
+                new_events, conditions=_condition_holds, connection=connection, registry_generation=table.generation
+            )
+        except RegistryChanged:
+            if attempt == ROUTING_ATTEMPTS - 1:
+                raise
+            router.invalidate()
+    raise AssertionError("unreachable")
 
 
-def _runs(registry: Registry, event: ValidEvent, event_id: str, now: datetime) -> tuple[NewRun, ...]:
-    """The event's runs; its data is decoded only when a triggered function has keys to evaluate."""
-    specs = registry.by_event.get(event.name, ())
+def _runs(table: RoutingTable, event: ValidEvent, event_id: str, now: datetime) -> tuple[NewRun, ...]:
+    """The event's runs; its data is decoded only when a triggered function has keys or a condition to evaluate."""
+    definitions = table.by_event.get(event.name, ())
     document = None
-    if any(spec.flow is not None for spec in specs):
+    if any(definition.flow is not None or definition.condition is not None for definition in definitions):
         document = event_document(event_id, event.name, orjson.loads(event.data), event.ts or now)
-    return tuple(new_run(spec, now, document=document) for spec in specs)
+        definitions = tuple(d for d in definitions if d.condition is None or holds(d.condition, {"event": document}))
+    return tuple(new_run(definition, now, document=document) for definition in definitions)
 
 
 def _condition_holds(condition: str, origin: Any, incoming: Any) -> bool:

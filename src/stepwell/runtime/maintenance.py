@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import logging
+from collections.abc import Callable
 from datetime import datetime, timedelta
 
 from stepwell.clock import Clock
-from stepwell.runtime.registry import Registry
-from stepwell.runtime.scheduler import Scheduler
+from stepwell.errors import StepwellError
+from stepwell.runtime.scheduler import CronSource, Scheduler
 from stepwell.store.base import PurgeCounts, Retention, Store
 
 log = logging.getLogger("stepwell.maintenance")
@@ -21,7 +24,7 @@ class Maintenance:
         *,
         retention: Retention,
         purge_every: timedelta = timedelta(hours=1),
-        registry: Registry | None = None,
+        registry: CronSource | None = None,
     ) -> None:
         self.store, self.clock, self.retention, self.purge_every = store, clock, retention, purge_every
         self.scheduler = None if registry is None else Scheduler(registry, store)  # cron, when given the functions
@@ -51,3 +54,22 @@ class Maintenance:
         """Seconds until the next pass: `interval`, or less when a cron tick comes before that."""
         due = None if self.scheduler is None else self.scheduler.seconds_until_due()
         return interval if due is None else min(interval, due + 0.01)
+
+
+async def maintain(
+    maintenance: Maintenance, stop: asyncio.Event, *, interval: float, on_cron: Callable[[], None] | None = None
+) -> None:
+    """Passes of `maintenance` (on a thread: the store blocks) until `stop`; a failing pass is logged and retried."""
+    while not stop.is_set():
+        pause = interval
+        try:
+            await asyncio.to_thread(maintenance.tick)
+            pause = maintenance.pause(interval)
+            if maintenance.cron_started and on_cron is not None:
+                on_cron()
+        except StepwellError as err:
+            log.warning("maintenance pass failed: %s", err)
+        except Exception:  # a bug must not silently end maintenance for this process's life
+            log.exception("maintenance pass crashed; trying again next interval")
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(stop.wait(), pause)

@@ -30,6 +30,9 @@ class Registry:
     def get(self, name: str) -> FunctionSpec | None:
         return self._functions.get(name)
 
+    def specs(self) -> list[FunctionSpec]:
+        return [self._functions[name] for name in sorted(self._functions)]
+
     def names(self) -> list[str]:
         return sorted(self._functions)
 

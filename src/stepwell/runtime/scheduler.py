@@ -10,21 +10,25 @@ drain). One pass asks, per cron trigger, for the latest tick at or before now an
   it never fires ticks from before that;
 * ticks only move forward: a scheduler whose clock lags behind cannot fire an older tick.
 
+The cron triggers come from a `CronSource`: a worker and a server read them from the store's
+function registry (runtime/routing.py: every app's, so ticks fire wherever maintenance runs, with
+or without the user's code); `stepwell.testing` reads its own app's.
+
 Time is the store's (`store.now()`: the database clock on PostgreSQL), never the host's.
 """
 
 from __future__ import annotations
 
 import logging
+from collections.abc import Sequence
 from datetime import datetime, timedelta
+from typing import Protocol
 
 import orjson
 
-from stepwell.model.function import FunctionSpec
 from stepwell.model.matching import event_document
 from stepwell.model.schedule import CRON_EVENT, Cron, cron_event_id, iso_utc
-from stepwell.runtime.dispatch import new_run
-from stepwell.runtime.registry import Registry
+from stepwell.runtime.dispatch import Routable, new_run
 from stepwell.store.base import CronTick, NewEvent, Store
 
 log = logging.getLogger("stepwell.scheduler")
@@ -33,8 +37,15 @@ TICK_MEMORY = timedelta(days=7)  # how long a fired tick's row is kept (its even
 LATE = timedelta(minutes=1)  # a tick fired later than this after its time is logged as a catch-up
 
 
+class CronSource(Protocol):
+    """Where the cron triggers come from: the registry (Router) or an app's own functions (Registry)."""
+
+    @property
+    def crons(self) -> Sequence[tuple[Routable, Cron]]: ...
+
+
 class Scheduler:
-    def __init__(self, registry: Registry, store: Store) -> None:
+    def __init__(self, registry: CronSource, store: Store) -> None:
         self.registry, self.store = registry, store
         self._next: dict[tuple[str, str], datetime] = {}  # per (function, schedule): nothing to do before this
         self.last_now: datetime | None = None
@@ -79,7 +90,7 @@ class Scheduler:
         return max(0.0, (min(self._next.values()) - self.last_now).total_seconds())
 
     @staticmethod
-    def _tick(spec: FunctionSpec, cron: Cron, tick_at: datetime, now: datetime) -> CronTick:
+    def _tick(spec: Routable, cron: Cron, tick_at: datetime, now: datetime) -> CronTick:
         event_id = cron_event_id(spec.name, tick_at)
         data = {"cron": cron.expression, "tz": cron.tz, "scheduled_at": iso_utc(tick_at)}
         document = event_document(event_id, CRON_EVENT, data, tick_at)

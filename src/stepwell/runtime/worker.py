@@ -99,6 +99,8 @@ class Worker:
         self._store_pool = ThreadPoolExecutor(max_workers=2, thread_name_prefix="stepwell-store")
         self._user_pool = ThreadPoolExecutor(max_workers=self.options.concurrency, thread_name_prefix="stepwell-run")
         self.processed = 0
+        # the functions this worker claims runs of: its app's (other apps may share the database)
+        self._serves = engine.registry.names()
 
     def in_flight(self) -> int:
         """Runs held now: claimed and buffered, running, or finished with their outcome not yet saved."""
@@ -199,7 +201,13 @@ class Worker:
         A claim held up by a slow or locked database must not hold up the shutdown, yet whatever it
         claims is leased to this worker and must be released: shutdown waits for it, bounded."""
         claim = asyncio.ensure_future(
-            self._store(self.store.claim_runs, worker_id=self.worker_id, limit=limit, lease=self.options.lease)
+            self._store(
+                self.store.claim_runs,
+                worker_id=self.worker_id,
+                limit=limit,
+                lease=self.options.lease,
+                functions=self._serves,
+            )
         )
         stopped = asyncio.ensure_future(stop.wait())
         try:
@@ -279,8 +287,11 @@ class Worker:
 
     async def _maintain_forever(self) -> None:
         maintenance = Maintenance(
-            self.store, self.clock, retention=self.options.retention, registry=self.engine.registry
-        )
+            self.store,
+            self.clock,
+            retention=self.options.retention,
+            registry=self.engine.router or self.engine.registry,
+        )  # the registry's crons (every app's) when the engine routes from it
         while True:
             pause = self.options.rescue_interval
             try:

@@ -15,6 +15,7 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any, Protocol
 
+from stepwell.model.definition import FunctionDefinition
 from stepwell.model.records import (
     ChildResult,
     DeadLetter,
@@ -267,6 +268,42 @@ class CronTick:
     forget_before: datetime  # tick rows of this function older than this are dropped
 
 
+@dataclass(frozen=True, slots=True)
+class RegisteredFunction:
+    """A row of the function registry: one function of one app, its current definition and since when."""
+
+    app: str
+    name: str
+    version: str  # FunctionDefinition.version of `definition`
+    definition: bytes  # the definition's canonical JSON document
+    registered_at: datetime  # first registered
+    updated_at: datetime  # the current version's registration (or the retirement)
+    retired_at: datetime | None = None  # set when the app re-registered without it (or another app took the name)
+
+
+@dataclass(frozen=True, slots=True)
+class RegistryListing:
+    """The whole registry at one `generation` (a counter bumped by every registration that changed it)."""
+
+    generation: int
+    functions: tuple[RegisteredFunction, ...]
+
+
+@dataclass(frozen=True, slots=True)
+class RegistryChange:
+    """What one registration changed: names added, changed (a new version), retired, and taken from another app."""
+
+    generation: int
+    added: tuple[str, ...] = ()
+    changed: tuple[str, ...] = ()
+    retired: tuple[str, ...] = ()
+    moved: tuple[tuple[str, str], ...] = ()  # (function, the app that served it before)
+
+    @property
+    def changed_anything(self) -> bool:
+        return bool(self.added or self.changed or self.retired or self.moved)
+
+
 class Store(Protocol):
     """Every method is one transaction, safe to call from any thread."""
 
@@ -287,8 +324,13 @@ class Store(Protocol):
         now: datetime | None = None,
         conditions: ConditionCheck | None = None,
         connection: object | None = None,
+        registry_generation: int | None = None,
     ) -> list[AcceptedEvent]:
         """Store events, the runs they start, and resume the waits they match, all in one transaction.
+
+        `registry_generation`: the registry generation the runs were decided from (see register_functions);
+        when given, the transaction first checks it (under the registry's shared lock on PostgreSQL) and
+        raises RegistryChanged, writing nothing, when a registration changed the registry since.
 
         A known event id is a no-op. Waits are matched through their index; `conditions` evaluates
         the CEL condition of the candidates that have one.
@@ -308,9 +350,16 @@ class Store(Protocol):
         ...
 
     def claim_runs(
-        self, *, worker_id: str, limit: int, lease: timedelta, now: datetime | None = None
+        self,
+        *,
+        worker_id: str,
+        limit: int,
+        lease: timedelta,
+        now: datetime | None = None,
+        functions: Sequence[str] | None = None,
     ) -> list[ClaimedRun]:
-        """Lease up to `limit` ready runs, with their event and memoized steps."""
+        """Lease up to `limit` ready runs, with their event and memoized steps. `functions`: only runs of
+        these functions (a worker claims what its app serves; other apps' runs in the database are left)."""
         ...
 
     def extend_leases(self, leases: Sequence[Lease], *, lease: timedelta, now: datetime | None = None) -> list[Lease]:
@@ -438,6 +487,21 @@ class Store(Protocol):
         Returns True when this call fired the tick (its run then meets the function's flow control,
         as any event's run does).
         """
+        ...
+
+    def register_functions(
+        self, app: str, definitions: Sequence[FunctionDefinition], *, now: datetime | None = None
+    ) -> RegistryChange:
+        """Write an app's function definitions into the registry. One transaction, idempotent, safe when
+        many workers register at once (they serialise on the registry lock; the later ones find nothing
+        to change and write nothing). A changed definition replaces the old version and is logged; the
+        app's functions missing from `definitions` are retired (with the time); a name that another app
+        serves moves to this one (the later registration wins, logged). Every change bumps the
+        registry's generation, which `append_events(registry_generation=...)` checks."""
+        ...
+
+    def list_functions(self) -> RegistryListing:
+        """The registry (served and retired functions) with its generation, read in one snapshot."""
         ...
 
 

@@ -103,7 +103,9 @@ class TestEnv:
             self._scheduler.tick()
             self.store.rescue_expired_leases()
             limit = min(50, max_runs - executed)
-            claimed = self.store.claim_runs(worker_id="stepwell-testing", limit=limit, lease=_LEASE)
+            claimed = self.store.claim_runs(
+                worker_id="stepwell-testing", limit=limit, lease=_LEASE, functions=self.app.registry.names()
+            )  # this app's runs: other apps may share the database, as with a worker
             if not claimed:
                 moment = self._next_moment(until) if skip_time else None
                 if moment is None:

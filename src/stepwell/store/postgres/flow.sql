@@ -227,6 +227,7 @@ WITH picked AS (
     SELECT r.id, r.flow, r.throttle, r.priority, r.available_at, r.seq FROM runs r
     WHERE r.status IN ('queued', 'sleeping', 'waiting') AND r.hold IS NULL
       AND r.available_at <= coalesce(%(now)s::timestamptz, now())
+      AND (%(functions)s::text[] IS NULL OR r.function = ANY(%(functions)s::text[]))
     ORDER BY r.priority DESC, r.available_at, r.seq
     LIMIT %(limit)s
     FOR UPDATE SKIP LOCKED

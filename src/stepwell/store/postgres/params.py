@@ -27,7 +27,9 @@ from stepwell.store.rows import error_bytes, error_or_none, json_or_none, step_f
 _ENDED = (StepStatus.COMPLETED, StepStatus.FAILED, StepStatus.ERRORED)
 
 
-def event_params(events: Sequence[NewEvent], at: datetime | None, *, if_no_waits: bool) -> dict[str, Any]:
+def event_params(
+    events: Sequence[NewEvent], at: datetime | None, *, if_no_waits: bool, generation: int | None = None
+) -> dict[str, Any]:
     """The events, and their runs without flow control (the store admits the others itself)."""
     runs = [(event.id, run) for event in events for run in event.runs if run.flow is None]
     params = run_params([run for _, run in runs], at)
@@ -39,6 +41,7 @@ def event_params(events: Sequence[NewEvent], at: datetime | None, *, if_no_waits
         dispositions=[(Disposition.STARTED if e.runs else Disposition.NO_MATCH).value for e in events],
         event_ids=[event_id for event_id, _ in runs],
         if_no_waits=if_no_waits,
+        generation=generation,  # the registry generation to check in the statement (registry.py); None: none
     )
     return params
 

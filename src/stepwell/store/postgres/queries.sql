@@ -61,6 +61,7 @@ new_events AS (
     FROM unnest(%(ids)s::text[], %(names)s::text[], %(datas)s::bytea[], %(tss)s::timestamptz[],
                 %(dispositions)s::text[]) AS e(id, name, data, ts, disposition)
     WHERE NOT (%(if_no_waits)s::boolean AND EXISTS (SELECT 1 FROM waiting))
+      AND (SELECT stepwell_registry_check(%(generation)s::bigint))  -- once per statement; see registry.py
     ON CONFLICT (id) DO NOTHING
     RETURNING id
 ),
@@ -113,6 +114,7 @@ WITH picked AS (
     SELECT id, flow FROM runs
     WHERE status IN ('queued', 'sleeping', 'waiting') AND hold IS NULL
       AND available_at <= coalesce(%(now)s::timestamptz, now())
+      AND (%(functions)s::text[] IS NULL OR function = ANY(%(functions)s::text[]))  -- the worker's functions
     ORDER BY priority DESC, available_at, seq
     LIMIT %(limit)s
     FOR UPDATE SKIP LOCKED

@@ -19,6 +19,7 @@ from psycopg_pool import ConnectionPool
 
 from stepwell.clock import Clock
 from stepwell.errors import LeaseLost
+from stepwell.model.definition import FunctionDefinition
 from stepwell.model.ids import new_token
 from stepwell.model.records import (
     ChildResult,
@@ -48,6 +49,8 @@ from stepwell.store.base import (
     PurgeCounts,
     QueueStats,
     RedriveRequest,
+    RegistryChange,
+    RegistryListing,
     Retention,
     RunFilter,
     Settlement,
@@ -55,7 +58,7 @@ from stepwell.store.base import (
 )
 from stepwell.store.failure import failure_handler_input
 from stepwell.store.flowrules import BATCH, GATED
-from stepwell.store.postgres import admission, cron, flow, waiting
+from stepwell.store.postgres import admission, cron, flow, registry, waiting
 from stepwell.store.postgres import params as p
 from stepwell.store.postgres.listener import Listener
 from stepwell.store.postgres.options import (
@@ -158,9 +161,12 @@ class PostgresStore:
         now: datetime | None = None,
         conditions: ConditionCheck | None = None,
         connection: object | None = None,
+        registry_generation: int | None = None,
     ) -> list[AcceptedEvent]:
         """One statement when no wait listens for these event names and no run has flow control; else a
-        transaction that also resumes waits, cancels runs (cancel_on) and admits runs (admission.py)."""
+        transaction that also resumes waits, cancels runs (cancel_on) and admits runs (admission.py).
+        With `registry_generation`, the registry generation is checked in the same statement or transaction
+        (registry.py)."""
         at = self._at(now)
         firsts: dict[str, NewEvent] = {}
         for event in events:
@@ -169,13 +175,16 @@ class PostgresStore:
         flowed = any(run.flow is not None for event in batch for run in event.runs)
         started: dict[str, tuple[str, ...]] = {}
         fan_outs: list[tuple[str, str]] = []
-        with self._connection("append_events", connection) as conn:
+        with self._connection("append_events", connection) as conn, registry.refusals():
+            gate = registry.precheck(conn, connection, registry_generation)
             inserted: list[str] = []
             names: list[str] = []
             if not flowed:
-                inserted, names, _, _ = one(conn, "insert_events", p.event_params(batch, at, if_no_waits=True))
+                params = p.event_params(batch, at, if_no_waits=True, generation=gate)
+                inserted, names, _, _ = one(conn, "insert_events", params)
             if flowed or names:
                 with self._pipeline(conn, connection), self._atomic(conn, connection):
+                    registry.check(conn, gate)
                     inserted, started, fan_outs = admission.store_events(conn, batch, at, conditions, self._cancel)
                 waiting.finish_fan_outs(conn, fan_outs, at)  # after the commit that cancelled their children
             stored = set(inserted)  # once, not per event: a batch of n is O(n)
@@ -216,12 +225,20 @@ class PostgresStore:
     # the queue
 
     def claim_runs(
-        self, *, worker_id: str, limit: int, lease: timedelta, now: datetime | None = None
+        self,
+        *,
+        worker_id: str,
+        limit: int,
+        lease: timedelta,
+        now: datetime | None = None,
+        functions: Sequence[str] | None = None,
     ) -> list[ClaimedRun]:
         """One statement; a transaction that admits them when the pick has runs that must first take a
         concurrency slot or a throttle turn. After such a pick, the next claims go straight there."""
         token = new_token()
+        only = None if functions is None else list(functions)
         params = {"worker_id": worker_id, "token": token, "lease": lease, "now": self._at(now), "limit": limit}
+        params["functions"] = only
         with self._connection("claim_runs") as conn:
             rows = [] if self._admitting > 0 else run(conn, "claim_runs", params).fetchall()
             if not rows or rows[0][0]:
@@ -640,6 +657,18 @@ class PostgresStore:
             listener.stop()
 
         return unsubscribe
+
+    # the function registry (store/postgres/registry.py)
+
+    def register_functions(
+        self, app: str, definitions: Sequence[FunctionDefinition], *, now: datetime | None = None
+    ) -> RegistryChange:
+        with self._connection("register_functions") as conn:
+            return registry.register(conn, app, definitions, self._at(now))
+
+    def list_functions(self) -> RegistryListing:
+        with self._connection("list_functions") as conn:
+            return registry.listing(conn)
 
 
 def migration_script() -> str:

@@ -302,11 +302,14 @@ VALUES (:id, :function, :event_id, :input, :input_name, :parent_id, :replay_of, 
 -- name: any_ready
 SELECT 1 FROM runs
 WHERE status IN ('queued', 'sleeping', 'waiting') AND hold IS NULL AND available_at <= :now
+  AND (:functions IS NULL OR function IN (SELECT value FROM json_each(:functions)))
 LIMIT 1;
 
 -- name: claim_candidates
+-- :functions (JSON array, or NULL for all): only the runs of the functions the claiming worker serves.
 SELECT id, flow, throttle, started_at IS NULL FROM runs
 WHERE status IN ('queued', 'sleeping', 'waiting') AND hold IS NULL AND available_at <= :now
+  AND (:functions IS NULL OR function IN (SELECT value FROM json_each(:functions)))
 ORDER BY priority DESC, available_at
 LIMIT :limit;
 

@@ -23,6 +23,7 @@ import orjson
 
 from stepwell.clock import Clock, SystemClock
 from stepwell.errors import ConfigurationError, LeaseLost, StoreError, StoreFull, StoreUnavailable
+from stepwell.model.definition import FunctionDefinition
 from stepwell.model.ids import new_token
 from stepwell.model.records import (
     ChildResult,
@@ -49,13 +50,15 @@ from stepwell.store.base import (
     PurgeCounts,
     QueueStats,
     RedriveRequest,
+    RegistryChange,
+    RegistryListing,
     Retention,
     RunFilter,
     Settlement,
     StepWrite,
 )
 from stepwell.store.rows import error_bytes, json_or_none, step_from_row
-from stepwell.store.sqlite import cron, flow, lifecycle, reads, schema, waiting
+from stepwell.store.sqlite import cron, flow, lifecycle, reads, registry, schema, waiting
 from stepwell.store.sqlite.schema import migration_script
 from stepwell.store.sqlite.times import EPOCH, micros, moment, moment_or_none, stamp
 from stepwell.store.sqlite.waiting import Q
@@ -158,12 +161,14 @@ class SQLiteStore:
         now: datetime | None = None,
         conditions: ConditionCheck | None = None,
         connection: object | None = None,
+        registry_generation: int | None = None,
     ) -> list[AcceptedEvent]:
         _refuse_connection(connection)
         at = self._now(now)
         accepted: list[AcceptedEvent] = []
         stored: list[bool] = []
         with self._write("append_events") as conn:
+            registry.check_generation(conn, registry_generation)
             known = {row[0] for row in conn.execute(Q["known_events"], {"ids": orjson.dumps([e.id for e in events])})}
             for event in events:
                 stored.append(event.id not in known)
@@ -203,15 +208,22 @@ class SQLiteStore:
     # the queue
 
     def claim_runs(
-        self, *, worker_id: str, limit: int, lease: timedelta, now: datetime | None = None
+        self,
+        *,
+        worker_id: str,
+        limit: int,
+        lease: timedelta,
+        now: datetime | None = None,
+        functions: Sequence[str] | None = None,
     ) -> list[ClaimedRun]:
         at = self._now(now)
+        only = None if functions is None else orjson.dumps(list(functions)).decode()
         with self._read("claim_runs") as reader:
-            if reader.execute(Q["any_ready"], {"now": at}).fetchone() is None:
+            if reader.execute(Q["any_ready"], {"now": at, "functions": only}).fetchone() is None:
                 return []  # idle: no write lock taken, so idle workers do not queue on SQLite's lock
         token, expires = new_token(), at + micros(lease)
         with self._write("claim_runs") as conn:
-            candidates = conn.execute(Q["claim_candidates"], {"now": at, "limit": limit}).fetchall()
+            candidates = conn.execute(Q["claim_candidates"], {"now": at, "limit": limit, "functions": only}).fetchall()
             ids = [
                 run_id
                 for run_id, flags, throttle, _ in candidates
@@ -487,6 +499,18 @@ class SQLiteStore:
             if deleted < retention.batch:
                 break
         return PurgeCounts(runs=runs, events=events)
+
+    # the function registry (store/sqlite/registry.py)
+
+    def register_functions(
+        self, app: str, definitions: Sequence[FunctionDefinition], *, now: datetime | None = None
+    ) -> RegistryChange:
+        with self._write("register_functions") as conn:
+            return registry.register(conn, app, definitions, self._now(now))
+
+    def list_functions(self) -> RegistryListing:
+        with self._read("list_functions") as conn:
+            return registry.listing(conn)
 
 
 def _refuse_connection(connection: object | None) -> None:

@@ -1,0 +1,47 @@
+-- The function registry (store/postgres/registry.py). Registrations hold the registry lock (an
+-- advisory lock per schema) exclusively (tried, never waited for); ingest holds it shared for its
+-- transaction, then reads the generation in a later statement (a snapshot taken after the lock).
+
+-- name: registry_lock_shared
+SELECT pg_advisory_xact_lock_shared(1400073552, hashtext(coalesce(current_schema(), '')));
+
+-- name: registry_try_lock
+-- Registrations try, and retry later: one waiting here would queue every new ingest behind it.
+SELECT pg_try_advisory_xact_lock(1400073552, hashtext(coalesce(current_schema(), '')));
+
+-- name: registry_generation
+SELECT generation FROM registry_state WHERE id = 1;
+
+-- name: registry_rows_for
+-- The app's rows, and the served rows of other apps with one of the names it registers.
+SELECT app, name, version, definition::text, registered_at, updated_at, retired_at FROM registry
+WHERE app = %(app)s OR (retired_at IS NULL AND name = ANY(%(names)s::text[]));
+
+-- name: registry_all
+SELECT generation, app, name, version, definition::text, registered_at, updated_at, retired_at
+FROM registry_state LEFT JOIN registry ON true
+WHERE registry_state.id = 1
+ORDER BY app, name;
+
+-- name: registry_retire
+UPDATE registry SET retired_at = coalesce(%(now)s::timestamptz, now()), updated_at = coalesce(%(now)s::timestamptz, now())
+WHERE app = %(app)s AND name = %(name)s;
+
+-- name: registry_upsert
+INSERT INTO registry (app, name, version, definition, registered_at, updated_at, retired_at)
+VALUES (%(app)s, %(name)s, %(version)s, %(definition)s::jsonb, coalesce(%(now)s::timestamptz, now()),
+        coalesce(%(now)s::timestamptz, now()), NULL)
+ON CONFLICT (app, name) DO UPDATE
+SET version = excluded.version, definition = excluded.definition, updated_at = excluded.updated_at,
+    retired_at = NULL;
+
+-- name: registry_log_insert
+INSERT INTO registry_log (at, app, name, change, old_version, new_version)
+VALUES (coalesce(%(now)s::timestamptz, now()), %(app)s, %(name)s, %(change)s, %(old_version)s, %(new_version)s);
+
+-- name: registry_bump
+UPDATE registry_state SET generation = %(generation)s WHERE id = 1;
+
+-- name: registry_check
+-- The first statement of an ingest transaction: raises SW001 unless the registry is at %(generation)s.
+SELECT stepwell_registry_check(%(generation)s::bigint);

@@ -1,0 +1,77 @@
+"""The function registry on SQLite: register an app's functions, list them, check the generation.
+
+Functions over the store's connections. BEGIN IMMEDIATE already serialises every writer of the
+file, so a registration and an ingest never interleave: the generation an ingest reads inside its
+write transaction is the one its commit lands on.
+"""
+
+from __future__ import annotations
+
+import sqlite3
+from collections.abc import Sequence
+
+import orjson
+
+from stepwell.errors import RegistryChanged
+from stepwell.model.definition import FunctionDefinition
+from stepwell.store.base import RegisteredFunction, RegistryChange, RegistryListing
+from stepwell.store.registration import plan_registration
+from stepwell.store.sqlfile import load_queries
+from stepwell.store.sqlite.times import moment, moment_or_none
+
+R = load_queries("stepwell.store.sqlite", "registry.sql")
+
+
+def register(conn: sqlite3.Connection, app: str, definitions: Sequence[FunctionDefinition], at: int) -> RegistryChange:
+    """Inside the caller's write transaction: plan against the rows that matter, write the plan."""
+    names = orjson.dumps([d.name for d in definitions]).decode()
+    rows = [_row(r) for r in conn.execute(R["registry_rows_for"], {"app": app, "names": names})]
+    plan = plan_registration(app, definitions, rows, generation(conn))
+    for owner, name in plan.retire:
+        conn.execute(R["registry_retire"], {"app": owner, "name": name, "now": at})
+    for upsert in plan.upserts:
+        params = {"app": app, "name": upsert.name, "version": upsert.version, "definition": upsert.definition}
+        conn.execute(R["registry_upsert"], {**params, "now": at})
+    for entry in plan.log:
+        conn.execute(R["registry_log_insert"], {
+            "now": at, "app": entry.app, "name": entry.name, "change": entry.change,
+            "old_version": entry.old_version, "new_version": entry.new_version,
+        })  # fmt: skip
+    if plan.log:
+        conn.execute(R["registry_bump"], {"generation": plan.change.generation})
+    return plan.change
+
+
+def listing(conn: sqlite3.Connection) -> RegistryListing:
+    """One read transaction, so that the rows and the generation belong together."""
+    conn.execute("BEGIN")
+    try:
+        rows = tuple(_row(r) for r in conn.execute(R["registry_all"]))
+        return RegistryListing(generation(conn), rows)
+    finally:
+        conn.execute("COMMIT")
+
+
+def check_generation(conn: sqlite3.Connection, expected: int | None) -> None:
+    """Raise RegistryChanged (the caller's transaction then rolls back) unless the registry is at `expected`."""
+    if expected is not None and (current := generation(conn)) != expected:
+        raise RegistryChanged(current)
+
+
+def generation(conn: sqlite3.Connection) -> int:
+    row = conn.execute(R["registry_generation"]).fetchone()
+    return 0 if row is None else int(row[0])
+
+
+def _row(row: tuple[object, ...]) -> RegisteredFunction:
+    app, name, version, definition, registered_at, updated_at, retired_at = row
+    assert isinstance(definition, bytes)
+    return RegisteredFunction(
+        app=str(app),
+        name=str(name),
+        version=str(version),
+        definition=definition,
+        registered_at=moment(registered_at),  # type: ignore[arg-type]
+        updated_at=moment(updated_at),  # type: ignore[arg-type]
+        retired_at=moment_or_none(retired_at),  # type: ignore[arg-type]
+    )
