@@ -15,6 +15,7 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any, Protocol
 
+from stepwell.model.apikeys import ApiKey, NewApiKey, StoredApiKey
 from stepwell.model.records import (
     ChildResult,
     DeadLetter,
@@ -223,6 +224,9 @@ class RunFilter:
     parent_id: str | None = None
     limit: int = 100
     ordering_key: str | None = None
+    created_after: datetime | None = None  # created at or after
+    created_before: datetime | None = None  # created strictly before
+    page_after: tuple[datetime, str] | None = None  # (created_at, id) of the previous page's last run
 
 
 @dataclass(frozen=True, slots=True)
@@ -438,6 +442,24 @@ class Store(Protocol):
         Returns True when this call fired the tick (its run then meets the function's flow control,
         as any event's run does).
         """
+        ...
+
+    # API keys of the HTTP API (store/*/apikeys.py)
+
+    def create_api_key(self, key: NewApiKey, *, now: datetime | None = None) -> ApiKey:
+        """Store a new key (its token's hash only); returns it as listed."""
+        ...
+
+    def get_api_key(self, key_id: str) -> StoredApiKey | None:
+        """The key with this id and its token hash, revoked or not (None when there is none)."""
+        ...
+
+    def list_api_keys(self) -> list[ApiKey]:
+        """Every key, revoked ones included, oldest first."""
+        ...
+
+    def revoke_api_key(self, key_id: str, *, now: datetime | None = None) -> bool:
+        """Revoke a key for good; False when there is no such key or it was revoked already."""
         ...
 
 
