@@ -6,6 +6,7 @@ import click
 import orjson
 
 from stepwell.cli.common import DB_HELP, console, load_app, main
+from stepwell.cli.remote import endpoint, remote_options
 
 
 @main.command()
@@ -15,19 +16,30 @@ from stepwell.cli.common import DB_HELP, console, load_app, main
     "--app",
     "app_target",
     envvar="STEPWELL_APP",
-    required=True,
+    default=None,
     metavar="MODULE:APP",
     help="the app whose functions the event may trigger",
 )
 @click.option("--id", "event_id", default=None, help="idempotency id: a repeat is accepted and ignored")
 @click.option("--database-url", envvar="STEPWELL_DATABASE_URL", help=DB_HELP)
-def send(name: str, data: str, app_target: str, event_id: str | None, database_url: str | None) -> None:
+@remote_options
+def send(
+    name: str,
+    data: str,
+    app_target: str | None,
+    event_id: str | None,
+    database_url: str | None,
+    server: str | None,
+    token: str | None,
+) -> None:
     """Send event NAME with JSON DATA; prints the event id."""
     try:
         payload = orjson.loads(data)
     except orjson.JSONDecodeError as err:
         raise click.BadParameter(f"DATA is not valid JSON: {err}") from None
-    app = load_app(app_target, database_url)
+    if not server and not app_target:
+        raise click.UsageError("name the app (--app MODULE:APP) or a server (--server URL)")
+    app = endpoint(server, token, lambda: load_app(str(app_target), database_url))
     event_id = app.send(name, payload, id=event_id)
     record = app.event(event_id)
     console.print(f"event {event_id}: {record.disposition.value}, runs: {', '.join(record.run_ids) or 'none'}")
