@@ -42,5 +42,8 @@ def serve_dev_api(app: App, port: int) -> None:
     """`stepwell dev`: the API on 127.0.0.1:`port`, on a thread beside the worker, without keys (loopback only)."""
     from stepwell.http import ServerThread
 
-    started = ServerThread(app, host="127.0.0.1", port=port, auth=False).start()
+    try:
+        started = ServerThread(app, host="127.0.0.1", port=port, auth=False).start()
+    except OSError as err:
+        raise click.ClickException(f"cannot serve the API on 127.0.0.1:{port} ({err}); pass --port, or 0") from None
     console.print(f"API on {started.url}/api/v1 (no keys: loopback only)")

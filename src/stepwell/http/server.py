@@ -108,7 +108,8 @@ class ServerThread:
     def __init__(self, app: App, **kwargs: Any) -> None:
         self._config = config(app, **kwargs)
         self._server = uvicorn.Server(self._config)
-        self._thread = threading.Thread(target=self._server.run, name="stepwell-http", daemon=True)
+        self._thread: threading.Thread | None = None
+        self._sock: socket.socket | None = None
         self.url = ""
 
     def start(self) -> ServerThread:
@@ -117,10 +118,12 @@ class ServerThread:
         sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         sock.bind((host, port))  # bound here, so that port 0 gives a free port we can name
         self._sock = sock
-        self._thread = threading.Thread(target=self._server.run, args=([sock],), name="stepwell-http", daemon=True)
-        self._thread.start()
+        thread = self._thread = threading.Thread(
+            target=self._server.run, args=([sock],), name="stepwell-http", daemon=True
+        )
+        thread.start()
         while not self._server.started:
-            if not self._thread.is_alive():
+            if not thread.is_alive():
                 raise RuntimeError(f"the HTTP server did not start on {host}:{port}")
             threading.Event().wait(0.01)
         bound = sock.getsockname()
@@ -129,8 +132,10 @@ class ServerThread:
 
     def stop(self) -> None:
         self._server.should_exit = True
-        self._thread.join(timeout=10)
-        self._sock.close()
+        if self._thread is not None:
+            self._thread.join(timeout=10)
+        if self._sock is not None:
+            self._sock.close()
 
     def __enter__(self) -> ServerThread:
         return self.start()
