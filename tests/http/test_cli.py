@@ -101,3 +101,23 @@ def test_dev_serves_the_api_on_loopback_without_keys(tmp_path: Path) -> None:
         process.send_signal(signal.SIGTERM)
         output = process.communicate(timeout=20)[0].decode()
     assert "no keys: loopback only" in output
+
+
+def test_send_needs_an_app_or_a_server(database_url: str) -> None:
+    code, out = run_cli("send", "user.created", "--database-url", database_url, env={"STEPWELL_SERVER": ""})
+    assert code != 0 and "--app MODULE:APP" in out and "--server URL" in out
+
+
+def test_dev_says_so_when_the_api_port_is_taken(tmp_path: Path) -> None:
+    (tmp_path / "devapp2.py").write_text("import stepwell\napp = stepwell.App('dev2')\n")
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        env = {**os.environ, "STEPWELL_DATABASE_URL": f"sqlite:///{tmp_path / 'dev.db'}", "PYTHONPATH": str(ROOT)}
+        done = subprocess.run(
+            [sys.executable, "-m", "stepwell", "dev", "devapp2:app", "--port", str(port)],
+            cwd=tmp_path, env=env, capture_output=True, text=True, timeout=60,
+        )  # fmt: skip
+    assert done.returncode != 0
+    assert f"cannot serve the API on 127.0.0.1:{port}" in done.stdout + done.stderr
