@@ -105,3 +105,13 @@ def test_flow_control_drains_print_ratios_to_the_unordered_drain() -> None:
 def test_fan_out_prints_creation_drain_and_memory() -> None:
     line = row(run_quick("fanout"), "sqlite")
     assert "completed" in line and len(numbers(line)) >= 5, line
+
+
+def test_http_ingest_prints_rates_ratios_and_the_burst() -> None:
+    output = run_quick("http-ingest")
+    sqlite_rows = [line for line in output.splitlines() if line.startswith("SQLite")]
+    single, batches, burst = sqlite_rows
+    for line in (single, batches):
+        assert "nan" not in line and len(numbers(line)) >= 4 and "%" in line, line
+    assert "one event per call" in single and "batches of 1,000" in batches
+    assert numbers(burst)[:2] == ["2,000", "2,000"] and len(numbers(burst)) >= 4, burst

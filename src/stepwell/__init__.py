@@ -1,5 +1,7 @@
 """Stepwell: durable, event-driven background jobs and workflows for Python."""
 
+from typing import TYPE_CHECKING
+
 from stepwell.app import App
 from stepwell.errors import (
     FanOutFailed,
@@ -21,11 +23,25 @@ from stepwell.model.schedule import Cron, cron
 from stepwell.runtime.context import Context
 from stepwell.runtime.fanout import FanOut
 
+if TYPE_CHECKING:
+    from stepwell.client import Client
+
+
+def __getattr__(name: str) -> object:
+    """`stepwell.Client` is imported on first use: httpx stays out of processes that never call a server."""
+    if name == "Client":
+        from stepwell.client import Client
+
+        return Client
+    raise AttributeError(f"module 'stepwell' has no attribute {name!r}")
+
+
 __all__ = [
     "App",
     "Backoff",
     "Batch",
     "CancelOn",
+    "Client",
     "Concurrency",
     "Context",
     "Cron",

@@ -28,13 +28,14 @@ from stepwell.errors import (
     UnknownFunction,
 )
 from stepwell.handle import FunctionHandle
+from stepwell.model.apikeys import ApiKey, Scope, new_api_key, parse_scopes, token_key_id, token_matches
 from stepwell.model.definition import definition_of
 from stepwell.model.durations import Duration, parse_duration
 from stepwell.model.event import DEFAULT_MAX_EVENT_BYTES, EventIn, as_event_in
 from stepwell.model.expressions import compile_expression
 from stepwell.model.flow import Batch, CancelOn, Concurrency, Debounce, FlowOptions, RateLimit, Throttle
 from stepwell.model.function import FunctionSpec, OnEvent, Trigger, check_name
-from stepwell.model.jsonvalue import encode
+from stepwell.model.jsonvalue import decode, encode
 from stepwell.model.records import DeadLetter, EventRecord, FanOutCounts, Run, RunStatus
 from stepwell.model.retry import Backoff, RetryPolicy
 from stepwell.model.schedule import Cron
@@ -300,9 +301,15 @@ class App:
         parent: str | None = None,
         key: str | None = None,
         limit: int = 100,
+        since: datetime | None = None,
+        until: datetime | None = None,
+        after: tuple[datetime, str] | None = None,
     ) -> list[Run]:
-        """Newest first. `key`: runs of that ordering key."""
-        query = RunFilter(event_id, function, RunStatus(status) if status else None, parent, limit, ordering_key=key)
+        """Newest first. `key`: runs of that ordering key; `since`/`until`: created in [since, until);
+        `after`: the (created_at, id) of the last run of the previous page (cursor pagination)."""
+        query = RunFilter(
+            event_id, function, RunStatus(status) if status else None, parent, limit, key, since, until, after
+        )
         return explain_unserved(self.store.list_runs(query), self.router)
 
     def get_run(self, run_id: str) -> Run:
@@ -310,6 +317,13 @@ class App:
         if run is None:
             raise RunNotFound(f"no run {run_id!r} (it may have been purged by retention)")
         return explain_unserved([run], self.router)[0]
+
+    def run_input(self, run_id: str) -> tuple[str, Any]:
+        """The (event name, data) the run started from."""
+        found = self.store.get_run_input(run_id)
+        if found is None:
+            raise RunNotFound(f"no run {run_id!r} (it may have been purged by retention)")
+        return found[0], decode(found[1])
 
     def wait(self, run_id: str, timeout: Duration = 30) -> Run:
         """Block until the run is completed, failed or cancelled; TimeoutExpired after `timeout`."""
@@ -415,6 +429,27 @@ class App:
         if record is None:
             raise EventNotFound(f"no event {event_id!r} (it may have been purged by retention)")
         return record
+
+    # API keys of the HTTP API
+
+    def create_api_key(self, name: str, scopes: Sequence[str | Scope]) -> tuple[ApiKey, str]:
+        """A new key and its token; the token is shown this once and only its hash is stored."""
+        new, token = new_api_key(name, parse_scopes(list(scopes)))
+        return self.store.create_api_key(new), token
+
+    def api_keys(self) -> list[ApiKey]:
+        return self.store.list_api_keys()
+
+    def revoke_api_key(self, key_id: str) -> bool:
+        return self.store.revoke_api_key(key_id)
+
+    def check_api_key(self, token: str) -> ApiKey | None:
+        """The key a presented token belongs to, if the token is right and the key not revoked."""
+        key_id = token_key_id(token)
+        stored = None if key_id is None else self.store.get_api_key(key_id)
+        if stored is None or not token_matches(token, stored) or stored.key.revoked_at is not None:
+            return None
+        return stored.key
 
     # working
 

@@ -148,3 +148,12 @@ class Suspend(BaseException):
 
     A BaseException so that a user's `except Exception` cannot swallow it.
     """
+
+
+class RemoteError(StepwellError):
+    """The Stepwell server refused a request; `status`, `code` and `field` say what and where."""
+
+    def __init__(self, status: int, code: str, message: str, field: str | None = None) -> None:
+        self.status, self.code, self.field = status, code, field
+        where = f" (field {field})" if field else ""
+        super().__init__(f"{status} {code}: {message}{where}")

@@ -5,6 +5,7 @@ from __future__ import annotations
 import click
 
 from stepwell.cli.common import DB_HELP, console, main, plain_app
+from stepwell.cli.remote import endpoint, remote_options
 from stepwell.render import dead_letters_table
 
 
@@ -17,18 +18,24 @@ def dlq() -> None:
 @click.option("--function", default=None)
 @click.option("--limit", default=100, show_default=True)
 @click.option("--database-url", envvar="STEPWELL_DATABASE_URL", help=DB_HELP)
-def dlq_ls(function: str | None, limit: int, database_url: str | None) -> None:
+@remote_options
+def dlq_ls(function: str | None, limit: int, database_url: str | None, server: str | None, token: str | None) -> None:
     """List dead letters."""
-    console.print(dead_letters_table(plain_app(database_url, None).dead_letters(function=function, limit=limit)))
+    app = endpoint(server, token, lambda: plain_app(database_url, None))
+    console.print(dead_letters_table(app.dead_letters(function=function, limit=limit)))
 
 
 @dlq.command("redrive")
 @click.argument("run_ids", nargs=-1)
 @click.option("--function", default=None, help="redrive every dead letter of this function")
 @click.option("--database-url", envvar="STEPWELL_DATABASE_URL", help=DB_HELP)
-def dlq_redrive(run_ids: tuple[str, ...], function: str | None, database_url: str | None) -> None:
+@remote_options
+def dlq_redrive(
+    run_ids: tuple[str, ...], function: str | None, database_url: str | None, server: str | None, token: str | None
+) -> None:
     """Re-run dead letters from their failed step (each entry once)."""
     if not run_ids and not function:
         raise click.UsageError("name RUN_IDS or --function")
-    redriven = plain_app(database_url, None).redrive(list(run_ids), function=function)
+    app = endpoint(server, token, lambda: plain_app(database_url, None))
+    redriven = app.redrive(list(run_ids), function=function)
     console.print(f"redriven {len(redriven)} run(s)")

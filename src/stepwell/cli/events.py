@@ -6,6 +6,7 @@ import click
 import orjson
 
 from stepwell.cli.common import DB_HELP, console, main, plain_app
+from stepwell.cli.remote import endpoint, remote_options
 
 
 @main.command()
@@ -21,7 +22,16 @@ from stepwell.cli.common import DB_HELP, console, main, plain_app
 )
 @click.option("--id", "event_id", default=None, help="idempotency id: a repeat is accepted and ignored")
 @click.option("--database-url", envvar="STEPWELL_DATABASE_URL", help=DB_HELP)
-def send(name: str, data: str, app_target: str | None, event_id: str | None, database_url: str | None) -> None:
+@remote_options
+def send(
+    name: str,
+    data: str,
+    app_target: str | None,
+    event_id: str | None,
+    database_url: str | None,
+    server: str | None,
+    token: str | None,
+) -> None:
     """Send event NAME with JSON DATA; prints the event id and the runs it started.
 
     The runs are decided from the function registry in the database (what every worker and
@@ -30,7 +40,7 @@ def send(name: str, data: str, app_target: str | None, event_id: str | None, dat
         payload = orjson.loads(data)
     except orjson.JSONDecodeError as err:
         raise click.BadParameter(f"DATA is not valid JSON: {err}") from None
-    app = plain_app(database_url, app_target)
+    app = endpoint(server, token, lambda: plain_app(database_url, app_target))
     event_id = app.send(name, payload, id=event_id)
     record = app.event(event_id)
     console.print(f"event {event_id}: {record.disposition.value}, runs: {', '.join(record.run_ids) or 'none'}")

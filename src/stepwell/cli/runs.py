@@ -6,6 +6,7 @@ import click
 import orjson
 
 from stepwell.cli.common import DB_HELP, console, main, plain_app
+from stepwell.cli.remote import endpoint, remote_options
 from stepwell.render import run_timeline, runs_table
 
 
@@ -26,6 +27,7 @@ def runs() -> None:
 @click.option("--limit", default=50, show_default=True)
 @click.option("--json", "as_json", is_flag=True, help="one JSON object per line")
 @click.option("--database-url", envvar="STEPWELL_DATABASE_URL", help=DB_HELP)
+@remote_options
 def runs_ls(
     function: str | None,
     status: str | None,
@@ -34,9 +36,11 @@ def runs_ls(
     limit: int,
     as_json: bool,
     database_url: str | None,
+    server: str | None,
+    token: str | None,
 ) -> None:
     """List runs, newest first."""
-    app = plain_app(database_url, None)
+    app = endpoint(server, token, lambda: plain_app(database_url, None))
     found = app.runs(function=function, status=status, event_id=event_id, key=key, limit=limit)
     if as_json:
         for run in found:
@@ -59,9 +63,10 @@ def runs_ls(
 @runs.command("show")
 @click.argument("run_id")
 @click.option("--database-url", envvar="STEPWELL_DATABASE_URL", help=DB_HELP)
-def runs_show(run_id: str, database_url: str | None) -> None:
+@remote_options
+def runs_show(run_id: str, database_url: str | None, server: str | None, token: str | None) -> None:
     """Show a run and its step timeline."""
-    app = plain_app(database_url, None)
+    app = endpoint(server, token, lambda: plain_app(database_url, None))
     run = app.get_run(run_id)
     fan_outs = {s.id: app.fan_out_progress(run.id, s.id) for s in run.steps if s.kind == "fan_out"}
     console.print(run_timeline(run, fan_outs))

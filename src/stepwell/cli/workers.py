@@ -11,6 +11,7 @@ from typing import Any
 import click
 
 from stepwell.cli.common import DB_HELP, console, load_app, main, setup_logging
+from stepwell.cli.server import serve_dev_api
 
 
 def _worker_options(fn: Any) -> Any:
@@ -68,11 +69,14 @@ def _run_worker(
     prefetch: int | None = None,
     claim_batch: int = 100,
     linger: float = 0.002,
+    api_port: int = 0,
 ) -> None:
     from datetime import timedelta
 
     setup_logging(verbose)
     app = load_app(app_target, database_url)
+    if api_port:
+        serve_dev_api(app, api_port)
     app.run_worker(
         concurrency=concurrency,
         prefetch=prefetch,
@@ -121,7 +125,8 @@ def _spawn(app_target: str, processes: int, options: dict[str, Any]) -> None:
 @main.command()
 @click.argument("app_target", metavar="MODULE:APP")
 @_worker_options
-def dev(app_target: str, **options: Any) -> None:
-    """All in one process for development: worker and maintenance, SQLite by default."""
+@click.option("--port", default=8288, show_default=True, help="serve the HTTP API on 127.0.0.1:PORT; 0: do not")
+def dev(app_target: str, port: int, **options: Any) -> None:
+    """All in one process for development: worker, maintenance and the HTTP API, SQLite by default."""
     console.print(f"[bold]stepwell dev[/] {app_target} · Ctrl-C to stop")
-    _run_worker(app_target, **options)
+    _run_worker(app_target, **options, api_port=port)

@@ -15,6 +15,7 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any, Protocol
 
+from stepwell.model.apikeys import ApiKey, NewApiKey, StoredApiKey
 from stepwell.model.definition import FunctionDefinition
 from stepwell.model.records import (
     ChildResult,
@@ -224,6 +225,9 @@ class RunFilter:
     parent_id: str | None = None
     limit: int = 100
     ordering_key: str | None = None
+    created_after: datetime | None = None  # created at or after
+    created_before: datetime | None = None  # created strictly before
+    page_after: tuple[datetime, str] | None = None  # (created_at, id) of the previous page's last run
 
 
 @dataclass(frozen=True, slots=True)
@@ -502,6 +506,24 @@ class Store(Protocol):
 
     def list_functions(self) -> RegistryListing:
         """The registry (served and retired functions) with its generation, read in one snapshot."""
+        ...
+
+    # API keys of the HTTP API (store/*/apikeys.py)
+
+    def create_api_key(self, key: NewApiKey, *, now: datetime | None = None) -> ApiKey:
+        """Store a new key (its token's hash only); returns it as listed."""
+        ...
+
+    def get_api_key(self, key_id: str) -> StoredApiKey | None:
+        """The key with this id and its token hash, revoked or not (None when there is none)."""
+        ...
+
+    def list_api_keys(self) -> list[ApiKey]:
+        """Every key, revoked ones included, oldest first."""
+        ...
+
+    def revoke_api_key(self, key_id: str, *, now: datetime | None = None) -> bool:
+        """Revoke a key for good; False when there is no such key or it was revoked already."""
         ...
 
 

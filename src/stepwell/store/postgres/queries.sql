@@ -459,6 +459,9 @@ WHERE (%(event_id)s::text IS NULL OR event_id = %(event_id)s::text)
   AND (%(function)s::text IS NULL OR function = %(function)s::text)
   AND (%(status)s::text IS NULL OR status = %(status)s::text)
   AND (%(parent_id)s::text IS NULL OR parent_id = %(parent_id)s::text)
+  AND (%(created_after)s::timestamptz IS NULL OR created_at >= %(created_after)s::timestamptz)
+  AND (%(created_before)s::timestamptz IS NULL OR created_at < %(created_before)s::timestamptz)
+  AND (%(page_at)s::timestamptz IS NULL OR (created_at, id) < (%(page_at)s::timestamptz, %(page_id)s::text))
 ORDER BY created_at DESC, id DESC
 LIMIT %(limit)s;
 

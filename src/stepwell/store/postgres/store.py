@@ -60,6 +60,7 @@ from stepwell.store.failure import failure_handler_input
 from stepwell.store.flowrules import BATCH, GATED
 from stepwell.store.postgres import admission, cron, flow, registry, waiting
 from stepwell.store.postgres import params as p
+from stepwell.store.postgres.apikeys import ApiKeyVerbs
 from stepwell.store.postgres.listener import Listener
 from stepwell.store.postgres.options import (
     PostgresOptions,
@@ -77,7 +78,7 @@ _PACKAGE = "stepwell.store.postgres"
 _ADMITTING_STREAK = 32  # after a pick with runs to admit, claims skip the one-statement try this many times
 
 
-class PostgresStore:
+class PostgresStore(ApiKeyVerbs):
     def __init__(self, url: str, *, clock: Clock | None = None, options: PostgresOptions | None = None) -> None:
         """`clock=None`: the database clock rules every time; a clock pins it (tests pass a VirtualClock).
 
@@ -581,6 +582,10 @@ class PostgresStore:
             "parent_id": query.parent_id,
             "limit": query.limit,
             "ordering_key": query.ordering_key,
+            "created_after": query.created_after,
+            "created_before": query.created_before,
+            "page_at": query.page_after[0] if query.page_after else None,
+            "page_id": query.page_after[1] if query.page_after else None,
         }
         with self._connection("list_runs") as conn:
             return [p.run_from_row(row) for row in run(conn, "list_runs", params).fetchall()]

@@ -148,6 +148,9 @@ WHERE (:event_id IS NULL OR event_id = :event_id)
   AND (:function IS NULL OR function = :function)
   AND (:status IS NULL OR status = :status)
   AND (:parent_id IS NULL OR parent_id = :parent_id)
+  AND (:created_after IS NULL OR created_at >= :created_after)
+  AND (:created_before IS NULL OR created_at < :created_before)
+  AND (:page_at IS NULL OR created_at < :page_at OR (created_at = :page_at AND id < :page_id))
 ORDER BY created_at DESC, id DESC
 LIMIT :limit;
 

@@ -10,7 +10,7 @@ from stepwell.model.records import DeadLetter, Disposition, ErrorInfo, EventReco
 from stepwell.store.base import QueueStats, RunFilter
 from stepwell.store.rows import error_or_none, error_required, json_or_none, step_from_row
 from stepwell.store.sqlite import flow
-from stepwell.store.sqlite.times import FOREVER, moment, moment_or_none
+from stepwell.store.sqlite.times import FOREVER, moment, moment_or_none, stamp
 from stepwell.store.sqlite.waiting import Q
 
 
@@ -31,6 +31,10 @@ def list_runs(conn: sqlite3.Connection, query: RunFilter) -> list[Run]:
         "parent_id": query.parent_id,
         "limit": query.limit,
         "ordering_key": query.ordering_key,
+        "created_after": stamp(query.created_after),
+        "created_before": stamp(query.created_before),
+        "page_at": stamp(query.page_after[0]) if query.page_after else None,
+        "page_id": query.page_after[1] if query.page_after else None,
     }
     return [run_from_row(row) for row in conn.execute(Q["list_runs"], params)]
 
