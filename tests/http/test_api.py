@@ -170,8 +170,10 @@ def test_functions_list_their_definitions(served: Served) -> None:
     status, body = get(served, "/api/v1/functions", "read")
     by_name = {f["name"]: f for f in body["functions"]}
     assert status == 200 and set(by_name) == {"greet", "explode", "ordered", "child", "parent"}
-    assert by_name["greet"]["triggers"] == [{"event": "user.created"}] and by_name["greet"]["retries"] == 0
-    assert by_name["ordered"]["flow"]["ordering_key"] == "event.data.k"
+    greet = by_name["greet"]["definition"]
+    assert greet["events"] == ["user.created"] and greet["retries"] == 0 and by_name["greet"]["retired_at"] is None
+    assert by_name["ordered"]["definition"]["flow"]["ordering_key"] == "event.data.k"
+    assert len(by_name["greet"]["version"]) > 8, "the definition's version hash"
 
 
 def test_ordering_keys_pause_resume_drain_skip(served: Served) -> None:

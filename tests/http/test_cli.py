@@ -103,11 +103,6 @@ def test_dev_serves_the_api_on_loopback_without_keys(tmp_path: Path) -> None:
     assert "no keys: loopback only" in output
 
 
-def test_send_needs_an_app_or_a_server(database_url: str) -> None:
-    code, out = run_cli("send", "user.created", "--database-url", database_url, env={"STEPWELL_SERVER": ""})
-    assert code != 0 and "--app MODULE:APP" in out and "--server URL" in out
-
-
 def test_dev_says_so_when_the_api_port_is_taken(tmp_path: Path) -> None:
     (tmp_path / "devapp2.py").write_text("import stepwell\napp = stepwell.App('dev2')\n")
     with socket.socket() as taken:

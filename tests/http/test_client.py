@@ -29,7 +29,8 @@ def test_the_client_sends_reads_waits_cancels_replays_and_redrives(served: Serve
         assert run.function == "greet" and run.status == "queued"
         ids = client.send([{"name": "boom"}, {"name": "user.created", "data": {"name": "bo"}}])
         assert len(ids) == 2 and client.event(ids[0]).run_ids
-        threading.Thread(target=served.drain).start()
+        draining = threading.Thread(target=served.drain)
+        draining.start()
         done = client.wait(run.id, timeout=20)
         assert (done.status, done.output) == ("completed", {"hello": "ada"})
         [dead] = client.dead_letters(function="explode")
@@ -41,8 +42,10 @@ def test_the_client_sends_reads_waits_cancels_replays_and_redrives(served: Serve
             client.get_run("nope")
         with pytest.raises(EventRejected):
             client.send("bad name!")
-        with pytest.raises(TimeoutExpired):
-            client.wait(client.runs(function="explode")[0].id, timeout=0.2)
+        draining.join()
+        [queued] = client.runs(event_id=client.send("user.created", {"name": "cy"}))
+        with pytest.raises(TimeoutExpired):  # no worker runs now: the run stays queued
+            client.wait(queued.id, timeout=0.2)
 
 
 def test_the_async_client_does_the_same(served: Served) -> None:

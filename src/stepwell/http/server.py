@@ -82,6 +82,8 @@ def config(
 ) -> uvicorn.Config:  # fmt: skip
     check_bind(host, auth)
     limits = limits or Limits()
+    if app.registry.names():  # an app with its own functions registers them, as a worker does at start
+        app.register()
     return uvicorn.Config(
         create_app(app, auth=auth, limits=limits),
         host=host,
