@@ -25,6 +25,7 @@ from stepwell.observe.settings import SETTINGS
 from stepwell.store.base import RunLogLine
 
 STORED_LEVEL = logging.INFO
+_CUT = " …[truncated]"
 _pending: dict[str, list[RunLogLine]] = {}  # lines of settled-but-not-yet-written attempts, by run
 _pending_lock = threading.Lock()
 
@@ -63,7 +64,7 @@ class RunLogger(logging.LoggerAdapter[logging.Logger]):
             text = f"{msg} {args!r}"
         limit = SETTINGS.log_line_chars
         if len(text) > limit:
-            text = text[: limit - 14] + " …[truncated]"
+            text = text[: max(limit - len(_CUT), 0)] + _CUT
         step = scope.STEP.get()
         key = (step.position, attempt.attempt) if step is not None else (attempt.position(), 0)
         with attempt.lock:

@@ -76,7 +76,8 @@ class ObservedStore:
     def create_runs(self, runs: Sequence[NewRun], **kwargs: Any) -> list[str | None]:
         caller_transaction = kwargs.get("connection") is not None
         destination = runs[0].function if runs else ""
-        with tracing.producer_span("enqueue", destination, len(runs)) as context:
+        operation = "replay" if runs and all(run.replay_of for run in runs) else "enqueue"
+        with tracing.producer_span(operation, destination, len(runs)) as context:
             owners = self.inner.create_runs(runs, **kwargs)
             if context is not None and not caller_transaction:
                 self._trace_new_runs(runs, owners, context)
