@@ -95,6 +95,11 @@ class App:
                     self._store = observed_store(store)
         return self._store
 
+    @property
+    def database_url(self) -> str | None:
+        """The URL given to the app (None: $STEPWELL_DATABASE_URL or the default SQLite file)."""
+        return self._database_url
+
     def use_database(self, database_url: str) -> None:
         """Point the app at another database (closing the current store); it opens on next use."""
         resolve_database_url(database_url)

@@ -5,6 +5,7 @@ from __future__ import annotations
 import sys
 from datetime import datetime
 
+from rich import box
 from rich.console import Console
 from rich.table import Table
 from rich.text import Text
@@ -45,21 +46,43 @@ def _took(start: datetime | None, end: datetime | None) -> str:
     return f"{seconds * 1000:.1f} ms" if seconds < 1 else f"{seconds:.2f} s"
 
 
-def runs_table(runs: list[Run]) -> Table:
-    table = Table(title=f"{len(runs)} run(s)")
-    for column in ("id", "function", "status", "attempt", "created", "took", "error"):
-        table.add_column(column, overflow="fold")
+SHORT_ID = 16  # 12 hex digits of creation time, then 4 random: unique in practice, and a prefix
+
+
+def short_id(run_id: str) -> str:
+    """A run id as tables show it: a prefix that `runs show` accepts (child ids are shown whole)."""
+    return run_id[:SHORT_ID] if len(run_id) == 32 else run_id
+
+
+def runs_table(runs: list[Run], now: datetime | None = None) -> Table:
+    """Fits 80 columns: short ids, the age instead of a timestamp, the error cut to the space left."""
+    table = Table(title=f"{len(runs)} run(s)", box=box.SIMPLE_HEAD, pad_edge=False, title_justify="left")
+    table.add_column("id", no_wrap=True, min_width=SHORT_ID)
+    table.add_column("function", overflow="ellipsis", no_wrap=True, min_width=12, max_width=16)
+    table.add_column("status", no_wrap=True, min_width=9)
+    table.add_column("try", no_wrap=True, justify="right", min_width=3)
+    table.add_column("age", no_wrap=True, justify="right", min_width=3)
+    table.add_column("took", no_wrap=True, justify="right", min_width=8)
+    table.add_column("error", overflow="ellipsis", no_wrap=True)
     for run in runs:
+        age_text = "" if now is None else age((now - run.created_at).total_seconds())
         table.add_row(
-            run.id,
+            short_id(run.id),
             run.function,
             status_text(run.status.value),
             f"{run.attempt}/{run.max_attempts}",
-            _when(run.created_at),
+            age_text,
             _took(run.started_at, run.ended_at),
             str(run.error or ""),
         )
     return table
+
+
+def age(seconds: float) -> str:
+    for limit, unit, size in ((60, "s", 1), (3600, "m", 60), (86400, "h", 3600)):
+        if seconds < limit:
+            return f"{max(seconds, 0) / size:.0f}{unit}"
+    return f"{seconds / 86400:.0f}d"
 
 
 def progress_bar(counts: FanOutCounts, width: int = 30) -> Text:

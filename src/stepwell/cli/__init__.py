@@ -6,7 +6,7 @@ registers itself on `main` when imported here. A new family is a new module plus
 
 from __future__ import annotations
 
-from stepwell.cli import dlq, events, keys, migrate, runs, workers
+from stepwell.cli import dlq, events, keys, migrate, observe, runs, workers
 from stepwell.cli.common import load_app, main
 
-__all__ = ["dlq", "events", "keys", "load_app", "main", "migrate", "runs", "workers"]
+__all__ = ["dlq", "events", "keys", "load_app", "main", "migrate", "observe", "runs", "workers"]

@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+import time
+
 import click
 import orjson
 
 from stepwell.cli.common import DB_HELP, console, load_app, main, plain_app
-from stepwell.render import run_timeline, runs_table
+from stepwell.cli.observe import resolve, show_run
+from stepwell.render import runs_table
 
 
 @main.group()
@@ -25,6 +28,7 @@ def runs() -> None:
 @click.option("--key", default=None, help="runs of this ordering key")
 @click.option("--limit", default=50, show_default=True)
 @click.option("--json", "as_json", is_flag=True, help="one JSON object per line")
+@click.option("--watch", "watch", is_flag=True, help="refresh every 2 seconds until Ctrl-C")
 @click.option("--database-url", envvar="STEPWELL_DATABASE_URL", help=DB_HELP)
 def runs_ls(
     function: str | None,
@@ -33,10 +37,25 @@ def runs_ls(
     key: str | None,
     limit: int,
     as_json: bool,
+    watch: bool,
     database_url: str | None,
 ) -> None:
-    """List runs, newest first."""
+    """List runs, newest first (ids shown short: any unique prefix is accepted)."""
     app = plain_app(database_url, None)
+    if watch:
+        from rich.live import Live
+
+        def table() -> object:
+            found = app.runs(function=function, status=status, event_id=event_id, key=key, limit=limit)
+            return runs_table(found, app.store.now())
+
+        with Live(table(), console=console, refresh_per_second=2) as live:  # type: ignore[arg-type]
+            try:
+                while True:
+                    time.sleep(2)
+                    live.update(table())  # type: ignore[arg-type]
+            except KeyboardInterrupt:
+                return
     found = app.runs(function=function, status=status, event_id=event_id, key=key, limit=limit)
     if as_json:
         for run in found:
@@ -53,24 +72,18 @@ def runs_ls(
                 )
             )
         return
-    console.print(runs_table(found))
+    console.print(runs_table(found, app.store.now()))
 
 
 @runs.command("show")
 @click.argument("run_id")
 @click.option("--database-url", envvar="STEPWELL_DATABASE_URL", help=DB_HELP)
 def runs_show(run_id: str, database_url: str | None) -> None:
-    """Show a run and its step timeline."""
+    """Show a run: steps, input, current step, waiting reason, errors with traceback, logs.
+
+    RUN_ID may be any unique prefix of the id."""
     app = plain_app(database_url, None)
-    run = app.get_run(run_id)
-    fan_outs = {s.id: app.fan_out_progress(run.id, s.id) for s in run.steps if s.kind == "fan_out"}
-    console.print(run_timeline(run, fan_outs))
-    if run.waiting_reason:
-        console.print(f"[bold]waiting:[/] {run.waiting_reason}")
-    if run.output is not None:
-        console.print("output:", run.output)
-    for number, error in enumerate(run.errors, 1):
-        console.print(f"[red]error {number}:[/] {error}")
+    show_run(app, app.get_run(resolve(app, run_id)))
 
 
 @runs.command("cancel")
@@ -80,7 +93,8 @@ def runs_cancel(run_ids: tuple[str, ...], database_url: str | None) -> None:
     """Cancel runs that have not ended."""
     app = plain_app(database_url, None)
     for run_id in run_ids:
-        console.print(f"{run_id}: {'cancelled' if app.cancel(run_id) else 'already ended'}")
+        full = resolve(app, run_id)
+        console.print(f"{full}: {'cancelled' if app.cancel(full) else 'already ended'}")
 
 
 @runs.command("replay")

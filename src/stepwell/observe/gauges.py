@@ -33,11 +33,13 @@ def sample(store: Store, functions: Sequence[str] = (), *, scan_limit: int = 10_
 
 
 class QueueSampler:
-    """A daemon thread that calls `sample` every `interval` seconds until stopped."""
+    """A daemon thread that calls `sample` every `interval` seconds until stopped.
+
+    `store` is asked for on every pass, so a database that is not there yet is simply sampled later."""
 
     def __init__(
         self,
-        store: Store,
+        store: Callable[[], Store],
         functions: Callable[[], Sequence[str]] = lambda: (),
         *,
         interval: float = 15.0,
@@ -58,7 +60,7 @@ class QueueSampler:
     def _loop(self) -> None:
         while not self._stop.is_set():
             try:
-                sample(self.store, self.functions(), scan_limit=self.scan_limit)
+                sample(self.store(), self.functions(), scan_limit=self.scan_limit)
             except StepwellError as err:
                 log.warning("queue gauges not sampled: %s", err)
             self._stop.wait(self.interval)
