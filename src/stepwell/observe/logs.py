@@ -73,7 +73,9 @@ class JsonFormatter(logging.Formatter):
             "logger": record.name,
             "message": record.getMessage(),
         }
-        for name in (*CONTEXT_FIELDS, "error", "delay", "duration_ms", "traceback"):
+        for name in CONTEXT_FIELDS:  # always there (null outside a run): one schema for every line
+            data[name] = getattr(record, name, None)
+        for name in ("error", "delay", "duration_ms", "traceback"):
             value = getattr(record, name, None)
             if value is not None:
                 data[name] = value
