@@ -105,3 +105,11 @@ def test_flow_control_drains_print_ratios_to_the_unordered_drain() -> None:
 def test_fan_out_prints_creation_drain_and_memory() -> None:
     line = row(run_quick("fanout"), "sqlite")
     assert "completed" in line and len(numbers(line)) >= 5, line
+
+
+def test_observe_prints_the_cost_of_metrics_and_tracing() -> None:
+    output = run_quick("observe")
+    for label in ("no-op", "one step"):
+        line = row(output, label)
+        assert "nan" not in line and "%" in line and len(numbers(line)) >= 5, line
+    assert "spans reached the in-memory exporter" in output

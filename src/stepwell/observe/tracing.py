@@ -56,11 +56,21 @@ def current_carrier() -> TraceContext | None:
     return carrier_of(trace.get_current_span())
 
 
+_extracted: dict[tuple[str, str], otel_context.Context] = {}
+
+
 def _context_of(stored: TraceContext) -> otel_context.Context:
-    carrier = {"traceparent": stored.traceparent}
-    if stored.tracestate:
-        carrier["tracestate"] = stored.tracestate
-    return _PROPAGATOR.extract(carrier)
+    """Parsed once per distinct context: the runs of one batch send share their producer's."""
+    key = (stored.traceparent, stored.tracestate)
+    found = _extracted.get(key)
+    if found is None:
+        carrier = {"traceparent": stored.traceparent}
+        if stored.tracestate:
+            carrier["tracestate"] = stored.tracestate
+        if len(_extracted) >= 1024:
+            _extracted.clear()
+        found = _extracted[key] = _PROPAGATOR.extract(carrier)
+    return found
 
 
 @contextlib.contextmanager
