@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -100,3 +101,25 @@ def test_dev_banner_names_the_database_and_the_triggers(tmp_path: Path) -> None:
     assert "flaky-import  on import.requested" in text and "nightly  cron 0 3 * * * (UTC)" in text
     assert safe_url("postgresql://me:secret@db:5432/x") == "postgresql://me:***@db:5432/x"
     assert safe_url("postgresql://db/x") == "postgresql://db/x"
+
+
+@app.function("napper", trigger=stepwell.on_event("nap.requested"))
+def napper(ctx: stepwell.Context[Any]) -> None:
+    ctx.step.run("first", lambda: 1)
+    ctx.step.sleep("nap", "1h")
+
+
+def test_runs_show_names_the_current_step_and_top_counts_the_ready_runs(tmp_path: Path) -> None:
+    url = f"sqlite:///{tmp_path / 'cli.db'}"
+    start = datetime.now(UTC) - timedelta(minutes=1)  # `top` reads with the real clock: due by now
+    with TestEnv(app, database_url=url, start=start) as env:
+        event_id = env.send("nap.requested", {})
+        env.run_until_idle(skip_time=False)
+        [run] = env.app.runs(event_id=event_id)
+        env.send("nap.requested", {})  # a second one, never claimed: ready
+    shown = CliRunner().invoke(main, ["runs", "show", run.id, "--database-url", url])
+    assert shown.exit_code == 0, shown.output
+    assert "current step: nap (sleeping)" in shown.output
+    top = CliRunner().invoke(main, ["top", "--once", "--database-url", url])
+    [row] = [line for line in top.output.splitlines() if "napper" in line]
+    assert row.split()[2] == "1"  # ready
