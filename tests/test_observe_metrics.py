@@ -112,3 +112,19 @@ def test_disabled_metrics_record_nothing(registry: metrics.Metrics) -> None:
     finally:
         stepwell.observe.configure(metrics=True)
     assert value(registry, "stepwell_runs_started_total", function="ok") == 0
+
+
+def test_cheap_histograms_expose_cumulative_le_buckets() -> None:
+    from prometheus_client import CollectorRegistry
+
+    from stepwell.observe.cheap import CheapHistogram
+
+    registry = CollectorRegistry()
+    histogram = CheapHistogram("demo_seconds", "demo", ["kind"], registry, (0.1, 1.0))
+    for value in (0.05, 0.1, 0.5, 1.0, 7.0):
+        histogram.child("a").observe(value)
+    sample = registry.get_sample_value
+    assert sample("demo_seconds_bucket", {"kind": "a", "le": "0.1"}) == 2  # 0.1 is <= 0.1
+    assert sample("demo_seconds_bucket", {"kind": "a", "le": "1.0"}) == 4
+    assert sample("demo_seconds_bucket", {"kind": "a", "le": "+Inf"}) == 5
+    assert sample("demo_seconds_count", {"kind": "a"}) == 5 and sample("demo_seconds_sum", {"kind": "a"}) == 8.65

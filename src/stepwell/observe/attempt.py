@@ -12,6 +12,7 @@ import logging
 import time
 from collections.abc import Callable, Iterator
 from datetime import datetime
+from typing import Any
 
 from opentelemetry.trace import Span
 
@@ -31,6 +32,27 @@ class Attempt:
         self.started = time.perf_counter()
         self.span: Span | None = None
         self.outcome = "lease_lost"
+        self._tracing = tracing.tracer() is not None
+        self._token: Any = None
+        self._span_token: Any = None
+
+    def __enter__(self) -> Attempt:
+        claimed = self.claimed
+        self._token = scope.ATTEMPT.set(self.scope)
+        if self._tracing:
+            telemetry = telemetry_of(claimed.run_id)
+            self.span = tracing.start_run_span(claimed, None if telemetry is None else telemetry.trace)
+            self._span_token = None if self.span is None else tracing.activate(self.span)
+        logs.lifecycle(logging.DEBUG, "started attempt %d/%d", claimed.attempt, claimed.max_attempts)
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        span = self.span
+        if span is not None:
+            span.set_attribute("stepwell.outcome", self.outcome)
+            span.end()
+            tracing.deactivate(self._span_token)
+        scope.ATTEMPT.reset(self._token)
 
     def settled(self, settlement: Settlement | None) -> None:
         """Metrics and lifecycle records of the outcome; the attempt's ctx.log lines go out with it."""
@@ -74,39 +96,22 @@ class Attempt:
             tracing.fail(self.span, self.outcome)
 
     def _count(self, elapsed: float) -> None:
-        found = metrics_module.current()
-        function = found.functions(self.claimed.function)
-        found.run_duration.child(function, self.outcome).observe(elapsed)
-        if self.outcome == "completed":
-            found.runs_finished.child(function, "completed").inc()
-        elif self.outcome == "failed":
-            found.runs_finished.child(function, "failed").inc()
-            found.dead_letters.child(function).inc()
-        elif self.outcome == "retried":
-            found.runs_retried.child(function).inc()
+        found = metrics_module.current().function(self.claimed.function)
+        outcome = self.outcome
+        found.duration(outcome).observe(elapsed)
+        if outcome == "completed":
+            found.finished["completed"].inc()
+        elif outcome == "failed":
+            found.finished["failed"].inc()
+            found.dead_letters.inc()
+        elif outcome == "retried":
+            found.retried.inc()
 
 
-@contextlib.contextmanager
-def observe_attempt(claimed: ClaimedRun, now: Callable[[], datetime]) -> Iterator[Attempt]:
-    """Around one attempt, on the task that runs it (the runtime copies its context into threads)."""
-    attempt = Attempt(claimed, now)
-    token = scope.ATTEMPT.set(attempt.scope)
-    telemetry = telemetry_of(claimed.run_id)
-    span = tracing.start_run_span(claimed, None if telemetry is None else telemetry.trace)
-    span_token = None if span is None else tracing.activate(span)
-    attempt.span = span
-    if SETTINGS.metrics:
-        found = metrics_module.current()
-        found.runs_started.child(found.functions(claimed.function)).inc()
-    logs.lifecycle(logging.DEBUG, "started attempt %d/%d", claimed.attempt, claimed.max_attempts)
-    try:
-        yield attempt
-    finally:
-        if span is not None:
-            span.set_attribute("stepwell.outcome", attempt.outcome)
-            span.end()
-            tracing.deactivate(span_token)
-        scope.ATTEMPT.reset(token)
+def observe_attempt(claimed: ClaimedRun, now: Callable[[], datetime]) -> Attempt:
+    """Around one attempt (`with observe_attempt(...) as attempt:`), on the task that runs it; the
+    runtime copies its context into the threads that run sync code."""
+    return Attempt(claimed, now)
 
 
 @contextlib.contextmanager

@@ -12,9 +12,10 @@ import threading
 from collections.abc import Sequence
 from typing import Any
 
-from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest, start_http_server
+from prometheus_client import CollectorRegistry, Gauge, generate_latest, start_http_server
 from prometheus_client.exposition import CONTENT_TYPE_LATEST
 
+from stepwell.observe.cheap import CheapCounter, CheapHistogram
 from stepwell.store.base import FunctionQueue
 
 MAX_LABEL_VALUES = 200
@@ -53,6 +54,27 @@ class _Family:
         return found
 
 
+class FunctionMetrics:
+    """One function's labelled children of the per-run metrics, resolved once: the hot path pays
+    a dict lookup per run, not a label check and a `.labels()` per metric."""
+
+    def __init__(self, metrics: Metrics, function: str) -> None:
+        self.finished = {status: metrics.runs_finished.child(function, status) for status in ("completed", "failed")}
+        self.retried = metrics.runs_retried.child(function)
+        self.dead_letters = metrics.dead_letters.child(function)
+        self.schedule_to_start = metrics.schedule_to_start.child(function)
+        self.started = metrics.runs_started.child(function)
+        self._duration = metrics.run_duration
+        self._function = function
+        self.durations: dict[str, Any] = {}
+
+    def duration(self, outcome: str) -> Any:
+        found = self.durations.get(outcome)
+        if found is None:
+            found = self.durations[outcome] = self._duration.child(self._function, outcome)
+        return found
+
+
 class Metrics:
     """Every Stepwell metric, registered on one registry (the default one, or a test's own)."""
 
@@ -60,39 +82,39 @@ class Metrics:
         self.registry = registry if registry is not None else CollectorRegistry(auto_describe=True)
         r = self.registry
         self.event_names, self.functions, self.steps = _Capped(), _Capped(), _Capped()
-        self.events_received = _Family(Counter(
+        self.events_received = CheapCounter(
             "stepwell_events_received", "Events accepted, by name and disposition (started, deduplicated, no_run)",
-            ["event", "disposition"], registry=r))  # fmt: skip
-        self.runs_created = _Family(Counter(
+            ["event", "disposition"], r)  # fmt: skip
+        self.runs_created = CheapCounter(
             "stepwell_runs_created", "Runs queued (by events, enqueue, replay, invoke and fan-out)",
-            ["function"], registry=r))  # fmt: skip
-        self.runs_started = _Family(Counter(
-            "stepwell_runs_started", "Attempts started by a worker (first attempts, retries and resumptions)",
-            ["function"], registry=r))  # fmt: skip
-        self.runs_finished = _Family(Counter(
+            ["function"], r)  # fmt: skip
+        self.runs_started = CheapCounter(
+            "stepwell_runs_started", "Attempts claimed by a worker to start (first attempts, retries and resumptions)",
+            ["function"], r)  # fmt: skip
+        self.runs_finished = CheapCounter(
             "stepwell_runs_finished", "Runs that ended, by status (completed, failed)", ["function", "status"],
-            registry=r))  # fmt: skip
-        self.runs_retried = _Family(
-            Counter("stepwell_runs_retried", "Failed attempts scheduled to run again", ["function"], registry=r)
+            r)  # fmt: skip
+        self.runs_retried = CheapCounter(
+            "stepwell_runs_retried", "Failed attempts scheduled to run again", ["function"], r
         )
-        self.runs_rescued = Counter(
+        self.runs_rescued = CheapCounter(
             "stepwell_runs_rescued", "Runs whose lease expired (a lost worker) and were requeued or dead-lettered",
-            registry=r)  # fmt: skip
-        self.dead_letters = _Family(Counter(
+            [], r).child()  # fmt: skip
+        self.dead_letters = CheapCounter(
             "stepwell_dead_letters", "Runs dead-lettered by a worker (retries exhausted or not retriable)",
-            ["function"], registry=r))  # fmt: skip
-        self.run_duration = _Family(Histogram(
+            ["function"], r)  # fmt: skip
+        self.run_duration = CheapHistogram(
             "stepwell_run_duration_seconds", "One attempt, from start to its outcome", ["function", "outcome"],
-            buckets=DURATION_BUCKETS, registry=r))  # fmt: skip
-        self.step_duration = _Family(Histogram(
+            r, DURATION_BUCKETS)  # fmt: skip
+        self.step_duration = CheapHistogram(
             "stepwell_step_duration_seconds", "One execution of a step's code", ["function", "step", "status"],
-            buckets=DURATION_BUCKETS, registry=r))  # fmt: skip
-        self.schedule_to_start = _Family(Histogram(
+            r, DURATION_BUCKETS)  # fmt: skip
+        self.schedule_to_start = CheapHistogram(
             "stepwell_schedule_to_start_seconds", "From ready (due) to claimed by a worker",
-            ["function"], buckets=LATENCY_BUCKETS, registry=r))  # fmt: skip
-        self.fan_out_children = _Family(Counter(
+            ["function"], r, LATENCY_BUCKETS)  # fmt: skip
+        self.fan_out_children = CheapCounter(
             "stepwell_fan_out_children", "Fan-out children by state (created, completed, failed, cancelled)",
-            ["function", "state"], registry=r))  # fmt: skip
+            ["function", "state"], r)  # fmt: skip
         self.queue_depth = _Family(Gauge(
             "stepwell_queue_depth", "Ready runs (due and claimable) per function, from a bounded scan",
             ["function"], registry=r))  # fmt: skip
@@ -107,6 +129,15 @@ class Metrics:
         )
         self._gauged: set[str] = set()
         self._lock = threading.Lock()
+        self._per_function: dict[str, FunctionMetrics] = {}
+
+    def function(self, name: str) -> FunctionMetrics:
+        """The per-run metrics of function `name` (bounded like every label)."""
+        found = self._per_function.get(name)
+        if found is None:
+            label = self.functions(name)
+            found = self._per_function[name] = FunctionMetrics(self, label)
+        return found
 
     def set_queue(self, functions: Sequence[str], queues: Sequence[FunctionQueue], now: float, at: float) -> None:
         """Publish one queue sample; functions with nothing ready read 0 (not a stale value)."""

@@ -28,6 +28,7 @@ STORED_LEVEL = logging.INFO
 _CUT = " …[truncated]"
 _pending: dict[str, list[RunLogLine]] = {}  # lines of settled-but-not-yet-written attempts, by run
 _pending_lock = threading.Lock()
+_loggers: dict[str, logging.Logger] = {}
 
 
 class RunLogger(logging.LoggerAdapter[logging.Logger]):
@@ -38,7 +39,10 @@ class RunLogger(logging.LoggerAdapter[logging.Logger]):
     """
 
     def __init__(self, function: str, attempt: scope.AttemptScope | None = None) -> None:
-        super().__init__(logging.getLogger(f"stepwell.run.{function}"), {})
+        logger = _loggers.get(function)
+        if logger is None:  # getLogger takes the logging module's lock: once per function
+            logger = _loggers[function] = logging.getLogger(f"stepwell.run.{function}")
+        super().__init__(logger, {})
         self._attempt = attempt
 
     def process(self, msg: Any, kwargs: MutableMapping[str, Any]) -> tuple[Any, MutableMapping[str, Any]]:

@@ -174,12 +174,16 @@ def _remember(claimed: list[ClaimedRun], telemetry: list[RunTelemetry]) -> None:
             _telemetry.clear()
         _telemetry.update(found)
     if SETTINGS.metrics:
-        latency = metrics_module.current()
+        current = metrics_module.current()
+        started: dict[str, int] = {}
         for run in claimed:
+            started[run.function] = started.get(run.function, 0) + 1
             ready = found.get(run.run_id)
             if ready is not None:
                 waited = max((run.claimed_at - ready.ready_at).total_seconds(), 0.0)
-                latency.schedule_to_start.child(latency.functions(run.function)).observe(waited)
+                current.function(run.function).schedule_to_start.observe(waited)
+        for function, count in started.items():  # one increment per function and batch
+            current.function(function).started.inc(count)
 
 
 def _count_events(events: Sequence[NewEvent], accepted: Sequence[AcceptedEvent]) -> None:
