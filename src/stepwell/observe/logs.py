@@ -35,7 +35,7 @@ def escape(text: str) -> str:
 
 def traceback_tail(error: ErrorInfo, frames: int = TRACEBACK_FRAMES) -> list[str]:
     """The last `frames` frames of a stored traceback ("File ...", code line), without the error line."""
-    lines = [line for line in error.traceback.splitlines() if line.strip()]
+    lines = [line for line in error.traceback.splitlines() if line.strip(" ^~")]  # no caret markers
     starts = [i for i, line in enumerate(lines) if line.lstrip().startswith("File ")]
     if not starts:
         return []
