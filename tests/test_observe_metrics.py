@@ -10,7 +10,7 @@ import pytest
 
 import stepwell
 from stepwell.observe import metrics
-from stepwell.testing import TestEnv
+from tests.conftest import EnvFactory
 
 app = stepwell.App("metrics-test")
 
@@ -42,8 +42,8 @@ def value(found: metrics.Metrics, name: str, **labels: str) -> float:
     return 0.0 if sample is None else sample
 
 
-def test_a_known_workload_counts_exactly(registry: metrics.Metrics) -> None:
-    with TestEnv(app) as env:
+def test_a_known_workload_counts_exactly(registry: metrics.Metrics, test_env: EnvFactory) -> None:
+    with test_env(app) as env:
         for _ in range(3):
             env.send("job.ok", {})
         env.send("job.ok", {}, id="same")
@@ -70,8 +70,8 @@ def test_a_known_workload_counts_exactly(registry: metrics.Metrics) -> None:
     assert value(registry, "stepwell_schedule_to_start_seconds_sum", function="doomed") < 0.5
 
 
-def test_fan_out_children_by_state(registry: metrics.Metrics) -> None:
-    with TestEnv(app) as env:
+def test_fan_out_children_by_state(registry: metrics.Metrics, test_env: EnvFactory) -> None:
+    with test_env(app) as env:
         env.send("job.spread", {})
         env.run_until_idle()
     assert value(registry, "stepwell_fan_out_children_total", function="spread", state="created") == 3
@@ -79,8 +79,8 @@ def test_fan_out_children_by_state(registry: metrics.Metrics) -> None:
     assert value(registry, "stepwell_runs_created_total", function="ok") == 3
 
 
-def test_rescued_leases_are_counted(registry: metrics.Metrics) -> None:
-    with TestEnv(app) as env:
+def test_rescued_leases_are_counted(registry: metrics.Metrics, test_env: EnvFactory) -> None:
+    with test_env(app) as env:
         env.send("job.ok", {})
         env.store.claim_runs(worker_id="lost", limit=1, lease=timedelta(seconds=30))
         env.advance(minutes=1)
@@ -94,8 +94,8 @@ def test_labels_are_bounded(registry: metrics.Metrics) -> None:
     assert len(set(labels)) == metrics.MAX_LABEL_VALUES + 1
 
 
-def test_render_is_the_exposition_text(registry: metrics.Metrics) -> None:
-    with TestEnv(app) as env:
+def test_render_is_the_exposition_text(registry: metrics.Metrics, test_env: EnvFactory) -> None:
+    with test_env(app) as env:
         env.send("job.ok", {})
         env.run_until_idle()
     text = metrics.render().decode()
@@ -103,10 +103,10 @@ def test_render_is_the_exposition_text(registry: metrics.Metrics) -> None:
     assert 'stepwell_runs_finished_total{function="ok",status="completed"} 1.0' in text
 
 
-def test_disabled_metrics_record_nothing(registry: metrics.Metrics) -> None:
+def test_disabled_metrics_record_nothing(registry: metrics.Metrics, test_env: EnvFactory) -> None:
     stepwell.observe.configure(metrics=False)
     try:
-        with TestEnv(app) as env:
+        with test_env(app) as env:
             env.send("job.ok", {})
             env.run_until_idle()
     finally:

@@ -10,7 +10,7 @@ from opentelemetry.trace import SpanKind
 
 import stepwell
 from stepwell.observe.tracing import incoming
-from stepwell.testing import TestEnv
+from tests.conftest import EnvFactory
 from tests.observe_helpers import named, span_exporter
 
 app = stepwell.App("traces-test")
@@ -57,9 +57,9 @@ def _trace(span: ReadableSpan) -> int:
     return context.trace_id
 
 
-def test_send_run_step_and_child_run_share_one_trace() -> None:
+def test_send_run_step_and_child_run_share_one_trace(test_env: EnvFactory) -> None:
     exporter = span_exporter()
-    with TestEnv(app) as env:
+    with test_env(app) as env:
         env.send("trace.go", {})
         env.run_until_idle()
     spans = exporter.get_finished_spans()
@@ -81,9 +81,9 @@ def test_send_run_step_and_child_run_share_one_trace() -> None:
     assert [link.context.span_id for link in resumed.links] == [_id(send)]
 
 
-def test_a_retry_starts_a_new_trace_linked_to_the_producer() -> None:
+def test_a_retry_starts_a_new_trace_linked_to_the_producer(test_env: EnvFactory) -> None:
     exporter = span_exporter()
-    with TestEnv(app) as env:
+    with test_env(app) as env:
         env.send("trace.flaky", {})
         env.run_until_idle()
     spans = exporter.get_finished_spans()
@@ -96,9 +96,9 @@ def test_a_retry_starts_a_new_trace_linked_to_the_producer() -> None:
     assert second.attributes is not None and second.attributes["stepwell.outcome"] == "completed"
 
 
-def test_fan_out_children_carry_the_parents_context() -> None:
+def test_fan_out_children_carry_the_parents_context(test_env: EnvFactory) -> None:
     exporter = span_exporter()
-    with TestEnv(app) as env:
+    with test_env(app) as env:
         env.send("trace.spread", {})
         env.run_until_idle()
     spans = exporter.get_finished_spans()
@@ -109,9 +109,9 @@ def test_fan_out_children_carry_the_parents_context() -> None:
     assert all(_parent_of(c) == _id(first) and _trace(c) == _trace(send) for c in children)
 
 
-def test_a_replay_links_to_the_original_and_an_enqueue_is_a_producer() -> None:
+def test_a_replay_links_to_the_original_and_an_enqueue_is_a_producer(test_env: EnvFactory) -> None:
     exporter = span_exporter()
-    with TestEnv(app) as env:
+    with test_env(app) as env:
         run_id = child.enqueue({"x": 1})
         env.run_until_idle()
         replay = env.app.replay(run_id)
@@ -125,10 +125,10 @@ def test_a_replay_links_to_the_original_and_an_enqueue_is_a_producer() -> None:
     assert replayed.parent is None and [link.context.span_id for link in replayed.links] == [_id(enqueue)]
 
 
-def test_send_is_a_child_of_the_current_or_incoming_context() -> None:
+def test_send_is_a_child_of_the_current_or_incoming_context(test_env: EnvFactory) -> None:
     exporter = span_exporter()
     traceparent = "00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01"
-    with TestEnv(app) as env:
+    with test_env(app) as env:
         with incoming({"traceparent": traceparent}):
             env.send("trace.flaky", {})
         tracer = trace.get_tracer("test")
@@ -139,11 +139,11 @@ def test_send_is_a_child_of_the_current_or_incoming_context() -> None:
     assert _parent_of(from_request) == request.get_span_context().span_id
 
 
-def test_no_spans_when_tracing_is_off() -> None:
+def test_no_spans_when_tracing_is_off(test_env: EnvFactory) -> None:
     exporter = span_exporter()
     stepwell.observe.configure(tracing=False)
     try:
-        with TestEnv(app) as env:
+        with test_env(app) as env:
             env.send("trace.go", {})
             env.run_until_idle()
     finally:
