@@ -103,4 +103,5 @@ def runs_cancel(run_ids: tuple[str, ...], database_url: str | None) -> None:
 @click.option("--database-url", envvar="STEPWELL_DATABASE_URL", help=DB_HELP)
 def runs_replay(run_id: str, app_target: str, database_url: str | None) -> None:
     """Start a new run from the same input."""
-    console.print(f"new run {load_app(app_target, database_url).replay(run_id)}")
+    app = load_app(app_target, database_url)
+    console.print(f"new run {app.replay(resolve(app, run_id))}")
