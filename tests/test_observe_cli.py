@@ -13,7 +13,7 @@ from rich.console import Console
 import stepwell
 from stepwell.cli import main
 from stepwell.cli.observe import banner, safe_url
-from stepwell.render import make_console, runs_table
+from stepwell.render import dead_letters_table, make_console, runs_table
 from stepwell.testing import TestEnv
 
 app = stepwell.App("cli-observe", database_url="sqlite:///ignored.db")
@@ -123,3 +123,17 @@ def test_runs_show_names_the_current_step_and_top_counts_the_ready_runs(tmp_path
     top = CliRunner().invoke(main, ["top", "--once", "--database-url", url])
     [row] = [line for line in top.output.splitlines() if "napper" in line]
     assert row.split()[2] == "1"  # ready
+
+
+def test_dlq_lists_short_ids_in_80_columns_and_redrives_by_prefix(tmp_path: Path) -> None:
+    url, run_id, _ = _failed_run(tmp_path)
+    reader = stepwell.App("reader", database_url=url)
+    console = Console(width=80, record=True)
+    console.print(dead_letters_table(reader.dead_letters(), reader.store.now()))
+    text = console.export_text()
+    assert max(len(line) for line in text.splitlines()) <= 80, text
+    assert run_id[:16] in text and "flaky-import" in text and "retries_exhausted" in text
+    redriven = CliRunner().invoke(main, ["dlq", "redrive", run_id[:16], "--database-url", url])
+    assert redriven.exit_code == 0 and "redriven 1 run(s)" in redriven.output, redriven.output
+    assert reader.get_run(run_id).status == stepwell.RunStatus.QUEUED
+    reader.close()

@@ -148,17 +148,22 @@ def run_timeline(run: Run, fan_outs: dict[str, FanOutCounts] | None = None) -> T
     return table
 
 
-def dead_letters_table(entries: list[DeadLetter]) -> Table:
-    table = Table(title=f"{len(entries)} dead letter(s)")
-    for column in ("run_id", "function", "reason", "attempts", "failed at", "error"):
-        table.add_column(column, overflow="fold")
+def dead_letters_table(entries: list[DeadLetter], now: datetime | None = None) -> Table:
+    """Fits 80 columns, as runs_table does: short ids, the error cut to the space left."""
+    table = Table(title=f"{len(entries)} dead letter(s)", box=box.SIMPLE_HEAD, pad_edge=False, title_justify="left")
+    table.add_column("run_id", no_wrap=True, min_width=SHORT_ID)
+    table.add_column("function", overflow="ellipsis", no_wrap=True, min_width=12, max_width=16)
+    table.add_column("reason", no_wrap=True, min_width=17)
+    table.add_column("tries", no_wrap=True, justify="right", min_width=5)
+    table.add_column("age", no_wrap=True, justify="right", min_width=3)
+    table.add_column("error", overflow="ellipsis", no_wrap=True)
     for entry in entries:
         table.add_row(
-            entry.run_id,
+            short_id(entry.run_id),
             entry.function,
             entry.reason.value,
             str(entry.attempts),
-            _when(entry.failed_at),
+            "" if now is None else age((now - entry.failed_at).total_seconds()),
             str(entry.error),
         )
     return table

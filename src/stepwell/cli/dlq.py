@@ -19,7 +19,8 @@ def dlq() -> None:
 @click.option("--database-url", envvar="STEPWELL_DATABASE_URL", help=DB_HELP)
 def dlq_ls(function: str | None, limit: int, database_url: str | None) -> None:
     """List dead letters."""
-    console.print(dead_letters_table(plain_app(database_url, None).dead_letters(function=function, limit=limit)))
+    app = plain_app(database_url, None)
+    console.print(dead_letters_table(app.dead_letters(function=function, limit=limit), app.store.now()))
 
 
 @dlq.command("redrive")
@@ -27,8 +28,9 @@ def dlq_ls(function: str | None, limit: int, database_url: str | None) -> None:
 @click.option("--function", default=None, help="redrive every dead letter of this function")
 @click.option("--database-url", envvar="STEPWELL_DATABASE_URL", help=DB_HELP)
 def dlq_redrive(run_ids: tuple[str, ...], function: str | None, database_url: str | None) -> None:
-    """Re-run dead letters from their failed step (each entry once)."""
+    """Re-run dead letters from their failed step (each entry once); RUN_IDS may be unique prefixes."""
     if not run_ids and not function:
         raise click.UsageError("name RUN_IDS or --function")
-    redriven = plain_app(database_url, None).redrive(list(run_ids), function=function)
+    app = plain_app(database_url, None)
+    redriven = app.redrive([app.resolve_run_id(run_id) for run_id in run_ids], function=function)
     console.print(f"redriven {len(redriven)} run(s)")
