@@ -13,7 +13,7 @@ from rich.console import Console
 import stepwell
 from stepwell.cli import main
 from stepwell.cli.observe import banner, safe_url
-from stepwell.render import dead_letters_table, make_console, runs_table
+from stepwell.render import dead_letters_table, make_console, run_timeline, runs_table
 from stepwell.testing import TestEnv
 
 app = stepwell.App("cli-observe", database_url="sqlite:///ignored.db")
@@ -52,6 +52,13 @@ def test_runs_show_accepts_a_prefix_and_tells_what_happened(tmp_path: Path) -> N
     assert "NameError" in out and "traceback:" in out and "_parse" in out
     assert "importing \\x1b[31ma.csv\\nnext" in out  # the stored line, escaped
     assert out.count("importing") == 1
+    reader = stepwell.App("reader", database_url=url)
+    console = Console(width=80, record=True)
+    console.print(run_timeline(reader.get_run(run_id)))
+    reader.close()
+    text = console.export_text()
+    assert max(len(line) for line in text.splitlines()) <= 80, text
+    assert "parse" in text and "failed" in text
 
 
 def test_an_unknown_or_ambiguous_prefix_is_a_clear_error(tmp_path: Path) -> None:

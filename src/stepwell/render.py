@@ -46,6 +46,7 @@ def _took(start: datetime | None, end: datetime | None) -> str:
     return f"{seconds * 1000:.1f} ms" if seconds < 1 else f"{seconds:.2f} s"
 
 
+BAR = 16  # the timeline column
 SHORT_ID = 16  # 12 hex digits of creation time, then 4 random: unique in practice, and a prefix
 
 
@@ -108,14 +109,20 @@ def fan_out_line(counts: FanOutCounts) -> str:
 
 
 def run_timeline(run: Run, fan_outs: dict[str, FanOutCounts] | None = None) -> Table:
-    """Steps in order, with a bar placing each one in the run's span."""
+    """Steps in order, with a bar placing each one in the run's span; fits 80 columns (details are
+    cut there: `runs show` prints errors and the traceback in full below the table)."""
     table = Table(
-        title=f"run {run.id} · {run.function} · {run.status.value} · attempt {run.attempt}/{run.max_attempts}"
+        title=f"run {run.id} · {run.function} · {run.status.value} · attempt {run.attempt}/{run.max_attempts}",
+        box=box.SIMPLE_HEAD,
+        pad_edge=False,
+        title_justify="left",
     )
-    for column in ("step", "status", "attempts", "took"):
-        table.add_column(column, overflow="fold")
-    table.add_column("timeline", no_wrap=True, width=30)
-    table.add_column("output / error", overflow="fold", max_width=60)
+    table.add_column("step", overflow="ellipsis", no_wrap=True, max_width=24)
+    table.add_column("status", no_wrap=True, min_width=9)
+    table.add_column("tries", no_wrap=True, justify="right", min_width=5)
+    table.add_column("took", no_wrap=True, justify="right", min_width=8)
+    table.add_column("timeline", no_wrap=True, width=BAR)
+    table.add_column("output / error", overflow="ellipsis", no_wrap=True, min_width=8)
     starts = [s.started_at for s in run.steps if s.started_at]
     start = min(starts) if starts else (run.started_at or run.created_at)
     end = max([run.ended_at or start] + [s.ended_at or s.started_at or start for s in run.steps])
@@ -123,7 +130,7 @@ def run_timeline(run: Run, fan_outs: dict[str, FanOutCounts] | None = None) -> T
     for step in run.steps:
         begin = ((step.started_at or start) - start).total_seconds() / span
         finish = ((step.ended_at or step.started_at or start) - start).total_seconds() / span
-        width = 30
+        width = BAR
         left = int(begin * width)
         size = max(1, int((finish - begin) * width))
         bar = Text(" " * left + "█" * min(size, width - left), style=_STATUS_STYLE.get(step.status.value, ""))

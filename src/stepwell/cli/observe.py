@@ -24,7 +24,7 @@ from stepwell.config import resolve_database_url
 from stepwell.model.records import Run, StepStatus
 from stepwell.model.schedule import Cron
 from stepwell.observe.logs import escape
-from stepwell.render import age, run_timeline, short_id
+from stepwell.render import age, fan_out_line, run_timeline, short_id
 
 INPUT_CHARS = 400
 
@@ -38,6 +38,8 @@ def show_run(app: App, run: Run) -> None:
     """The run's timeline, input, current step, waiting reason, errors with traceback, and logs."""
     fan_outs = {s.id: app.fan_out_progress(run.id, s.id) for s in run.steps if s.kind == "fan_out"}
     console.print(run_timeline(run, fan_outs))
+    for step_id, counts in fan_outs.items():
+        console.print(Text(f"fan-out {step_id}: ", style="bold").append(fan_out_line(counts)))
     found = app.store.get_run_input(run.id)
     if found is not None:
         name, data = found
