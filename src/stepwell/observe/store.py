@@ -169,10 +169,11 @@ class ObservedStore:
 
 def _remember(claimed: list[ClaimedRun], telemetry: list[RunTelemetry]) -> None:
     found = {t.run_id: t for t in telemetry}
-    with _telemetry_lock:
-        if len(_telemetry) > _MAX_REMEMBERED:  # attempts that never started (shutdown): forget them all
-            _telemetry.clear()
-        _telemetry.update(found)
+    if tracing.tracer() is not None:  # kept for the attempt's span, which takes it
+        with _telemetry_lock:
+            if len(_telemetry) > _MAX_REMEMBERED:  # attempts that never started (shutdown): forget them all
+                _telemetry.clear()
+            _telemetry.update(found)
     if SETTINGS.metrics:
         current = metrics_module.current()
         started: dict[str, int] = {}
