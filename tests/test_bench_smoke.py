@@ -115,3 +115,11 @@ def test_http_ingest_prints_rates_ratios_and_the_burst() -> None:
         assert "nan" not in line and len(numbers(line)) >= 4 and "%" in line, line
     assert "one event per call" in single and "batches of 1,000" in batches
     assert numbers(burst)[:2] == ["2,000", "2,000"] and len(numbers(burst)) >= 4, burst
+
+
+def test_observe_prints_the_cost_of_metrics_and_tracing() -> None:
+    output = run_quick("observe")
+    for label in ("no-op", "one step"):
+        line = row(output, label)
+        assert "nan" not in line and "%" in line and len(numbers(line)) >= 5, line
+    assert "spans reached the in-memory exporter" in output

@@ -39,6 +39,7 @@ from stepwell.model.jsonvalue import decode, encode
 from stepwell.model.records import DeadLetter, EventRecord, FanOutCounts, Run, RunStatus
 from stepwell.model.retry import Backoff, RetryPolicy
 from stepwell.model.schedule import Cron
+from stepwell.observe.store import observed_store
 from stepwell.runtime.dispatch import Routable, new_run
 from stepwell.runtime.engine import Engine
 from stepwell.runtime.maintenance import Maintenance, maintain
@@ -46,7 +47,15 @@ from stepwell.runtime.registry import Registry
 from stepwell.runtime.routing import Router, explain_unserved, log_change
 from stepwell.runtime.wakeup import Wakeups
 from stepwell.runtime.worker import Worker, WorkerOptions
-from stepwell.store.base import RedriveRequest, RegisteredFunction, RegistryChange, Retention, RunFilter, Store
+from stepwell.store.base import (
+    RedriveRequest,
+    RegisteredFunction,
+    RegistryChange,
+    Retention,
+    RunFilter,
+    RunLogs,
+    Store,
+)
 
 ENQUEUE_EVENT = "stepwell/function.enqueued"
 log = logging.getLogger("stepwell.app")
@@ -82,7 +91,7 @@ class App:
         self.wakeups = Wakeups()
         self._database_url = database_url
         self._sqlite_synchronous = sqlite_synchronous
-        self._store = store
+        self._store = None if store is None else observed_store(store)
         self._store_lock = threading.Lock()
         self._router: Router | None = None
         self._registered_on: Store | None = None  # the store this app last registered its functions in
@@ -98,8 +107,13 @@ class App:
                     store = open_store(self._database_url, self.clock, self._sqlite_synchronous)
                     if self.auto_migrate:
                         store.migrate()
-                    self._store = store
+                    self._store = observed_store(store)
         return self._store
+
+    @property
+    def database_url(self) -> str | None:
+        """The URL given to the app (None: $STEPWELL_DATABASE_URL or the default SQLite file)."""
+        return self._database_url
 
     def use_database(self, database_url: str) -> None:
         """Point the app at another database (closing the current store); it opens on next use."""
@@ -112,7 +126,7 @@ class App:
         """Swap the store and clock (used by stepwell.testing); returns the previous pair."""
         with self._store_lock:
             previous = (self._store, self.clock)
-            self._store, self.clock = store, clock or self.clock
+            self._store, self.clock = None if store is None else observed_store(store), clock or self.clock
         return previous
 
     @property
@@ -245,6 +259,9 @@ class App:
         `connection` (PostgreSQL): an open psycopg Connection, or SQLAlchemy Connection or Session,
         whose transaction the event and its runs join; Stepwell never commits it, so a rollback
         leaves nothing behind (transactional enqueue).
+
+        Tracing: the `send` span is a child of the current OpenTelemetry context (a request's span);
+        with only a W3C carrier at hand, wrap the call in `stepwell.observe.tracing.incoming(headers)`.
         """
         if isinstance(name, str):
             accepted = self._ingest([EventIn(name, data, id, ts)], connection)
@@ -423,6 +440,19 @@ class App:
     def fan_out_progress(self, run_id: str, step_id: str) -> FanOutCounts:
         """Where a fan-out's children stand (queued, running, completed, failed, cancelled), while it runs."""
         return self.store.fan_out_counts(run_id, step_id)
+
+    def run_logs(self, run_id: str, *, limit: int = 1000) -> RunLogs:
+        """The lines a run logged through ctx.log (the newest `limit`), and how many were dropped."""
+        return self.store.list_run_logs(self.get_run(run_id).id, limit=limit)
+
+    def resolve_run_id(self, prefix: str) -> str:
+        """The run whose id starts with `prefix` (as git resolves commits); RunNotFound names the problem."""
+        found = self.store.resolve_run_prefix(prefix, limit=2)
+        if not found:
+            raise RunNotFound(f"no run id starts with {prefix!r}")
+        if len(found) > 1:
+            raise RunNotFound(f"{prefix!r} is ambiguous: {found[0]}, {found[1]}, ...; give more characters")
+        return found[0]
 
     def event(self, event_id: str) -> EventRecord:
         record = self.store.get_event(event_id)

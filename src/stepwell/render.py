@@ -5,6 +5,7 @@ from __future__ import annotations
 import sys
 from datetime import datetime
 
+from rich import box
 from rich.console import Console
 from rich.table import Table
 from rich.text import Text
@@ -45,21 +46,44 @@ def _took(start: datetime | None, end: datetime | None) -> str:
     return f"{seconds * 1000:.1f} ms" if seconds < 1 else f"{seconds:.2f} s"
 
 
-def runs_table(runs: list[Run]) -> Table:
-    table = Table(title=f"{len(runs)} run(s)")
-    for column in ("id", "function", "status", "attempt", "created", "took", "error"):
-        table.add_column(column, overflow="fold")
+BAR = 16  # the timeline column
+SHORT_ID = 16  # 12 hex digits of creation time, then 4 random: unique in practice, and a prefix
+
+
+def short_id(run_id: str) -> str:
+    """A run id as tables show it: a prefix that `runs show` accepts (child ids are shown whole)."""
+    return run_id[:SHORT_ID] if len(run_id) == 32 else run_id
+
+
+def runs_table(runs: list[Run], now: datetime | None = None) -> Table:
+    """Fits 80 columns: short ids, the age instead of a timestamp, the error cut to the space left."""
+    table = Table(title=f"{len(runs)} run(s)", box=box.SIMPLE_HEAD, pad_edge=False, title_justify="left")
+    table.add_column("id", no_wrap=True, min_width=SHORT_ID)
+    table.add_column("function", overflow="ellipsis", no_wrap=True, min_width=12, max_width=16)
+    table.add_column("status", no_wrap=True, min_width=9)
+    table.add_column("try", no_wrap=True, justify="right", min_width=3)
+    table.add_column("age", no_wrap=True, justify="right", min_width=3)
+    table.add_column("took", no_wrap=True, justify="right", min_width=8)
+    table.add_column("error", overflow="ellipsis", no_wrap=True)
     for run in runs:
+        age_text = "" if now is None else age((now - run.created_at).total_seconds())
         table.add_row(
-            run.id,
+            short_id(run.id),
             run.function,
             status_text(run.status.value),
             f"{run.attempt}/{run.max_attempts}",
-            _when(run.created_at),
+            age_text,
             _took(run.started_at, run.ended_at),
             str(run.error or ""),
         )
     return table
+
+
+def age(seconds: float) -> str:
+    for limit, unit, size in ((60, "s", 1), (3600, "m", 60), (86400, "h", 3600)):
+        if seconds < limit:
+            return f"{max(seconds, 0) / size:.0f}{unit}"
+    return f"{seconds / 86400:.0f}d"
 
 
 def progress_bar(counts: FanOutCounts, width: int = 30) -> Text:
@@ -85,14 +109,20 @@ def fan_out_line(counts: FanOutCounts) -> str:
 
 
 def run_timeline(run: Run, fan_outs: dict[str, FanOutCounts] | None = None) -> Table:
-    """Steps in order, with a bar placing each one in the run's span."""
+    """Steps in order, with a bar placing each one in the run's span; fits 80 columns (details are
+    cut there: `runs show` prints errors and the traceback in full below the table)."""
     table = Table(
-        title=f"run {run.id} · {run.function} · {run.status.value} · attempt {run.attempt}/{run.max_attempts}"
+        title=f"run {run.id} · {run.function} · {run.status.value} · attempt {run.attempt}/{run.max_attempts}",
+        box=box.SIMPLE_HEAD,
+        pad_edge=False,
+        title_justify="left",
     )
-    for column in ("step", "status", "attempts", "took"):
-        table.add_column(column, overflow="fold")
-    table.add_column("timeline", no_wrap=True, width=30)
-    table.add_column("output / error", overflow="fold", max_width=60)
+    table.add_column("step", overflow="ellipsis", no_wrap=True, max_width=24)
+    table.add_column("status", no_wrap=True, min_width=9)
+    table.add_column("tries", no_wrap=True, justify="right", min_width=5)
+    table.add_column("took", no_wrap=True, justify="right", min_width=8)
+    table.add_column("timeline", no_wrap=True, width=BAR)
+    table.add_column("output / error", overflow="ellipsis", no_wrap=True, min_width=8)
     starts = [s.started_at for s in run.steps if s.started_at]
     start = min(starts) if starts else (run.started_at or run.created_at)
     end = max([run.ended_at or start] + [s.ended_at or s.started_at or start for s in run.steps])
@@ -100,7 +130,7 @@ def run_timeline(run: Run, fan_outs: dict[str, FanOutCounts] | None = None) -> T
     for step in run.steps:
         begin = ((step.started_at or start) - start).total_seconds() / span
         finish = ((step.ended_at or step.started_at or start) - start).total_seconds() / span
-        width = 30
+        width = BAR
         left = int(begin * width)
         size = max(1, int((finish - begin) * width))
         bar = Text(" " * left + "█" * min(size, width - left), style=_STATUS_STYLE.get(step.status.value, ""))
@@ -125,17 +155,22 @@ def run_timeline(run: Run, fan_outs: dict[str, FanOutCounts] | None = None) -> T
     return table
 
 
-def dead_letters_table(entries: list[DeadLetter]) -> Table:
-    table = Table(title=f"{len(entries)} dead letter(s)")
-    for column in ("run_id", "function", "reason", "attempts", "failed at", "error"):
-        table.add_column(column, overflow="fold")
+def dead_letters_table(entries: list[DeadLetter], now: datetime | None = None) -> Table:
+    """Fits 80 columns, as runs_table does: short ids, the error cut to the space left."""
+    table = Table(title=f"{len(entries)} dead letter(s)", box=box.SIMPLE_HEAD, pad_edge=False, title_justify="left")
+    table.add_column("run_id", no_wrap=True, min_width=SHORT_ID)
+    table.add_column("function", overflow="ellipsis", no_wrap=True, min_width=12, max_width=16)
+    table.add_column("reason", no_wrap=True, min_width=17)
+    table.add_column("tries", no_wrap=True, justify="right", min_width=5)
+    table.add_column("age", no_wrap=True, justify="right", min_width=3)
+    table.add_column("error", overflow="ellipsis", no_wrap=True)
     for entry in entries:
         table.add_row(
-            entry.run_id,
+            short_id(entry.run_id),
             entry.function,
             entry.reason.value,
             str(entry.attempts),
-            _when(entry.failed_at),
+            "" if now is None else age((now - entry.failed_at).total_seconds()),
             str(entry.error),
         )
     return table

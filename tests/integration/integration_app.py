@@ -11,10 +11,11 @@ until the test creates the gate file `open-<run id>` next to the effects file.
 
 from __future__ import annotations
 
+import json
 import os
 import signal
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from datetime import timedelta
 from pathlib import Path
 from typing import Any
@@ -22,6 +23,7 @@ from typing import Any
 import stepwell
 
 EFFECTS_ENV = "STEPWELL_TEST_EFFECTS"
+SPANS_ENV = "STEPWELL_TEST_SPANS"
 FLEET_EVENT = "fleet.job"
 RETRY_BACKOFF = stepwell.Backoff(base=timedelta(seconds=0.2), factor=2, jitter=0.2)
 HOSTILE_BACKOFF = stepwell.Backoff(base=timedelta(seconds=0.1))
@@ -219,4 +221,38 @@ def raise_hostile(ctx: stepwell.Context[Any]) -> None:
     raise HOSTILE[ctx.event.data["kind"]]()
 
 
+def export_spans_to_file() -> None:
+    """With $STEPWELL_TEST_SPANS set, every span this process ends is appended to that file as one
+    JSON line (written as the span ends, so a SIGKILLed worker's finished spans are kept)."""
+    target = os.environ.get(SPANS_ENV)
+    if not target:
+        return
+    from opentelemetry import trace
+    from opentelemetry.sdk.trace import ReadableSpan, TracerProvider
+    from opentelemetry.sdk.trace.export import SimpleSpanProcessor, SpanExporter, SpanExportResult
+
+    class FileExporter(SpanExporter):
+        def export(self, spans: Sequence[ReadableSpan]) -> SpanExportResult:
+            for span in spans:
+                context, parent = span.get_span_context(), span.parent
+                assert context is not None
+                line = json.dumps({
+                    "name": span.name, "pid": os.getpid(), "trace_id": context.trace_id, "span_id": context.span_id,
+                    "parent": parent.span_id if parent else None,
+                    "links": [link.context.span_id for link in span.links],
+                    "attempt": (span.attributes or {}).get("stepwell.attempt"),
+                }) + "\n"  # fmt: skip
+                fd = os.open(target, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o600)
+                try:
+                    os.write(fd, line.encode())
+                finally:
+                    os.close(fd)
+            return SpanExportResult.SUCCESS
+
+    provider = TracerProvider()
+    provider.add_span_processor(SimpleSpanProcessor(FileExporter()))
+    trace.set_tracer_provider(provider)
+
+
+export_spans_to_file()
 app = build_app()

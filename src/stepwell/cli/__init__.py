@@ -6,7 +6,7 @@ registers itself on `main` when imported here. A new family is a new module plus
 
 from __future__ import annotations
 
-from stepwell.cli import dlq, events, keys, migrate, registry, runs, server, tokens, workers
+from stepwell.cli import dlq, events, keys, migrate, observe, registry, runs, server, tokens, workers
 from stepwell.cli.common import load_app, main
 
 __all__ = [
@@ -16,6 +16,7 @@ __all__ = [
     "load_app",
     "main",
     "migrate",
+    "observe",
     "registry",
     "runs",
     "server",

@@ -3,16 +3,15 @@
 from __future__ import annotations
 
 import importlib
-import logging
 import os
 import sys
 from typing import Any
 
 import click
-from rich.logging import RichHandler
 
 from stepwell.app import App
 from stepwell.errors import StepwellError
+from stepwell.observe.logs import configure_logging
 from stepwell.render import make_console
 
 console = make_console()
@@ -45,11 +44,8 @@ def plain_app(database_url: str | None, target: str | None) -> App:
 
 
 def setup_logging(verbose: bool) -> None:
-    logging.basicConfig(
-        level=logging.DEBUG if verbose else logging.INFO,
-        format="%(message)s",
-        handlers=[RichHandler(console=make_console(stderr=True), show_path=False)],
-    )
+    """Rich on a terminal, JSON lines otherwise (see stepwell.observe.logs)."""
+    configure_logging("auto", verbose=verbose)
 
 
 class Group(click.Group):

@@ -2,10 +2,14 @@
 
 from __future__ import annotations
 
+import time
+
 import click
 import orjson
 
+from stepwell.app import App
 from stepwell.cli.common import DB_HELP, console, main, plain_app
+from stepwell.cli.observe import resolve, show_run
 from stepwell.cli.remote import endpoint, remote_options
 from stepwell.render import run_timeline, runs_table
 
@@ -26,6 +30,7 @@ def runs() -> None:
 @click.option("--key", default=None, help="runs of this ordering key")
 @click.option("--limit", default=50, show_default=True)
 @click.option("--json", "as_json", is_flag=True, help="one JSON object per line")
+@click.option("--watch", "watch", is_flag=True, help="refresh every 2 seconds until Ctrl-C")
 @click.option("--database-url", envvar="STEPWELL_DATABASE_URL", help=DB_HELP)
 @remote_options
 def runs_ls(
@@ -35,12 +40,28 @@ def runs_ls(
     key: str | None,
     limit: int,
     as_json: bool,
+    watch: bool,
     database_url: str | None,
     server: str | None,
     token: str | None,
 ) -> None:
-    """List runs, newest first."""
+    """List runs, newest first (ids shown short: any unique prefix is accepted)."""
     app = endpoint(server, token, lambda: plain_app(database_url, None))
+    now = app.store.now if isinstance(app, App) else lambda: None
+    if watch:
+        from rich.live import Live
+
+        def table() -> object:
+            found = app.runs(function=function, status=status, event_id=event_id, key=key, limit=limit)
+            return runs_table(found, now())
+
+        with Live(table(), console=console, refresh_per_second=2) as live:  # type: ignore[arg-type]
+            try:
+                while True:
+                    time.sleep(2)
+                    live.update(table())  # type: ignore[arg-type]
+            except KeyboardInterrupt:
+                return
     found = app.runs(function=function, status=status, event_id=event_id, key=key, limit=limit)
     if as_json:
         for run in found:
@@ -57,7 +78,7 @@ def runs_ls(
                 )
             )
         return
-    console.print(runs_table(found))
+    console.print(runs_table(found, now()))
 
 
 @runs.command("show")
@@ -65,10 +86,16 @@ def runs_ls(
 @click.option("--database-url", envvar="STEPWELL_DATABASE_URL", help=DB_HELP)
 @remote_options
 def runs_show(run_id: str, database_url: str | None, server: str | None, token: str | None) -> None:
-    """Show a run and its step timeline."""
-    app = endpoint(server, token, lambda: plain_app(database_url, None))
-    run = app.get_run(run_id)
-    fan_outs = {s.id: app.fan_out_progress(run.id, s.id) for s in run.steps if s.kind == "fan_out"}
+    """Show a run: steps, input, current step, waiting reason, errors with traceback, logs.
+
+    RUN_ID may be any unique prefix of the id (a whole id with --server)."""
+    if not server:
+        app = plain_app(database_url, None)
+        show_run(app, app.get_run(resolve(app, run_id)))
+        return
+    client = endpoint(server, token, lambda: plain_app(database_url, None))
+    run = client.get_run(run_id)
+    fan_outs = {s.id: client.fan_out_progress(run.id, s.id) for s in run.steps if s.kind == "fan_out"}
     console.print(run_timeline(run, fan_outs))
     if run.waiting_reason:
         console.print(f"[bold]waiting:[/] {run.waiting_reason}")
@@ -85,7 +112,8 @@ def runs_cancel(run_ids: tuple[str, ...], database_url: str | None) -> None:
     """Cancel runs that have not ended."""
     app = plain_app(database_url, None)
     for run_id in run_ids:
-        console.print(f"{run_id}: {'cancelled' if app.cancel(run_id) else 'already ended'}")
+        full = resolve(app, run_id)
+        console.print(f"{full}: {'cancelled' if app.cancel(full) else 'already ended'}")
 
 
 @runs.command("replay")
@@ -94,4 +122,5 @@ def runs_cancel(run_ids: tuple[str, ...], database_url: str | None) -> None:
 @click.option("--database-url", envvar="STEPWELL_DATABASE_URL", help=DB_HELP)
 def runs_replay(run_id: str, app_target: str | None, database_url: str | None) -> None:
     """Start a new run from the same input."""
-    console.print(f"new run {plain_app(database_url, app_target).replay(run_id)}")  # the registry's definition
+    app = plain_app(database_url, app_target)  # the registry's definition
+    console.print(f"new run {app.replay(resolve(app, run_id))}")

@@ -57,7 +57,12 @@ def server(
         serve(app, host=host, port=port, auth=not no_auth, log_level="debug" if verbose else "warning")
         return
     from stepwell.http import ServerThread
+    from stepwell.observe import gauges
 
+    def served() -> list[str]:
+        return [function.name for function in app.functions() if function.retired_at is None]
+
+    gauges.QueueSampler(lambda: app.store, served).start()  # one process samples: the scheduler's
     with ServerThread(app, host=host, port=port, auth=not no_auth):
         app.run_scheduler()  # in this thread until SIGTERM/SIGINT; the API stops with it
 

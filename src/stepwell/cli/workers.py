@@ -10,8 +10,9 @@ from typing import Any
 
 import click
 
-from stepwell.cli.common import DB_HELP, console, load_app, main, setup_logging
+from stepwell.cli.common import DB_HELP, console, load_app, main
 from stepwell.cli.server import serve_dev_api
+from stepwell.observe.logs import configure_logging
 
 
 def _worker_options(fn: Any) -> Any:
@@ -54,6 +55,13 @@ def _worker_options(fn: Any) -> Any:
         help="seconds to finish on SIGTERM",
     )(fn)
     fn = click.option("--rescue-interval", default=5.0, show_default=True, help="seconds between lease rescues")(fn)
+    fn = click.option(
+        "--metrics-port", type=int, default=None, help="serve Prometheus /metrics on 127.0.0.1:PORT, with queue gauges"
+    )(fn)
+    fn = click.option(
+        "--log-format", type=click.Choice(["auto", "json", "rich"]), default="auto", show_default=True,
+        help="auto: rich on a terminal, JSON lines otherwise",
+    )(fn)  # fmt: skip
     return click.option("-v", "--verbose", is_flag=True)(fn)
 
 
@@ -70,11 +78,23 @@ def _run_worker(
     claim_batch: int = 100,
     linger: float = 0.002,
     api_port: int = 0,
+    metrics_port: int | None = None,
+    log_format: str = "auto",
+    dev: bool = False,
 ) -> None:
     from datetime import timedelta
 
-    setup_logging(verbose)
+    from stepwell.cli.observe import banner
+    from stepwell.observe import gauges, metrics
+
+    configure_logging(log_format, verbose=verbose, runs_debug=dev)  # type: ignore[arg-type]
     app = load_app(app_target, database_url)
+    if dev:
+        console.print(banner(app, database_url))
+    if metrics_port is not None:
+        metrics.serve(metrics_port)
+        gauges.QueueSampler(lambda: app.store, app.registry.names).start()
+        console.print(f"metrics: http://127.0.0.1:{metrics_port}/metrics")
     if api_port:
         serve_dev_api(app, api_port)
     app.run_worker(
@@ -109,7 +129,13 @@ def _spawn(app_target: str, processes: int, options: dict[str, Any]) -> None:
             continue
         flag = "--" + key.replace("_", "-")
         argv += [flag] if value is True else [flag, str(value)]
-    children = [subprocess.Popen(argv) for _ in range(processes)]
+    port = options.get("metrics_port")
+    children = []
+    for number in range(processes):
+        own = list(argv)
+        if port is not None:  # one port per process: 9100, 9101, ...
+            own[own.index("--metrics-port") + 1] = str(port + number)
+        children.append(subprocess.Popen(own))
 
     def forward(signum: int, _frame: Any) -> None:
         for child in children:
@@ -127,6 +153,7 @@ def _spawn(app_target: str, processes: int, options: dict[str, Any]) -> None:
 @_worker_options
 @click.option("--port", default=8288, show_default=True, help="serve the HTTP API on 127.0.0.1:PORT; 0: do not")
 def dev(app_target: str, port: int, **options: Any) -> None:
-    """All in one process for development: worker, maintenance and the HTTP API, SQLite by default."""
-    console.print(f"[bold]stepwell dev[/] {app_target} · Ctrl-C to stop")
-    _run_worker(app_target, **options, api_port=port)
+    """All in one process for development: worker, maintenance and the HTTP API, SQLite by default.
+
+    Prints a banner (the database, the functions and their triggers, the API's URL) and every run's lifecycle."""
+    _run_worker(app_target, dev=True, api_port=port, **options)

@@ -1,7 +1,8 @@
 """The ASGI application: the route table wrapped with authentication and error rendering.
 
-`create_app(app)` serves one `stepwell.App`. With `auth=True` every route but health, readiness
-and the OpenAPI document needs `Authorization: Bearer <token>` of a key holding the route's scope.
+`create_app(app)` serves one `stepwell.App`, and `/metrics` (Prometheus text). With `auth=True`
+every route but health, readiness and the OpenAPI document needs `Authorization: Bearer <token>`
+of a key holding the route's scope.
 """
 
 from __future__ import annotations
@@ -23,7 +24,7 @@ from stepwell.http.errors import ApiError, from_stepwell
 from stepwell.http.limits import Limits
 from stepwell.http.openapi import document
 from stepwell.http.render import error_response, json_response
-from stepwell.http.routes import ROUTES, Route
+from stepwell.http.routes import METRICS_ROUTE, ROUTES, Route
 from stepwell.model.apikeys import Scope
 
 log = logging.getLogger("stepwell.http")
@@ -42,7 +43,7 @@ def create_app(app: App, *, auth: bool = True, limits: Limits | None = None) -> 
     openapi = document(ROUTES, auth=auth)
     routes = [
         StarletteRoute(route.path, _endpoint(route, app, limits, pools, auth), methods=[route.method])
-        for route in ROUTES
+        for route in (*ROUTES, METRICS_ROUTE)
     ]
     routes.append(StarletteRoute("/api/v1/openapi.json", _static(openapi), methods=["GET"]))
     return Starlette(routes=routes, exception_handlers={HTTPException: _http_error})  # type: ignore[dict-item]

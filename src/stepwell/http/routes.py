@@ -20,6 +20,8 @@ from stepwell.http.call import Call
 from stepwell.http.errors import invalid
 from stepwell.http.render import json_response
 from stepwell.model.apikeys import Scope
+from stepwell.observe import metrics as observed_metrics
+from stepwell.observe import tracing
 
 Handler = Callable[[Call], Awaitable[Response]]
 
@@ -64,12 +66,28 @@ async def ready(call: Call) -> Response:
     return json_response({"status": "ready"})
 
 
+async def metrics(call: Call) -> Response:
+    """This server process's Prometheus metrics (ingest, and the queue gauges when it runs the scheduler)."""
+    return Response(observed_metrics.render(), media_type=observed_metrics.CONTENT_TYPE)
+
+
+# Served beside the table (text, not JSON, so it stays out of the OpenAPI document); needs a read key.
+METRICS_ROUTE = Route("GET", "/metrics", Scope.READ, metrics, "Prometheus metrics")
+
+
 # events
 
 
 async def send_events(call: Call) -> Response:
     events, batch = shapes.events_in(await call.json(), call.limits.max_batch)
-    ids = await call.write(call.app.send, events)
+    headers = {name: value for name in ("traceparent", "tracestate") if (value := call.request.headers.get(name))}
+
+    def send(app: App) -> list[str]:  # on a store thread: the caller's trace context is made current there
+        with tracing.incoming(headers):
+            ids: list[str] = app.send(events)
+            return ids
+
+    ids = await call.write(send, call.app)
     return json_response({"ids": ids} if batch else {"id": ids[0], "ids": ids}, 202)
 
 
@@ -104,7 +122,8 @@ async def get_run(call: Call) -> Response:
     run_id = _path(call, "run_id")
 
     def read(app: App) -> dict[str, Any]:
-        return shapes.run_json(app.get_run(run_id), app.run_input(run_id), detail=True)
+        run = app.get_run(run_id)
+        return shapes.run_json(run, app.run_input(run_id), detail=True, logs=app.run_logs(run.id))
 
     return json_response(await call.read(read, call.app))
 

@@ -16,7 +16,7 @@ from stepwell.http.errors import bad_request, invalid
 from stepwell.model.apikeys import ApiKey
 from stepwell.model.event import EventIn
 from stepwell.model.records import DeadLetter, ErrorInfo, EventRecord, FanOutCounts, Run, RunStatus, Step
-from stepwell.store.base import RegisteredFunction
+from stepwell.store.base import RegisteredFunction, RunLogLine, RunLogs
 
 _EVENT_FIELDS = frozenset({"name", "data", "id", "ts"})
 
@@ -45,8 +45,10 @@ def step_json(step: Step) -> dict[str, Any]:
     }
 
 
-def run_json(run: Run, input: tuple[str, Any] | None = None, *, detail: bool = False) -> dict[str, Any]:
-    """A run; with `detail`, its steps, every attempt's error, its input and why it waits."""
+def run_json(
+    run: Run, input: tuple[str, Any] | None = None, *, detail: bool = False, logs: RunLogs | None = None
+) -> dict[str, Any]:
+    """A run; with `detail`, its steps, every attempt's error, its input, why it waits and its ctx.log lines."""
     shape: dict[str, Any] = {
         "id": run.id,
         "function": run.function,
@@ -69,7 +71,19 @@ def run_json(run: Run, input: tuple[str, Any] | None = None, *, detail: bool = F
         shape["steps"] = [step_json(step) for step in run.steps]
         shape["errors"] = [error.to_json() for error in run.errors]
         shape["input"] = None if input is None else {"name": input[0], "data": input[1]}
+        shape["logs"] = [] if logs is None else [log_line_json(line) for line in logs.lines]
+        shape["logs_dropped"] = 0 if logs is None else logs.dropped
     return shape
+
+
+def log_line_json(line: RunLogLine) -> dict[str, Any]:
+    return {
+        "at": when(line.at),
+        "level": line.level,
+        "step": line.step,
+        "attempt": line.attempt,
+        "message": line.message,
+    }
 
 
 def event_json(record: EventRecord) -> dict[str, Any]:

@@ -17,6 +17,7 @@ from stepwell.errors import (
 )
 from stepwell.model.function import FunctionSpec
 from stepwell.model.jsonvalue import encode
+from stepwell.observe.attempt import run_logger
 from stepwell.runtime.context import Context
 from stepwell.runtime.engine import Engine
 from stepwell.runtime.errorinfo import error_info
@@ -37,7 +38,8 @@ _NOT_RETRIABLE = (
 def execute_sync(spec: FunctionSpec, claimed: ClaimedRun, engine: Engine) -> Outcome:
     """Run a sync function's attempt on the calling thread."""
     ledger = StepLedger(claimed, engine)
-    ctx = Context(claimed.event, claimed.run_id, claimed.function, claimed.attempt, Steps(ledger), claimed.events)
+    log = run_logger(claimed.function, lambda: ledger.position)
+    ctx = Context(claimed.event, claimed.run_id, claimed.function, claimed.attempt, Steps(ledger), claimed.events, log)
     try:
         result = spec.handler(ctx)
     except BaseException as error:  # noqa: BLE001 - user code may raise anything, SystemExit included
@@ -48,7 +50,9 @@ def execute_sync(spec: FunctionSpec, claimed: ClaimedRun, engine: Engine) -> Out
 async def execute_async(spec: FunctionSpec, claimed: ClaimedRun, engine: Engine) -> Outcome:
     """Run an async function's attempt on the running loop."""
     ledger = StepLedger(claimed, engine)
-    ctx = Context(claimed.event, claimed.run_id, claimed.function, claimed.attempt, AsyncSteps(ledger), claimed.events)
+    log = run_logger(claimed.function, lambda: ledger.position)
+    steps = AsyncSteps(ledger)
+    ctx = Context(claimed.event, claimed.run_id, claimed.function, claimed.attempt, steps, claimed.events, log)
     try:
         result = await spec.handler(ctx)
     except asyncio.CancelledError:

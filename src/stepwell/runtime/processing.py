@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import contextvars
 from collections.abc import Awaitable, Callable
 from typing import Any
 
 from stepwell.model.records import ErrorInfo
 from stepwell.model.retry import RetryPolicy
+from stepwell.observe.attempt import observe_attempt
 from stepwell.runtime.engine import Engine
 from stepwell.runtime.executor import execute_async, execute_sync
 from stepwell.runtime.outcomes import Failed, Outcome, decide
@@ -16,7 +18,17 @@ RunSync = Callable[..., Awaitable[Any]]
 
 
 async def process_claimed(engine: Engine, claimed: ClaimedRun, run_sync: RunSync) -> Settlement | None:
-    """`run_sync(fn, *args)` decides where sync user code runs (a thread pool, or inline in tests)."""
+    """`run_sync(fn, *args)` decides where sync user code runs (a thread pool, or inline in tests).
+
+    The attempt is observed here, once (logs, metrics, its span); sync code runs in a copy of this
+    context, so that its records and spans know their run."""
+    with observe_attempt(claimed, engine.clock.now) as attempt:
+        settlement = await _attempt(engine, claimed, run_sync)
+        attempt.settled(settlement)
+        return settlement
+
+
+async def _attempt(engine: Engine, claimed: ClaimedRun, run_sync: RunSync) -> Settlement | None:
     spec = engine.registry.get(claimed.function)
     outcome: Outcome
     if spec is None:
@@ -28,5 +40,5 @@ async def process_claimed(engine: Engine, claimed: ClaimedRun, run_sync: RunSync
     if spec.is_async:
         outcome = await execute_async(spec, claimed, engine)
     else:
-        outcome = await run_sync(execute_sync, spec, claimed, engine)
+        outcome = await run_sync(contextvars.copy_context().run, execute_sync, spec, claimed, engine)
     return decide(outcome, claimed, spec.retry)

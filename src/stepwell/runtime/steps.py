@@ -8,6 +8,7 @@ hands every other kind (no user code in them) to `Steps` on a thread, so the log
 from __future__ import annotations
 
 import asyncio
+import contextvars
 import functools
 import inspect
 import threading
@@ -39,6 +40,7 @@ from stepwell.model.ids import child_run_id, sent_event_id
 from stepwell.model.jsonvalue import encode, normalize
 from stepwell.model.matching import canonical_value_at, check_path, document_of
 from stepwell.model.records import ErrorInfo, Event, Step, StepKind, StepStatus
+from stepwell.observe.attempt import observe_step
 from stepwell.runtime.engine import Engine
 from stepwell.runtime.errorinfo import error_info
 from stepwell.runtime.fanout import FanOut, check_tolerate, summary, tolerated_failures
@@ -170,10 +172,11 @@ class Steps:
             return output  # type: ignore[no-any-return]
         started = ledger.now()
         try:
-            if ledger.step_timeout is None:
-                result = fn(*args, **kwargs)
-            else:
-                result = _call_with_timeout(sid, ledger.step_timeout, fn, args, kwargs)
+            with observe_step(sid, position):
+                if ledger.step_timeout is None:
+                    result = fn(*args, **kwargs)
+                else:
+                    result = _call_with_timeout(sid, ledger.step_timeout, fn, args, kwargs)
             write, value = ledger.success(sid, position, result, started)
         except (Suspend, LeaseLost, asyncio.CancelledError):
             raise
@@ -382,7 +385,8 @@ def _call_with_timeout(step_id: str, timeout: float, fn: Callable[..., T], args:
         except BaseException as error:  # noqa: BLE001 - handed back to the caller's thread
             outcome["error"] = error
 
-    thread = threading.Thread(target=target, name=f"stepwell-step-{step_id}", daemon=True)
+    context = contextvars.copy_context()  # the step's code logs and traces as the step
+    thread = threading.Thread(target=context.run, args=(target,), name=f"stepwell-step-{step_id}", daemon=True)
     thread.start()
     thread.join(timeout)
     if thread.is_alive():
@@ -409,7 +413,8 @@ class AsyncSteps:
         self._sync = Steps(ledger)
 
     async def _off_loop(self, fn: Callable[..., T], *args: Any, **kwargs: Any) -> T:
-        return await asyncio.get_running_loop().run_in_executor(None, functools.partial(fn, *args, **kwargs))
+        call = functools.partial(contextvars.copy_context().run, fn, *args, **kwargs)  # records know their run
+        return await asyncio.get_running_loop().run_in_executor(None, call)
 
     async def run(self, step_id: str, fn: Callable[..., T | Awaitable[T]], *args: Any, **kwargs: Any) -> T:
         """Run `fn` (sync or async) once for this run; later replays return its stored result."""
@@ -420,9 +425,11 @@ class AsyncSteps:
             return output  # type: ignore[no-any-return]
         started = ledger.now()
         try:
-            result = fn(*args, **kwargs)
-            if inspect.isawaitable(result):
-                result = await asyncio.wait_for(result, ledger.step_timeout) if ledger.step_timeout else await result
+            with observe_step(sid, position):
+                result = fn(*args, **kwargs)
+                if inspect.isawaitable(result):
+                    timeout = ledger.step_timeout
+                    result = await asyncio.wait_for(result, timeout) if timeout else await result
             write, value = ledger.success(sid, position, result, started)
         except TimeoutError:
             error = StepTimeout(f"step {sid!r} ran longer than its timeout of {ledger.step_timeout:g}s")

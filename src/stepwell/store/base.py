@@ -526,6 +526,101 @@ class Store(Protocol):
         """Revoke a key for good; False when there is no such key or it was revoked already."""
         ...
 
+    # observability (migration 0005): run logs, trace context, telemetry reads
+
+    def append_run_logs(self, lines: Sequence[RunLogLine], *, max_lines: int = 1000) -> int:
+        """Store ctx.log lines, many runs in one transaction; a line already stored under its key (a
+        replay) is ignored. Past `max_lines` per run the oldest are dropped and counted. Returns how
+        many lines were new."""
+        ...
+
+    def list_run_logs(self, run_id: str, *, limit: int = 1000) -> RunLogs:
+        """A run's stored lines in the order they were logged, and how many were dropped."""
+        ...
+
+    def resolve_run_prefix(self, prefix: str, *, limit: int = 2) -> list[str]:
+        """Run ids that start with `prefix` (at most `limit`, through the primary key): one means unique."""
+        ...
+
+    def set_trace_context(
+        self, context: TraceContext, *, event_ids: Sequence[str] = (), run_ids: Sequence[str] = ()
+    ) -> None:
+        """Store the W3C trace context of events and runs (the runs of an event inherit the event's)."""
+        ...
+
+    def run_telemetry(self, run_ids: Sequence[str]) -> list[RunTelemetry]:
+        """When each run became ready, and the trace context it carries (its own, else its event's)."""
+        ...
+
+    def queue_gauges(self, *, now: datetime | None = None, scan_limit: int = 10_000) -> list[FunctionQueue]:
+        """Ready runs per function and the oldest ready time, from at most `scan_limit` entries of the
+        ready index (never a count over the table): `capped` says the scan stopped at the limit."""
+        ...
+
+    def function_activity(self, *, since: datetime, now: datetime | None = None) -> list[FunctionActivity]:
+        """Runs completed and failed per function since `since`, and open dead letters (for `stepwell top`)."""
+        ...
+
 
 def error_json(error: ErrorInfo | None) -> dict[str, Any] | None:
     return None if error is None else error.to_json()
+
+
+# Observability (migration 0005).
+
+
+@dataclass(frozen=True, slots=True)
+class RunLogLine:
+    """One line a run logged through ctx.log. (segment, attempt, seq) is its key within the run:
+
+    code outside steps replays identically, so it logs with attempt 0 at the same segment (steps
+    called before it) and seq, and a replay's line is the stored one; a step that executes logs
+    under its attempt, so a retried step's lines are new lines.
+    """
+
+    run_id: str
+    segment: int
+    attempt: int
+    seq: int
+    at: datetime
+    level: str
+    message: str
+    step: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class RunLogs:
+    lines: tuple[RunLogLine, ...]
+    dropped: int = 0  # oldest lines dropped past the per-run bound
+
+
+@dataclass(frozen=True, slots=True)
+class TraceContext:
+    """A W3C trace context (traceparent, tracestate), as stored with an event or a run."""
+
+    traceparent: str
+    tracestate: str = ""
+    link: bool = False  # the run starts a new trace linked to this context (a replay) instead of continuing it
+
+
+@dataclass(frozen=True, slots=True)
+class RunTelemetry:
+    run_id: str
+    ready_at: datetime  # when the run became claimable: the start of its schedule-to-start latency
+    trace: TraceContext | None
+
+
+@dataclass(frozen=True, slots=True)
+class FunctionQueue:
+    function: str
+    ready: int
+    oldest_ready_at: datetime | None
+    capped: bool = False  # the scan stopped at its limit: at least `ready` runs are ready
+
+
+@dataclass(frozen=True, slots=True)
+class FunctionActivity:
+    function: str
+    completed: int = 0
+    failed: int = 0
+    dead_letters: int = 0

@@ -1,0 +1,150 @@
+"""The runtime's one seam: an attempt and an executing step, observed.
+
+`observe_attempt` wraps one attempt (process_claimed): the run span, the context fields of every
+log record, the lifecycle records and the run metrics, decided from the attempt's settlement.
+`observe_step` wraps the execution of a step's code (never a replay of its memoized result).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import time
+from collections.abc import Callable, Iterator
+from datetime import datetime
+from typing import Any
+
+from opentelemetry.trace import Span
+
+from stepwell.observe import logs, runlog, scope, tracing
+from stepwell.observe import metrics as metrics_module
+from stepwell.observe.settings import SETTINGS
+from stepwell.observe.store import telemetry_of
+from stepwell.store.base import ClaimedRun, Complete, Fail, Release, Retry, Settlement, Suspend
+
+
+class Attempt:
+    """One attempt in progress; `settled` is told how it ended."""
+
+    def __init__(self, claimed: ClaimedRun, now: Callable[[], datetime]) -> None:
+        self.claimed = claimed
+        self.scope = scope.AttemptScope(claimed.run_id, claimed.function, claimed.attempt, claimed.event.id, now=now)
+        self.started = time.perf_counter()
+        self.span: Span | None = None
+        self.outcome = "lease_lost"
+        self._tracing = tracing.tracer() is not None
+        self._token: Any = None
+        self._span_token: Any = None
+
+    def __enter__(self) -> Attempt:
+        claimed = self.claimed
+        self._token = scope.ATTEMPT.set(self.scope)
+        if self._tracing:
+            telemetry = telemetry_of(claimed.run_id)
+            self.span = tracing.start_run_span(claimed, None if telemetry is None else telemetry.trace)
+            self._span_token = None if self.span is None else tracing.activate(self.span)
+        logs.lifecycle(logging.DEBUG, "started attempt %d/%d", claimed.attempt, claimed.max_attempts)
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        span = self.span
+        if span is not None:
+            span.set_attribute("stepwell.outcome", self.outcome)
+            span.end()
+            tracing.deactivate(self._span_token)
+        scope.ATTEMPT.reset(self._token)
+
+    def settled(self, settlement: Settlement | None) -> None:
+        """Metrics and lifecycle records of the outcome; the attempt's ctx.log lines go out with it."""
+        elapsed = time.perf_counter() - self.started
+        claimed = self.claimed
+        if settlement is not None:
+            runlog.hand_over(self.scope)
+        else:
+            self.scope.take_lines()
+        match settlement:
+            case Complete():
+                self.outcome = "completed"
+                logs.lifecycle(
+                    logging.DEBUG, "completed in %.1f ms", elapsed * 1000, duration_ms=round(elapsed * 1000, 3)
+                )
+            case Retry(_, error, delay):
+                self.outcome = "retried"
+                seconds = delay.total_seconds()
+                logs.lifecycle(
+                    logging.INFO, "attempt %d/%d failed (%s); retry in %.1fs", claimed.attempt,
+                    claimed.max_attempts, error, seconds, error=str(error), delay=seconds,
+                )  # fmt: skip
+            case Fail(_, error, reason):
+                self.outcome = "failed"
+                why = reason.value.replace("_", " ")
+                logs.lifecycle(
+                    logging.ERROR, "dead-lettered after attempt %d/%d (%s): %s", claimed.attempt,
+                    claimed.max_attempts, why, error, error=str(error), traceback=logs.traceback_tail(error),
+                )  # fmt: skip
+            case Suspend(_, until, waiting):
+                self.outcome = "suspended"
+                logs.lifecycle(logging.DEBUG, "%s until %s", "waiting" if waiting else "sleeping", until or "woken")
+            case Release():
+                self.outcome = "interrupted"
+                logs.lifecycle(logging.WARNING, "interrupted by the store; given back without counting the attempt")
+            case None:
+                logs.lifecycle(logging.DEBUG, "lease lost; the outcome was dropped")
+        if SETTINGS.metrics:
+            self._count(elapsed)
+        if self.span is not None and self.outcome in ("retried", "failed"):
+            tracing.fail(self.span, self.outcome)
+
+    def _count(self, elapsed: float) -> None:
+        found = metrics_module.current().function(self.claimed.function)
+        outcome = self.outcome
+        found.duration(outcome).observe(elapsed)
+        if outcome == "completed":
+            found.finished["completed"].inc()
+        elif outcome == "failed":
+            found.finished["failed"].inc()
+            found.dead_letters.inc()
+        elif outcome == "retried":
+            found.retried.inc()
+
+
+def observe_attempt(claimed: ClaimedRun, now: Callable[[], datetime]) -> Attempt:
+    """Around one attempt (`with observe_attempt(...) as attempt:`), on the task that runs it; the
+    runtime copies its context into the threads that run sync code."""
+    return Attempt(claimed, now)
+
+
+@contextlib.contextmanager
+def observe_step(step_id: str, position: int) -> Iterator[None]:
+    """Around the execution of a step's code: its span, its duration, the `step` field of records."""
+    attempt = scope.ATTEMPT.get()
+    token = scope.STEP.set(scope.StepScope(step_id, position))
+    span = None if attempt is None else tracing.start_step_span(step_id, attempt.run_id)
+    span_token = None if span is None else tracing.activate(span)
+    started = time.perf_counter()
+    status = "error"
+    try:
+        yield
+        status = "ok"
+    finally:
+        if attempt is not None and SETTINGS.metrics:
+            found = metrics_module.current()
+            name = found.steps(step_id.split("#", 1)[0])
+            found.step_duration.child(found.functions(attempt.function), name, status).observe(
+                time.perf_counter() - started
+            )
+        if span is not None:
+            if status == "error":
+                tracing.fail(span, "step raised")
+            span.end()
+            tracing.deactivate(span_token)
+        scope.STEP.reset(token)
+
+
+def run_logger(function: str, position: Callable[[], int]) -> runlog.RunLogger:
+    """`ctx.log` for the attempt in progress (bound to its ledger's step count), or a plain adapter."""
+    attempt = scope.ATTEMPT.get()
+    if attempt is not None and attempt.function == function:
+        attempt.position = position
+        return runlog.RunLogger(function, attempt)
+    return runlog.RunLogger(function)

@@ -1,0 +1,218 @@
+"""The Store, observed: one wrapper that counts events and runs, times the queue, carries the trace
+context through the store and writes ctx.log lines with the run's writes.
+
+Every other verb passes straight through (`__getattr__`), so a verb added to the Store protocol
+works unobserved until it is worth observing here.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Sequence
+from typing import Any, cast
+
+import orjson
+
+from stepwell.model.records import Step, StepKind, StepStatus
+from stepwell.observe import metrics as metrics_module
+from stepwell.observe import runlog, scope, tracing
+from stepwell.observe.settings import SETTINGS
+from stepwell.store.base import (
+    AcceptedEvent,
+    ClaimedRun,
+    Lease,
+    NewChild,
+    NewEvent,
+    NewRun,
+    RunTelemetry,
+    Settlement,
+    StepWrite,
+    Store,
+    TraceContext,
+)
+
+_MAX_REMEMBERED = 100_000
+_telemetry: dict[str, RunTelemetry] = {}  # claimed runs' ready time and trace context, until their attempt starts
+_telemetry_lock = threading.Lock()
+
+
+def observed_store(store: Store) -> Store:
+    """`store`, observed (once: an observed store is returned as it is)."""
+    if isinstance(store, ObservedStore):
+        return cast(Store, store)
+    return cast(Store, ObservedStore(store))
+
+
+def telemetry_of(run_id: str) -> RunTelemetry | None:
+    """What the claim learnt of the run (its trace context); forgotten once asked."""
+    with _telemetry_lock:
+        return _telemetry.pop(run_id, None)
+
+
+class ObservedStore:
+    def __init__(self, inner: Store) -> None:
+        self.inner = inner
+
+    def __getattr__(self, name: str) -> Any:
+        value = getattr(self.inner, name)
+        if callable(value):
+            setattr(self, name, value)  # later calls skip __getattr__
+        return value
+
+    # producing
+
+    def append_events(self, events: Sequence[NewEvent], **kwargs: Any) -> list[AcceptedEvent]:
+        names = {event.name for event in events}
+        destination = next(iter(names)) if len(names) == 1 else "batch"
+        caller_transaction = kwargs.get("connection") is not None
+        with tracing.producer_span("send", destination, len(events)) as context:
+            accepted = self.inner.append_events(events, **kwargs)
+            if context is not None and not caller_transaction:  # in a caller's transaction the rows are not ours yet
+                self.inner.set_trace_context(context, event_ids=[a.id for a in accepted if not a.duplicate])
+        if SETTINGS.metrics:
+            _count_events(events, accepted)
+        return accepted
+
+    def create_runs(self, runs: Sequence[NewRun], **kwargs: Any) -> list[str | None]:
+        caller_transaction = kwargs.get("connection") is not None
+        destination = runs[0].function if runs else ""
+        operation = "replay" if runs and all(run.replay_of for run in runs) else "enqueue"
+        with tracing.producer_span(operation, destination, len(runs)) as context:
+            owners = self.inner.create_runs(runs, **kwargs)
+            if context is not None and not caller_transaction:
+                self._trace_new_runs(runs, owners, context)
+        if SETTINGS.metrics:
+            created = metrics_module.current()
+            for run, owner in zip(runs, owners, strict=True):
+                if owner == run.id:
+                    created.runs_created.child(created.functions(run.function)).inc()
+        return owners
+
+    def _trace_new_runs(self, runs: Sequence[NewRun], owners: Sequence[str | None], context: TraceContext) -> None:
+        """A replay carries its original's context as a link; any other new run, the enqueue span's."""
+        fresh = [run for run, owner in zip(runs, owners, strict=True) if owner == run.id]
+        plain = [run.id for run in fresh if run.replay_of is None]
+        if plain:
+            self.inner.set_trace_context(context, run_ids=plain)
+        for run in fresh:
+            if run.replay_of is not None:
+                for original in self.inner.run_telemetry([run.replay_of]):
+                    if original.trace is None:
+                        continue
+                    linked = TraceContext(original.trace.traceparent, original.trace.tracestate, link=True)
+                    self.inner.set_trace_context(linked, run_ids=[run.id])
+
+    # the queue
+
+    def claim_runs(self, **kwargs: Any) -> list[ClaimedRun]:
+        claimed = self.inner.claim_runs(**kwargs)
+        if claimed and (SETTINGS.metrics or tracing.tracer() is not None):
+            _remember(claimed, self.inner.run_telemetry([c.run_id for c in claimed]))
+        return claimed
+
+    def settle_runs(self, settlements: Sequence[Settlement], **kwargs: Any) -> list[str]:
+        lines = runlog.take_pending([s.lease.run_id for s in settlements])
+        if lines:
+            self.inner.append_run_logs(lines, max_lines=SETTINGS.log_lines_per_run)
+        return self.inner.settle_runs(settlements, **kwargs)
+
+    def rescue_expired_leases(self, **kwargs: Any) -> int:
+        rescued = self.inner.rescue_expired_leases(**kwargs)
+        if rescued and SETTINGS.metrics:
+            metrics_module.current().runs_rescued.inc(rescued)
+        return rescued
+
+    # writes under a lease
+
+    def record_step(self, lease: Lease, step: StepWrite, **kwargs: Any) -> Step:
+        self._flush_lines(lease)
+        written = self.inner.record_step(lease, step, **kwargs)
+        if step.kind == StepKind.FAN_OUT and step.status == StepStatus.COMPLETED and SETTINGS.metrics:
+            _count_fan_out(step.output)
+        return written
+
+    def start_child(self, lease: Lease, step: StepWrite, child: NewChild, **kwargs: Any) -> Step:
+        self._flush_lines(lease)
+        written = self.inner.start_child(lease, step, child, **kwargs)
+        self._children_created([child])
+        return written
+
+    def create_children(self, lease: Lease, step_id: str, children: Sequence[NewChild], **kwargs: Any) -> int:
+        created = self.inner.create_children(lease, step_id, children, **kwargs)
+        self._children_created(children, fan_out=True)
+        return created
+
+    def _children_created(self, children: Sequence[NewChild], *, fan_out: bool = False) -> None:
+        """Child runs carry their parent's context (the span current in the parent's attempt)."""
+        context = tracing.current_carrier() if tracing.tracer() is not None else None
+        if context is not None:
+            self.inner.set_trace_context(context, run_ids=[child.run.id for child in children])
+        if SETTINGS.metrics and children:
+            found = metrics_module.current()
+            function = found.functions(children[0].run.function)
+            found.runs_created.child(function).inc(len(children))
+            if fan_out:
+                attempt = scope.ATTEMPT.get()  # counted under the parent's function, as their outcomes are
+                parent = found.functions(attempt.function) if attempt is not None else function
+                found.fan_out_children.child(parent, "created").inc(len(children))
+
+    def _flush_lines(self, lease: Lease) -> None:
+        """Lines logged so far in this attempt are written before the step, so a step that is recorded
+        has its lines stored with it (not in the same transaction: see observe/runlog.py)."""
+        attempt = scope.ATTEMPT.get()
+        if attempt is None or attempt.run_id != lease.run_id or not attempt.lines:
+            return
+        lines = attempt.take_lines()
+        if lines:
+            self.inner.append_run_logs(lines, max_lines=SETTINGS.log_lines_per_run)
+
+
+def _remember(claimed: list[ClaimedRun], telemetry: list[RunTelemetry]) -> None:
+    found = {t.run_id: t for t in telemetry}
+    if tracing.tracer() is not None:  # kept for the attempt's span, which takes it
+        with _telemetry_lock:
+            if len(_telemetry) > _MAX_REMEMBERED:  # attempts that never started (shutdown): forget them all
+                _telemetry.clear()
+            _telemetry.update(found)
+    if SETTINGS.metrics:
+        current = metrics_module.current()
+        started: dict[str, int] = {}
+        for run in claimed:
+            started[run.function] = started.get(run.function, 0) + 1
+            ready = found.get(run.run_id)
+            if ready is not None:
+                waited = max((run.claimed_at - ready.ready_at).total_seconds(), 0.0)
+                current.function(run.function).schedule_to_start.observe(waited)
+        for function, count in started.items():  # one increment per function and batch
+            current.function(function).started.inc(count)
+
+
+def _count_events(events: Sequence[NewEvent], accepted: Sequence[AcceptedEvent]) -> None:
+    found = metrics_module.current()
+    by_id = {event.id: event for event in events}
+    for result in accepted:
+        event = by_id[result.id]
+        disposition = "deduplicated" if result.duplicate else ("started" if result.run_ids else "no_run")
+        found.events_received.child(found.event_names(event.name), disposition).inc()
+        if result.duplicate:
+            continue
+        started = set(result.run_ids)
+        for run in event.runs:
+            if run.id in started:
+                found.runs_created.child(found.functions(run.function)).inc()
+
+
+def _count_fan_out(output: bytes | None) -> None:
+    """A finished fan-out's summary (counts by state), under the parent's function."""
+    attempt = scope.ATTEMPT.get()
+    if attempt is None or not output:
+        return
+    summary = orjson.loads(output)
+    if not isinstance(summary, dict):
+        return
+    found = metrics_module.current()
+    function = found.functions(attempt.function)
+    for state in ("completed", "failed", "cancelled"):
+        count = summary.get(state)
+        if isinstance(count, int) and count:
+            found.fan_out_children.child(function, state).inc(count)

@@ -1,0 +1,155 @@
+"""OpenTelemetry spans: `send {event}` (PRODUCER), `run {function}` (CONSUMER, one per attempt),
+`step {id}` (INTERNAL), with the messaging semantic conventions where they fit.
+
+Only the OpenTelemetry API is a dependency: spans are made when the application installed an SDK
+tracer provider (the `otel` extra), and cost one isinstance check otherwise. The W3C trace context
+travels through the store (migration 0005): the event keeps its producer's, a run its own when it
+differs (a child run: its parent's; a replay: the original's, as a link).
+
+Incoming contexts: `App.send` reads the current OpenTelemetry context, so a caller that has a
+span open (a web framework's instrumentation) is the producer's parent. Code that holds only a
+carrier (HTTP headers with `traceparent`) wraps the send in `with incoming(headers): app.send(...)`.
+"""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import Iterator, Mapping
+from typing import Any
+
+from opentelemetry import context as otel_context
+from opentelemetry import trace
+from opentelemetry.trace import Link, NoOpTracerProvider, ProxyTracerProvider, Span, SpanKind, Status, StatusCode
+from opentelemetry.trace.propagation.tracecontext import TraceContextTextMapPropagator
+
+from stepwell.observe.settings import SETTINGS
+from stepwell.store.base import ClaimedRun, TraceContext
+
+SYSTEM = "stepwell"
+_PROPAGATOR = TraceContextTextMapPropagator()
+_tracers: dict[int, trace.Tracer] = {}
+
+
+def tracer() -> trace.Tracer | None:
+    """The stepwell tracer, or None when nothing would record spans (tracing off, or no SDK installed)."""
+    if not SETTINGS.tracing:
+        return None
+    provider = trace.get_tracer_provider()
+    if isinstance(provider, ProxyTracerProvider | NoOpTracerProvider):
+        return None
+    found = _tracers.get(id(provider))
+    if found is None:
+        found = _tracers[id(provider)] = provider.get_tracer("stepwell")
+    return found
+
+
+def carrier_of(span: Span) -> TraceContext | None:
+    """The span's W3C context, as stored with events and runs."""
+    if not span.get_span_context().is_valid:
+        return None
+    carrier: dict[str, str] = {}
+    _PROPAGATOR.inject(carrier, context=trace.set_span_in_context(span))
+    return TraceContext(carrier["traceparent"], carrier.get("tracestate", ""))
+
+
+def current_carrier() -> TraceContext | None:
+    return carrier_of(trace.get_current_span())
+
+
+_extracted: dict[tuple[str, str], otel_context.Context] = {}
+
+
+def _context_of(stored: TraceContext) -> otel_context.Context:
+    """Parsed once per distinct context: the runs of one batch send share their producer's."""
+    key = (stored.traceparent, stored.tracestate)
+    found = _extracted.get(key)
+    if found is None:
+        carrier = {"traceparent": stored.traceparent}
+        if stored.tracestate:
+            carrier["tracestate"] = stored.tracestate
+        if len(_extracted) >= 1024:
+            _extracted.clear()
+        found = _extracted[key] = _PROPAGATOR.extract(carrier)
+    return found
+
+
+@contextlib.contextmanager
+def incoming(carrier: Mapping[str, str]) -> Iterator[None]:
+    """Make a received W3C context (`traceparent`, `tracestate` headers) the current one, for a send."""
+    token = otel_context.attach(_PROPAGATOR.extract(dict(carrier)))
+    try:
+        yield
+    finally:
+        otel_context.detach(token)
+
+
+@contextlib.contextmanager
+def producer_span(operation: str, destination: str, count: int) -> Iterator[TraceContext | None]:
+    """`send {event}` (or `enqueue {function}`) around a store write; yields the context to store with it."""
+    found = tracer()
+    if found is None:
+        yield None
+        return
+    attributes: dict[str, Any] = {
+        "messaging.system": SYSTEM,
+        "messaging.operation.name": operation,
+        "messaging.operation.type": "send",
+        "messaging.destination.name": destination,
+    }
+    if count > 1:
+        attributes["messaging.batch.message_count"] = count
+    with found.start_as_current_span(
+        f"{operation} {destination}", kind=SpanKind.PRODUCER, attributes=attributes
+    ) as span:
+        yield carrier_of(span)
+
+
+def start_run_span(claimed: ClaimedRun, stored: TraceContext | None) -> Span | None:
+    """`run {function}` for one attempt: the first attempt continues the producer's trace; a retry, a
+    resumption (after a sleep or a wait) or a replay starts a new trace linked to it."""
+    found = tracer()
+    if found is None:
+        return None
+    parent: otel_context.Context | None = otel_context.Context()  # a root, unless continued below
+    links: list[Link] = []
+    if stored is not None:
+        first = claimed.attempt == 1 and not claimed.steps and not stored.link
+        remote = _context_of(stored)
+        if first:
+            parent = remote
+        else:
+            links.append(Link(trace.get_current_span(remote).get_span_context()))
+    attributes: dict[str, Any] = {
+        "messaging.system": SYSTEM,
+        "messaging.operation.name": "process",
+        "messaging.operation.type": "process",
+        "messaging.destination.name": claimed.function,
+        "stepwell.run_id": claimed.run_id,
+        "stepwell.attempt": claimed.attempt,
+    }
+    if claimed.event.id is not None:
+        attributes["messaging.message.id"] = claimed.event.id
+    return found.start_span(
+        f"run {claimed.function}", context=parent, kind=SpanKind.CONSUMER, attributes=attributes, links=links
+    )
+
+
+def start_step_span(step_id: str, run_id: str) -> Span | None:
+    found = tracer()
+    if found is None:
+        return None
+    attributes = {"stepwell.step": step_id, "stepwell.run_id": run_id, "messaging.system": SYSTEM}
+    return found.start_span(f"step {step_id}", kind=SpanKind.INTERNAL, attributes=attributes)
+
+
+def activate(span: Span) -> object:
+    """Make `span` current; returns the token for `deactivate`."""
+    return otel_context.attach(trace.set_span_in_context(span))
+
+
+def deactivate(token: object) -> None:
+    otel_context.detach(token)  # type: ignore[arg-type]
+
+
+def fail(span: Span, description: str) -> None:
+    span.set_status(Status(StatusCode.ERROR, description))

@@ -1,0 +1,151 @@
+"""Spans with an in-memory exporter: send -> run -> step -> child runs, retries, replays."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from opentelemetry import trace
+from opentelemetry.sdk.trace import ReadableSpan
+from opentelemetry.trace import SpanKind
+
+import stepwell
+from stepwell.observe.tracing import incoming
+from tests.conftest import EnvFactory
+from tests.observe_helpers import named, span_exporter
+
+app = stepwell.App("traces-test")
+attempts: dict[str, int] = {}
+
+
+@app.function("child")
+def child(ctx: stepwell.Context[Any]) -> int:
+    return ctx.step.run("work", lambda: 2)
+
+
+@app.function("parent", trigger=stepwell.on_event("trace.go"))
+def parent(ctx: stepwell.Context[Any]) -> int:
+    ctx.step.run("prep", lambda: 1)
+    return int(ctx.step.invoke("call-child", child, {"x": 1}))
+
+
+@app.function("flaky", trigger=stepwell.on_event("trace.flaky"), retries=1, backoff=stepwell.Backoff(jitter=0))
+def flaky(ctx: stepwell.Context[Any]) -> str:
+    attempts[ctx.run_id] = attempts.get(ctx.run_id, 0) + 1
+    if attempts[ctx.run_id] == 1:
+        raise ValueError("first attempt fails")
+    return "ok"
+
+
+@app.function("spread", trigger=stepwell.on_event("trace.spread"))
+def spread(ctx: stepwell.Context[Any]) -> int:
+    return ctx.step.fan_out("items", child, [1, 2]).completed
+
+
+def _parent_of(span: ReadableSpan) -> int | None:
+    return None if span.parent is None else span.parent.span_id
+
+
+def _id(span: ReadableSpan) -> int:
+    context = span.get_span_context()
+    assert context is not None
+    return context.span_id
+
+
+def _trace(span: ReadableSpan) -> int:
+    context = span.get_span_context()
+    assert context is not None
+    return context.trace_id
+
+
+def test_send_run_step_and_child_run_share_one_trace(test_env: EnvFactory) -> None:
+    exporter = span_exporter()
+    with test_env(app) as env:
+        env.send("trace.go", {})
+        env.run_until_idle()
+    spans = exporter.get_finished_spans()
+    [send] = named(spans, "send trace.go")
+    assert send.kind == SpanKind.PRODUCER and send.attributes is not None
+    assert send.attributes["messaging.system"] == "stepwell"
+    assert send.attributes["messaging.operation.name"] == "send"
+    first, resumed = sorted(named(spans, "run parent"), key=lambda s: s.start_time or 0)
+    assert first.kind == SpanKind.CONSUMER and _parent_of(first) == _id(send) and _trace(first) == _trace(send)
+    assert first.attributes is not None and first.attributes["messaging.operation.type"] == "process"
+    [prep] = named(spans, "step prep")
+    assert prep.kind == SpanKind.INTERNAL and _parent_of(prep) == _id(first)
+    [child_run] = named(spans, "run child")
+    assert _parent_of(child_run) == _id(first) and _trace(child_run) == _trace(send)
+    [work] = named(spans, "step work")
+    assert _parent_of(work) == _id(child_run)
+    # the parent resumed after its child: a new trace, linked to the producer's
+    assert _trace(resumed) != _trace(send) and resumed.parent is None
+    assert [link.context.span_id for link in resumed.links] == [_id(send)]
+
+
+def test_a_retry_starts_a_new_trace_linked_to_the_producer(test_env: EnvFactory) -> None:
+    exporter = span_exporter()
+    with test_env(app) as env:
+        env.send("trace.flaky", {})
+        env.run_until_idle()
+    spans = exporter.get_finished_spans()
+    [send] = named(spans, "send trace.flaky")
+    first, second = sorted(named(spans, "run flaky"), key=lambda s: s.start_time or 0)
+    assert _parent_of(first) == _id(send) and not first.status.is_ok
+    assert first.attributes is not None and first.attributes["stepwell.attempt"] == 1
+    assert second.parent is None and _trace(second) != _trace(send)
+    assert [link.context.span_id for link in second.links] == [_id(send)]
+    assert second.attributes is not None and second.attributes["stepwell.outcome"] == "completed"
+
+
+def test_fan_out_children_carry_the_parents_context(test_env: EnvFactory) -> None:
+    exporter = span_exporter()
+    with test_env(app) as env:
+        env.send("trace.spread", {})
+        env.run_until_idle()
+    spans = exporter.get_finished_spans()
+    [send] = named(spans, "send trace.spread")
+    first = min(named(spans, "run spread"), key=lambda s: s.start_time or 0)
+    children = named(spans, "run child")
+    assert len(children) == 2
+    assert all(_parent_of(c) == _id(first) and _trace(c) == _trace(send) for c in children)
+
+
+def test_a_replay_links_to_the_original_and_an_enqueue_is_a_producer(test_env: EnvFactory) -> None:
+    exporter = span_exporter()
+    with test_env(app) as env:
+        run_id = child.enqueue({"x": 1})
+        env.run_until_idle()
+        replay = env.app.replay(run_id)
+        env.run_until_idle()
+        assert env.app.get_run(replay).status == stepwell.RunStatus.COMPLETED
+    spans = exporter.get_finished_spans()
+    [enqueue] = named(spans, "enqueue child")
+    assert enqueue.kind == SpanKind.PRODUCER and len(named(spans, "replay child")) == 1
+    original, replayed = sorted(named(spans, "run child"), key=lambda s: s.start_time or 0)
+    assert _parent_of(original) == _id(enqueue)
+    assert replayed.parent is None and [link.context.span_id for link in replayed.links] == [_id(enqueue)]
+
+
+def test_send_is_a_child_of_the_current_or_incoming_context(test_env: EnvFactory) -> None:
+    exporter = span_exporter()
+    traceparent = "00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01"
+    with test_env(app) as env:
+        with incoming({"traceparent": traceparent}):
+            env.send("trace.flaky", {})
+        tracer = trace.get_tracer("test")
+        with tracer.start_as_current_span("request") as request:
+            env.send("trace.flaky", {})
+    from_header, from_request = named(exporter.get_finished_spans(), "send trace.flaky")
+    assert _trace(from_header) == 0x0AF7651916CD43DD8448EB211C80319C and _parent_of(from_header) == 0xB7AD6B7169203331
+    assert _parent_of(from_request) == request.get_span_context().span_id
+
+
+def test_no_spans_when_tracing_is_off(test_env: EnvFactory) -> None:
+    exporter = span_exporter()
+    stepwell.observe.configure(tracing=False)
+    try:
+        with test_env(app) as env:
+            env.send("trace.go", {})
+            env.run_until_idle()
+    finally:
+        stepwell.observe.configure(tracing=True)
+    assert exporter.get_finished_spans() == ()
