@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Callable
 from typing import Any
 
 from stepwell.errors import (
@@ -34,10 +35,14 @@ _NOT_RETRIABLE = (
 )
 
 
-def execute_sync(spec: FunctionSpec, claimed: ClaimedRun, engine: Engine) -> Outcome:
+def execute_sync(
+    spec: FunctionSpec, claimed: ClaimedRun, engine: Engine, alive: Callable[[], bool] | None = None
+) -> Outcome:
     """Run a sync function's attempt on the calling thread."""
-    ledger = StepLedger(claimed, engine)
-    ctx = Context(claimed.event, claimed.run_id, claimed.function, claimed.attempt, Steps(ledger), claimed.events)
+    ledger = StepLedger(claimed, engine, alive)
+    if not ledger.lease_alive():
+        return LeaseGone()
+    ctx = _context(claimed, Steps(ledger))
     try:
         result = spec.handler(ctx)
     except BaseException as error:  # noqa: BLE001 - user code may raise anything, SystemExit included
@@ -45,10 +50,14 @@ def execute_sync(spec: FunctionSpec, claimed: ClaimedRun, engine: Engine) -> Out
     return _completion(spec, result, ledger)
 
 
-async def execute_async(spec: FunctionSpec, claimed: ClaimedRun, engine: Engine) -> Outcome:
+async def execute_async(
+    spec: FunctionSpec, claimed: ClaimedRun, engine: Engine, alive: Callable[[], bool] | None = None
+) -> Outcome:
     """Run an async function's attempt on the running loop."""
-    ledger = StepLedger(claimed, engine)
-    ctx = Context(claimed.event, claimed.run_id, claimed.function, claimed.attempt, AsyncSteps(ledger), claimed.events)
+    ledger = StepLedger(claimed, engine, alive)
+    if not ledger.lease_alive():
+        return LeaseGone()
+    ctx = _context(claimed, AsyncSteps(ledger))
     try:
         result = await spec.handler(ctx)
     except asyncio.CancelledError:
@@ -56,6 +65,12 @@ async def execute_async(spec: FunctionSpec, claimed: ClaimedRun, engine: Engine)
     except BaseException as error:  # noqa: BLE001
         return _failure(error, ledger)
     return _completion(spec, result, ledger)
+
+
+def _context(claimed: ClaimedRun, steps: Steps | AsyncSteps) -> Context[Any]:
+    return Context(
+        claimed.event, claimed.run_id, claimed.function, claimed.attempt, steps, claimed.events, lease=claimed.lease
+    )
 
 
 def _completion(spec: FunctionSpec, result: Any, ledger: StepLedger) -> Outcome:

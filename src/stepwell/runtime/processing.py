@@ -13,10 +13,14 @@ from stepwell.runtime.outcomes import Failed, Outcome, decide
 from stepwell.store.base import ClaimedRun, Settlement
 
 RunSync = Callable[..., Awaitable[Any]]
+LeaseCheck = Callable[[], bool]
 
 
-async def process_claimed(engine: Engine, claimed: ClaimedRun, run_sync: RunSync) -> Settlement | None:
-    """`run_sync(fn, *args)` decides where sync user code runs (a thread pool, or inline in tests)."""
+async def process_claimed(
+    engine: Engine, claimed: ClaimedRun, run_sync: RunSync, *, alive: LeaseCheck | None = None
+) -> Settlement | None:
+    """`run_sync(fn, *args)` decides where sync user code runs (a thread pool, or inline in tests);
+    `alive()` says whether the worker still trusts the run's lease (checked before user code)."""
     spec = engine.registry.get(claimed.function)
     outcome: Outcome
     if spec is None:
@@ -26,7 +30,7 @@ async def process_claimed(engine: Engine, claimed: ClaimedRun, run_sync: RunSync
         )
         return decide(outcome, claimed, RetryPolicy())
     if spec.is_async:
-        outcome = await execute_async(spec, claimed, engine)
+        outcome = await execute_async(spec, claimed, engine, alive)
     else:
-        outcome = await run_sync(execute_sync, spec, claimed, engine)
+        outcome = await run_sync(execute_sync, spec, claimed, engine, alive)
     return decide(outcome, claimed, spec.retry)

@@ -60,8 +60,9 @@ class SuspendRun(Suspend):
 class StepLedger:
     """One attempt's view of a run's steps."""
 
-    def __init__(self, claimed: ClaimedRun, engine: Engine) -> None:
+    def __init__(self, claimed: ClaimedRun, engine: Engine, alive: Callable[[], bool] | None = None) -> None:
         self.claimed = claimed
+        self.alive = alive  # the worker's local lease deadline; None: no worker watches (inline tests)
         self.engine = engine
         self.store = engine.store
         self.lease = claimed.lease
@@ -77,10 +78,21 @@ class StepLedger:
         flow = spec.flow if spec is not None else None
         self.step_timeout = None if flow is None or flow.step_timeout is None else flow.step_timeout.total_seconds()
 
+    def lease_alive(self) -> bool:
+        """False once a write was refused or the worker's local lease deadline passed (for good)."""
+        if not self.lost and self.alive is not None and not self.alive():
+            self.lost = True
+        return not self.lost
+
+    def ensure_lease(self) -> None:
+        """Checked before any step, and again just before a step's user code is called: a worker
+        paused past its lease must not run code of a step another worker may have completed."""
+        if not self.lease_alive():
+            raise LeaseLost(f"run {self.lease.run_id}: lease lost; no further step starts")
+
     def next_id(self, name: object, kind: StepKind) -> tuple[str, int]:
         """The deterministic id for this call (`name`, `name#2`, ...) and its position; checks replay order."""
-        if self.lost:
-            raise LeaseLost(f"run {self.lease.run_id}: lease lost; no further step starts")
+        self.ensure_lease()
         if self.interrupted is not None:
             raise self.interrupted
         if not isinstance(name, str) or not name or len(name) > 200:
@@ -169,6 +181,7 @@ class Steps:
         if done:
             return output  # type: ignore[no-any-return]
         started = ledger.now()
+        ledger.ensure_lease()
         try:
             if ledger.step_timeout is None:
                 result = fn(*args, **kwargs)
@@ -419,6 +432,7 @@ class AsyncSteps:
         if done:
             return output  # type: ignore[no-any-return]
         started = ledger.now()
+        ledger.ensure_lease()
         try:
             result = fn(*args, **kwargs)
             if inspect.isawaitable(result):
