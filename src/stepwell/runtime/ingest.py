@@ -13,6 +13,7 @@ from stepwell.model.event import EventIn, ValidEvent, validate_event
 from stepwell.model.expressions import holds
 from stepwell.model.ids import new_id
 from stepwell.model.matching import event_document
+from stepwell.runtime.crashpoints import crash_point
 from stepwell.runtime.dispatch import new_run
 from stepwell.runtime.registry import Registry
 from stepwell.store.base import AcceptedEvent, NewEvent, NewRun, Store
@@ -37,7 +38,10 @@ def ingest(
     for event in valid:
         event_id = event.id or new_id(now)
         new_events.append(NewEvent(event_id, event.name, event.data, event.ts, _runs(registry, event, event_id, now)))
-    return store.append_events(new_events, conditions=_condition_holds, connection=connection)
+    crash_point("ingest.before_write")
+    accepted = store.append_events(new_events, conditions=_condition_holds, connection=connection)
+    crash_point("ingest.after_commit")
+    return accepted
 
 
 def _runs(registry: Registry, event: ValidEvent, event_id: str, now: datetime) -> tuple[NewRun, ...]:

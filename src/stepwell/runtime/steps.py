@@ -39,6 +39,7 @@ from stepwell.model.ids import child_run_id, sent_event_id
 from stepwell.model.jsonvalue import encode, normalize
 from stepwell.model.matching import canonical_value_at, check_path, document_of
 from stepwell.model.records import ErrorInfo, Event, Step, StepKind, StepStatus
+from stepwell.runtime.crashpoints import crash_point
 from stepwell.runtime.engine import Engine
 from stepwell.runtime.errorinfo import error_info
 from stepwell.runtime.fanout import FanOut, check_tolerate, summary, tolerated_failures
@@ -193,7 +194,9 @@ class Steps:
         except BaseException as error:
             ledger.record(ledger.failure(sid, position, error, started))
             raise
+        crash_point("step.after_effect")
         ledger.record(write)
+        crash_point("step.after_commit")
         return value  # type: ignore[no-any-return]
 
     def sleep(self, step_id: str, duration: Duration) -> None:
@@ -447,7 +450,9 @@ class AsyncSteps:
         except BaseException as error:
             await self._off_loop(ledger.record, ledger.failure(sid, position, error, started))
             raise
+        crash_point("step.after_effect")
         await self._off_loop(ledger.record, write)
+        crash_point("step.after_commit")
         return value  # type: ignore[no-any-return]
 
     async def sleep(self, step_id: str, duration: Duration) -> None:

@@ -22,6 +22,7 @@ from typing import Any, TypeVar
 
 from stepwell.errors import StepwellError
 from stepwell.model.ids import new_token
+from stepwell.runtime.crashpoints import crash_point
 from stepwell.runtime.deadlines import LeaseDeadlines
 from stepwell.runtime.engine import Engine
 from stepwell.runtime.heartbeat import Heartbeat
@@ -150,6 +151,8 @@ class Worker:
                     await _wait_any(stop, None, delay)
                     continue
                 self._deadlines.granted([run.run_id for run in claimed], since)
+                if claimed:
+                    crash_point("worker.after_claim")
                 for run in claimed:
                     self._held[run.run_id] = run.lease
                 self._buffer.extend(claimed)
@@ -224,7 +227,9 @@ class Worker:
         while self._pending:
             batch, self._pending = self._pending, []
             try:
+                crash_point("worker.before_settle")
                 lost = await self._store(self.store.settle_runs, batch)
+                crash_point("worker.after_settle")
             except StepwellError as err:
                 self._pending = batch + self._pending
                 failures += 1
