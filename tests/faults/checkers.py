@@ -129,19 +129,21 @@ def fifo(executions: Iterable[Execution]) -> list[str]:
     return problems
 
 
-def max_concurrency(executions: Iterable[Execution]) -> dict[str, int]:
+def max_concurrency(executions: Iterable[Execution], deaths: dict[int, float] | None = None) -> dict[str, int]:
     """The most attempts of one scope executing at once. An attempt counts until its `end`, or until
     the next attempt of its run began if that was sooner: the slot came back when its lease expired,
-    and a killed or paused attempt's code ending later is counted by `superseded`, not here."""
+    and a killed or paused attempt's code ending later is counted by `superseded`, not here.
+    `deaths`: when each SIGKILLed process died; its unfinished executions end there."""
     per_scope: dict[str, dict[tuple[str, int], list[float]]] = defaultdict(dict)
     for e in executions:
         if e.scope is None:
             continue
-        span = per_scope[e.scope].setdefault((e.run, e.attempt), [float("inf"), float("inf")])
+        died = (deaths or {}).get(e.pid, float("inf"))
+        span = per_scope[e.scope].setdefault((e.run, e.attempt), [float("inf"), died])
         if e.phase == "start":
             span[0] = min(span[0], e.t)
         else:
-            span[1] = e.t
+            span[1] = min(span[1], e.t)
     peaks = {}
     for scope, spans in per_scope.items():
         for (run, attempt), span in spans.items():
@@ -184,6 +186,7 @@ def check(
     *,
     limits: dict[str, int] | None = None,
     database_url: str | None = None,
+    deaths: dict[int, float] | None = None,
 ) -> Report:
     """Every checker at once. `runs`: the runs to judge, with their steps (`get_run`)."""
     runs_by_event: dict[str, list[Run]] = defaultdict(list)
@@ -196,7 +199,7 @@ def check(
     report.reexecuted_steps = reexecuted_steps(executions, {run.id: run for run in runs})
     report.superseded = superseded(executions)
     report.fifo = fifo(executions)
-    report.concurrency = max_concurrency(executions)
+    report.concurrency = max_concurrency(executions, deaths)
     report.over_limit = [
         f"{scope}: {peak} at once, limit {limits[scope]}"
         for scope, peak in report.concurrency.items()
