@@ -19,11 +19,11 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any, TypeVar
 
-from stepwell.errors import EventRejected, StoreUnavailable
+from stepwell.errors import EventRejected, StoreError, StoreUnavailable
 
 T = TypeVar("T")
 DEFINITE_FAILURES: tuple[type[BaseException], ...] = (EventRejected,)
-INDEFINITE_FAILURES: tuple[type[BaseException], ...] = (StoreUnavailable, OSError, TimeoutError)
+INDEFINITE_FAILURES: tuple[type[BaseException], ...] = (StoreUnavailable, StoreError, OSError, TimeoutError)
 
 
 @dataclass(frozen=True, slots=True)

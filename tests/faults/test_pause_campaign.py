@@ -10,7 +10,6 @@ longer, `STEPWELL_FAULT_SEED` replays one.
 from __future__ import annotations
 
 import signal
-import threading
 import time
 from pathlib import Path
 
@@ -19,8 +18,9 @@ import pytest
 import stepwell
 from tests.faults import ledger
 from tests.faults.checkers import check
-from tests.faults.faults_app import JOB, LIMIT, LIMITED, ORDERED
+from tests.faults.faults_app import LIMIT
 from tests.faults.history import History
+from tests.faults.load import Load
 from tests.faults.plan import seconds, seeded
 from tests.faults.procs import FaultWorkers
 from tests.integration.fleet import wait_drained
@@ -29,43 +29,6 @@ pytestmark = pytest.mark.slow
 
 LEASE = 1.5
 WORKERS = 3
-
-
-class Load:
-    """Sends a mix of events at a steady pace on its own thread, so that pauses find runs in flight
-    and claimed ahead: jobs of three steps with gaps, ordered keys, a concurrency limit."""
-
-    def __init__(self, client: stepwell.App, history: History, rate: float) -> None:
-        self.client, self.history, self.rate = client, history, rate
-        self.sent = 0
-        self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._loop, name="load", daemon=True)
-
-    def __enter__(self) -> Load:
-        self._thread.start()
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self._stop.set()
-        self._thread.join(30)
-
-    def _loop(self) -> None:
-        seq = 0
-        while not self._stop.wait(1 / self.rate):
-            n = self.sent
-            if n % 4 == 3:
-                key = n % 3
-                event, name, data = f"ordered-{n}", ORDERED, {"key": f"k{key}", "seq": seq, "pause": 0.1}
-                seq += 1
-            elif n % 4 == 2:
-                event, name, data = f"limited-{n}", LIMITED, {"pause": 0.3}
-            else:
-                event, name, data = f"job-{n}", JOB, {"pause": 0.1, "gap": 0.1}
-            self._send(event, name, data)
-            self.sent += 1
-
-    def _send(self, event: str, name: str, data: dict[str, object]) -> None:
-        self.history.call("client", "send", event, lambda: self.client.send(name, data, id=event))
 
 
 def test_random_pauses_past_the_lease_break_no_promise(
