@@ -12,7 +12,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 import stepwell
-from bench import flow, peers, postgres, sqlite
+from bench import flow, peers, postgres, soak, sqlite
 from bench.common import ROOT
 
 BENCHMARKS: dict[str, tuple[Callable[[bool], None], str]] = {
@@ -23,6 +23,7 @@ BENCHMARKS: dict[str, tuple[Callable[[bool], None], str]] = {
     "latency": (postgres.latency, "send -> first step start at a steady 200 events/s, PostgreSQL (and SQLite)"),
     "ordered": (flow.ordered, "drain with an ordering key over 10,000 keys and a keyed concurrency limit vs unordered"),
     "fanout": (flow.fanout, "one parent fans out 1,000,000 children: create, drain, reduce, worker RSS"),
+    "soak": (soak.quick, "mixed load with periodic faults, then the fault checkers (full: python -m bench.soak)"),
 }
 
 

@@ -105,3 +105,11 @@ def test_flow_control_drains_print_ratios_to_the_unordered_drain() -> None:
 def test_fan_out_prints_creation_drain_and_memory() -> None:
     line = row(run_quick("fanout"), "sqlite")
     assert "completed" in line and len(numbers(line)) >= 5, line
+
+
+def test_soak_quick_runs_faults_and_the_checkers_find_nothing() -> None:
+    output = run_quick("soak")
+    assert numbers(row(output, "events sent"))[0] != "0"
+    assert "kill" in row(output, "faults") or "pause" in row(output, "faults")
+    assert row(output, "problems").endswith("none"), output
+    assert row(output, "slowest recovery")

@@ -15,6 +15,7 @@ from tests.faults import ledger
 JOB = "faults.job"
 ORDERED = "faults.ordered"
 LIMITED = "faults.limited"
+MIXED = "faults.mixed"
 LIMIT = 3
 
 
@@ -48,6 +49,21 @@ def build_app(database_url: str | None = None) -> stepwell.App:
     @app.function("limited", trigger=stepwell.on_event(LIMITED), retries=10, concurrency=stepwell.Concurrency(LIMIT))
     def limited(ctx: stepwell.Context[Any]) -> None:
         ctx.step.run("only", effect, ctx, "only", scope="limited")
+
+    @app.function("child", retries=10)
+    def child(ctx: stepwell.Context[Any]) -> int:
+        ctx.step.run("only", effect, ctx, "only")
+        return int(ctx.event.data["i"])
+
+    @app.function("mixed", trigger=stepwell.on_event(MIXED), retries=10)
+    def mixed(ctx: stepwell.Context[Any]) -> int:
+        """A step, a durable sleep, a fan-out of two children, a wait that times out, a last step."""
+        ctx.step.run("a", effect, ctx, "a")
+        ctx.step.sleep("nap", 0.2)
+        done = ctx.step.fan_out("kids", child, [{"i": 1}, {"i": 2}])
+        ctx.step.wait_for_event("never", event="faults.never", timeout=0.2)
+        total: int = ctx.step.run("sum", lambda: effect(ctx, "sum") and sum(done.results()))
+        return total
 
     return app
 

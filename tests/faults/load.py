@@ -6,13 +6,14 @@ import threading
 import time
 
 import stepwell
-from tests.faults.faults_app import JOB, LIMITED, ORDERED
+from tests.faults.faults_app import JOB, LIMITED, MIXED, ORDERED
 from tests.faults.history import History
 
 
 class Load:
     """Sends a mix of events at a steady pace on its own thread, so that pauses find runs in flight
-    and claimed ahead: jobs of three steps with gaps, ordered keys, a concurrency limit."""
+    and claimed ahead: jobs of three steps with gaps, ordered keys, a concurrency limit, and runs
+    that sleep, fan out, wait and reduce."""
 
     def __init__(self, client: stepwell.App, history: History, rate: float, *, scale: float = 1.0) -> None:
         """`rate`: events per second; `scale`: multiplies every pause inside the steps."""
@@ -34,7 +35,9 @@ class Load:
         seq = 0
         while not self._stop.wait(1 / self.rate):
             n = self.sent
-            if n % 4 == 3:
+            if n % 5 == 4:
+                event, name, data = f"mixed-{n}", MIXED, {"pause": 0.05 * self.scale}
+            elif n % 4 == 3:
                 key = n % 3
                 event, name, data = f"ordered-{n}", ORDERED, {"key": f"k{key}", "seq": seq, "pause": 0.1 * self.scale}
                 seq += 1
