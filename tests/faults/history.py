@@ -19,10 +19,10 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any, TypeVar
 
-from stepwell.errors import EventRejected, StoreError, StoreUnavailable
+from stepwell.errors import EventRejected, StoreError, StoreFull, StoreUnavailable
 
 T = TypeVar("T")
-DEFINITE_FAILURES: tuple[type[BaseException], ...] = (EventRejected,)
+DEFINITE_FAILURES: tuple[type[BaseException], ...] = (EventRejected, StoreFull)  # said: nothing stored
 INDEFINITE_FAILURES: tuple[type[BaseException], ...] = (StoreUnavailable, StoreError, OSError, TimeoutError)
 
 
