@@ -35,10 +35,13 @@ def build_app(database_url: str | None = None) -> stepwell.App:
 
     @app.function("job", trigger=stepwell.on_event(JOB), retries=10)
     def job(ctx: stepwell.Context[Any]) -> dict[str, Any]:
-        """Three steps with a gap between them: pauses and crashes land inside steps and between."""
+        """Three steps with a gap after each: pauses and crashes land inside steps and between.
+        `gaps` ({step: seconds}, on the first attempt only) sets one gap apart."""
+        data = ctx.event.data
         for step in ("a", "b", "c"):
             ctx.step.run(step, effect, ctx, step)
-            time.sleep(float(ctx.event.data.get("gap", 0)))
+            gap = data.get("gaps", {}).get(step) if ctx.attempt == 1 else None
+            time.sleep(float(data.get("gap", 0) if gap is None else gap))
         return {"attempt": ctx.attempt}
 
     @app.function("ordered", trigger=stepwell.on_event(ORDERED), retries=10, ordering_key="event.data.key")

@@ -24,7 +24,7 @@ import pytest
 import stepwell
 from tests.faults import ledger
 from tests.faults.checkers import Report, check
-from tests.faults.faults_app import LIMIT
+from tests.faults.faults_app import JOB, LIMIT
 from tests.faults.history import History
 from tests.faults.load import Load
 from tests.faults.plan import seeded
@@ -131,3 +131,32 @@ def test_every_connection_terminated_again_and_again_breaks_no_promise(
     assert min(cut) >= WORKERS, "the workers' connections were not there to cut"
     judged(client, history, ledger_path, database_url, fleet)
     wait_until(lambda: listeners(pg_cluster) == WORKERS, timeout=20, what="every LISTEN connection back")
+
+
+def test_a_worker_whose_renewals_fail_stops_before_its_next_step(
+    pg_cluster: ThrowawayCluster,
+    fault_workers: FaultWorkers,
+    client: stepwell.App,
+    history: History,
+    ledger_path: Path,
+    database_url: str,
+) -> None:
+    """The database goes away between two steps for longer than the lease: the heartbeat cannot
+    renew, the local deadline runs out, and the worker does not call the next step's function
+    (whose result it could not store under a live lease); the run completes on a later attempt."""
+    history.call("client", "send", "slow-gap", lambda: client.send(JOB, {"gaps": {"a": 4.0}}, id="slow-gap"))
+    worker = fault_workers.start(lease=LEASE, concurrency=1)
+
+    def step_a_stored() -> bool:
+        [run] = client.runs(function="job")
+        return any(s.id == "a" and s.status == stepwell.StepStatus.COMPLETED for s in client.get_run(run.id).steps)
+
+    wait_until(step_a_stored, timeout=20, what="step a stored", interval=0.02)
+    pg_cluster.restart("fast", down_for=LEASE + 0.5)  # the worker sleeps in its gap meanwhile
+    wait_drained(client, timeout=60)
+    [run] = client.runs(function="job")
+    assert run.status == stepwell.RunStatus.COMPLETED
+    starts = [(e.step, e.attempt) for e in ledger.read(ledger_path) if e.phase == "start"]
+    assert ("b", 1) not in starts, "the first attempt called step b after its lease deadline had passed"
+    assert [s for s, _ in starts] == ["a", "b", "c"]
+    assert worker.alive()
