@@ -2,7 +2,7 @@
 
 - RELIABILITY 30: the server crashes (`pg_ctl stop -m immediate`) and comes back three times
   within a minute while workers claim.
-- RELIABILITY 3: the server is away for a while (`STEPWELL_PG_DOWN_SECONDS`, 5 s in CI, 20 s in
+- RELIABILITY 3: the server is away for a while (`STEPWELL_PG_DOWN_SECONDS`, 4 s in CI, 20 s in
   the catalogue) during the load: every `send` either succeeds with its row or raises; none is
   acknowledged without a row.
 - pg_terminate_backend of every client connection, again and again (pools, LISTEN, the client's).
@@ -80,7 +80,7 @@ def start_fleet(fault_workers: FaultWorkers) -> list[WorkerProcess]:
     ("restarts", "down"),
     [
         pytest.param(3, None, id="three-crashes-in-a-minute"),
-        pytest.param(1, float(os.environ.get("STEPWELL_PG_DOWN_SECONDS") or 5), id="down-for-a-while"),
+        pytest.param(1, float(os.environ.get("STEPWELL_PG_DOWN_SECONDS") or 4), id="down-for-a-while"),
     ],
 )
 def test_postgres_crashing_under_load_breaks_no_promise(
