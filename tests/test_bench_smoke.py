@@ -123,3 +123,11 @@ def test_observe_prints_the_cost_of_metrics_and_tracing() -> None:
         line = row(output, label)
         assert "nan" not in line and "%" in line and len(numbers(line)) >= 5, line
     assert "spans reached the in-memory exporter" in output
+
+
+def test_soak_quick_runs_faults_and_the_checkers_find_nothing() -> None:
+    output = run_quick("soak")
+    assert numbers(row(output, "events sent"))[0] != "0"
+    assert "kill" in row(output, "faults") or "pause" in row(output, "faults")
+    assert row(output, "problems").endswith("none"), output
+    assert row(output, "slowest recovery")

@@ -31,7 +31,7 @@ from stepwell.handle import FunctionHandle
 from stepwell.model.apikeys import ApiKey, Scope, new_api_key, parse_scopes, token_key_id, token_matches
 from stepwell.model.definition import definition_of
 from stepwell.model.durations import Duration, parse_duration
-from stepwell.model.event import DEFAULT_MAX_EVENT_BYTES, EventIn, as_event_in
+from stepwell.model.event import DEFAULT_MAX_EVENT_BYTES, EventIn, batch_of
 from stepwell.model.expressions import compile_expression
 from stepwell.model.flow import Batch, CancelOn, Concurrency, Debounce, FlowOptions, RateLimit, Throttle
 from stepwell.model.function import FunctionSpec, OnEvent, Trigger, check_name
@@ -256,6 +256,9 @@ class App:
     ) -> Any:
         """Store an event durably and start the runs it triggers; returns its id (a list for a batch).
 
+        A batch (a list of dicts or EventIn) holds at most 10,000 events (`MAX_BATCH_EVENTS`); a
+        longer one is refused with EventRejected before anything is written.
+
         `connection` (PostgreSQL): an open psycopg Connection, or SQLAlchemy Connection or Session,
         whose transaction the event and its runs join; Stepwell never commits it, so a rollback
         leaves nothing behind (transactional enqueue).
@@ -268,7 +271,7 @@ class App:
             return accepted[0]
         if data is not None or id is not None or ts is not None:
             raise ConfigurationError("send(batch) takes only the list; put data, id and ts in each entry")
-        return self._ingest([as_event_in(item, i) for i, item in enumerate(name)], connection)
+        return self._ingest(batch_of(name), connection)
 
     async def asend(
         self,

@@ -64,6 +64,14 @@ def build_app(database_url: str | None = None) -> stepwell.App:
         ctx.step.run("step-3", record, ctx, "step-3")
         return record(ctx, "tail")  # outside any step: runs on every attempt that gets this far
 
+    @app.function("between-steps", retries=3)
+    def between_steps(ctx: stepwell.Context[Any]) -> dict[str, int]:
+        """A hold at "between" (outside any step) is a pause between two steps, like a long GC there."""
+        ctx.step.run("step-1", record, ctx, "step-1")
+        record(ctx, "between")
+        ctx.step.run("step-2", record, ctx, "step-2")
+        return {"pid": os.getpid(), "attempt": ctx.attempt}
+
     @app.function("swallows", retries=3)
     def swallows(ctx: stepwell.Context[Any]) -> dict[str, int]:
         """A common user pattern: carry on past a failing step. It must not carry on past a lost lease."""

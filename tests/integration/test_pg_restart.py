@@ -1,23 +1,21 @@
 """PostgreSQL restarted under load (RELIABILITY 30): workers stay up, reconnect, and lose nothing.
 
-These tests restart the machine's PostgreSQL server, which disturbs every other test run on it
-for a few seconds: there are two of them, each restarting once, and they live here alone.
+They restart a throwaway cluster of their own (tests/pg_cluster.py), never the machine's shared
+server: every other test run on the machine goes on undisturbed.
 """
 
 from __future__ import annotations
 
-import subprocess
 import time
 from collections import Counter
 from collections.abc import Callable
-from pathlib import Path
 from typing import TypeVar
 
+import psycopg
 import pytest
 
 import stepwell
 from stepwell.errors import StoreUnavailable
-from tests.conftest import database_url_for
 from tests.integration.fleet import (
     assert_every_job_completed,
     outcome,
@@ -25,10 +23,10 @@ from tests.integration.fleet import (
     stale_leases,
     wait_drained,
     wait_for_effects,
-    wait_for_postgres,
 )
 from tests.integration.helpers import Effects, WorkerProcess, Workers, wait_until
-from tests.pg_helpers import listener_pids, schema_of
+from tests.pg_cluster import ThrowawayCluster, pg_cluster
+from tests.pg_helpers import schema_of
 
 pytestmark = [pytest.mark.slow, pytest.mark.postgres]
 
@@ -38,25 +36,22 @@ CONCURRENCY = 4
 HOLD = 0.005  # each job sleeps ~10 ms inside its step: the restart finds steps in flight
 LEASE = 5.0
 RESCUE_INTERVAL = 0.5
-PG_BACK_TIMEOUT = 60  # crash recovery after an immediate stop can be slow on a loaded machine
 T = TypeVar("T")
+__all__ = ["pg_cluster"]  # the module-scoped fixture, imported for pytest
 
 
 @pytest.fixture
-def database_url(tmp_path: Path) -> str:
-    """PostgreSQL whatever STEPWELL_TEST_BACKENDS says: restarting it is the point (fails if unreachable)."""
-    return database_url_for("postgres", tmp_path)
+def database_url(pg_cluster: ThrowawayCluster) -> str:
+    """PostgreSQL whatever STEPWELL_TEST_BACKENDS says, on the throwaway cluster that the test restarts."""
+    return pg_cluster.schema_url()
 
 
-def restart_postgres(mode: str) -> None:
-    """`pg_ctlcluster restart`; returns once the server accepts connections again."""
-    [version] = [p.name for p in Path("/etc/postgresql").iterdir()]
-    argv = ["pg_ctlcluster", "--skip-systemctl-redirect", version, "main", "restart"]
-    if mode != "default":
-        argv += ["-m", mode]
-    done = subprocess.run(argv, capture_output=True, text=True, timeout=PG_BACK_TIMEOUT, check=False)
-    assert done.returncode == 0, f"{' '.join(argv)}: {done.returncode}\n{done.stdout}\n{done.stderr}"
-    wait_for_postgres(PG_BACK_TIMEOUT)
+def listener_pids(cluster: ThrowawayCluster, schema: str) -> list[int]:
+    with psycopg.connect(cluster.url(), autocommit=True) as conn:
+        rows = conn.execute(
+            "SELECT pid FROM pg_stat_activity WHERE application_name = %s", [f"stepwell-listen {schema}"]
+        ).fetchall()
+    return [int(row[0]) for row in rows]
 
 
 def reading(read: Callable[[], T]) -> T:
@@ -71,7 +66,7 @@ def reading(read: Callable[[], T]) -> T:
 
 @pytest.mark.parametrize("mode", ["default", "immediate"])
 def test_workers_ride_out_a_postgres_restart_and_every_job_completes(
-    mode: str, workers: Workers, effects: Effects, client: stepwell.App, database_url: str
+    mode: str, workers: Workers, effects: Effects, client: stepwell.App, database_url: str, pg_cluster: ThrowawayCluster
 ) -> None:
     fleet: list[WorkerProcess] = [
         workers.start(lease=LEASE, rescue_interval=RESCUE_INTERVAL, concurrency=CONCURRENCY, ready=False)
@@ -83,7 +78,7 @@ def test_workers_ride_out_a_postgres_restart_and_every_job_completes(
     wait_for_effects(effects, JOBS // 4, timeout=30)
 
     down_at = time.time()
-    restart_postgres(mode)
+    pg_cluster.restart("fast" if mode == "default" else mode)
     back_at = time.time()
     done_before = len([e for e in effects.all() if e.at < down_at])
     assert done_before < JOBS, "the load was still running when PostgreSQL went down"
@@ -94,7 +89,9 @@ def test_workers_ride_out_a_postgres_restart_and_every_job_completes(
     assert_every_job_completed(result, JOBS)
     assert stale_leases(database_url) == 0, "a run is left 'running' without a live lease"
     schema = schema_of(database_url)
-    wait_until(lambda: len(listener_pids(schema)) == WORKERS, timeout=15, what="every LISTEN connection back")
+    wait_until(
+        lambda: len(listener_pids(pg_cluster, schema)) == WORKERS, timeout=15, what="every LISTEN connection back"
+    )
 
     # Re-executions: each job whose step was running when the server went away runs again, at
     # most once; no job that started after the workers had reconnected runs twice.

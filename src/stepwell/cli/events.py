@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+
 import click
 import orjson
 
@@ -36,11 +38,30 @@ def send(
 
     The runs are decided from the function registry in the database (what every worker and
     `stepwell dev` registered at start), so no user code is needed here."""
-    try:
-        payload = orjson.loads(data)
-    except orjson.JSONDecodeError as err:
-        raise click.BadParameter(f"DATA is not valid JSON: {err}") from None
+    payload = parse_data(data)
     app = endpoint(server, token, lambda: plain_app(database_url, app_target))
     event_id = app.send(name, payload, id=event_id)
     record = app.event(event_id)
     console.print(f"event {event_id}: {record.disposition.value}, runs: {', '.join(record.run_ids) or 'none'}")
+
+
+def parse_data(data: str) -> object:
+    """DATA as the Python API would receive it. orjson reads integers beyond 64 bits as floats
+    (2**64 becomes 1.8446744073709552e+19), which `send` in Python refuses; refuse them here too,
+    clearly, rather than store a silently rounded number."""
+    try:
+        payload = orjson.loads(data)
+    except orjson.JSONDecodeError as err:
+        raise click.BadParameter(f"DATA is not valid JSON: {err}") from None
+    json.loads(data, parse_int=_int64)  # the exact integers, only to check their range
+    return payload
+
+
+def _int64(text: str) -> int:
+    value = int(text)
+    if not -(2**63) <= value <= 2**64 - 1:
+        raise click.BadParameter(
+            f"DATA has the integer {text[:40]}{'...' if len(text) > 40 else ''}, outside the 64-bit range "
+            "(-2**63 to 2**64-1) that Stepwell stores exactly; send it as a string"
+        )
+    return value

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
@@ -11,6 +12,7 @@ from stepwell.model.function import check_name
 from stepwell.model.jsonvalue import encode
 
 DEFAULT_MAX_EVENT_BYTES = 512 * 1024
+MAX_BATCH_EVENTS = 10_000  # events per `send(list)` call: one transaction, bounded memory
 
 
 @dataclass(frozen=True, slots=True)
@@ -67,3 +69,19 @@ def as_event_in(item: Any, index: int) -> EventIn:
             )
         return EventIn(item["name"], item.get("data"), item.get("id"), item.get("ts"))
     raise EventRejected(f"event #{index} is a {type(item).__name__}; send dicts with 'name' and 'data', or EventIn")
+
+
+def batch_of(items: Iterable[Any]) -> list[EventIn]:
+    """A batch for one `send` call, read one entry at a time (a generator is never read past the
+    limit): more than MAX_BATCH_EVENTS entries is refused before anything is written."""
+    if isinstance(items, str | bytes | dict):
+        raise EventRejected(f"a batch is a list of events, not a {type(items).__name__}")
+    batch: list[EventIn] = []
+    for index, item in enumerate(items):
+        if index >= MAX_BATCH_EVENTS:
+            raise EventRejected(
+                f"a batch holds at most {MAX_BATCH_EVENTS} events; this one has more "
+                "(send it in several calls: each call is one transaction)"
+            )
+        batch.append(as_event_in(item, index))
+    return batch

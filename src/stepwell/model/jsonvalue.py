@@ -2,6 +2,9 @@
 
 orjson would quietly turn datetimes, dataclasses and NaN into something; a stored value must
 replay exactly, so anything that is not plain JSON is refused with the path where it sits.
+That includes what orjson itself cannot write: strings with lone surrogates (not UTF-8) and
+nesting deeper than it recurses (254), which the engine's own wrappers (a wait's origin
+document, a batch's event list) need a few levels of: hence `MAX_NESTING`.
 """
 
 from __future__ import annotations
@@ -15,14 +18,20 @@ from stepwell.errors import OutputNotSerializable
 
 JSON = Any  # a value made only of dict[str, JSON], list, str, int, float, bool, None
 
-_MAX_DEPTH = 256
+MAX_NESTING = 200  # dicts and lists inside each other; documented in docs/guarantees.md
 _INT_RANGE = (-(2**63), 2**64 - 1)
 
 
 def encode(value: object, *, where: str) -> bytes:
     """`value` as JSON bytes, or OutputNotSerializable naming `where`, the path and the type."""
     _check(value, where, "$", 0, set())
-    return orjson.dumps(value)
+    try:
+        return orjson.dumps(value)
+    except TypeError:  # a str that is not valid UTF-8 (a lone surrogate): find where it sits
+        path = _surrogate_path(value, "$")
+        if path is None:
+            raise
+        raise OutputNotSerializable(where, path, "str", "a lone surrogate is not valid UTF-8") from None
 
 
 def decode(data: bytes | str | None) -> JSON:
@@ -46,8 +55,9 @@ def _check(value: object, where: str, path: str, depth: int, seen: set[int]) -> 
         if not math.isfinite(value):
             raise OutputNotSerializable(where, path, "float", f"{value} is not valid JSON")
         return
-    if depth >= _MAX_DEPTH:
-        raise OutputNotSerializable(where, path, type(value).__name__, f"nested deeper than {_MAX_DEPTH}")
+    if depth >= MAX_NESTING:
+        short = path if len(path) <= 100 else f"{path[:40]}...{path[-40:]}"
+        raise OutputNotSerializable(where, short, type(value).__name__, f"nested deeper than {MAX_NESTING} levels")
     if type(value) in (dict, list, tuple):
         if id(value) in seen:
             raise OutputNotSerializable(where, path, type(value).__name__, "circular reference")
@@ -63,3 +73,31 @@ def _check(value: object, where: str, path: str, depth: int, seen: set[int]) -> 
         seen.discard(id(value))
         return
     raise OutputNotSerializable(where, path, type(value).__name__)
+
+
+def _surrogate_path(value: object, path: str) -> str | None:
+    """The path of the first str (value or key) that cannot be encoded as UTF-8; the slow walk,
+    taken only after orjson refused the value."""
+    if isinstance(value, str):
+        return None if _utf8(value) else path
+    if isinstance(value, dict):
+        for key, item in value.items():
+            if not _utf8(key):
+                return f"{path} key {key!r}"
+            found = _surrogate_path(item, f"{path}.{key}")
+            if found is not None:
+                return found
+    elif isinstance(value, list | tuple):
+        for index, item in enumerate(value):
+            found = _surrogate_path(item, f"{path}[{index}]")
+            if found is not None:
+                return found
+    return None
+
+
+def _utf8(text: str) -> bool:
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        return False
+    return True

@@ -19,6 +19,17 @@ class Backoff:
     jitter: float = 0.2
 
     def __post_init__(self) -> None:
+        for name in ("base", "cap"):
+            given = getattr(self, name)
+            if not isinstance(given, timedelta):
+                raise ConfigurationError(
+                    f"backoff: {name} must be a timedelta (timedelta(seconds=0.1), say), not {type(given).__name__} "
+                    f"{given!r}"
+                )
+        for name in ("factor", "jitter"):
+            given = getattr(self, name)
+            if isinstance(given, bool) or not isinstance(given, int | float):
+                raise ConfigurationError(f"backoff: {name} must be a number, not {type(given).__name__} {given!r}")
         if self.base <= timedelta() or self.cap < self.base:
             raise ConfigurationError("backoff: base must be > 0 and cap >= base")
         if self.factor < 1:

@@ -26,16 +26,18 @@ def _qualified_name(kind: type) -> str:
 
 
 def _safe_str(error: BaseException) -> str:
+    """Even a `__str__` raising KeyboardInterrupt or SystemExit must not stop the failed step's row
+    from being written: it is user code's exception, not a signal to this process."""
     try:
         return str(error)
-    except Exception as err:  # noqa: BLE001 - a hostile __str__ must not take the worker down
+    except BaseException as err:  # noqa: BLE001 - a hostile __str__ must not take the worker down
         return f"<str() of the exception raised {type(err).__name__}>"
 
 
 def _safe_traceback(error: BaseException) -> str:
     try:
         return "".join(traceback.format_exception(type(error), error, error.__traceback__))
-    except Exception:  # noqa: BLE001
+    except BaseException:  # noqa: BLE001 - formatting calls the same hostile __str__
         return "<traceback could not be formatted>"
 
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Callable
 from typing import Any
 
 from stepwell.errors import (
@@ -18,6 +19,7 @@ from stepwell.errors import (
 from stepwell.model.function import FunctionSpec
 from stepwell.model.jsonvalue import encode
 from stepwell.observe.attempt import run_logger
+from stepwell.observe.runlog import RunLogger
 from stepwell.runtime.context import Context
 from stepwell.runtime.engine import Engine
 from stepwell.runtime.errorinfo import error_info
@@ -35,11 +37,14 @@ _NOT_RETRIABLE = (
 )
 
 
-def execute_sync(spec: FunctionSpec, claimed: ClaimedRun, engine: Engine) -> Outcome:
+def execute_sync(
+    spec: FunctionSpec, claimed: ClaimedRun, engine: Engine, alive: Callable[[], bool] | None = None
+) -> Outcome:
     """Run a sync function's attempt on the calling thread."""
-    ledger = StepLedger(claimed, engine)
-    log = run_logger(claimed.function, lambda: ledger.position)
-    ctx = Context(claimed.event, claimed.run_id, claimed.function, claimed.attempt, Steps(ledger), claimed.events, log)
+    ledger = StepLedger(claimed, engine, alive)
+    if not ledger.lease_alive():
+        return LeaseGone()
+    ctx = _context(claimed, Steps(ledger), run_logger(claimed.function, lambda: ledger.position))
     try:
         result = spec.handler(ctx)
     except BaseException as error:  # noqa: BLE001 - user code may raise anything, SystemExit included
@@ -47,12 +52,14 @@ def execute_sync(spec: FunctionSpec, claimed: ClaimedRun, engine: Engine) -> Out
     return _completion(spec, result, ledger)
 
 
-async def execute_async(spec: FunctionSpec, claimed: ClaimedRun, engine: Engine) -> Outcome:
+async def execute_async(
+    spec: FunctionSpec, claimed: ClaimedRun, engine: Engine, alive: Callable[[], bool] | None = None
+) -> Outcome:
     """Run an async function's attempt on the running loop."""
-    ledger = StepLedger(claimed, engine)
-    log = run_logger(claimed.function, lambda: ledger.position)
-    steps = AsyncSteps(ledger)
-    ctx = Context(claimed.event, claimed.run_id, claimed.function, claimed.attempt, steps, claimed.events, log)
+    ledger = StepLedger(claimed, engine, alive)
+    if not ledger.lease_alive():
+        return LeaseGone()
+    ctx = _context(claimed, AsyncSteps(ledger), run_logger(claimed.function, lambda: ledger.position))
     try:
         result = await spec.handler(ctx)
     except asyncio.CancelledError:
@@ -60,6 +67,12 @@ async def execute_async(spec: FunctionSpec, claimed: ClaimedRun, engine: Engine)
     except BaseException as error:  # noqa: BLE001
         return _failure(error, ledger)
     return _completion(spec, result, ledger)
+
+
+def _context(claimed: ClaimedRun, steps: Steps | AsyncSteps, log: RunLogger) -> Context[Any]:
+    return Context(
+        claimed.event, claimed.run_id, claimed.function, claimed.attempt, steps, claimed.events, log, claimed.lease
+    )
 
 
 def _completion(spec: FunctionSpec, result: Any, ledger: StepLedger) -> Outcome:

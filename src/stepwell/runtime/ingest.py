@@ -22,6 +22,7 @@ from stepwell.model.event import EventIn, ValidEvent, validate_event
 from stepwell.model.expressions import holds
 from stepwell.model.ids import new_id
 from stepwell.model.matching import event_document
+from stepwell.runtime.crashpoints import crash_point
 from stepwell.runtime.dispatch import new_run
 from stepwell.runtime.routing import Router, RoutingTable
 from stepwell.store.base import AcceptedEvent, NewEvent, NewRun, Store
@@ -51,14 +52,18 @@ def ingest(
             NewEvent(event_id, event.name, event.data, event.ts, _runs(table, event, event_id, now))
             for event, event_id in zip(valid, ids, strict=True)
         ]
+        crash_point("ingest.before_write")
         try:
-            return store.append_events(
+            accepted = store.append_events(
                 new_events, conditions=_condition_holds, connection=connection, registry_generation=table.generation
             )
         except RegistryChanged:
             if attempt == ROUTING_ATTEMPTS - 1:
                 raise
             router.invalidate()
+            continue
+        crash_point("ingest.after_commit")
+        return accepted
     raise AssertionError("unreachable")
 
 

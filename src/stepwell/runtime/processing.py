@@ -15,20 +15,26 @@ from stepwell.runtime.outcomes import Failed, Outcome, decide
 from stepwell.store.base import ClaimedRun, Settlement
 
 RunSync = Callable[..., Awaitable[Any]]
+LeaseCheck = Callable[[], bool]
 
 
-async def process_claimed(engine: Engine, claimed: ClaimedRun, run_sync: RunSync) -> Settlement | None:
-    """`run_sync(fn, *args)` decides where sync user code runs (a thread pool, or inline in tests).
+async def process_claimed(
+    engine: Engine, claimed: ClaimedRun, run_sync: RunSync, *, alive: LeaseCheck | None = None
+) -> Settlement | None:
+    """`run_sync(fn, *args)` decides where sync user code runs (a thread pool, or inline in tests);
+    `alive()` says whether the worker still trusts the run's lease (checked before user code).
 
     The attempt is observed here, once (logs, metrics, its span); sync code runs in a copy of this
     context, so that its records and spans know their run."""
     with observe_attempt(claimed, engine.clock.now) as attempt:
-        settlement = await _attempt(engine, claimed, run_sync)
+        settlement = await _attempt(engine, claimed, run_sync, alive)
         attempt.settled(settlement)
         return settlement
 
 
-async def _attempt(engine: Engine, claimed: ClaimedRun, run_sync: RunSync) -> Settlement | None:
+async def _attempt(
+    engine: Engine, claimed: ClaimedRun, run_sync: RunSync, alive: LeaseCheck | None
+) -> Settlement | None:
     spec = engine.registry.get(claimed.function)
     outcome: Outcome
     if spec is None:
@@ -38,7 +44,7 @@ async def _attempt(engine: Engine, claimed: ClaimedRun, run_sync: RunSync) -> Se
         )
         return decide(outcome, claimed, RetryPolicy())
     if spec.is_async:
-        outcome = await execute_async(spec, claimed, engine)
+        outcome = await execute_async(spec, claimed, engine, alive)
     else:
-        outcome = await run_sync(contextvars.copy_context().run, execute_sync, spec, claimed, engine)
+        outcome = await run_sync(contextvars.copy_context().run, execute_sync, spec, claimed, engine, alive)
     return decide(outcome, claimed, spec.retry)

@@ -41,6 +41,7 @@ from stepwell.model.jsonvalue import encode, normalize
 from stepwell.model.matching import canonical_value_at, check_path, document_of
 from stepwell.model.records import ErrorInfo, Event, Step, StepKind, StepStatus
 from stepwell.observe.attempt import observe_step
+from stepwell.runtime.crashpoints import crash_point
 from stepwell.runtime.engine import Engine
 from stepwell.runtime.errorinfo import error_info
 from stepwell.runtime.fanout import FanOut, check_tolerate, summary, tolerated_failures
@@ -62,8 +63,9 @@ class SuspendRun(Suspend):
 class StepLedger:
     """One attempt's view of a run's steps."""
 
-    def __init__(self, claimed: ClaimedRun, engine: Engine) -> None:
+    def __init__(self, claimed: ClaimedRun, engine: Engine, alive: Callable[[], bool] | None = None) -> None:
         self.claimed = claimed
+        self.alive = alive  # the worker's local lease deadline; None: no worker watches (inline tests)
         self.engine = engine
         self.store = engine.store
         self.lease = claimed.lease
@@ -79,10 +81,21 @@ class StepLedger:
         flow = spec.flow if spec is not None else None
         self.step_timeout = None if flow is None or flow.step_timeout is None else flow.step_timeout.total_seconds()
 
+    def lease_alive(self) -> bool:
+        """False once a write was refused or the worker's local lease deadline passed (for good)."""
+        if not self.lost and self.alive is not None and not self.alive():
+            self.lost = True
+        return not self.lost
+
+    def ensure_lease(self) -> None:
+        """Checked before any step, and again just before a step's user code is called: a worker
+        paused past its lease must not run code of a step another worker may have completed."""
+        if not self.lease_alive():
+            raise LeaseLost(f"run {self.lease.run_id}: lease lost; no further step starts")
+
     def next_id(self, name: object, kind: StepKind) -> tuple[str, int]:
         """The deterministic id for this call (`name`, `name#2`, ...) and its position; checks replay order."""
-        if self.lost:
-            raise LeaseLost(f"run {self.lease.run_id}: lease lost; no further step starts")
+        self.ensure_lease()
         if self.interrupted is not None:
             raise self.interrupted
         if not isinstance(name, str) or not name or len(name) > 200:
@@ -171,6 +184,7 @@ class Steps:
         if done:
             return output  # type: ignore[no-any-return]
         started = ledger.now()
+        ledger.ensure_lease()
         try:
             with observe_step(sid, position):
                 if ledger.step_timeout is None:
@@ -183,7 +197,9 @@ class Steps:
         except BaseException as error:
             ledger.record(ledger.failure(sid, position, error, started))
             raise
+        crash_point("step.after_effect")
         ledger.record(write)
+        crash_point("step.after_commit")
         return value  # type: ignore[no-any-return]
 
     def sleep(self, step_id: str, duration: Duration) -> None:
@@ -424,6 +440,7 @@ class AsyncSteps:
         if done:
             return output  # type: ignore[no-any-return]
         started = ledger.now()
+        ledger.ensure_lease()
         try:
             with observe_step(sid, position):
                 result = fn(*args, **kwargs)
@@ -440,7 +457,9 @@ class AsyncSteps:
         except BaseException as error:
             await self._off_loop(ledger.record, ledger.failure(sid, position, error, started))
             raise
+        crash_point("step.after_effect")
         await self._off_loop(ledger.record, write)
+        crash_point("step.after_commit")
         return value  # type: ignore[no-any-return]
 
     async def sleep(self, step_id: str, duration: Duration) -> None:

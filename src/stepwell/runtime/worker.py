@@ -13,6 +13,7 @@ the leases of everything else so another worker takes it at once.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import os
 import socket
@@ -25,6 +26,8 @@ from typing import Any, TypeVar
 
 from stepwell.errors import StepwellError
 from stepwell.model.ids import new_token
+from stepwell.runtime.crashpoints import crash_point
+from stepwell.runtime.deadlines import LeaseDeadlines
 from stepwell.runtime.engine import Engine
 from stepwell.runtime.heartbeat import Heartbeat
 from stepwell.runtime.maintenance import Maintenance
@@ -96,6 +99,7 @@ class Worker:
         self._settling = 0  # outcomes in the settle now in flight
         self._late_claim: asyncio.Future[list[ClaimedRun]] | None = None  # a claim still in flight at stop
         self.peak_in_flight = 0  # the most runs held at once, for tests and metrics (never above `capacity`)
+        self._deadlines = LeaseDeadlines(self.options.lease)  # no user code of a run past its lease
         self._store_pool = ThreadPoolExecutor(max_workers=2, thread_name_prefix="stepwell-store")
         self._user_pool = ThreadPoolExecutor(max_workers=self.options.concurrency, thread_name_prefix="stepwell-run")
         self.processed = 0
@@ -126,7 +130,10 @@ class Worker:
             loop.call_soon_threadsafe(self._wake.set)
 
         unsubscribe = self.store.subscribe(on_work)
-        heartbeat = Heartbeat(self.store, self.options.lease, lambda: list(self._held.values()), self._lost)
+        self._loop = loop
+        heartbeat = Heartbeat(
+            self.store, self.options.lease, lambda: list(self._held.values()), self._lost, self._deadlines
+        )
         heartbeat.start()
         background = [asyncio.create_task(self._flush_forever())]
         if self.options.maintenance:
@@ -173,6 +180,7 @@ class Worker:
             full_batch = False
             if room > 0 and (len(self._buffer) == 0 or room >= capacity // 2):
                 limit = min(room, self.options.claim_batch)
+                since = self._deadlines.now()
                 try:
                     claimed = await self._claim(stop, limit)
                     if claimed is None:  # stopped while the claim was in flight: shutdown releases what it got
@@ -184,6 +192,9 @@ class Worker:
                     log.warning("claim failed (%s); retrying in %.1fs", err, delay)
                     await _wait_any(stop, None, delay)
                     continue
+                self._deadlines.granted([run.run_id for run in claimed], since)
+                if claimed:
+                    crash_point("worker.after_claim")
                 for run in claimed:
                     self._held[run.run_id] = run.lease
                 self._buffer.extend(claimed)
@@ -223,11 +234,23 @@ class Worker:
     def _start_buffered(self) -> None:
         while self._buffer and len(self._tasks) < self.options.concurrency:
             claimed = self._buffer.popleft()
+            if not self._deadlines.alive(claimed.run_id):  # paused past its lease: maybe done elsewhere
+                self._drop(claimed.run_id)
+                continue
             self._tasks[claimed.run_id] = asyncio.create_task(self._process(claimed))
 
+    def _drop(self, run_id: str) -> None:
+        """Forget a run whose lease is gone without running it; its lease expires in the store."""
+        self._held.pop(run_id, None)
+        self._deadlines.forget(run_id)
+        log.warning("run %s not started: its lease ran out while it waited in the buffer", run_id)
+
     async def _process(self, claimed: ClaimedRun) -> None:
+        run_id = claimed.run_id
         try:
-            settlement = await process_claimed(self.engine, claimed, self._run_sync)
+            settlement = await process_claimed(
+                self.engine, claimed, self._run_sync, alive=lambda: self._deadlines.alive(run_id)
+            )
         except Exception:  # a bug of ours: keep the worker alive, the lease will expire and rescue
             log.exception("run %s could not be processed", claimed.run_id)
             settlement = None
@@ -237,14 +260,27 @@ class Worker:
         self.processed += 1
         if settlement is None:
             self._held.pop(claimed.run_id, None)
+            self._deadlines.forget(claimed.run_id)
         else:
             self._pending.append(settlement)
             self._settled.set()
 
     def _lost(self, run_ids: list[str]) -> None:
+        """Called on the heartbeat thread: expire the deadlines at once (running attempts stop at
+        their next step), and drop the buffered ones on the loop, which owns the buffer."""
+        self._deadlines.lost(run_ids)
         lost = [run_id for run_id in run_ids if self._held.pop(run_id, None) is not None]
         if lost:  # a run settled while the heartbeat was in flight is not lost
             log.warning("lost the lease of %d run(s): %s", len(lost), ", ".join(lost[:5]))
+            with contextlib.suppress(RuntimeError):  # the loop is closed: nothing is buffered any more
+                self._loop.call_soon_threadsafe(self._forget_buffered, set(lost))
+
+    def _forget_buffered(self, run_ids: set[str]) -> None:
+        dropped = [claimed.run_id for claimed in self._buffer if claimed.run_id in run_ids]
+        if dropped:
+            self._buffer = deque(claimed for claimed in self._buffer if claimed.run_id not in run_ids)
+            for run_id in dropped:  # running ones keep their expired deadline until their attempt ends
+                self._deadlines.forget(run_id)
 
     async def _flush_forever(self) -> None:
         while True:
@@ -265,7 +301,9 @@ class Worker:
             batch, self._pending = self._pending, []
             self._settling = len(batch)
             try:
+                crash_point("worker.before_settle")
                 lost = await self._store(self.store.settle_runs, batch)
+                crash_point("worker.after_settle")
             except StepwellError as err:
                 self._pending = batch + self._pending
                 failures += 1
@@ -277,6 +315,7 @@ class Worker:
                 self._settling = 0
             for settlement in batch:
                 self._held.pop(settlement.lease.run_id, None)
+                self._deadlines.forget(settlement.lease.run_id)
             self._wake.set()  # room to claim again
             if lost:
                 log.warning(
