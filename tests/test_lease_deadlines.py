@@ -45,6 +45,20 @@ def test_a_renewal_moves_the_deadline_but_never_revives_a_lost_or_forgotten_run(
     assert deadlines.remaining("settled") is None  # untracked: the worker settled it
 
 
+def test_a_renewal_that_lands_after_the_deadline_passed_does_not_revive_it() -> None:
+    """The database was away: a renewal hung past the deadline, then succeeded. The attempt may
+    already have stopped trusting the lease; the next renewal must not hand it back."""
+    ticks = Ticks()
+    deadlines = LeaseDeadlines(timedelta(seconds=6), monotonic=ticks)
+    deadlines.granted(["r1"], deadlines.now())
+    stuck_since = deadlines.now()
+    ticks.now += 6  # past the deadline (5 s) while the renewal hangs
+    deadlines.renewed(["r1"], stuck_since)
+    assert not deadlines.alive("r1")
+    deadlines.renewed(["r1"], deadlines.now())  # a later renewal succeeds at once
+    assert not deadlines.alive("r1")
+
+
 def test_user_code_sees_the_lease_token_of_its_attempt() -> None:
     app = stepwell.App("t")
     seen: list[Any] = []

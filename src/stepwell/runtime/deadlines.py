@@ -46,12 +46,18 @@ class LeaseDeadlines:
 
     def renewed(self, run_ids: Iterable[str], since: float) -> None:
         """Like `granted`, but only for runs still tracked: a run settled meanwhile stays forgotten,
-        and a run already known lost is never revived."""
+        and a run already known lost, or whose deadline has passed, is never revived."""
         deadline = since + self.lease - self.margin
+        now = self.monotonic()
         with self._lock:
             for run_id in run_ids:
-                if self._deadlines.get(run_id, -1.0) >= 0:
-                    self._deadlines[run_id] = deadline
+                current = self._deadlines.get(run_id, -1.0)
+                if current < 0:
+                    continue
+                # A deadline that passed is final, even if a renewal that was stuck meanwhile (the
+                # database away) succeeds afterwards: the attempt may already have stopped trusting
+                # the lease, and a user-code call must never depend on which thread won that race.
+                self._deadlines[run_id] = deadline if current > now else -1.0
 
     def lost(self, run_ids: Iterable[str]) -> None:
         """The store said these leases are gone: expired at once, for good."""
