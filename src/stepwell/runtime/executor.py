@@ -12,11 +12,11 @@ from stepwell.errors import (
     NonRetriableError,
     OutputNotSerializable,
     OutputTooLarge,
-    RetryAfterError,
     StepError,
 )
 from stepwell.model.function import FunctionSpec
 from stepwell.model.jsonvalue import encode
+from stepwell.model.retry import RetryAfterError
 from stepwell.runtime.context import Context
 from stepwell.runtime.engine import Engine
 from stepwell.runtime.errorinfo import error_info

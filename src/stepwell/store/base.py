@@ -253,7 +253,7 @@ class QueueStats:
     scheduled: int
     running: int
     dead_letters: int
-    next_due: datetime | None = field(default=None)
+    next_due: datetime | None = field(default=None)  # when the earliest scheduled run comes due (after now)
 
 
 @dataclass(frozen=True, slots=True)

@@ -198,7 +198,8 @@ SELECT
                                   AND available_at < :forever),
     (SELECT count(*) FROM runs WHERE status = 'running'),
     (SELECT count(*) FROM dead_letters WHERE redriven_at IS NULL),
-    (SELECT min(available_at) FROM runs WHERE status IN ('queued', 'sleeping', 'waiting') AND available_at < :forever);
+    (SELECT min(available_at) FROM runs WHERE status IN ('queued', 'sleeping', 'waiting') AND available_at > :now
+                                  AND available_at < :forever);
 
 -- Waiting for events, child runs, fan-outs (migration 0002).
 
