@@ -8,162 +8,133 @@ Functions over an open write transaction; `SQLiteStore` opens it and delegates h
 from __future__ import annotations
 
 import sqlite3
-from datetime import timedelta
+from collections.abc import Sequence
+from datetime import datetime
 from typing import Any
 
 from stepwell.store import flowrules
-from stepwell.store.base import Gate, NewRun, RunFlow
+from stepwell.store.base import Gate, NewRun
 from stepwell.store.flowrules import BATCH, CANCEL_ON, DEBOUNCE, ORDERED, SLOTS, THROTTLE, TIMEOUT, flags
-from stepwell.store.sqlite.times import EPOCH, FOREVER, micros, moment
+from stepwell.store.plan import admission as plan
+from stepwell.store.plan.admission import Outcome
+from stepwell.store.sqlfile import load_queries
+from stepwell.store.sqlite.times import EPOCH, FOREVER, micros, moment, stamp
 from stepwell.store.sqlite.waiting import Q
+
+F = load_queries("stepwell.store.sqlite", "flow.sql")
 
 CHILD = 128  # SQLite only: the run has a parent to tell when it ends
 __all__ = ["BATCH", "CANCEL_ON", "CHILD", "DEBOUNCE", "ORDERED", "SLOTS", "THROTTLE", "TIMEOUT", "flags"]
 
 
-# Admission: what an event does to a function with flow control.
+# Admission: what events do to the functions with flow control they trigger. The planner decides
+# (store/plan/admission.py); here its snapshot is read and its change-set written.
 
 
-def admit(conn: sqlite3.Connection, run: NewRun, event_id: str | None, at: int) -> tuple[str, str | None] | None:
-    """Insert `run`, or fold the event into a pending run, or skip it.
-
-    Returns None when `run` was inserted as given; ("folded", run_id) when the event became the
-    event of a pending debounced run; otherwise (reason, run_id or None) for the event's skip record.
-    """
-    flow = run.flow
-    assert flow is not None
-    gate_tat = None
-    if flow.rate_limit is not None:
-        allowed, _, gate_tat = gate_check(conn, flow.rate_limit, at)
-        if not allowed:
-            return ("rate_limited", None)
-    if flow.idempotency_key is not None:
-        taken = conn.execute(
-            Q["take_idempotency_key"],
-            {
-                "function": run.function,
-                "key": flow.idempotency_key,
-                "run_id": run.id,
-                "expires_at": at + micros(timedelta(hours=24)),
-                "now": at,
-            },
-        ).rowcount
-        if not taken:
-            row = conn.execute(Q["idempotency_run"], {"function": run.function, "key": flow.idempotency_key}).fetchone()
-            return ("deduplicated", row[0] if row else None)
-    if flow.rate_limit is not None and gate_tat is not None:
-        conn.execute(Q["set_gate_tat"], {"scope": flow.rate_limit.scope, "key": flow.rate_limit.key, "tat": gate_tat})
-    if flow.debounce is not None:
-        folded = _debounce(conn, run, flow, event_id, at)
-        if folded is not None:
-            return ("folded", folded)
-    elif flow.batch is not None:
-        batched = _add_to_batch(conn, run, flow, event_id, at)
-        if batched is not None:
-            return ("batched", batched)
-    _insert(conn, run, flow, event_id, at)
-    return None
+def admit(conn: sqlite3.Connection, runs: Sequence[tuple[NewRun, str | None]], at: int) -> list[Outcome]:
+    """Admit (run, event id) pairs in order, in the open write transaction; each one's outcome."""
+    want = plan.wanted([r for r, _ in runs])
+    outcomes, changes = plan.admit(_snapshot(conn, want, moment(at)), runs)
+    _write(conn, changes)
+    return outcomes
 
 
-def _insert(conn: sqlite3.Connection, run: NewRun, flow: RunFlow, event_id: str | None, at: int) -> None:
-    available_at, note = at, None
-    if flow.debounce is not None:
-        available_at, note = at + micros(flow.debounce.period), "debounced"
-    elif flow.batch is not None:
-        available_at, note = at + micros(flow.batch.period), "batching"
-    hold = None
-    if flow.ordering_key is not None:
-        hold = _join_line(conn, run.function, flow.ordering_key, run.id)
-    throttle = None if flow.throttle is None else flowrules.throttle_json(flow.throttle)
-    conn.execute(
-        Q["insert_flow_run"],
-        {
-            "id": run.id,
-            "function": run.function,
-            "event_id": event_id,
-            "input": run.input,
-            "input_name": run.input_name,
-            "parent_id": run.parent_id,
-            "replay_of": run.replay_of,
-            "on_failure": run.on_failure,
-            "max_attempts": run.max_attempts,
-            "priority": run.priority,
-            "available_at": available_at,
-            "now": at,
-            "flow": flags(flow),
-            "hold": hold,
-            "note": note,
-            "ordering_key": flow.ordering_key,
-            "park": int(flow.park_on_dead_letter),
-            "throttle": throttle,
-            "timeout_us": None if flow.timeout is None else micros(flow.timeout),
-        },
+def _snapshot(conn: sqlite3.Connection, want: plan.Wanted, at: datetime) -> plan.Snapshot:
+    """The rows the planner decides on; the write transaction already holds the whole database."""
+    snapshot = plan.Snapshot(at)
+    for function, key in want.keys:
+        row = conn.execute(Q["key_state"], {"function": function, "key": key}).fetchone()
+        if row is not None:
+            snapshot.lines[(function, key)] = plan.Line(row[0], bool(row[1]), bool(row[2]))
+    for scope, key in want.gates:
+        row = conn.execute(Q["gate_tat"], {"scope": scope, "key": key}).fetchone()
+        if row is not None:
+            snapshot.tats[(scope, key)] = moment(row[0])
+    for function, key in want.idempotency_keys:
+        row = conn.execute(F["idempotency_state"], {"function": function, "key": key}).fetchone()
+        if row is not None:
+            snapshot.idempotency[(function, key)] = (row[0], moment(row[1]))
+    for function, key in want.debounces:
+        row = conn.execute(F["debounce_state"], {"function": function, "key": key}).fetchone()
+        if row is not None:
+            snapshot.debounces[(function, key)] = plan.Pending(row[0], moment(row[1]), row[2])
+    for function, key in want.batches:
+        row = conn.execute(F["batch_state"], {"function": function, "key": key}).fetchone()
+        if row is not None:
+            snapshot.batches[(function, key)] = plan.OpenBatch(row[0], row[1], row[2])
+    return snapshot
+
+
+def _write(conn: sqlite3.Connection, changes: plan.Admission) -> None:
+    at = stamp(changes.at)
+    conn.executemany(Q["insert_flow_run"], [_run_params(row, at) for row in changes.new_runs])
+    conn.executemany(
+        Q["insert_run_slot"],
+        [{"run_id": r, "scope": scope, "key": key, "lim": limit} for r, scope, key, limit in changes.run_slots],
     )
-    for claim in flow.slots:
-        conn.execute(
-            Q["insert_run_slot"], {"run_id": run.id, "scope": claim.scope, "key": claim.key, "lim": claim.limit}
-        )
-    for index, wait in enumerate(flow.cancel_on):
-        conn.execute(
-            Q["insert_cancel_wait"],
-            {
-                "run_id": run.id,
-                "step_id": f"cancel_on#{index}",
-                "event_name": wait.event_name,
-                "match_path": wait.match_path,
-                "match_value": wait.match_value,
-                "condition": wait.condition,
-                "origin": wait.origin,
-                "now": at,
-            },
-        )
-    if flow.debounce is not None:
-        conn.execute(
-            Q["upsert_debounce"], {"function": run.function, "key": flow.debounce.key, "run_id": run.id, "now": at}
-        )
-    if flow.batch is not None:
-        conn.execute(
-            Q["upsert_batch"],
-            {"function": run.function, "key": flow.batch.key, "run_id": run.id, "size": flow.batch.size},
-        )
-        conn.execute(Q["batch_add"], {"run_id": run.id, "seq": 0, "event_id": event_id})
-        if flow.batch.size == 1:
-            conn.execute(Q["batch_full"], {"run_id": run.id, "now": at})
+    conn.executemany(
+        Q["insert_cancel_wait"],
+        [
+            {"run_id": run_id, "step_id": step_id, "event_name": w.event_name, "match_path": w.match_path,
+             "match_value": w.match_value, "condition": w.condition, "origin": w.origin, "now": at}
+            for run_id, step_id, w in changes.cancel_waits
+        ],
+    )  # fmt: skip
+    conn.executemany(
+        F["save_key"],
+        [
+            {"function": f, "key": k, "head": line.head, "paused": int(line.paused), "parked": int(line.parked)}
+            for (f, k), line in changes.lines.items()
+            if line.changed
+        ],
+    )
+    conn.executemany(
+        Q["set_gate_tat"],
+        [{"scope": s, "key": k, "tat": stamp(changes.tats[(s, k)])} for s, k in changes.gates_changed],
+    )
+    conn.executemany(
+        F["save_idempotency_key"],
+        [
+            {"function": f, "key": k, "run_id": changes.idempotency[(f, k)][0],
+             "expires_at": stamp(changes.idempotency[(f, k)][1])}
+            for f, k in changes.keys_taken
+        ],
+    )  # fmt: skip
+    _write_gathering(conn, changes)
+    conn.executemany(
+        Q["insert_skip"],
+        [{"event_id": e, "function": f, "reason": reason, "run_id": r} for e, f, reason, r in changes.skips],
+    )
 
 
-def _debounce(conn: sqlite3.Connection, run: NewRun, flow: RunFlow, event_id: str | None, at: int) -> str | None:
-    debounce = flow.debounce
-    assert debounce is not None
-    pending = conn.execute(Q["debounce_pending"], {"function": run.function, "key": debounce.key}).fetchone()
-    if pending is None:
-        return None
-    run_id, first_at = pending
-    available_at = at + micros(debounce.period)
-    if debounce.max_wait is not None:
-        available_at = min(available_at, first_at + micros(debounce.max_wait))
-    previous = conn.execute(Q["run_event"], {"run_id": run_id}).fetchone()
-    conn.execute(Q["debounce_push"], {"run_id": run_id, "event_id": event_id, "available_at": available_at})
-    if previous is not None and previous[0] is not None:
-        record_skip(conn, previous[0], run.function, "debounced", run_id)
-    return str(run_id)
+def _write_gathering(conn: sqlite3.Connection, changes: plan.Admission) -> None:
+    started = [(key, changes.debounces[key]) for key in changes.debounces_started]
+    conn.executemany(
+        F["save_debounce"],
+        [{"function": f, "key": k, "run_id": d.run_id, "first_at": stamp(d.first_at)} for (f, k), d in started if d],
+    )
+    filled = [(key, changes.batches[key]) for key in changes.batches_changed]
+    conn.executemany(
+        F["save_batch"],
+        [{"function": f, "key": k, "run_id": b.run_id, "size": b.size, "count": b.count} for (f, k), b in filled if b],
+    )
+    conn.executemany(Q["batch_add"], [{"run_id": r, "seq": seq, "event_id": e} for r, seq, e in changes.batch_events])
+    conn.executemany(
+        F["push_pending_run"],
+        [{"run_id": r, "event_id": e, "available_at": stamp(when)} for r, (e, when) in changes.pushes.items()],
+    )
 
 
-def _add_to_batch(conn: sqlite3.Connection, run: NewRun, flow: RunFlow, event_id: str | None, at: int) -> str | None:
-    batch = flow.batch
-    assert batch is not None
-    open_batch = conn.execute(Q["batch_open"], {"function": run.function, "key": batch.key}).fetchone()
-    if open_batch is None:
-        return None
-    run_id, count = open_batch
-    conn.execute(Q["batch_add"], {"run_id": run_id, "seq": count, "event_id": event_id})
-    conn.execute(Q["batch_count"], {"function": run.function, "key": batch.key, "count": count + 1})
-    if count + 1 >= batch.size:
-        conn.execute(Q["batch_full"], {"run_id": run_id, "now": at})
-    return str(run_id)
-
-
-def record_skip(conn: sqlite3.Connection, event_id: str, function: str, reason: str, run_id: str | None) -> None:
-    conn.execute(Q["insert_skip"], {"event_id": event_id, "function": function, "reason": reason, "run_id": run_id})
+def _run_params(row: plan.RunRow, at: int | None) -> dict[str, Any]:
+    run, flow = row.run, row.flow
+    return {
+        "id": run.id, "function": run.function, "event_id": row.event_id, "input": run.input,
+        "input_name": run.input_name, "parent_id": run.parent_id, "replay_of": run.replay_of,
+        "on_failure": run.on_failure, "max_attempts": run.max_attempts, "priority": run.priority,
+        "available_at": stamp(row.available_at), "now": at, "flow": row.flags, "hold": row.hold, "note": row.note,
+        "ordering_key": flow.ordering_key, "park": int(flow.park_on_dead_letter), "throttle": row.throttle,
+        "timeout_us": None if flow.timeout is None else micros(flow.timeout),
+    }  # fmt: skip
 
 
 def batch_events(conn: sqlite3.Connection, run_id: str) -> list[Any]:
@@ -248,19 +219,6 @@ def finished(conn: sqlite3.Connection, run_id: str, flow: int, *, failed: bool) 
 
 
 # Ordering keys: only the head of a key is claimable; the rest wait outside the ready index.
-
-
-def _join_line(conn: sqlite3.Connection, function: str, key: str, run_id: str) -> str | None:
-    """The hold of a new run of `key`: None if it becomes the head, else it waits its turn."""
-    if conn.execute(Q["take_key"], {"function": function, "key": key, "run_id": run_id}).rowcount:
-        return None
-    head, paused, parked = conn.execute(Q["key_state"], {"function": function, "key": key}).fetchone()
-    if head is None:
-        conn.execute(
-            Q["set_key"], {"function": function, "key": key, "head": run_id, "paused": paused, "parked": parked}
-        )
-        return "paused" if paused else None
-    return "paused" if paused else "ordering"
 
 
 def _key_finished(conn: sqlite3.Connection, run_id: str, *, failed: bool) -> None:

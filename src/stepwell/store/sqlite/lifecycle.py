@@ -59,15 +59,13 @@ def admit_runs(
     plain = [run for run in runs if run.flow is None]
     insert_runs(conn, plain, at, event_id=event_id)
     results: dict[str, tuple[str | None, str | None]] = {run.id: (run.id, None) for run in plain}
-    for run in runs:
-        if run.flow is None:
-            continue
-        if event_id is None:
-            run = replace(run, flow=replace(run.flow, debounce=None, batch=None))
-        outcome = flow.admit(conn, run, event_id, at)
+    flowed = [
+        (run if event_id is not None else replace(run, flow=replace(run.flow, debounce=None, batch=None)), event_id)
+        for run in runs
+        if run.flow is not None
+    ]
+    for (run, _), outcome in zip(flowed, flow.admit(conn, flowed, at) if flowed else [], strict=True):
         results[run.id] = (run.id, None) if outcome is None else (outcome[1], outcome[0])
-        if outcome is not None and outcome[0] != "folded" and event_id is not None:
-            flow.record_skip(conn, event_id, run.function, outcome[0], outcome[1])
     return [results[run.id] for run in runs]
 
 
@@ -86,15 +84,20 @@ def insert_event_runs(conn: sqlite3.Connection, events: Sequence[NewEvent], at: 
     )  # fmt: skip
 
 
-def admit_event_flow_runs(conn: sqlite3.Connection, event: NewEvent, at: int) -> tuple[tuple[str, ...], str | None]:
-    """After insert_event_runs: the event's runs with flow control, one by one. Returns (the runs the
-    event owns, plain ones included; the first reason one of its functions started nothing)."""
-    owned = [run.id for run in event.runs if run.flow is None]
-    flow_runs = [run for run in event.runs if run.flow is not None]
-    if not flow_runs:
-        return tuple(owned), None
-    more, skipped = admit_event_runs(conn, flow_runs, at, event_id=event.id)
-    return (*owned, *more), skipped
+def admit_event_flow_runs(
+    conn: sqlite3.Connection, events: Sequence[NewEvent], at: int
+) -> dict[str, tuple[tuple[str, ...], str | None]]:
+    """After insert_event_runs: the events' runs with flow control, admitted together in batch order.
+    Per event: (the runs it owns, plain ones included; the first reason one of its functions started nothing)."""
+    pairs = [(run, event.id) for event in events for run in event.runs if run.flow is not None]
+    owned = {event.id: [run.id for run in event.runs if run.flow is None] for event in events}
+    skipped: dict[str, str] = {}
+    for (run, event_id), outcome in zip(pairs, flow.admit(conn, pairs, at) if pairs else [], strict=True):
+        if outcome is None or outcome[0] == "folded":
+            owned[event_id].append(run.id if outcome is None else str(outcome[1]))
+        else:
+            skipped.setdefault(event_id, outcome[0])
+    return {event.id: (tuple(owned[event.id]), skipped.get(event.id)) for event in events}
 
 
 def admit_event_runs(

@@ -177,7 +177,7 @@ class SQLiteStore:
             # waits and cancel_on first: an event must not cancel the runs it starts itself
             resumed = waiting.resume_waits(conn, events, stored, conditions, at, cancel=lifecycle.cancel)
             lifecycle.insert_event_runs(conn, fresh, at)
-            owned = {event.id: lifecycle.admit_event_flow_runs(conn, event, at) for event in fresh}
+            owned = lifecycle.admit_event_flow_runs(conn, fresh, at)
             for event, is_new in zip(events, stored, strict=True):
                 if not is_new:
                     existing = conn.execute(Q["runs_of_event"], {"event_id": event.id}).fetchall()
