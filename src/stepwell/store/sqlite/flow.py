@@ -13,18 +13,19 @@ from datetime import datetime
 from typing import Any
 
 from stepwell.store import flowrules
-from stepwell.store.base import Gate, NewRun
-from stepwell.store.flowrules import BATCH, CANCEL_ON, DEBOUNCE, ORDERED, SLOTS, THROTTLE, TIMEOUT, flags
+from stepwell.store.base import NewRun
+from stepwell.store.flowrules import BATCH, CANCEL_ON, DEBOUNCE, GATED, ORDERED, SLOTS, THROTTLE, TIMEOUT, flags
 from stepwell.store.plan import admission as plan
+from stepwell.store.plan import starts
 from stepwell.store.plan.admission import Outcome
 from stepwell.store.sqlfile import load_queries
-from stepwell.store.sqlite.times import EPOCH, FOREVER, micros, moment, stamp
+from stepwell.store.sqlite.times import FOREVER, micros, moment, stamp
 from stepwell.store.sqlite.waiting import Q
 
 F = load_queries("stepwell.store.sqlite", "flow.sql")
 
 CHILD = 128  # SQLite only: the run has a parent to tell when it ends
-__all__ = ["BATCH", "CANCEL_ON", "CHILD", "DEBOUNCE", "ORDERED", "SLOTS", "THROTTLE", "TIMEOUT", "flags"]
+__all__ = ["BATCH", "CANCEL_ON", "CHILD", "DEBOUNCE", "GATED", "ORDERED", "SLOTS", "THROTTLE", "TIMEOUT", "flags"]
 
 
 # Admission: what events do to the functions with flow control they trigger. The planner decides
@@ -141,47 +142,47 @@ def batch_events(conn: sqlite3.Connection, run_id: str) -> list[Any]:
     return conn.execute(Q["batch_events_of"], {"run_id": run_id}).fetchall()
 
 
-# Rates: the generic cell rate algorithm, one row of state per (scope, key).
-
-
-def gate_check(conn: sqlite3.Connection, gate: Gate, at: int) -> tuple[bool, int, int]:
-    """(allowed, earliest retry time, the state to store if the start goes ahead), by flowrules.gcra."""
-    row = conn.execute(Q["gate_tat"], {"scope": gate.scope, "key": gate.key}).fetchone()
-    allowed, retry_at, tat = flowrules.gcra(gate, moment(row[0] if row else at), moment(at))
-    return allowed, micros(retry_at - EPOCH), micros(tat - EPOCH)
-
-
 # Claiming.
 
 
-def admit_to_start(conn: sqlite3.Connection, run_id: str, flow: int, throttle: bytes | None, at: int) -> bool:
-    """May this ready run start now? Takes its concurrency slots and throttle turn, or holds it back."""
-    if flow & SLOTS and not _take_slots(conn, run_id):
-        return False
-    if flow & THROTTLE and throttle is not None:
-        gate = flowrules.throttle_gate(throttle)
-        allowed, retry_at, tat = gate_check(conn, gate, at)
-        if not allowed:
-            if flow & SLOTS:
-                _give_slots(conn, run_id, promote=False)
-            conn.execute(Q["throttle_run"], {"run_id": run_id, "available_at": retry_at})
-            return False
-        conn.execute(Q["set_gate_tat"], {"scope": gate.scope, "key": gate.key, "tat": tat})
-    return True
+def admit_to_start(conn: sqlite3.Connection, candidates: Sequence[tuple[str, int, bytes | None]], at: int) -> set[str]:
+    """Which of these picked (id, flags, throttle) runs may start now: the planner decides over their
+    slots and gates (store/plan/starts.py); the others are held for a full slot or throttled."""
+    planned = [
+        starts.Candidate(
+            run_id,
+            tuple(conn.execute(Q["run_slots_of"], {"run_id": run_id}).fetchall()) if flags & SLOTS else (),
+            flowrules.throttle_gate(throttle) if flags & THROTTLE and throttle is not None else None,
+        )
+        for run_id, flags, throttle in candidates
+    ]
+    in_use: dict[tuple[str, str], int] = {}
+    for scope, key in sorted({(scope, key) for c in planned for scope, key, _ in c.slots}):
+        row = conn.execute(F["slot_in_use"], {"scope": scope, "key": key}).fetchone()
+        in_use[(scope, key)] = row[0] if row else 0
+    tats = {}
+    for scope, key in sorted({(c.throttle.scope, c.throttle.key) for c in planned if c.throttle is not None}):
+        row = conn.execute(Q["gate_tat"], {"scope": scope, "key": key}).fetchone()
+        if row is not None:
+            tats[(scope, key)] = moment(row[0])
+    decided = starts.plan_starts(planned, in_use, tats, moment(at))
+    _write_starts(conn, decided, {c.run_id for c in planned if c.slots})
+    return set(decided.admitted)
 
 
-def _take_slots(conn: sqlite3.Connection, run_id: str) -> bool:
-    taken: list[tuple[str, str]] = []
-    for scope, key, limit in conn.execute(Q["run_slots_of"], {"run_id": run_id}).fetchall():
-        if conn.execute(Q["take_slot"], {"scope": scope, "key": key, "lim": limit}).rowcount != 1:
-            for taken_scope, taken_key in taken:
-                conn.execute(Q["give_slot"], {"scope": taken_scope, "key": taken_key})
-            conn.execute(Q["mark_slot_waiting"], {"run_id": run_id, "scope": scope, "waiting": 1})
-            conn.execute(Q["set_hold"], {"run_id": run_id, "hold": "concurrency"})
-            return False
-        taken.append((scope, key))
-    conn.execute(Q["set_slots_held"], {"run_id": run_id, "held": 1})
-    return True
+def _write_starts(conn: sqlite3.Connection, decided: starts.Starts, with_slots: set[str]) -> None:
+    for (scope, key), n in decided.slots.items():
+        conn.execute(F["save_slot"], {"scope": scope, "key": key, "in_use": n})
+    for run_id in decided.admitted:
+        if run_id in with_slots:
+            conn.execute(Q["set_slots_held"], {"run_id": run_id, "held": 1})
+    for run_id, scope in decided.held:
+        conn.execute(Q["mark_slot_waiting"], {"run_id": run_id, "scope": scope, "waiting": 1})
+        conn.execute(Q["set_hold"], {"run_id": run_id, "hold": "concurrency"})
+    for run_id, retry_at in decided.throttled:
+        conn.execute(Q["throttle_run"], {"run_id": run_id, "available_at": stamp(retry_at)})
+    for (scope, key), tat in decided.tats.items():
+        conn.execute(Q["set_gate_tat"], {"scope": scope, "key": key, "tat": stamp(tat)})
 
 
 def _give_slots(conn: sqlite3.Connection, run_id: str, *, promote: bool = True) -> None:

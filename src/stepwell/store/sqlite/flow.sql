@@ -35,3 +35,10 @@ ON CONFLICT (function, key) DO UPDATE SET run_id = excluded.run_id, size = exclu
 UPDATE runs SET event_id = coalesce(:event_id, event_id), available_at = :available_at,
                 note = CASE WHEN :event_id IS NULL THEN NULL ELSE note END
 WHERE id = :run_id;
+
+-- name: slot_in_use
+SELECT in_use FROM slots WHERE scope = :scope AND key = :key;
+
+-- name: save_slot
+INSERT INTO slots (scope, key, in_use) VALUES (:scope, :key, :in_use)
+ON CONFLICT (scope, key) DO UPDATE SET in_use = excluded.in_use;

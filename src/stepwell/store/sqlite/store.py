@@ -212,11 +212,9 @@ class SQLiteStore:
         token, expires = new_token(), at + micros(lease)
         with self._write("claim_runs") as conn:
             candidates = conn.execute(Q["claim_candidates"], {"now": at, "limit": limit}).fetchall()
-            ids = [
-                run_id
-                for run_id, flags, throttle, _ in candidates
-                if not flags & (flow.SLOTS | flow.THROTTLE) or flow.admit_to_start(conn, run_id, flags, throttle, at)
-            ]
+            gated = [(run_id, flags, throttle) for run_id, flags, throttle, _ in candidates if flags & flow.GATED]
+            admitted = flow.admit_to_start(conn, gated, at) if gated else set()
+            ids = [run_id for run_id, flags, _, _ in candidates if not flags & flow.GATED or run_id in admitted]
             if not ids:
                 return []
             params = {
