@@ -55,6 +55,7 @@ from stepwell.store.base import (
 )
 from stepwell.store.failure import failure_handler_input
 from stepwell.store.flowrules import BATCH, GATED
+from stepwell.store.plan.failures import RUN_TIMED_OUT, ExpiredLease, plan_rescue
 from stepwell.store.postgres import admission, cron, flow, waiting
 from stepwell.store.postgres import params as p
 from stepwell.store.postgres.listener import Listener
@@ -394,7 +395,7 @@ class PostgresStore:
     def fail_overdue_runs(self, *, now: datetime | None = None, limit: int = 1000) -> int:
         """A run's lease does not protect it from its whole-run timeout: fail_runs without a token."""
         at = self._at(now)
-        error = error_bytes(ErrorInfo("RunTimeout", "the run did not finish within its timeout"))
+        error = error_bytes(RUN_TIMED_OUT)
         with self._connection("fail_overdue_runs") as conn:
             with conn.transaction():
                 overdue = [row[0] for row in run(conn, "overdue_runs", {"now": at, "limit": limit}).fetchall()]
@@ -473,19 +474,18 @@ class PostgresStore:
         with self._connection("rescue_expired_leases") as conn:
             with conn.transaction():
                 expired = run(conn, "expired_leases", {"now": at, "limit": limit}).fetchall()
-                requeue, dead = [], []
-                for run_id, token, attempt, max_attempts in expired:
-                    error = ErrorInfo(
-                        "LeaseExpired",
-                        f"the worker running attempt {attempt} stopped renewing its lease (crashed or hung)",
-                    )
-                    if attempt >= max_attempts:
-                        dead.append(Fail(Lease(run_id, token, datetime.max), error, FailureReason.LEASE_LOST))
-                    else:
-                        requeue.append((run_id, token, error_bytes(error)))
+                rescue = plan_rescue([ExpiredLease(*row) for row in expired])
+                dead = [
+                    Fail(Lease(r.lease.run_id, r.lease.token, datetime.max), r.error, FailureReason.LEASE_LOST)
+                    for r in rescue
+                    if r.dead
+                ]
+                requeue = [r for r in rescue if not r.dead]
                 left: list[tuple[str, int]] = []
                 if requeue:
-                    run_ids, tokens, errors = (list(column) for column in zip(*requeue, strict=True))
+                    run_ids = [r.lease.run_id for r in requeue]
+                    tokens = [r.lease.token for r in requeue]
+                    errors = [error_bytes(r.error) for r in requeue]
                     params = {"run_ids": run_ids, "tokens": tokens, "errors": errors, "now": at}
                     _, _, ids, flags = one(conn, "requeue_expired", params)
                     left = list(zip(ids, flags, strict=True))

@@ -27,6 +27,7 @@ from stepwell.store.base import (
     Suspend,
 )
 from stepwell.store.failure import failure_handler_input
+from stepwell.store.plan.failures import RUN_TIMED_OUT, ExpiredLease, plan_rescue
 from stepwell.store.rows import error_bytes, json_or_none
 from stepwell.store.sqlite import flow, waiting
 from stepwell.store.sqlite.times import FOREVER, micros, moment, stamp
@@ -212,12 +213,10 @@ def release(conn: sqlite3.Connection, lease: Lease, at: int) -> bool:
 
 def rescue(conn: sqlite3.Connection, at: int, limit: int) -> int:
     """Requeue runs whose lease expired, counting the attempt; dead-letter those out of attempts."""
-    expired = conn.execute(Q["expired_leases"], {"now": at, "limit": limit}).fetchall()
-    for run_id, token, attempt, max_attempts in expired:
-        error = ErrorInfo(
-            "LeaseExpired", f"the worker running attempt {attempt} stopped renewing its lease (crashed or hung)"
-        )
-        if attempt >= max_attempts:
+    expired = [ExpiredLease(*row) for row in conn.execute(Q["expired_leases"], {"now": at, "limit": limit})]
+    for rescued in plan_rescue(expired):
+        run_id, token, attempt, error = rescued.lease.run_id, rescued.lease.token, rescued.lease.attempt, rescued.error
+        if rescued.dead:
             fail(conn, Lease(run_id, token, moment(at)), error, FailureReason.LEASE_LOST, at)
             continue
         params = {"run_id": run_id, "token": token, "now": at, "error": error_bytes(error)}
@@ -232,7 +231,7 @@ def fail_overdue(conn: sqlite3.Connection, at: int, limit: int) -> int:
     """Fail runs past their whole-run timeout, whoever holds them."""
     failed = 0
     for run_id, _, _ in conn.execute(Q["overdue_runs"], {"now": at, "limit": limit}).fetchall():
-        error = ErrorInfo("RunTimeout", "the run did not finish within its timeout")
+        error = RUN_TIMED_OUT
         row = conn.execute(
             Q["fail_run_unleased"], {"run_id": run_id, "now": at, "error": error_bytes(error)}
         ).fetchone()
