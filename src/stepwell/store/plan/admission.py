@@ -16,22 +16,13 @@ from datetime import datetime, timedelta
 
 from stepwell.store.base import Gathering, NewRun, NewWait, RunFlow
 from stepwell.store.flowrules import flags, gcra, throttle_json
+from stepwell.store.plan.lines import Line, join
 
 # None: the run was inserted; ("folded", run): the event became the pending debounced run's event;
 # otherwise (skip reason, the run the event went to, if any) for the event's skip record.
 Outcome = tuple[str, str | None] | None
 Key = tuple[str, str]
 IDEMPOTENCY_WINDOW = timedelta(hours=24)
-
-
-@dataclass
-class Line:
-    """An ordering key: the run holding it (its head), and whether it is paused or parked."""
-
-    head: str | None = None
-    paused: bool = False
-    parked: bool = False
-    changed: bool = False
 
 
 @dataclass
@@ -204,7 +195,7 @@ class Admission:
             available_at, note = self.at + flow.debounce.period, "debounced"
         elif flow.batch is not None and flow.batch.size > 1:
             available_at, note = self.at + flow.batch.period, "batching"
-        hold = None if flow.ordering_key is None else self._join_line(run.function, flow.ordering_key, run.id)
+        hold = None if flow.ordering_key is None else join(self.lines[(run.function, flow.ordering_key)], run.id)
         throttle = None if flow.throttle is None else throttle_json(flow.throttle)
         self.new_runs.append(RunRow(run, event_id, available_at, flags(flow), hold, note, throttle))
         self.run_slots += [(run.id, claim.scope, claim.key, claim.limit) for claim in flow.slots]
@@ -218,14 +209,6 @@ class Admission:
             self.batches[key] = OpenBatch(run.id, flow.batch.size, 1)
             self.batches_changed.add(key)
             self.batch_events.append((run.id, 0, event_id))
-
-    def _join_line(self, function: str, key: str, run_id: str) -> str | None:
-        """The hold of a new run of `key`: None if it becomes the head, else it waits its turn."""
-        line = self.lines[(function, key)]
-        if line.head is None:
-            line.head, line.changed = run_id, True
-            return "paused" if line.paused else None
-        return "paused" if line.paused else "ordering"
 
 
 def admit(snapshot: Snapshot, runs: Sequence[tuple[NewRun, str | None]]) -> tuple[list[Outcome], Admission]:

@@ -19,6 +19,7 @@ from stepwell.model.records import Disposition
 from stepwell.store.base import ConditionCheck, NewEvent, NewRun
 from stepwell.store.plan import admission as plan
 from stepwell.store.plan.admission import Admission, OpenBatch, Outcome, Pending, Snapshot
+from stepwell.store.plan.lines import Line
 from stepwell.store.postgres import params as p
 from stepwell.store.postgres import waiting
 from stepwell.store.postgres.flow import arrays, columns
@@ -118,7 +119,7 @@ def _locked(conn: Connection, runs: Sequence[NewRun], now: datetime | None) -> S
         read = {table: cursor.fetchall() for table, cursor in cursors.items()}
     return Snapshot(
         at=at,
-        lines={(f, k): plan.Line(head, paused, parked) for f, k, head, paused, parked in read.get("keys", [])},
+        lines={(f, k): Line(head, paused, parked) for f, k, head, paused, parked in read.get("keys", [])},
         tats={(s, k): tat for s, k, tat in read.get("gates", [])},
         idempotency={(f, k): (run_id, expires) for f, k, run_id, expires in read.get("idempotency_keys", [])},
         debounces={(f, k): Pending(r, first, e) for f, k, r, first, e in read.get("debounces", [])},

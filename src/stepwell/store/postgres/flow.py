@@ -49,7 +49,8 @@ from stepwell.store.flowrules import (
     throttle_gate,
     waiting_reason,
 )
-from stepwell.store.plan import starts
+from stepwell.store.plan import lines, starts
+from stepwell.store.plan.lines import Line
 from stepwell.store.postgres.statements import FOREVER, Connection, one, run
 
 # A picked run: (id, flags, throttle JSON, slot scopes, keys, limits and uses, the time to admit it at).
@@ -153,24 +154,20 @@ def _save_keys(conn: Connection, states: Sequence[tuple[str, str, str | None, bo
 
 
 def rejoin_line(conn: Connection, run_ids: Sequence[str]) -> None:
-    """Redriven runs of ordered keys: each takes its key back if the key is free or was parked on it,
-    otherwise waits in line, where its original place puts it first."""
+    """Redriven runs of ordered keys: each takes its key back or waits first in line (lines.rejoin)."""
     runs = run(conn, "key_line_of", {"run_ids": list(run_ids)}).fetchall()  # by seq
     if not runs:
         return
     keys = _pairs(sorted({(function, key) for _, function, key in runs}), "functions", "keys")
     run(conn, "lock_keys", keys)
-    state = {(f, k): [head, paused, parked] for f, k, head, paused, parked in run(conn, "key_states", keys)}
+    state = {(f, k): Line(head, paused, parked) for f, k, head, paused, parked in run(conn, "key_states", keys)}
     holds: list[tuple[str, str | None]] = []
     for run_id, function, key in runs:
-        line = state[(function, key)]
-        head, paused, _ = line
-        if head is None or head == run_id:
-            line[:] = [run_id, paused, False]
-            holds.append((run_id, "paused" if paused else None))
-        else:
-            holds.append((run_id, "ordering"))
-    _save_keys(conn, [(f, k, head, paused, parked) for (f, k), (head, paused, parked) in state.items()])
+        change = lines.rejoin(state[(function, key)], run_id)
+        if change.line is not None:
+            state[(function, key)] = change.line
+        holds += change.holds
+    _save_keys(conn, [(f, k, line.head, line.paused, line.parked) for (f, k), line in state.items()])
     run_ids_, hold_values = columns(holds, 2)
     run(conn, "set_holds", {"run_ids": run_ids_, "holds": hold_values})
 
@@ -182,10 +179,12 @@ def set_paused(conn: Connection, function: str, key: str, paused: bool) -> None:
     """Pausing holds the key's queued head (a run already in progress carries on); resuming releases it."""
     keys = {"functions": [function], "keys": [key]}
     run(conn, "lock_keys", keys)
-    [(_, _, head, _, parked)] = run(conn, "key_states", keys).fetchall()
-    _save_keys(conn, [(function, key, head, paused, parked)])  # without a head (so nobody in line): dropped on resume
-    if head is not None:
-        run(conn, "pause_head" if paused else "resume_head", {"run_id": head})
+    [(_, _, head, was_paused, parked)] = run(conn, "key_states", keys).fetchall()
+    change = lines.set_paused(Line(head, was_paused, parked), paused)
+    line = change.line or Line(None, False, parked)  # dropped: no head and not paused
+    _save_keys(conn, [(function, key, line.head, line.paused, line.parked)])
+    if change.head_hold is not None and change.head is not None:
+        run(conn, "pause_head" if change.head_hold == "pause" else "resume_head", {"run_id": change.head})
 
 
 def skip_parked(conn: Connection, function: str, key: str) -> str | None:

@@ -16,8 +16,9 @@ from stepwell.store import flowrules
 from stepwell.store.base import NewRun
 from stepwell.store.flowrules import BATCH, CANCEL_ON, DEBOUNCE, GATED, ORDERED, SLOTS, THROTTLE, TIMEOUT, flags
 from stepwell.store.plan import admission as plan
-from stepwell.store.plan import starts
+from stepwell.store.plan import lines, starts
 from stepwell.store.plan.admission import Outcome
+from stepwell.store.plan.lines import Line
 from stepwell.store.sqlfile import load_queries
 from stepwell.store.sqlite.times import FOREVER, micros, moment, stamp
 from stepwell.store.sqlite.waiting import Q
@@ -46,7 +47,7 @@ def _snapshot(conn: sqlite3.Connection, want: plan.Wanted, at: datetime) -> plan
     for function, key in want.keys:
         row = conn.execute(Q["key_state"], {"function": function, "key": key}).fetchone()
         if row is not None:
-            snapshot.lines[(function, key)] = plan.Line(row[0], bool(row[1]), bool(row[2]))
+            snapshot.lines[(function, key)] = Line(row[0], bool(row[1]), bool(row[2]))
     for scope, key in want.gates:
         row = conn.execute(Q["gate_tat"], {"scope": scope, "key": key}).fetchone()
         if row is not None:
@@ -222,72 +223,65 @@ def finished(conn: sqlite3.Connection, run_id: str, flow: int, *, failed: bool) 
 # Ordering keys: only the head of a key is claimable; the rest wait outside the ready index.
 
 
+def _line(conn: sqlite3.Connection, function: str, key: str) -> Line | None:
+    row = conn.execute(Q["key_state"], {"function": function, "key": key}).fetchone()
+    return None if row is None else Line(row[0], bool(row[1]), bool(row[2]))
+
+
+def _next_in_line(conn: sqlite3.Connection, function: str, key: str) -> str | None:
+    row = conn.execute(Q["next_in_key"], {"function": function, "key": key}).fetchone()
+    return None if row is None else str(row[0])
+
+
+def _apply(
+    conn: sqlite3.Connection, function: str, key: str, change: lines.LineChange, dead: str | None = None
+) -> None:
+    """Write a LineChange of the planner (store/plan/lines.py)."""
+    if change.dead_letter_policy is not None and dead is not None:
+        conn.execute(Q["mark_dead_letter_key"], {"run_id": dead, "key": key, "policy": change.dead_letter_policy})
+    for run_id, hold in change.holds:
+        conn.execute(Q["set_hold"], {"run_id": run_id, "hold": hold})
+    if change.drop:
+        conn.execute(Q["drop_key"], {"function": function, "key": key})
+    elif change.line is not None:
+        line = change.line
+        params = {"head": line.head, "paused": int(line.paused), "parked": int(line.parked)}
+        conn.execute(F["save_key"], {"function": function, "key": key, **params})
+    if change.head_hold is not None and change.head is not None:
+        conn.execute(Q["pause_head" if change.head_hold == "pause" else "resume_head"], {"run_id": change.head})
+
+
 def _key_finished(conn: sqlite3.Connection, run_id: str, *, failed: bool) -> None:
     function, key, park, _ = conn.execute(Q["run_key"], {"run_id": run_id}).fetchone()
-    state = conn.execute(Q["key_state"], {"function": function, "key": key}).fetchone()
-    if state is None or state[0] != run_id:
+    line = _line(conn, function, key)
+    if line is None or not lines.is_head(line, run_id):
         return
-    _, paused, _ = state
-    if failed:
-        policy = "parked" if park else "skipped"
-        conn.execute(Q["mark_dead_letter_key"], {"run_id": run_id, "key": key, "policy": policy})
-        if park:
-            conn.execute(
-                Q["set_key"], {"function": function, "key": key, "head": run_id, "paused": paused, "parked": 1}
-            )
-            return
-    promote(conn, function, key, paused=bool(paused))
-
-
-def promote(conn: sqlite3.Connection, function: str, key: str, *, paused: bool) -> str | None:
-    """Give the key to its next run in line (held if the key is paused); drop the key when none is left."""
-    row = conn.execute(Q["next_in_key"], {"function": function, "key": key}).fetchone()
-    if row is None:
-        if paused:
-            conn.execute(Q["set_key"], {"function": function, "key": key, "head": None, "paused": 1, "parked": 0})
-        else:
-            conn.execute(Q["drop_key"], {"function": function, "key": key})
-        return None
-    conn.execute(Q["set_hold"], {"run_id": row[0], "hold": "paused" if paused else None})
-    conn.execute(Q["set_key"], {"function": function, "key": key, "head": row[0], "paused": int(paused), "parked": 0})
-    return str(row[0])
+    next_run = None if failed and park else _next_in_line(conn, function, key)
+    _apply(
+        conn, function, key, lines.head_ended(line, run_id, failed=failed, park=bool(park), next_run=next_run), run_id
+    )
 
 
 def rejoin_line(conn: sqlite3.Connection, run_id: str) -> None:
-    """A redriven run of an ordered key: it takes the key back if it is free or was parked on it,
-    otherwise it waits — first in line, by its original position."""
+    """A redriven run of an ordered key takes the key back or waits first in line (lines.rejoin)."""
     function, key, _, _ = conn.execute(Q["run_key"], {"run_id": run_id}).fetchone()
-    state = conn.execute(Q["key_state"], {"function": function, "key": key}).fetchone()
-    if state is None or state[0] in (None, run_id):
-        paused = bool(state and state[1])
-        conn.execute(Q["ensure_key"], {"function": function, "key": key})
-        conn.execute(
-            Q["set_key"], {"function": function, "key": key, "head": run_id, "paused": int(paused), "parked": 0}
-        )
-        conn.execute(Q["set_hold"], {"run_id": run_id, "hold": "paused" if paused else None})
-    else:
-        conn.execute(Q["set_hold"], {"run_id": run_id, "hold": "ordering"})
+    _apply(conn, function, key, lines.rejoin(_line(conn, function, key), run_id))
 
 
 def set_paused(conn: sqlite3.Connection, function: str, key: str, paused: bool) -> None:
     """Pausing holds the key's queued head (a run already in progress carries on); resuming releases it."""
-    conn.execute(Q["ensure_key"], {"function": function, "key": key})
-    head, _, parked = conn.execute(Q["key_state"], {"function": function, "key": key}).fetchone()
-    conn.execute(
-        Q["set_key"], {"function": function, "key": key, "head": head, "paused": int(paused), "parked": parked}
-    )
-    if head is None:
-        if not paused:
-            promote(conn, function, key, paused=False)
-        return
-    conn.execute(Q["pause_head" if paused else "resume_head"], {"run_id": head})
+    _apply(conn, function, key, lines.set_paused(_line(conn, function, key), paused))
 
 
 def skip_parked(conn: sqlite3.Connection, function: str, key: str) -> str | None:
-    state = conn.execute(Q["key_state"], {"function": function, "key": key}).fetchone()
-    if state is None or not state[2]:
+    """Move a parked key past its dead letter: the new head ('' if none), or None when not parked."""
+    line = _line(conn, function, key)
+    if line is None or not line.parked:
         return None
-    return promote(conn, function, key, paused=bool(state[1])) or ""
+    change = lines.skip_parked(line, _next_in_line(conn, function, key))
+    assert change is not None
+    _apply(conn, function, key, change)
+    return change.head or ""
 
 
 # Explaining why a queued run has not started.
