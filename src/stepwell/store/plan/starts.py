@@ -66,3 +66,22 @@ def plan_starts(
     starts.slots = {k: n for k, n in using.items() if n != before_using[k]}
     starts.tats = {k: t for k, t in turns.items() if t != before_turns[k]}
     return starts
+
+
+@dataclass
+class SlotRelease:
+    """The change-set of a run giving its slots back: one use less of each, and the waiter of each
+    freed slot (the first held back on it) released from waiting on that scope, to be claimed again."""
+
+    given: list[Key] = field(default_factory=list)
+    released: list[tuple[str, str]] = field(default_factory=list)  # (waiting run, scope)
+
+
+def plan_release(slots: Sequence[tuple[str, str]], first_waiters: dict[Key, str | None]) -> SlotRelease:
+    """A run's slots, (scope, key), go back; `first_waiters` holds, per slot, the run waiting longest."""
+    release = SlotRelease(given=list(slots))
+    for scope, key in slots:
+        waiter = first_waiters.get((scope, key))
+        if waiter is not None:
+            release.released.append((waiter, scope))
+    return release

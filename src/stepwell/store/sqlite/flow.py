@@ -186,14 +186,17 @@ def _write_starts(conn: sqlite3.Connection, decided: starts.Starts, with_slots: 
         conn.execute(Q["set_gate_tat"], {"scope": scope, "key": key, "tat": stamp(tat)})
 
 
-def _give_slots(conn: sqlite3.Connection, run_id: str, *, promote: bool = True) -> None:
-    for scope, key, _ in conn.execute(Q["run_slots_of"], {"run_id": run_id}).fetchall():
+def _give_slots(conn: sqlite3.Connection, run_id: str) -> None:
+    """The run's slots go back; the first waiter of each is released (starts.plan_release)."""
+    slots = [(scope, key) for scope, key, _ in conn.execute(Q["run_slots_of"], {"run_id": run_id}).fetchall()]
+    waiters: dict[tuple[str, str], str | None] = {}
+    for scope, key in slots:
         conn.execute(Q["give_slot"], {"scope": scope, "key": key})
-        if promote:
-            waiter = conn.execute(Q["next_slot_waiter"], {"scope": scope, "key": key}).fetchone()
-            if waiter is not None:
-                conn.execute(Q["mark_slot_waiting"], {"run_id": waiter[0], "scope": scope, "waiting": 0})
-                conn.execute(Q["set_hold"], {"run_id": waiter[0], "hold": None})
+        row = conn.execute(Q["next_slot_waiter"], {"scope": scope, "key": key}).fetchone()
+        waiters[(scope, key)] = None if row is None else str(row[0])
+    for waiter, scope in starts.plan_release(slots, waiters).released:
+        conn.execute(Q["mark_slot_waiting"], {"run_id": waiter, "scope": scope, "waiting": 0})
+        conn.execute(Q["set_hold"], {"run_id": waiter, "hold": None})
     conn.execute(Q["set_slots_held"], {"run_id": run_id, "held": 0})
 
 
