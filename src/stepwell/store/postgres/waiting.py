@@ -9,11 +9,9 @@ from collections.abc import Sequence
 from datetime import datetime
 from typing import Any
 
-import orjson
-
-from stepwell.model.matching import canonical_value_at, event_document
 from stepwell.model.records import ChildResult, ErrorInfo, FanOutCounts, RunStatus, StepStatus
 from stepwell.store.base import ConditionCheck, NewEvent
+from stepwell.store.plan import waits
 from stepwell.store.postgres.statements import Connection, one, run
 from stepwell.store.rows import error_bytes, error_or_none, json_or_none
 
@@ -40,32 +38,20 @@ def resume_waits(
     paths_by_name: dict[str, list[str | None]] = {}
     for name, path in zip(wait_names, wait_paths, strict=True):
         paths_by_name.setdefault(name, []).append(path)
-    chosen: dict[tuple[str, str], tuple[str, bytes]] = {}
-    cancels: dict[str, str] = {}
+    matches = waits.WaitMatches(conditions)
     for event in events:
         paths = paths_by_name.get(event.name)
         if not paths:
             continue
-        document = event_document(event.id, event.name, orjson.loads(event.data), event.ts)
-        output = orjson.dumps(document)
-        for path in paths:
-            value = None if path is None else canonical_value_at(document, path)
-            if path is not None and value is None:
-                continue
+        new = waits.offered(event)
+        for path, value in waits.lookups(new, paths):
             params = {"name": event.name, "path": path, "value": value}
-            for run_id, step_id, condition, origin, kind in run(conn, "waits_matching", params).fetchall():
-                if (run_id, step_id) in chosen or run_id in cancels:
-                    continue
-                if condition and (conditions is None or not conditions(condition, orjson.loads(origin), document)):
-                    continue
-                if kind == "cancel":
-                    cancels[run_id] = event.id
-                else:
-                    chosen[(run_id, step_id)] = (event.id, output)
+            matches.offer(new, run(conn, "waits_matching", params).fetchall())
+    chosen = matches.resolve
     resolved = resolve_steps(
         conn, [(run_id, step_id, StepStatus.COMPLETED, out, None) for (run_id, step_id), (_, out) in chosen.items()], at
     )
-    return {chosen[key][0] for key in resolved}, cancels
+    return {chosen[key][0] for key in resolved}, matches.cancel
 
 
 def resolve_steps(conn: Connection, resolutions: Sequence[Resolution], at: datetime | None) -> set[tuple[str, str]]:
