@@ -2,12 +2,17 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from datetime import datetime
 
 import orjson
 
 from stepwell.model.ids import new_id
-from stepwell.store.base import NewEvent, NewRun
+from stepwell.store.base import NewEvent, NewRun, Store
+
+# Opens another store on the test's database (a fresh, empty one per test), bound to the test's
+# clock and not yet migrated; the backend under test provides it as the `store_factory` fixture.
+StoreFactory = Callable[[], Store]
 
 
 def new_run(
