@@ -41,7 +41,7 @@ from stepwell.runtime.engine import Engine
 from stepwell.runtime.registry import Registry
 from stepwell.runtime.wakeup import Wakeups
 from stepwell.runtime.worker import Worker, WorkerOptions
-from stepwell.store.base import RedriveRequest, Retention, RunFilter, Store
+from stepwell.store.base import RedriveRequest, Retention, RunFilter, Store, transactional
 
 ENQUEUE_EVENT = "stepwell/function.enqueued"
 log = logging.getLogger("stepwell.app")
@@ -237,7 +237,10 @@ class App:
         if len(payload) > self.max_event_bytes:
             raise ConfigurationError(f"enqueue({function!r}) data is {len(payload)} bytes, over {self.max_event_bytes}")
         run = new_run(spec, self.clock.now(), input=payload, input_name=ENQUEUE_EVENT)
-        [owner] = self.store.create_runs([run], connection=connection)
+        if connection is None:
+            [owner] = self.store.create_runs([run])
+        else:
+            [owner] = transactional(self.store).create_runs_in(connection, [run])
         if owner is None:
             raise EventRejected(f"enqueue({function!r}): over the function's rate limit; no run was started")
         if connection is None:

@@ -15,7 +15,7 @@ from stepwell.model.ids import new_id
 from stepwell.model.matching import event_document
 from stepwell.runtime.dispatch import new_run
 from stepwell.runtime.registry import Registry
-from stepwell.store.base import AcceptedEvent, NewEvent, NewRun, Store
+from stepwell.store.base import AcceptedEvent, NewEvent, NewRun, Store, transactional
 
 
 def ingest(
@@ -37,7 +37,9 @@ def ingest(
     for event in valid:
         event_id = event.id or new_id(now)
         new_events.append(NewEvent(event_id, event.name, event.data, event.ts, _runs(registry, event, event_id, now)))
-    return store.append_events(new_events, conditions=_condition_holds, connection=connection)
+    if connection is not None:
+        return transactional(store).append_events_in(connection, new_events, conditions=_condition_holds)
+    return store.append_events(new_events, conditions=_condition_holds)
 
 
 def _runs(registry: Registry, event: ValidEvent, event_id: str, now: datetime) -> tuple[NewRun, ...]:

@@ -153,12 +153,27 @@ class PostgresStore:
     # ingest
 
     def append_events(
+        self, events: Sequence[NewEvent], *, now: datetime | None = None, conditions: ConditionCheck | None = None
+    ) -> list[AcceptedEvent]:
+        return self._append_events(events, now, conditions, None)
+
+    def append_events_in(
         self,
+        connection: object,
         events: Sequence[NewEvent],
         *,
         now: datetime | None = None,
         conditions: ConditionCheck | None = None,
-        connection: object | None = None,
+    ) -> list[AcceptedEvent]:
+        """append_events inside the caller's open transaction (TransactionalEnqueue; never committed here)."""
+        return self._append_events(events, now, conditions, connection)
+
+    def _append_events(
+        self,
+        events: Sequence[NewEvent],
+        now: datetime | None,
+        conditions: ConditionCheck | None,
+        connection: object | None,
     ) -> list[AcceptedEvent]:
         """One statement when no wait listens for these event names and no run has flow control; else a
         transaction that also resumes waits, cancels runs (cancel_on) and admits runs (admission.py)."""
@@ -196,9 +211,16 @@ class PostgresStore:
         """Pipeline mode on our own connections (statements whose results are not read cost no round trip)."""
         return conn.pipeline() if caller is None else contextlib.nullcontext()
 
-    def create_runs(
-        self, runs: Sequence[NewRun], *, now: datetime | None = None, connection: object | None = None
+    def create_runs(self, runs: Sequence[NewRun], *, now: datetime | None = None) -> list[str | None]:
+        return self._create_runs(runs, now, None)
+
+    def create_runs_in(
+        self, connection: object, runs: Sequence[NewRun], *, now: datetime | None = None
     ) -> list[str | None]:
+        """create_runs inside the caller's open transaction (TransactionalEnqueue; never committed here)."""
+        return self._create_runs(runs, now, connection)
+
+    def _create_runs(self, runs: Sequence[NewRun], now: datetime | None, connection: object | None) -> list[str | None]:
         """Runs without flow control in one statement; the others through admission.py, without debounce and
         batching (they gather events, and these runs have none), in one transaction."""
         at = self._at(now)

@@ -22,7 +22,7 @@ from typing import Any
 import orjson
 
 from stepwell.clock import Clock, SystemClock
-from stepwell.errors import ConfigurationError, LeaseLost, StoreError, StoreFull, StoreUnavailable
+from stepwell.errors import LeaseLost, StoreError, StoreFull, StoreUnavailable
 from stepwell.model.ids import new_token
 from stepwell.model.records import (
     ChildResult,
@@ -157,9 +157,7 @@ class SQLiteStore:
         *,
         now: datetime | None = None,
         conditions: ConditionCheck | None = None,
-        connection: object | None = None,
     ) -> list[AcceptedEvent]:
-        _refuse_connection(connection)
         at = self._now(now)
         accepted: list[AcceptedEvent] = []
         stored: list[bool] = []
@@ -192,10 +190,7 @@ class SQLiteStore:
                     conn.execute(Q["set_disposition"], {"id": event_id, "disposition": Disposition.RESUMED.value})
         return accepted
 
-    def create_runs(
-        self, runs: Sequence[NewRun], *, now: datetime | None = None, connection: object | None = None
-    ) -> list[str | None]:
-        _refuse_connection(connection)
+    def create_runs(self, runs: Sequence[NewRun], *, now: datetime | None = None) -> list[str | None]:
         at = self._now(now)
         with self._write("create_runs") as conn:
             return [owner for owner, _ in lifecycle.admit_runs(conn, runs, at, event_id=None)]
@@ -485,12 +480,3 @@ class SQLiteStore:
             if deleted < retention.batch:
                 break
         return PurgeCounts(runs=runs, events=events)
-
-
-def _refuse_connection(connection: object | None) -> None:
-    """Transactional enqueue needs the caller's transaction and ours to be one: only PostgreSQL offers that."""
-    if connection is not None:
-        raise ConfigurationError(
-            "connection=: transactional enqueue (writing inside your own database transaction) needs the "
-            "PostgreSQL store; with SQLite, call send/enqueue without connection= after your commit"
-        )
