@@ -51,10 +51,8 @@ from stepwell.store.flowrules import (
 )
 from stepwell.store.plan import lines, starts
 from stepwell.store.plan.lines import Line
+from stepwell.store.postgres.rows import CandidateRow
 from stepwell.store.postgres.statements import FOREVER, Connection, one, run
-
-# A picked run: (id, flags, throttle JSON, slot scopes, keys, limits and uses, the time to admit it at).
-Candidate = tuple[str, int, bytes | None, list[str], list[str], list[int], list[int], datetime]
 
 
 def columns(rows: Sequence[Sequence[Any]], count: int) -> list[list[Any]]:
@@ -74,22 +72,22 @@ def _pairs(keys: Sequence[tuple[str, str]], first: str, second: str) -> dict[str
 # Claiming: may these picked runs start now?
 
 
-def admit_to_start(conn: Connection, candidates: Sequence[Candidate]) -> set[str]:
+def admit_to_start(conn: Connection, candidates: Sequence[CandidateRow]) -> set[str]:
     """Take the concurrency slots and throttle turns of picked (locked) runs, in the order given;
     returns those that may start. The others are held for a full slot, or throttled until their turn.
     claim_candidates has locked their slots; their gates are locked here. The planner decides
     (store/plan/starts.py)."""
     planned = [
         starts.Candidate(
-            c[0],
-            tuple(zip(c[3], c[4], c[5], strict=True)) if c[1] & SLOTS else (),
-            throttle_gate(c[2]) if c[1] & THROTTLE and c[2] else None,
+            c.run_id,
+            tuple(zip(c.slot_scopes, c.slot_keys, c.slot_limits, strict=True)) if c.flags & SLOTS else (),
+            throttle_gate(c.throttle) if c.flags & THROTTLE and c.throttle else None,
         )
         for c in candidates
     ]
-    in_use = {(scope, key): n for c in candidates for scope, key, n in zip(c[3], c[4], c[6], strict=True)}
+    in_use = {(s, k): n for c in candidates for s, k, n in zip(c.slot_scopes, c.slot_keys, c.slot_uses, strict=True)}
     gates = sorted({(c.throttle.scope, c.throttle.key) for c in planned if c.throttle is not None})
-    at: datetime = candidates[0][7]
+    at = candidates[0].at
     tats: dict[tuple[str, str], datetime] = {}
     if gates:
         gate_keys = _pairs(gates, "scopes", "keys")

@@ -67,6 +67,7 @@ from stepwell.store.postgres.options import (
     split_url,
 )
 from stepwell.store.postgres.outbox import caller_connection
+from stepwell.store.postgres.rows import FailedRow, candidate_rows, ended_rows, failed_rows, stopped_rows
 from stepwell.store.postgres.statements import Connection, Cursor, Q, one, run, same, translate
 from stepwell.store.rows import error_bytes, error_or_none, error_required, json_or_none, step_from_row
 from stepwell.store.sqlfile import load_migrations
@@ -260,10 +261,10 @@ class PostgresStore:
     def _claim_admitting(conn: Connection, params: dict[str, Any]) -> tuple[Cursor | None, bool]:
         """Pick as claim_runs does, admit the runs under concurrency limits or a throttle, claim what may start.
         Returns the claim (rows as claim_runs returns them, to read) and whether any picked run needed admitting."""
-        candidates = run(conn, "claim_candidates", params).fetchall()
-        gated = [c for c in candidates if c[1] & GATED]
+        candidates = candidate_rows(run(conn, "claim_candidates", params).fetchall())
+        gated = [c for c in candidates if c.flags & GATED]
         admitted = flow.admit_to_start(conn, gated) if gated else set()
-        ids = [c[0] for c in candidates if not c[1] & GATED or c[0] in admitted]
+        ids = [c.run_id for c in candidates if not c.flags & GATED or c.run_id in admitted]
         return (run(conn, "claim_picked", {**params, "ids": ids}) if ids else None), bool(gated)
 
     @staticmethod
@@ -423,9 +424,10 @@ class PostgresStore:
                 overdue = [row[0] for row in run(conn, "overdue_runs", {"now": at, "limit": limit}).fetchall()]
                 reasons = [FailureReason.TIMED_OUT.value] * len(overdue)
                 params = {"run_ids": overdue, "tokens": [None] * len(overdue), "errors": [error] * len(overdue)}
-                rows = run(conn, "fail_runs", {**params, "reasons": reasons, "now": at}).fetchall() if overdue else []
+                fail = {**params, "reasons": reasons, "now": at}
+                rows = failed_rows(run(conn, "fail_runs", fail).fetchall()) if overdue else []
                 fan_outs = waiting.children_finished(conn, self._after_failures(conn, rows, at), at)
-                flow.runs_stopped(conn, ended=[(row[0], row[10], True) for row in rows if row[10]])
+                flow.runs_stopped(conn, ended=[(row.run_id, row.flags, True) for row in rows if row.flags])
             waiting.finish_fan_outs(conn, fan_outs, at)
         return len(rows)
 
@@ -447,41 +449,48 @@ class PostgresStore:
                 left: list[tuple[str, int]] = []  # (run, flags) that stopped running
                 ended: list[tuple[str, int, bool]] = []  # (run, flags, failed) that reached a terminal status
                 for name, cursor in cursors:
-                    rows = cursor.fetchall()
-                    if name == "release_runs":  # one row: (count, notified, ids, flags)
-                        rows = list(zip(rows[0][2], rows[0][3], strict=True))
-                    settled.update(row[0] for row in rows)
+                    raw = cursor.fetchall()
                     if name == "complete_runs":
-                        finished += waiting.finished_rows(rows, RunStatus.COMPLETED, output_column=4, error_column=None)
-                        ended += [(row[0], row[5], False) for row in rows if row[5]]
+                        completed = ended_rows(raw)
+                        settled.update(row.run_id for row in completed)
+                        finished += waiting.finished_rows(completed, RunStatus.COMPLETED)
+                        ended += [(row.run_id, row.flags, False) for row in completed if row.flags]
                     elif name == "fail_runs":
-                        finished += self._after_failures(conn, rows, at)
-                        ended += [(row[0], row[10], True) for row in rows if row[10]]
-                    else:  # suspended, retried, released: (id, flags)
-                        left += [(row[0], row[1]) for row in rows if row[1]]
+                        failed = failed_rows(raw)
+                        settled.update(row.run_id for row in failed)
+                        finished += self._after_failures(conn, failed, at)
+                        ended += [(row.run_id, row.flags, True) for row in failed if row.flags]
+                    else:  # suspended, retried, released
+                        if name == "release_runs":  # one row: (count, notified, ids, flags)
+                            raw = list(zip(raw[0][2], raw[0][3], strict=True))
+                        stopped = stopped_rows(raw)
+                        settled.update(row.run_id for row in stopped)
+                        left += [(row.run_id, row.flags) for row in stopped if row.flags]
                 fan_outs = waiting.children_finished(conn, finished, at)
                 flow.runs_stopped(conn, left=left, ended=ended)
             waiting.finish_fan_outs(conn, fan_outs, at)
         return [s.lease.run_id for s in settlements if s.lease.run_id not in settled]
 
-    def _after_failures(self, conn: Connection, rows: Sequence[Any], at: datetime | None) -> list[waiting.Finished]:
+    def _after_failures(
+        self, conn: Connection, rows: Sequence[FailedRow], at: datetime | None
+    ) -> list[waiting.Finished]:
         """Queue the `on_failure` run of each failed run that has one, in the failure's transaction."""
         handlers = [
             failure_handler_input(
-                run_id=run_id,
-                function=function,
-                handler=on_failure,
-                error=error_required(error),
-                event_name=event_name,
-                event_data=json_or_none(event_data),
-                now=at or failed_at,
+                run_id=row.run_id,
+                function=row.function,
+                handler=row.on_failure,
+                error=error_required(row.error),
+                event_name=row.event_name,
+                event_data=json_or_none(row.event_data),
+                now=at or row.failed_at,
             )
-            for run_id, _, _, _, error, function, on_failure, event_name, event_data, failed_at, _ in rows
-            if on_failure
+            for row in rows
+            if row.on_failure
         ]
         if handlers:
             run(conn, "insert_runs", p.run_params(handlers, at))
-        return waiting.finished_rows(rows, RunStatus.FAILED, output_column=None, error_column=4)
+        return waiting.finished_rows(rows, RunStatus.FAILED)
 
     def release_runs(self, leases: Sequence[Lease], *, now: datetime | None = None) -> int:
         if not leases:
@@ -514,9 +523,9 @@ class PostgresStore:
                 fan_outs: list[tuple[str, str]] = []
                 ended: list[tuple[str, int, bool]] = []
                 if dead:
-                    rows = run(conn, "fail_runs", p.fail_params(dead, at)).fetchall()
+                    rows = failed_rows(run(conn, "fail_runs", p.fail_params(dead, at)).fetchall())
                     fan_outs = waiting.children_finished(conn, self._after_failures(conn, rows, at), at)
-                    ended = [(row[0], row[10], True) for row in rows if row[10]]
+                    ended = [(row.run_id, row.flags, True) for row in rows if row.flags]
                 flow.runs_stopped(conn, left=left, ended=ended)
             waiting.finish_fan_outs(conn, fan_outs, at)
         return len(expired)
@@ -535,11 +544,11 @@ class PostgresStore:
     def _cancel(conn: Connection, run_ids: list[str], at: datetime | None) -> tuple[list[str], list[tuple[str, str]]]:
         """Cancel unfinished runs and what that sets in motion (parents, flow control), in the open transaction;
         returns the runs cancelled and the fan-outs to check after the commit."""
-        rows = run(conn, "cancel_runs", {"run_ids": run_ids, "now": at}).fetchall()
-        finished = waiting.finished_rows(rows, RunStatus.CANCELLED, output_column=None, error_column=4)
+        rows = ended_rows(run(conn, "cancel_runs", {"run_ids": run_ids, "now": at}).fetchall())
+        finished = waiting.finished_rows(rows, RunStatus.CANCELLED)
         fan_outs = waiting.children_finished(conn, finished, at)
-        flow.runs_stopped(conn, ended=[(row[0], row[5], False) for row in rows if row[5]])
-        return [row[0] for row in rows], fan_outs
+        flow.runs_stopped(conn, ended=[(row.run_id, row.flags, False) for row in rows if row.flags])
+        return [row.run_id for row in rows], fan_outs
 
     def redrive(self, request: RedriveRequest, *, now: datetime | None = None) -> list[str]:
         """Candidates first; then one statement that locks, re-checks and requeues each open entry once."""
@@ -643,7 +652,7 @@ class PostgresStore:
 
     def fire_cron_tick(self, tick: CronTick, *, now: datetime | None = None) -> bool:
         with self._connection("fire_cron_tick") as conn:
-            return cron.fire_tick(conn, tick, self._at(now), append_events=self.append_events)
+            return cron.fire_tick(conn, tick, self._at(now), append_events=self.append_events_in)
 
     # wake-ups
 

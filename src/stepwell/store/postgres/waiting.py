@@ -7,11 +7,11 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from datetime import datetime
-from typing import Any
 
 from stepwell.model.records import ChildResult, ErrorInfo, FanOutCounts, RunStatus, StepStatus
 from stepwell.store.base import ConditionCheck, NewEvent
 from stepwell.store.plan import waits
+from stepwell.store.postgres.rows import EndedRow, FailedRow
 from stepwell.store.postgres.statements import Connection, one, run
 from stepwell.store.rows import error_bytes, error_or_none, json_or_none
 
@@ -125,19 +125,15 @@ def fan_out_page(conn: Connection, parent_id: str, step_id: str, after: int, lim
     ]
 
 
-def finished_rows(
-    rows: Sequence[Any], status: RunStatus, *, output_column: int | None, error_column: int | None
-) -> list[Finished]:
-    """`Finished` entries from rows that start (run_id, parent_id, parent_step, child_index, ...)."""
-    return [
-        (
-            row[0],
-            row[1],
-            row[2],
-            row[3],
-            status,
-            None if output_column is None else row[output_column],
-            None if error_column is None else row[error_column],
-        )
-        for row in rows
-    ]
+def finished_rows(rows: Sequence[EndedRow | FailedRow], status: RunStatus) -> list[Finished]:
+    """`Finished` entries of runs that ended: a completed run's output, a failed or cancelled run's error."""
+    finished: list[Finished] = []
+    for row in rows:
+        output: bytes | None
+        error: bytes | None
+        if isinstance(row, FailedRow):
+            output, error = None, row.error
+        else:
+            output, error = (row.result, None) if status == RunStatus.COMPLETED else (None, row.result)
+        finished.append((row.run_id, row.parent_id, row.parent_step, row.child_index, status, output, error))
+    return finished
