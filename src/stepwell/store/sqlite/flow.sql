@@ -1,5 +1,5 @@
 -- Flow control: the statements with which SQLite reads the planner's snapshots and writes its
--- change-sets (store/plan/). Single-row forms: SQLite runs in-process, a statement is no round trip.
+-- change-sets (store/plan/), for admission.py and flow.py. Single-row forms: SQLite runs in-process.
 
 -- name: idempotency_state
 SELECT run_id, expires_at FROM idempotency_keys WHERE function = :function AND key = :key;

@@ -29,7 +29,7 @@ from stepwell.store.base import (
 from stepwell.store.failure import failure_handler_input
 from stepwell.store.plan.failures import RUN_TIMED_OUT, ExpiredLease, plan_rescue
 from stepwell.store.rows import error_bytes, json_or_none
-from stepwell.store.sqlite import flow, waiting
+from stepwell.store.sqlite import admission, flow, waiting
 from stepwell.store.sqlite.times import FOREVER, micros, moment, stamp
 from stepwell.store.sqlite.waiting import Q
 
@@ -65,7 +65,7 @@ def admit_runs(
         for run in runs
         if run.flow is not None
     ]
-    for (run, _), outcome in zip(flowed, flow.admit(conn, flowed, at) if flowed else [], strict=True):
+    for (run, _), outcome in zip(flowed, admission.admit(conn, flowed, at) if flowed else [], strict=True):
         results[run.id] = (run.id, None) if outcome is None else (outcome[1], outcome[0])
     return [results[run.id] for run in runs]
 
@@ -93,7 +93,7 @@ def admit_event_flow_runs(
     pairs = [(run, event.id) for event in events for run in event.runs if run.flow is not None]
     owned = {event.id: [run.id for run in event.runs if run.flow is None] for event in events}
     skipped: dict[str, str] = {}
-    for (run, event_id), outcome in zip(pairs, flow.admit(conn, pairs, at) if pairs else [], strict=True):
+    for (run, event_id), outcome in zip(pairs, admission.admit(conn, pairs, at) if pairs else [], strict=True):
         if outcome is None or outcome[0] == "folded":
             owned[event_id].append(run.id if outcome is None else str(outcome[1]))
         else:
