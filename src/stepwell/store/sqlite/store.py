@@ -17,7 +17,6 @@ from collections.abc import Callable, Iterator, Sequence
 from dataclasses import replace
 from datetime import datetime, timedelta
 from pathlib import Path
-from typing import Any
 
 import orjson
 
@@ -56,6 +55,7 @@ from stepwell.store.base import (
 )
 from stepwell.store.rows import error_bytes, json_or_none, step_from_row
 from stepwell.store.sqlite import cron, flow, lifecycle, reads, schema, waiting
+from stepwell.store.sqlite.rows import ClaimRow, candidate_rows, claim_rows
 from stepwell.store.sqlite.schema import migration_script
 from stepwell.store.sqlite.times import EPOCH, micros, moment, moment_or_none, stamp
 from stepwell.store.sqlite.waiting import Q
@@ -206,10 +206,10 @@ class SQLiteStore:
                 return []  # idle: no write lock taken, so idle workers do not queue on SQLite's lock
         token, expires = new_token(), at + micros(lease)
         with self._write("claim_runs") as conn:
-            candidates = conn.execute(Q["claim_candidates"], {"now": at, "limit": limit}).fetchall()
-            gated = [(run_id, flags, throttle) for run_id, flags, throttle, _ in candidates if flags & flow.GATED]
+            candidates = candidate_rows(conn.execute(Q["claim_candidates"], {"now": at, "limit": limit}))
+            gated = [(c.run_id, c.flags, c.throttle) for c in candidates if c.flags & flow.GATED]
             admitted = flow.admit_to_start(conn, gated, at) if gated else set()
-            ids = [run_id for run_id, flags, _, _ in candidates if not flags & flow.GATED or run_id in admitted]
+            ids = [c.run_id for c in candidates if not c.flags & flow.GATED or c.run_id in admitted]
             if not ids:
                 return []
             params = {
@@ -219,8 +219,8 @@ class SQLiteStore:
                 "now": at,
                 "ids": orjson.dumps(ids),
             }
-            rows = conn.execute(Q["claim_runs"], params).fetchall()
-            first_claims = {run_id for run_id, _, _, never_started in candidates if never_started}
+            rows = claim_rows(conn.execute(Q["claim_runs"], params))
+            first_claims = {c.run_id for c in candidates if c.never_started}
             claimed = self._claimed(conn, rows, first_claims, token, expires, at)
         position = {run_id: index for index, run_id in enumerate(ids)}
         claimed.sort(key=lambda c: position[c.run_id])
@@ -228,35 +228,35 @@ class SQLiteStore:
 
     @staticmethod
     def _claimed(
-        conn: sqlite3.Connection, rows: list[Any], first_claims: set[str], token: str, expires: int, at: int
+        conn: sqlite3.Connection, rows: list[ClaimRow], first_claims: set[str], token: str, expires: int, at: int
     ) -> list[ClaimedRun]:
         """The claimed runs with their events and memoized steps: one query each for the whole batch."""
-        event_ids = [row[4] for row in rows if row[4] is not None]
+        event_ids = [row.event_id for row in rows if row.event_id is not None]
         events = {}
         if event_ids:
             for event_id, name, data, ts in conn.execute(Q["events_of"], {"ids": orjson.dumps(event_ids)}):
                 events[event_id] = Event(event_id, name, json_or_none(data), moment(ts))
-        resumed = [row[0] for row in rows if row[0] not in first_claims]  # a first claim has no steps yet
+        resumed = [row.run_id for row in rows if row.run_id not in first_claims]  # a first claim has no steps yet
         steps: dict[str, list[Step]] = {}
         if resumed:
             for step_row in conn.execute(Q["steps_of_runs"], {"ids": orjson.dumps(resumed)}):
                 steps.setdefault(step_row[0], []).append(step_from_row(step_row[1:], moment_or_none))
         lease_end, claimed_at = moment(expires), moment(at)
         claimed = []
-        for run_id, function, attempt, max_attempts, event_id, input_data, input_name, created_at, flags in rows:
-            event = events.get(event_id) if event_id is not None else None
+        for row in rows:
+            event = events.get(row.event_id) if row.event_id is not None else None
             if event is None:
-                event = Event(None, input_name or function, json_or_none(input_data), moment(created_at))
+                event = Event(None, row.input_name or row.function, json_or_none(row.input), moment(row.created_at))
             batch: tuple[Event, ...] = (event,)
-            if flags & flow.BATCH:
+            if row.flags & flow.BATCH:
                 batch = tuple(
                     Event(batch_id, name, json_or_none(data), moment(ts))
-                    for batch_id, name, data, ts in flow.batch_events(conn, run_id)
+                    for batch_id, name, data, ts in flow.batch_events(conn, row.run_id)
                 )
             claimed.append(ClaimedRun(
-                lease=Lease(run_id, token, lease_end), function=function, attempt=attempt,
-                max_attempts=max_attempts, event=event, claimed_at=claimed_at,
-                steps=tuple(steps.get(run_id, ())), events=batch,
+                lease=Lease(row.run_id, token, lease_end), function=row.function, attempt=row.attempt,
+                max_attempts=row.max_attempts, event=event, claimed_at=claimed_at,
+                steps=tuple(steps.get(row.run_id, ())), events=batch,
             ))  # fmt: skip
         return claimed
 

@@ -1,0 +1,37 @@
+"""The rows SQLite statements return, typed: one decoding function per row kind (as postgres/rows.py)."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Sequence
+from typing import Any, NamedTuple
+
+
+class ClaimRow(NamedTuple):
+    """claim_runs: a run just leased, with what its attempt needs to start."""
+
+    run_id: str
+    function: str
+    attempt: int
+    max_attempts: int
+    event_id: str | None
+    input: bytes | None
+    input_name: str | None
+    created_at: int
+    flags: int
+
+
+class CandidateRow(NamedTuple):
+    """claim_candidates: a ready run picked in priority order."""
+
+    run_id: str
+    flags: int
+    throttle: bytes | None
+    never_started: int
+
+
+def claim_rows(rows: Iterable[Sequence[Any]]) -> list[ClaimRow]:
+    return [ClaimRow._make(row) for row in rows]
+
+
+def candidate_rows(rows: Iterable[Sequence[Any]]) -> list[CandidateRow]:
+    return [CandidateRow._make(row) for row in rows]
