@@ -30,6 +30,7 @@ from stepwell.store.failure import failure_handler_input
 from stepwell.store.plan.failures import RUN_TIMED_OUT, ExpiredLease, plan_rescue
 from stepwell.store.rows import error_bytes, json_or_none
 from stepwell.store.sqlite import admission, flow, waiting
+from stepwell.store.sqlite.rows import FailedRow, failed_row, flags_of
 from stepwell.store.sqlite.times import FOREVER, micros, moment, stamp
 from stepwell.store.sqlite.waiting import Q
 
@@ -117,26 +118,27 @@ def settle(conn: sqlite3.Connection, settlement: Settlement, at: int) -> bool:
     lease = {"run_id": run_id, "token": settlement.lease.token, "now": at}
     match settlement:
         case Complete(output=output):
-            row = conn.execute(Q["complete_run"], {**lease, "output": output}).fetchone()
-            if row is None:
+            flags = flags_of(conn.execute(Q["complete_run"], {**lease, "output": output}).fetchone())
+            if flags is None:
                 return False
-            finished(conn, run_id, row[0], at)
+            finished(conn, run_id, flags, at)
             return True
         case Suspend(until=until, waiting=is_waiting):
             status = RunStatus.WAITING if is_waiting else RunStatus.SLEEPING
             params = {**lease, "until": FOREVER if until is None else stamp(until), "status": status.value}
-            row = conn.execute(Q["suspend_run"], params).fetchone()
-            if row is None:
+            flags = flags_of(conn.execute(Q["suspend_run"], params).fetchone())
+            if flags is None:
                 return False
-            flow.left_running(conn, run_id, row[0])
+            flow.left_running(conn, run_id, flags)
             return True
         case Retry(error=error, delay=delay):
             params = {**lease, "error": error_bytes(error), "available_at": at + micros(delay)}
             row = conn.execute(Q["retry_run"], params).fetchone()
             if row is None:
                 return False
-            record_error(conn, run_id, row[0], error, at)
-            flow.left_running(conn, run_id, row[1])
+            failed_attempt, flags = row
+            record_error(conn, run_id, failed_attempt, error, at)
+            flow.left_running(conn, run_id, flags)
             return True
         case Fail(error=error, reason=reason):
             return fail(conn, settlement.lease, error, reason, at)
@@ -154,16 +156,16 @@ def finished(conn: sqlite3.Connection, run_id: str, flags: int, at: int, *, fail
 
 
 def cancel(conn: sqlite3.Connection, run_id: str, at: int) -> bool:
-    row = conn.execute(Q["cancel_run"], {"run_id": run_id, "now": at}).fetchone()
-    if row is None:
+    flags = flags_of(conn.execute(Q["cancel_run"], {"run_id": run_id, "now": at}).fetchone())
+    if flags is None:
         return False
-    finished(conn, run_id, row[1], at)
+    finished(conn, run_id, flags, at)
     return True
 
 
 def fail(conn: sqlite3.Connection, lease: Lease, error: ErrorInfo, reason: FailureReason, at: int) -> bool:
     params = {"run_id": lease.run_id, "token": lease.token, "now": at, "error": error_bytes(error)}
-    row = conn.execute(Q["fail_run"], params).fetchone()
+    row = failed_row(conn.execute(Q["fail_run"], params).fetchone())
     if row is None:
         return False
     dead_letter(conn, lease.run_id, row, error, reason, at)
@@ -171,7 +173,7 @@ def fail(conn: sqlite3.Connection, lease: Lease, error: ErrorInfo, reason: Failu
 
 
 def dead_letter(
-    conn: sqlite3.Connection, run_id: str, row: Any, error: ErrorInfo, reason: FailureReason, at: int
+    conn: sqlite3.Connection, run_id: str, row: FailedRow, error: ErrorInfo, reason: FailureReason, at: int
 ) -> None:
     """After a run failed for good: its error history, the dead letter, the on_failure run, and what follows."""
     function, attempt, on_failure, event_id, input_data, input_name, flags = row
@@ -205,10 +207,12 @@ def record_error(conn: sqlite3.Connection, run_id: str, attempt: int, error: Err
 
 
 def release(conn: sqlite3.Connection, lease: Lease, at: int) -> bool:
-    row = conn.execute(Q["release_run"], {"run_id": lease.run_id, "token": lease.token, "now": at}).fetchone()
-    if row is not None:
-        flow.left_running(conn, lease.run_id, row[0])
-    return row is not None
+    flags = flags_of(
+        conn.execute(Q["release_run"], {"run_id": lease.run_id, "token": lease.token, "now": at}).fetchone()
+    )
+    if flags is not None:
+        flow.left_running(conn, lease.run_id, flags)
+    return flags is not None
 
 
 def rescue(conn: sqlite3.Connection, at: int, limit: int) -> int:
@@ -220,10 +224,10 @@ def rescue(conn: sqlite3.Connection, at: int, limit: int) -> int:
             fail(conn, Lease(run_id, token, moment(at)), error, FailureReason.LEASE_LOST, at)
             continue
         params = {"run_id": run_id, "token": token, "now": at, "error": error_bytes(error)}
-        row = conn.execute(Q["requeue_expired"], params).fetchone()
+        flags = flags_of(conn.execute(Q["requeue_expired"], params).fetchone())
         record_error(conn, run_id, attempt, error, at)
-        if row is not None:
-            flow.left_running(conn, run_id, row[0])
+        if flags is not None:
+            flow.left_running(conn, run_id, flags)
     return len(expired)
 
 
@@ -232,9 +236,8 @@ def fail_overdue(conn: sqlite3.Connection, at: int, limit: int) -> int:
     failed = 0
     for run_id, _, _ in conn.execute(Q["overdue_runs"], {"now": at, "limit": limit}).fetchall():
         error = RUN_TIMED_OUT
-        row = conn.execute(
-            Q["fail_run_unleased"], {"run_id": run_id, "now": at, "error": error_bytes(error)}
-        ).fetchone()
+        params = {"run_id": run_id, "now": at, "error": error_bytes(error)}
+        row = failed_row(conn.execute(Q["fail_run_unleased"], params).fetchone())
         if row is not None:
             dead_letter(conn, run_id, row, error, FailureReason.TIMED_OUT, at)
             failed += 1
@@ -259,8 +262,8 @@ def redrive(conn: sqlite3.Connection, request: RedriveRequest, at: int) -> list[
     for run_id in dict.fromkeys(candidates):
         if conn.execute(Q["mark_redriven"], {"run_id": run_id, "now": at}).rowcount != 1:
             continue
-        row = conn.execute(Q["requeue_redriven"], {"run_id": run_id, "now": at}).fetchone()
-        if row is not None and row[0] & flow.ORDERED:
+        flags = flags_of(conn.execute(Q["requeue_redriven"], {"run_id": run_id, "now": at}).fetchone())
+        if flags is not None and flags & flow.ORDERED:
             flow.rejoin_line(conn, run_id)
         conn.execute(Q["reopen_failed_fan_outs"], {"run_id": run_id})
         conn.execute(Q["forget_failed_steps"], {"run_id": run_id})

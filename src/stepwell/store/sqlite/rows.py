@@ -35,3 +35,24 @@ def claim_rows(rows: Iterable[Sequence[Any]]) -> list[ClaimRow]:
 
 def candidate_rows(rows: Iterable[Sequence[Any]]) -> list[CandidateRow]:
     return [CandidateRow._make(row) for row in rows]
+
+
+class FailedRow(NamedTuple):
+    """fail_run, fail_run_unleased: a run that failed for good, with what its dead letter and handler need."""
+
+    function: str
+    attempt: int
+    on_failure: str | None
+    event_id: str | None
+    input: bytes | None
+    input_name: str | None
+    flags: int
+
+
+def flags_of(row: Sequence[Any] | None) -> int | None:
+    """A statement that changed one run and returns its `flow` flags (last column); None: no run changed."""
+    return None if row is None else int(row[-1])
+
+
+def failed_row(row: Sequence[Any] | None) -> FailedRow | None:
+    return None if row is None else FailedRow._make(row)
