@@ -16,6 +16,9 @@ from stepwell.app import App, open_store
 from stepwell.clock import VirtualClock
 from stepwell.store.base import Store
 from stepwell.testing import TestEnv
+from stepwell.testing.conformance.helpers import StoreFactory
+
+pytest_plugins = ["stepwell.testing.conformance.plugin"]  # `store` (from store_factory) for every test
 
 BACKENDS = [b for b in os.environ.get("STEPWELL_TEST_BACKENDS", "sqlite").split(",") if b]
 PG_URL = os.environ.get("STEPWELL_TEST_PG_URL", "postgresql://postgres@127.0.0.1:5432/test")
@@ -106,10 +109,10 @@ def backend(request: pytest.FixtureRequest) -> str:
 
 
 @pytest.fixture
-def store(backend: str, tmp_path: Path, clock: VirtualClock) -> Iterator[Store]:
-    store = make_store(backend, tmp_path, clock)
-    yield store
-    store.close()
+def store_factory(database_url: str, clock: VirtualClock) -> StoreFactory:
+    """The one fixture the conformance suite needs: another store on this test's fresh database.
+    The suite's plugin builds `store` (migrated, closed after the test) from it."""
+    return lambda: open_store(database_url, clock)
 
 
 @pytest.fixture

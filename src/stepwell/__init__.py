@@ -9,7 +9,6 @@ from stepwell.errors import (
     InvokeTimeout,
     NonDeterminismError,
     NonRetriableError,
-    RetryAfterError,
     StepError,
     StepTimeout,
     StepwellError,
@@ -18,7 +17,7 @@ from stepwell.model.event import EventIn
 from stepwell.model.flow import Batch, CancelOn, Concurrency, Debounce, RateLimit, Throttle
 from stepwell.model.function import on_event
 from stepwell.model.records import Event, Run, RunStatus, Step, StepStatus
-from stepwell.model.retry import Backoff
+from stepwell.model.retry import Backoff, RetryAfterError
 from stepwell.model.schedule import Cron, cron
 from stepwell.runtime.context import Context
 from stepwell.runtime.fanout import FanOut

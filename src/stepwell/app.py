@@ -55,6 +55,7 @@ from stepwell.store.base import (
     RunFilter,
     RunLogs,
     Store,
+    transactional,
 )
 
 ENQUEUE_EVENT = "stepwell/function.enqueued"
@@ -303,7 +304,10 @@ class App:
         if len(payload) > self.max_event_bytes:
             raise ConfigurationError(f"enqueue({function!r}) data is {len(payload)} bytes, over {self.max_event_bytes}")
         run = new_run(spec, self.clock.now(), input=payload, input_name=ENQUEUE_EVENT)
-        [owner] = self.store.create_runs([run], connection=connection)
+        if connection is None:
+            [owner] = self.store.create_runs([run])
+        else:
+            [owner] = transactional(self.store).create_runs_in(connection, [run])
         if owner is None:
             raise EventRejected(f"enqueue({function!r}): over the function's rate limit; no run was started")
         if connection is None:

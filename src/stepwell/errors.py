@@ -1,8 +1,11 @@
-"""The whole exception tree. Each docstring is the default message and says how to fix it."""
+"""The whole exception tree. Each docstring is the default message and says how to fix it.
+
+A leaf: this module imports nothing of ours (an import-linter contract), so every layer may raise
+these. The one error that needs a rule of the model to build, `RetryAfterError` (it reads a
+duration), lives beside that rule in `stepwell.model.retry` and is exported from `stepwell`.
+"""
 
 from __future__ import annotations
-
-from datetime import timedelta
 
 
 class StepwellError(Exception):
@@ -104,16 +107,6 @@ class TimeoutExpired(StepwellError):
 
 class NonRetriableError(StepwellError):
     """Raise to fail the run now, without further retries; it goes to the dead-letter list."""
-
-
-class RetryAfterError(StepwellError):
-    """Raise to retry the run no sooner than `delay` (seconds, timedelta or text like '30s')."""
-
-    def __init__(self, delay: float | timedelta | str, message: str | None = None) -> None:
-        from stepwell.model.durations import parse_duration
-
-        self.delay = parse_duration(delay, option="RetryAfterError.delay")
-        super().__init__(message or f"retry requested after {self.delay.total_seconds():g}s")
 
 
 class StepError(StepwellError):

@@ -5,10 +5,9 @@ from __future__ import annotations
 import hashlib
 import os
 from datetime import datetime
-from typing import NewType
 
-RunId = NewType("RunId", str)
-EventId = NewType("EventId", str)
+# Ids are plain `str` at every seam (the NewTypes RunId and EventId were declared and never used;
+# removed rather than half-applied).
 
 
 def new_id(now: datetime) -> str:

@@ -6,7 +6,8 @@ import random
 from dataclasses import dataclass
 from datetime import timedelta
 
-from stepwell.errors import ConfigurationError
+from stepwell.errors import ConfigurationError, StepwellError
+from stepwell.model.durations import parse_duration
 
 
 @dataclass(frozen=True, slots=True)
@@ -60,3 +61,11 @@ class RetryPolicy:
 
     def has_attempts_left(self, attempt: int) -> bool:
         return attempt < self.max_attempts
+
+
+class RetryAfterError(StepwellError):
+    """Raise to retry the run no sooner than `delay` (seconds, timedelta or text like '30s')."""
+
+    def __init__(self, delay: float | timedelta | str, message: str | None = None) -> None:
+        self.delay = parse_duration(delay, option="RetryAfterError.delay")
+        super().__init__(message or f"retry requested after {self.delay.total_seconds():g}s")

@@ -29,11 +29,29 @@ from stepwell.store.base import (
     StepWrite,
     Store,
     TraceContext,
+    transactional,
 )
 
 _MAX_REMEMBERED = 100_000
 _telemetry: dict[str, RunTelemetry] = {}  # claimed runs' ready time and trace context, until their attempt starts
 _telemetry_lock = threading.Lock()
+
+
+def _destination(events: Sequence[NewEvent]) -> str:
+    names = {event.name for event in events}
+    return next(iter(names)) if len(names) == 1 else "batch"
+
+
+def _operation(runs: Sequence[NewRun]) -> str:
+    return "replay" if runs and all(run.replay_of for run in runs) else "enqueue"
+
+
+def _count_runs(runs: Sequence[NewRun], owners: Sequence[str | None]) -> None:
+    if SETTINGS.metrics:
+        created = metrics_module.current()
+        for run, owner in zip(runs, owners, strict=True):
+            if owner == run.id:
+                created.runs_created.child(created.functions(run.function)).inc()
 
 
 def observed_store(store: Store) -> Store:
@@ -62,30 +80,36 @@ class ObservedStore:
     # producing
 
     def append_events(self, events: Sequence[NewEvent], **kwargs: Any) -> list[AcceptedEvent]:
-        names = {event.name for event in events}
-        destination = next(iter(names)) if len(names) == 1 else "batch"
-        caller_transaction = kwargs.get("connection") is not None
-        with tracing.producer_span("send", destination, len(events)) as context:
+        with tracing.producer_span("send", _destination(events), len(events)) as context:
             accepted = self.inner.append_events(events, **kwargs)
-            if context is not None and not caller_transaction:  # in a caller's transaction the rows are not ours yet
+            if context is not None:
                 self.inner.set_trace_context(context, event_ids=[a.id for a in accepted if not a.duplicate])
         if SETTINGS.metrics:
             _count_events(events, accepted)
         return accepted
 
-    def create_runs(self, runs: Sequence[NewRun], **kwargs: Any) -> list[str | None]:
-        caller_transaction = kwargs.get("connection") is not None
-        destination = runs[0].function if runs else ""
-        operation = "replay" if runs and all(run.replay_of for run in runs) else "enqueue"
-        with tracing.producer_span(operation, destination, len(runs)) as context:
-            owners = self.inner.create_runs(runs, **kwargs)
-            if context is not None and not caller_transaction:
-                self._trace_new_runs(runs, owners, context)
+    def append_events_in(self, connection: object, events: Sequence[NewEvent], **kwargs: Any) -> list[AcceptedEvent]:
+        """In the caller's transaction (PostgreSQL): observed the same, but no trace context is stored
+        on rows that are not committed yet (our own write would wait for, or race, the caller's)."""
+        with tracing.producer_span("send", _destination(events), len(events)):
+            accepted: list[AcceptedEvent] = transactional(self.inner).append_events_in(connection, events, **kwargs)
         if SETTINGS.metrics:
-            created = metrics_module.current()
-            for run, owner in zip(runs, owners, strict=True):
-                if owner == run.id:
-                    created.runs_created.child(created.functions(run.function)).inc()
+            _count_events(events, accepted)
+        return accepted
+
+    def create_runs(self, runs: Sequence[NewRun], **kwargs: Any) -> list[str | None]:
+        with tracing.producer_span(_operation(runs), runs[0].function if runs else "", len(runs)) as context:
+            owners = self.inner.create_runs(runs, **kwargs)
+            if context is not None:
+                self._trace_new_runs(runs, owners, context)
+        _count_runs(runs, owners)
+        return owners
+
+    def create_runs_in(self, connection: object, runs: Sequence[NewRun], **kwargs: Any) -> list[str | None]:
+        """In the caller's transaction (PostgreSQL): like create_runs, without storing trace context."""
+        with tracing.producer_span(_operation(runs), runs[0].function if runs else "", len(runs)):
+            owners: list[str | None] = transactional(self.inner).create_runs_in(connection, runs, **kwargs)
+        _count_runs(runs, owners)
         return owners
 
     def _trace_new_runs(self, runs: Sequence[NewRun], owners: Sequence[str | None], context: TraceContext) -> None:

@@ -13,11 +13,11 @@ from stepwell.errors import (
     NonRetriableError,
     OutputNotSerializable,
     OutputTooLarge,
-    RetryAfterError,
     StepError,
 )
 from stepwell.model.function import FunctionSpec
 from stepwell.model.jsonvalue import encode
+from stepwell.model.retry import RetryAfterError
 from stepwell.observe.attempt import run_logger
 from stepwell.observe.runlog import RunLogger
 from stepwell.runtime.context import Context

@@ -25,7 +25,7 @@ from stepwell.model.matching import event_document
 from stepwell.runtime.crashpoints import crash_point
 from stepwell.runtime.dispatch import new_run
 from stepwell.runtime.routing import Router, RoutingTable
-from stepwell.store.base import AcceptedEvent, NewEvent, NewRun, Store
+from stepwell.store.base import AcceptedEvent, NewEvent, NewRun, Store, transactional
 
 ROUTING_ATTEMPTS = 5  # registrations racing one send this often in a row are not a thing; then the error surfaces
 
@@ -54,9 +54,7 @@ def ingest(
         ]
         crash_point("ingest.before_write")
         try:
-            accepted = store.append_events(
-                new_events, conditions=_condition_holds, connection=connection, registry_generation=table.generation
-            )
+            accepted = _append(store, new_events, connection, table.generation)
         except RegistryChanged:
             if attempt == ROUTING_ATTEMPTS - 1:
                 raise
@@ -65,6 +63,15 @@ def ingest(
         crash_point("ingest.after_commit")
         return accepted
     raise AssertionError("unreachable")
+
+
+def _append(store: Store, events: list[NewEvent], connection: object | None, generation: int) -> list[AcceptedEvent]:
+    """In our own transaction, or in the caller's (`connection`: PostgreSQL's transactional enqueue)."""
+    if connection is not None:
+        return transactional(store).append_events_in(
+            connection, events, conditions=_condition_holds, registry_generation=generation
+        )
+    return store.append_events(events, conditions=_condition_holds, registry_generation=generation)
 
 
 def _runs(table: RoutingTable, event: ValidEvent, event_id: str, now: datetime) -> tuple[NewRun, ...]:

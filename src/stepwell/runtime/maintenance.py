@@ -50,6 +50,10 @@ class Maintenance:
             log.info("rescued %d run(s) whose lease expired", total)
         return total, purged
 
+    def next_cron_tick(self, now: datetime) -> datetime | None:
+        """The earliest cron tick after `now` (for a virtual clock to skip to); None without cron."""
+        return None if self.scheduler is None else self.scheduler.next_due(now)
+
     def pause(self, interval: float) -> float:
         """Seconds until the next pass: `interval`, or less when a cron tick comes before that."""
         due = None if self.scheduler is None else self.scheduler.seconds_until_due()

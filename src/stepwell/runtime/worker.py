@@ -105,6 +105,12 @@ class Worker:
         self.processed = 0
         # the functions this worker claims runs of: its app's (other apps may share the database)
         self._serves = engine.registry.names()
+        self.maintenance = Maintenance(
+            self.store,
+            self.clock,
+            retention=self.options.retention,
+            registry=self.engine.router or self.engine.registry,
+        )  # the registry's crons (every app's) when the engine routes from it
 
     def in_flight(self) -> int:
         """Runs held now: claimed and buffered, running, or finished with their outcome not yet saved."""
@@ -158,9 +164,47 @@ class Worker:
                 unsubscribe()
             if self.wakeups:
                 self.wakeups.unregister(self._wake)
-            self._store_pool.shutdown(wait=False)
-            self._user_pool.shutdown(wait=False, cancel_futures=True)
+            self.close()
             log.info("worker %s stopped after %d runs", self.worker_id, self.processed)
+
+    def close(self) -> None:
+        """Let go of the worker's threads (run() does this when it stops)."""
+        self._store_pool.shutdown(wait=False)
+        self._user_pool.shutdown(wait=False, cancel_futures=True)
+
+    async def run_until_idle(self, on_idle: Callable[[], bool], *, max_runs: int) -> int:
+        """Work until nothing is ready and nothing is in flight, then ask `on_idle` whether time
+        moved on (True: look again) or the work is done (False). For a virtual clock: the claim,
+        execute and settle paths are those of run(), with a maintenance pass (rescue, fan-outs,
+        run timeouts, cron) before each claim instead of on a timer. Returns the attempts executed.
+        """
+        self._wake, self._settled = asyncio.Event(), asyncio.Event()
+        start = self.processed
+        try:
+            while self.processed - start < max_runs:
+                await self._store(self.maintenance.tick)
+                limit = min(self.options.claim_batch, max_runs - (self.processed - start))
+                claimed = await self._store(
+                    self.store.claim_runs, worker_id=self.worker_id, limit=limit, lease=self.options.lease
+                )
+                if not claimed:
+                    if on_idle():
+                        continue
+                    break
+                for run in claimed:
+                    self._held[run.run_id] = run.lease
+                self._buffer.extend(claimed)
+                await self._work_off_buffer()
+        finally:
+            await self._shutdown([])
+        return self.processed - start
+
+    async def _work_off_buffer(self) -> None:
+        """Run every buffered run, `concurrency` at a time, settling each batch of outcomes as it ends."""
+        while self._buffer or self._tasks:
+            self._start_buffered()
+            await asyncio.wait(list(self._tasks.values()), return_when=asyncio.FIRST_COMPLETED)
+            await self._flush()
 
     async def _claim_until(self, stop: asyncio.Event) -> None:
         """Keep `concurrency` runs going, from a small local buffer refilled in large claims.
@@ -325,12 +369,7 @@ class Worker:
                 )
 
     async def _maintain_forever(self) -> None:
-        maintenance = Maintenance(
-            self.store,
-            self.clock,
-            retention=self.options.retention,
-            registry=self.engine.router or self.engine.registry,
-        )  # the registry's crons (every app's) when the engine routes from it
+        maintenance = self.maintenance
         while True:
             pause = self.options.rescue_interval
             try:

@@ -13,8 +13,9 @@ from __future__ import annotations
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
-from typing import Any, Protocol
+from typing import Any, Protocol, runtime_checkable
 
+from stepwell.errors import ConfigurationError
 from stepwell.model.apikeys import ApiKey, NewApiKey, StoredApiKey
 from stepwell.model.definition import FunctionDefinition
 from stepwell.model.records import (
@@ -258,7 +259,7 @@ class QueueStats:
     scheduled: int
     running: int
     dead_letters: int
-    next_due: datetime | None = field(default=None)
+    next_due: datetime | None = field(default=None)  # when the earliest scheduled run comes due (after now)
 
 
 @dataclass(frozen=True, slots=True)
@@ -327,7 +328,6 @@ class Store(Protocol):
         *,
         now: datetime | None = None,
         conditions: ConditionCheck | None = None,
-        connection: object | None = None,
         registry_generation: int | None = None,
     ) -> list[AcceptedEvent]:
         """Store events, the runs they start, and resume the waits they match, all in one transaction.
@@ -337,20 +337,15 @@ class Store(Protocol):
         raises RegistryChanged, writing nothing, when a registration changed the registry since.
 
         A known event id is a no-op. Waits are matched through their index; `conditions` evaluates
-        the CEL condition of the candidates that have one.
-
-        `connection` (transactional enqueue): write inside the caller's open transaction on their own
-        database connection, and never commit it, so that their rollback leaves no event and no run.
-        A store that cannot share the caller's transaction raises ConfigurationError.
+        the CEL condition of the candidates that have one. (Writing inside the caller's own
+        transaction is `TransactionalEnqueue.append_events_in`, on stores that can.)
         """
         ...
 
-    def create_runs(
-        self, runs: Sequence[NewRun], *, now: datetime | None = None, connection: object | None = None
-    ) -> list[str | None]:
-        """Queue runs that no event started (direct enqueue, replay) through their flow control;
-        `connection` as in append_events. Returns, per run, the run that does its work: itself, the
-        run holding its idempotency key, or None when its rate limit dropped it."""
+    def create_runs(self, runs: Sequence[NewRun], *, now: datetime | None = None) -> list[str | None]:
+        """Queue runs that no event started (direct enqueue, replay) through their flow control.
+        Returns, per run, the run that does its work: itself, the run holding its idempotency key,
+        or None when its rate limit dropped it."""
         ...
 
     def claim_runs(
@@ -560,6 +555,42 @@ class Store(Protocol):
     def function_activity(self, *, since: datetime, now: datetime | None = None) -> list[FunctionActivity]:
         """Runs completed and failed per function since `since`, and open dead letters (for `stepwell top`)."""
         ...
+
+
+@runtime_checkable
+class TransactionalEnqueue(Protocol):
+    """A store that can write inside the caller's open transaction on their own database connection
+    (the outbox pattern; PostgreSQL). It never commits that transaction, so the caller's rollback
+    leaves no event and no run. Not part of `Store`: a store that cannot share a transaction simply
+    does not have these verbs, and `transactional(store)` says so."""
+
+    def append_events_in(
+        self,
+        connection: object,
+        events: Sequence[NewEvent],
+        *,
+        now: datetime | None = None,
+        conditions: ConditionCheck | None = None,
+        registry_generation: int | None = None,
+    ) -> list[AcceptedEvent]:
+        """`Store.append_events`, inside the caller's transaction on `connection`."""
+        ...
+
+    def create_runs_in(
+        self, connection: object, runs: Sequence[NewRun], *, now: datetime | None = None
+    ) -> list[str | None]:
+        """`Store.create_runs`, inside the caller's transaction on `connection`."""
+        ...
+
+
+def transactional(store: Store) -> TransactionalEnqueue:
+    """`store` as a TransactionalEnqueue, or ConfigurationError saying which store it takes."""
+    if not isinstance(store, TransactionalEnqueue):
+        raise ConfigurationError(
+            "connection=: transactional enqueue (writing inside your own database transaction) needs the "
+            "PostgreSQL store; with SQLite, call send/enqueue without connection= after your commit"
+        )
+    return store
 
 
 def error_json(error: ErrorInfo | None) -> dict[str, Any] | None:

@@ -1,4 +1,5 @@
-"""TestEnv: bind an app to a temporary SQLite store and a virtual clock, and drain it inline."""
+"""TestEnv: bind an app to a temporary SQLite store and a virtual clock, and drain it with the
+app's own worker loop (`Worker.run_until_idle`), skipping time when nothing is ready."""
 
 from __future__ import annotations
 
@@ -13,15 +14,16 @@ from typing import Any
 from stepwell.app import App, open_store
 from stepwell.clock import Clock, VirtualClock
 from stepwell.model.records import Run
-from stepwell.runtime.processing import process_claimed
-from stepwell.runtime.scheduler import Scheduler
-from stepwell.store.base import Store
+from stepwell.runtime.worker import WorkerOptions
+from stepwell.store.base import Retention, Store
 
-_LEASE = timedelta(seconds=30)
-
-
-async def _inline(fn: Any, *args: Any) -> Any:
-    return fn(*args)
+_FOREVER = timedelta(days=365_000)
+# One run at a time, in claim order, as the old inline drain did; nothing is purged, so a test can
+# read every run afterwards however far the clock skipped.
+_OPTIONS = WorkerOptions(
+    concurrency=1, prefetch=49, claim_batch=50, lease=timedelta(seconds=30),
+    retention=Retention(completed=_FOREVER, dead_letters=_FOREVER),
+)  # fmt: skip
 
 
 class TestEnv:
@@ -45,8 +47,9 @@ class TestEnv:
         store = open_store(url, self.clock)
         store.migrate()
         self._previous = self.app.bind(store, self.clock)
-        self._scheduler = Scheduler(self.app.registry, store)
-        self._scheduler.tick()  # cron schedules count from here: the env's start is their deployment
+        self._worker = self.app.worker(_OPTIONS)
+        self._worker.maintenance.tick()  # cron schedules count from here: the env's start is their deployment
+        self._worker.close()
         return self
 
     def __exit__(self, *exc: tuple[type[BaseException] | None, BaseException | None, TracebackType | None]) -> None:
@@ -88,36 +91,26 @@ class TestEnv:
     def _next_moment(self, until: datetime | None) -> datetime | None:
         """Where the clock jumps when nothing is ready: the next wake-up or cron tick, within the limit."""
         now = self.clock.now()
-        wake_up = self.store.queue_stats().next_due
-        if wake_up is not None and wake_up <= now:
-            wake_up = None  # due but not claimable (held back by flow control): time will not help
+        wake_up = self.store.queue_stats().next_due  # a run held back by flow control is not due: time won't help
         limit = until if until is not None else wake_up
         if limit is None or limit <= now:
             return None
-        tick = self._scheduler.next_due(now)
+        tick = self._worker.maintenance.next_cron_tick(now)
         return min(moment for moment in (wake_up, tick, limit) if moment is not None)
 
     async def _drain(self, skip_time: bool, max_runs: int, until: datetime | None = None) -> int:
-        executed = 0
-        while executed < max_runs:
-            self._scheduler.tick()
-            self.store.rescue_expired_leases()
-            limit = min(50, max_runs - executed)
-            claimed = self.store.claim_runs(
-                worker_id="stepwell-testing", limit=limit, lease=_LEASE, functions=self.app.registry.names()
-            )  # this app's runs: other apps may share the database, as with a worker
-            if not claimed:
-                moment = self._next_moment(until) if skip_time else None
-                if moment is None:
-                    return executed
-                self.clock.set(moment)
-                continue
-            for run in claimed:
-                settlement = await process_claimed(self.app.engine, run, _inline)
-                if settlement is not None:
-                    self.store.settle_runs([settlement])
-                executed += 1
-        return executed
+        def on_idle() -> bool:
+            moment = self._next_moment(until) if skip_time else None
+            if moment is None:
+                return False
+            self.clock.set(moment)
+            return True
+
+        self._worker = self.app.worker(_OPTIONS)  # afresh: a test may rebind or swap `env.app` between drains
+        try:
+            return await self._worker.run_until_idle(on_idle, max_runs=max_runs)
+        finally:
+            self._worker.close()
 
     def run(self, run_id: str) -> Run:
         return self.app.get_run(run_id)

@@ -1,7 +1,7 @@
 """The PostgreSQL transaction of a cron tick: claim it once, then store its event and run.
 
-`PostgresStore.fire_cron_tick` hands in a pooled connection and its own `append_events`, which
-writes the tick's event and run inside this transaction (its `connection=` path), exactly as it
+`PostgresStore.fire_cron_tick` hands in a pooled connection and its own `append_events_in`, which
+writes the tick's event and run inside this transaction (the transactional-enqueue path), exactly as it
 stores any event: same statement, same NOTIFY (delivered at commit).
 """
 
@@ -19,7 +19,7 @@ from stepwell.store.sqlfile import load_queries
 
 C = load_queries("stepwell.store.postgres", "cron.sql")
 
-# Store.append_events, called with now= and connection= (the open transaction).
+# TransactionalEnqueue.append_events_in: (the open transaction's connection, events, now=) -> accepted.
 AppendEvents = Callable[..., list[AcceptedEvent]]
 
 
@@ -29,7 +29,7 @@ def fire_tick(conn: Connection, tick: CronTick, at: datetime | None, *, append_e
         if not _claim(conn, tick, at):
             return False
         events: Sequence[NewEvent] = [tick.event]
-        [accepted] = append_events(events, now=at, connection=conn)
+        [accepted] = append_events(conn, events, now=at)
         return not accepted.duplicate
 
 

@@ -40,21 +40,19 @@ from collections.abc import Sequence
 from datetime import datetime
 from typing import Any
 
-from stepwell.store.base import Gate
 from stepwell.store.flowrules import (
     CANCEL_ON,
     ORDERED,
     SLOTS,
     THROTTLE,
     Waiting,
-    gcra,
     throttle_gate,
     waiting_reason,
 )
+from stepwell.store.plan import lines, starts
+from stepwell.store.plan.lines import Line
+from stepwell.store.postgres.rows import CandidateRow
 from stepwell.store.postgres.statements import FOREVER, Connection, one, run
-
-# A picked run: (id, flags, throttle JSON, slot scopes, keys, limits and uses, the time to admit it at).
-Candidate = tuple[str, int, bytes | None, list[str], list[str], list[int], list[int], datetime]
 
 
 def columns(rows: Sequence[Sequence[Any]], count: int) -> list[list[Any]]:
@@ -74,62 +72,34 @@ def _pairs(keys: Sequence[tuple[str, str]], first: str, second: str) -> dict[str
 # Claiming: may these picked runs start now?
 
 
-def admit_to_start(conn: Connection, candidates: Sequence[Candidate]) -> set[str]:
+def admit_to_start(conn: Connection, candidates: Sequence[CandidateRow]) -> set[str]:
     """Take the concurrency slots and throttle turns of picked (locked) runs, in the order given;
     returns those that may start. The others are held for a full slot, or throttled until their turn.
-    claim_candidates has locked their slots; their gates are locked here."""
-    claims = {c[0]: list(zip(c[3], c[4], c[5], strict=True)) for c in candidates}
-    in_use = {(scope, key): n for c in candidates for scope, key, n in zip(c[3], c[4], c[6], strict=True)}
-    gates = {c[0]: throttle_gate(c[2]) for c in candidates if c[1] & THROTTLE and c[2]}
-    at: datetime = candidates[0][7]
+    claim_candidates has locked their slots; their gates are locked here. The planner decides
+    (store/plan/starts.py)."""
+    planned = [
+        starts.Candidate(
+            c.run_id,
+            tuple(zip(c.slot_scopes, c.slot_keys, c.slot_limits, strict=True)) if c.flags & SLOTS else (),
+            throttle_gate(c.throttle) if c.flags & THROTTLE and c.throttle else None,
+        )
+        for c in candidates
+    ]
+    in_use = {(s, k): n for c in candidates for s, k, n in zip(c.slot_scopes, c.slot_keys, c.slot_uses, strict=True)}
+    gates = sorted({(c.throttle.scope, c.throttle.key) for c in planned if c.throttle is not None})
+    at = candidates[0].at
     tats: dict[tuple[str, str], datetime] = {}
     if gates:
-        gate_keys = _pairs(sorted({(g.scope, g.key) for g in gates.values()}), "scopes", "keys")
+        gate_keys = _pairs(gates, "scopes", "keys")
         with conn.pipeline():
             run(conn, "lock_gates", {**gate_keys, "now": at})
             tats = {(s, k): t for s, k, t in run(conn, "gate_states", gate_keys).fetchall()}
-    return _admit(conn, candidates, claims, gates, in_use, tats, at)
-
-
-def _admit(
-    conn: Connection,
-    candidates: Sequence[Candidate],
-    claims: dict[str, list[tuple[str, str, int]]],
-    gates: dict[str, Gate],
-    in_use: dict[tuple[str, str], int],
-    tats: dict[tuple[str, str], datetime],
-    at: datetime,
-) -> set[str]:
-    """Decide over the locked slot and gate rows, run by run, as SQLite's admit_to_start does."""
-    before_in_use, before_tats = dict(in_use), dict(tats)
-    admitted: set[str] = set()
-    held: list[tuple[str, str]] = []
-    throttled: list[tuple[str, datetime]] = []
-    for run_id, flags, *_ in candidates:
-        wanted = claims[run_id] if flags & SLOTS else []
-        full = next((scope for scope, key, limit in wanted if in_use[(scope, key)] >= limit), None)
-        if full is not None:
-            held.append((run_id, full))
-            continue
-        for scope, key, _ in wanted:
-            in_use[(scope, key)] += 1
-        gate = gates.get(run_id)
-        if gate is not None:
-            allowed, retry_at, tat = gcra(gate, tats[(gate.scope, gate.key)], at)
-            if not allowed:
-                for scope, key, _ in wanted:
-                    in_use[(scope, key)] -= 1
-                throttled.append((run_id, retry_at))
-                continue
-            tats[(gate.scope, gate.key)] = tat
-        admitted.add(run_id)
-    slots = [(s, k, n) for (s, k), n in in_use.items() if n != before_in_use[(s, k)]]
-    turns = [(s, k, t) for (s, k), t in tats.items() if t != before_tats[(s, k)]]
-    if held or throttled or slots or turns:
-        held_ids, held_scopes = columns(held, 2)
-        throttled_ids, retry_ats = columns(throttled, 2)
-        slot_scopes, slot_names, in_uses = columns(slots, 3)
-        gate_scopes, gate_names, new_tats = columns(turns, 3)
+    decided = starts.plan_starts(planned, in_use, tats, at)
+    if decided.held or decided.throttled or decided.slots or decided.tats:
+        held_ids, held_scopes = columns(decided.held, 2)
+        throttled_ids, retry_ats = columns(decided.throttled, 2)
+        slot_scopes, slot_names, in_uses = columns([(s, k, n) for (s, k), n in decided.slots.items()], 3)
+        gate_scopes, gate_names, new_tats = columns([(s, k, t) for (s, k), t in decided.tats.items()], 3)
         params = {
             "held_ids": held_ids,
             "held_scopes": held_scopes,
@@ -143,7 +113,7 @@ def _admit(
             "tats": new_tats,
         }
         run(conn, "save_admissions", params)
-    return admitted
+    return set(decided.admitted)
 
 
 # Leaving: runs stop running (settled, released, rescued) or end for good (completed, failed, cancelled).
@@ -182,24 +152,20 @@ def _save_keys(conn: Connection, states: Sequence[tuple[str, str, str | None, bo
 
 
 def rejoin_line(conn: Connection, run_ids: Sequence[str]) -> None:
-    """Redriven runs of ordered keys: each takes its key back if the key is free or was parked on it,
-    otherwise waits in line, where its original place puts it first."""
+    """Redriven runs of ordered keys: each takes its key back or waits first in line (lines.rejoin)."""
     runs = run(conn, "key_line_of", {"run_ids": list(run_ids)}).fetchall()  # by seq
     if not runs:
         return
     keys = _pairs(sorted({(function, key) for _, function, key in runs}), "functions", "keys")
     run(conn, "lock_keys", keys)
-    state = {(f, k): [head, paused, parked] for f, k, head, paused, parked in run(conn, "key_states", keys)}
+    state = {(f, k): Line(head, paused, parked) for f, k, head, paused, parked in run(conn, "key_states", keys)}
     holds: list[tuple[str, str | None]] = []
     for run_id, function, key in runs:
-        line = state[(function, key)]
-        head, paused, _ = line
-        if head is None or head == run_id:
-            line[:] = [run_id, paused, False]
-            holds.append((run_id, "paused" if paused else None))
-        else:
-            holds.append((run_id, "ordering"))
-    _save_keys(conn, [(f, k, head, paused, parked) for (f, k), (head, paused, parked) in state.items()])
+        change = lines.rejoin(state[(function, key)], run_id)
+        if change.line is not None:
+            state[(function, key)] = change.line
+        holds += change.holds
+    _save_keys(conn, [(f, k, line.head, line.paused, line.parked) for (f, k), line in state.items()])
     run_ids_, hold_values = columns(holds, 2)
     run(conn, "set_holds", {"run_ids": run_ids_, "holds": hold_values})
 
@@ -211,10 +177,12 @@ def set_paused(conn: Connection, function: str, key: str, paused: bool) -> None:
     """Pausing holds the key's queued head (a run already in progress carries on); resuming releases it."""
     keys = {"functions": [function], "keys": [key]}
     run(conn, "lock_keys", keys)
-    [(_, _, head, _, parked)] = run(conn, "key_states", keys).fetchall()
-    _save_keys(conn, [(function, key, head, paused, parked)])  # without a head (so nobody in line): dropped on resume
-    if head is not None:
-        run(conn, "pause_head" if paused else "resume_head", {"run_id": head})
+    [(_, _, head, was_paused, parked)] = run(conn, "key_states", keys).fetchall()
+    change = lines.set_paused(Line(head, was_paused, parked), paused)
+    line = change.line or Line(None, False, parked)  # dropped: no head and not paused
+    _save_keys(conn, [(function, key, line.head, line.paused, line.parked)])
+    if change.head_hold is not None and change.head is not None:
+        run(conn, "pause_head" if change.head_hold == "pause" else "resume_head", {"run_id": change.head})
 
 
 def skip_parked(conn: Connection, function: str, key: str) -> str | None:

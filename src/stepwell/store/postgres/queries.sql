@@ -527,7 +527,8 @@ SELECT
     (SELECT count(*) FROM runs WHERE status = 'running'),
     (SELECT count(*) FROM dead_letters WHERE redriven_at IS NULL),
     (SELECT min(available_at) FROM runs
-     WHERE status IN ('queued', 'sleeping', 'waiting') AND available_at < '9999-12-31 23:59:59+00');
+     WHERE status IN ('queued', 'sleeping', 'waiting') AND available_at > coalesce(%(now)s::timestamptz, now())
+       AND available_at < '9999-12-31 23:59:59+00');
 
 -- Waiting for events, child runs and fan-outs (migration 0002).
 

@@ -58,6 +58,7 @@ from stepwell.store.base import (
 )
 from stepwell.store.failure import failure_handler_input
 from stepwell.store.flowrules import BATCH, GATED
+from stepwell.store.plan.failures import RUN_TIMED_OUT, ExpiredLease, plan_rescue
 from stepwell.store.postgres import admission, cron, flow, registry, waiting
 from stepwell.store.postgres import params as p
 from stepwell.store.postgres.apikeys import ApiKeyVerbs
@@ -71,6 +72,7 @@ from stepwell.store.postgres.options import (
     split_url,
 )
 from stepwell.store.postgres.outbox import caller_connection
+from stepwell.store.postgres.rows import FailedRow, candidate_rows, ended_rows, failed_rows, stopped_rows
 from stepwell.store.postgres.statements import Connection, Cursor, Q, one, run, same, translate
 from stepwell.store.rows import error_bytes, error_or_none, error_required, json_or_none, step_from_row
 from stepwell.store.sqlfile import load_migrations
@@ -162,8 +164,29 @@ class PostgresStore(ApiKeyVerbs, ObservabilityVerbs):
         *,
         now: datetime | None = None,
         conditions: ConditionCheck | None = None,
-        connection: object | None = None,
         registry_generation: int | None = None,
+    ) -> list[AcceptedEvent]:
+        return self._append_events(events, now, conditions, None, registry_generation)
+
+    def append_events_in(
+        self,
+        connection: object,
+        events: Sequence[NewEvent],
+        *,
+        now: datetime | None = None,
+        conditions: ConditionCheck | None = None,
+        registry_generation: int | None = None,
+    ) -> list[AcceptedEvent]:
+        """append_events inside the caller's open transaction (TransactionalEnqueue; never committed here)."""
+        return self._append_events(events, now, conditions, connection, registry_generation)
+
+    def _append_events(
+        self,
+        events: Sequence[NewEvent],
+        now: datetime | None,
+        conditions: ConditionCheck | None,
+        connection: object | None,
+        registry_generation: int | None,
     ) -> list[AcceptedEvent]:
         """One statement when no wait listens for these event names and no run has flow control; else a
         transaction that also resumes waits, cancels runs (cancel_on) and admits runs (admission.py).
@@ -206,9 +229,16 @@ class PostgresStore(ApiKeyVerbs, ObservabilityVerbs):
         """Pipeline mode on our own connections (statements whose results are not read cost no round trip)."""
         return conn.pipeline() if caller is None else contextlib.nullcontext()
 
-    def create_runs(
-        self, runs: Sequence[NewRun], *, now: datetime | None = None, connection: object | None = None
+    def create_runs(self, runs: Sequence[NewRun], *, now: datetime | None = None) -> list[str | None]:
+        return self._create_runs(runs, now, None)
+
+    def create_runs_in(
+        self, connection: object, runs: Sequence[NewRun], *, now: datetime | None = None
     ) -> list[str | None]:
+        """create_runs inside the caller's open transaction (TransactionalEnqueue; never committed here)."""
+        return self._create_runs(runs, now, connection)
+
+    def _create_runs(self, runs: Sequence[NewRun], now: datetime | None, connection: object | None) -> list[str | None]:
         """Runs without flow control in one statement; the others through admission.py, without debounce and
         batching (they gather events, and these runs have none), in one transaction."""
         at = self._at(now)
@@ -256,10 +286,10 @@ class PostgresStore(ApiKeyVerbs, ObservabilityVerbs):
     def _claim_admitting(conn: Connection, params: dict[str, Any]) -> tuple[Cursor | None, bool]:
         """Pick as claim_runs does, admit the runs under concurrency limits or a throttle, claim what may start.
         Returns the claim (rows as claim_runs returns them, to read) and whether any picked run needed admitting."""
-        candidates = run(conn, "claim_candidates", params).fetchall()
-        gated = [c for c in candidates if c[1] & GATED]
+        candidates = candidate_rows(run(conn, "claim_candidates", params).fetchall())
+        gated = [c for c in candidates if c.flags & GATED]
         admitted = flow.admit_to_start(conn, gated) if gated else set()
-        ids = [c[0] for c in candidates if not c[1] & GATED or c[0] in admitted]
+        ids = [c.run_id for c in candidates if not c.flags & GATED or c.run_id in admitted]
         return (run(conn, "claim_picked", {**params, "ids": ids}) if ids else None), bool(gated)
 
     @staticmethod
@@ -413,15 +443,16 @@ class PostgresStore(ApiKeyVerbs, ObservabilityVerbs):
     def fail_overdue_runs(self, *, now: datetime | None = None, limit: int = 1000) -> int:
         """A run's lease does not protect it from its whole-run timeout: fail_runs without a token."""
         at = self._at(now)
-        error = error_bytes(ErrorInfo("RunTimeout", "the run did not finish within its timeout"))
+        error = error_bytes(RUN_TIMED_OUT)
         with self._connection("fail_overdue_runs") as conn:
             with conn.transaction():
                 overdue = [row[0] for row in run(conn, "overdue_runs", {"now": at, "limit": limit}).fetchall()]
                 reasons = [FailureReason.TIMED_OUT.value] * len(overdue)
                 params = {"run_ids": overdue, "tokens": [None] * len(overdue), "errors": [error] * len(overdue)}
-                rows = run(conn, "fail_runs", {**params, "reasons": reasons, "now": at}).fetchall() if overdue else []
+                fail = {**params, "reasons": reasons, "now": at}
+                rows = failed_rows(run(conn, "fail_runs", fail).fetchall()) if overdue else []
                 fan_outs = waiting.children_finished(conn, self._after_failures(conn, rows, at), at)
-                flow.runs_stopped(conn, ended=[(row[0], row[10], True) for row in rows if row[10]])
+                flow.runs_stopped(conn, ended=[(row.run_id, row.flags, True) for row in rows if row.flags])
             waiting.finish_fan_outs(conn, fan_outs, at)
         return len(rows)
 
@@ -443,41 +474,48 @@ class PostgresStore(ApiKeyVerbs, ObservabilityVerbs):
                 left: list[tuple[str, int]] = []  # (run, flags) that stopped running
                 ended: list[tuple[str, int, bool]] = []  # (run, flags, failed) that reached a terminal status
                 for name, cursor in cursors:
-                    rows = cursor.fetchall()
-                    if name == "release_runs":  # one row: (count, notified, ids, flags)
-                        rows = list(zip(rows[0][2], rows[0][3], strict=True))
-                    settled.update(row[0] for row in rows)
+                    raw = cursor.fetchall()
                     if name == "complete_runs":
-                        finished += waiting.finished_rows(rows, RunStatus.COMPLETED, output_column=4, error_column=None)
-                        ended += [(row[0], row[5], False) for row in rows if row[5]]
+                        completed = ended_rows(raw)
+                        settled.update(row.run_id for row in completed)
+                        finished += waiting.finished_rows(completed, RunStatus.COMPLETED)
+                        ended += [(row.run_id, row.flags, False) for row in completed if row.flags]
                     elif name == "fail_runs":
-                        finished += self._after_failures(conn, rows, at)
-                        ended += [(row[0], row[10], True) for row in rows if row[10]]
-                    else:  # suspended, retried, released: (id, flags)
-                        left += [(row[0], row[1]) for row in rows if row[1]]
+                        failed = failed_rows(raw)
+                        settled.update(row.run_id for row in failed)
+                        finished += self._after_failures(conn, failed, at)
+                        ended += [(row.run_id, row.flags, True) for row in failed if row.flags]
+                    else:  # suspended, retried, released
+                        if name == "release_runs":  # one row: (count, notified, ids, flags)
+                            raw = list(zip(raw[0][2], raw[0][3], strict=True))
+                        stopped = stopped_rows(raw)
+                        settled.update(row.run_id for row in stopped)
+                        left += [(row.run_id, row.flags) for row in stopped if row.flags]
                 fan_outs = waiting.children_finished(conn, finished, at)
                 flow.runs_stopped(conn, left=left, ended=ended)
             waiting.finish_fan_outs(conn, fan_outs, at)
         return [s.lease.run_id for s in settlements if s.lease.run_id not in settled]
 
-    def _after_failures(self, conn: Connection, rows: Sequence[Any], at: datetime | None) -> list[waiting.Finished]:
+    def _after_failures(
+        self, conn: Connection, rows: Sequence[FailedRow], at: datetime | None
+    ) -> list[waiting.Finished]:
         """Queue the `on_failure` run of each failed run that has one, in the failure's transaction."""
         handlers = [
             failure_handler_input(
-                run_id=run_id,
-                function=function,
-                handler=on_failure,
-                error=error_required(error),
-                event_name=event_name,
-                event_data=json_or_none(event_data),
-                now=at or failed_at,
+                run_id=row.run_id,
+                function=row.function,
+                handler=row.on_failure,
+                error=error_required(row.error),
+                event_name=row.event_name,
+                event_data=json_or_none(row.event_data),
+                now=at or row.failed_at,
             )
-            for run_id, _, _, _, error, function, on_failure, event_name, event_data, failed_at, _ in rows
-            if on_failure
+            for row in rows
+            if row.on_failure
         ]
         if handlers:
             run(conn, "insert_runs", p.run_params(handlers, at))
-        return waiting.finished_rows(rows, RunStatus.FAILED, output_column=None, error_column=4)
+        return waiting.finished_rows(rows, RunStatus.FAILED)
 
     def release_runs(self, leases: Sequence[Lease], *, now: datetime | None = None) -> int:
         if not leases:
@@ -492,28 +530,27 @@ class PostgresStore(ApiKeyVerbs, ObservabilityVerbs):
         with self._connection("rescue_expired_leases") as conn:
             with conn.transaction():
                 expired = run(conn, "expired_leases", {"now": at, "limit": limit}).fetchall()
-                requeue, dead = [], []
-                for run_id, token, attempt, max_attempts in expired:
-                    error = ErrorInfo(
-                        "LeaseExpired",
-                        f"the worker running attempt {attempt} stopped renewing its lease (crashed or hung)",
-                    )
-                    if attempt >= max_attempts:
-                        dead.append(Fail(Lease(run_id, token, datetime.max), error, FailureReason.LEASE_LOST))
-                    else:
-                        requeue.append((run_id, token, error_bytes(error)))
+                rescue = plan_rescue([ExpiredLease(*row) for row in expired])
+                dead = [
+                    Fail(Lease(r.lease.run_id, r.lease.token, datetime.max), r.error, FailureReason.LEASE_LOST)
+                    for r in rescue
+                    if r.dead
+                ]
+                requeue = [r for r in rescue if not r.dead]
                 left: list[tuple[str, int]] = []
                 if requeue:
-                    run_ids, tokens, errors = (list(column) for column in zip(*requeue, strict=True))
+                    run_ids = [r.lease.run_id for r in requeue]
+                    tokens = [r.lease.token for r in requeue]
+                    errors = [error_bytes(r.error) for r in requeue]
                     params = {"run_ids": run_ids, "tokens": tokens, "errors": errors, "now": at}
                     _, _, ids, flags = one(conn, "requeue_expired", params)
                     left = list(zip(ids, flags, strict=True))
                 fan_outs: list[tuple[str, str]] = []
                 ended: list[tuple[str, int, bool]] = []
                 if dead:
-                    rows = run(conn, "fail_runs", p.fail_params(dead, at)).fetchall()
+                    rows = failed_rows(run(conn, "fail_runs", p.fail_params(dead, at)).fetchall())
                     fan_outs = waiting.children_finished(conn, self._after_failures(conn, rows, at), at)
-                    ended = [(row[0], row[10], True) for row in rows if row[10]]
+                    ended = [(row.run_id, row.flags, True) for row in rows if row.flags]
                 flow.runs_stopped(conn, left=left, ended=ended)
             waiting.finish_fan_outs(conn, fan_outs, at)
         return len(expired)
@@ -532,11 +569,11 @@ class PostgresStore(ApiKeyVerbs, ObservabilityVerbs):
     def _cancel(conn: Connection, run_ids: list[str], at: datetime | None) -> tuple[list[str], list[tuple[str, str]]]:
         """Cancel unfinished runs and what that sets in motion (parents, flow control), in the open transaction;
         returns the runs cancelled and the fan-outs to check after the commit."""
-        rows = run(conn, "cancel_runs", {"run_ids": run_ids, "now": at}).fetchall()
-        finished = waiting.finished_rows(rows, RunStatus.CANCELLED, output_column=None, error_column=4)
+        rows = ended_rows(run(conn, "cancel_runs", {"run_ids": run_ids, "now": at}).fetchall())
+        finished = waiting.finished_rows(rows, RunStatus.CANCELLED)
         fan_outs = waiting.children_finished(conn, finished, at)
-        flow.runs_stopped(conn, ended=[(row[0], row[5], False) for row in rows if row[5]])
-        return [row[0] for row in rows], fan_outs
+        flow.runs_stopped(conn, ended=[(row.run_id, row.flags, False) for row in rows if row.flags])
+        return [row.run_id for row in rows], fan_outs
 
     def redrive(self, request: RedriveRequest, *, now: datetime | None = None) -> list[str]:
         """Candidates first; then one statement that locks, re-checks and requeues each open entry once."""
@@ -644,7 +681,7 @@ class PostgresStore(ApiKeyVerbs, ObservabilityVerbs):
 
     def fire_cron_tick(self, tick: CronTick, *, now: datetime | None = None) -> bool:
         with self._connection("fire_cron_tick") as conn:
-            return cron.fire_tick(conn, tick, self._at(now), append_events=self.append_events)
+            return cron.fire_tick(conn, tick, self._at(now), append_events=self.append_events_in)
 
     # wake-ups
 

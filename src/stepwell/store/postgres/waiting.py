@@ -7,13 +7,11 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from datetime import datetime
-from typing import Any
 
-import orjson
-
-from stepwell.model.matching import canonical_value_at, event_document
 from stepwell.model.records import ChildResult, ErrorInfo, FanOutCounts, RunStatus, StepStatus
 from stepwell.store.base import ConditionCheck, NewEvent
+from stepwell.store.plan import waits
+from stepwell.store.postgres.rows import EndedRow, FailedRow
 from stepwell.store.postgres.statements import Connection, one, run
 from stepwell.store.rows import error_bytes, error_or_none, json_or_none
 
@@ -40,32 +38,20 @@ def resume_waits(
     paths_by_name: dict[str, list[str | None]] = {}
     for name, path in zip(wait_names, wait_paths, strict=True):
         paths_by_name.setdefault(name, []).append(path)
-    chosen: dict[tuple[str, str], tuple[str, bytes]] = {}
-    cancels: dict[str, str] = {}
+    matches = waits.WaitMatches(conditions)
     for event in events:
         paths = paths_by_name.get(event.name)
         if not paths:
             continue
-        document = event_document(event.id, event.name, orjson.loads(event.data), event.ts)
-        output = orjson.dumps(document)
-        for path in paths:
-            value = None if path is None else canonical_value_at(document, path)
-            if path is not None and value is None:
-                continue
+        new = waits.offered(event)
+        for path, value in waits.lookups(new, paths):
             params = {"name": event.name, "path": path, "value": value}
-            for run_id, step_id, condition, origin, kind in run(conn, "waits_matching", params).fetchall():
-                if (run_id, step_id) in chosen or run_id in cancels:
-                    continue
-                if condition and (conditions is None or not conditions(condition, orjson.loads(origin), document)):
-                    continue
-                if kind == "cancel":
-                    cancels[run_id] = event.id
-                else:
-                    chosen[(run_id, step_id)] = (event.id, output)
+            matches.offer(new, run(conn, "waits_matching", params).fetchall())
+    chosen = matches.resolve
     resolved = resolve_steps(
         conn, [(run_id, step_id, StepStatus.COMPLETED, out, None) for (run_id, step_id), (_, out) in chosen.items()], at
     )
-    return {chosen[key][0] for key in resolved}, cancels
+    return {chosen[key][0] for key in resolved}, matches.cancel
 
 
 def resolve_steps(conn: Connection, resolutions: Sequence[Resolution], at: datetime | None) -> set[tuple[str, str]]:
@@ -139,19 +125,15 @@ def fan_out_page(conn: Connection, parent_id: str, step_id: str, after: int, lim
     ]
 
 
-def finished_rows(
-    rows: Sequence[Any], status: RunStatus, *, output_column: int | None, error_column: int | None
-) -> list[Finished]:
-    """`Finished` entries from rows that start (run_id, parent_id, parent_step, child_index, ...)."""
-    return [
-        (
-            row[0],
-            row[1],
-            row[2],
-            row[3],
-            status,
-            None if output_column is None else row[output_column],
-            None if error_column is None else row[error_column],
-        )
-        for row in rows
-    ]
+def finished_rows(rows: Sequence[EndedRow | FailedRow], status: RunStatus) -> list[Finished]:
+    """`Finished` entries of runs that ended: a completed run's output, a failed or cancelled run's error."""
+    finished: list[Finished] = []
+    for row in rows:
+        output: bytes | None
+        error: bytes | None
+        if isinstance(row, FailedRow):
+            output, error = None, row.error
+        else:
+            output, error = (row.result, None) if status == RunStatus.COMPLETED else (None, row.result)
+        finished.append((row.run_id, row.parent_id, row.parent_step, row.child_index, status, output, error))
+    return finished

@@ -27,8 +27,10 @@ from stepwell.store.base import (
     Suspend,
 )
 from stepwell.store.failure import failure_handler_input
+from stepwell.store.plan.failures import RUN_TIMED_OUT, ExpiredLease, plan_rescue
 from stepwell.store.rows import error_bytes, json_or_none
-from stepwell.store.sqlite import flow, waiting
+from stepwell.store.sqlite import admission, flow, waiting
+from stepwell.store.sqlite.rows import FailedRow, failed_row, flags_of
 from stepwell.store.sqlite.times import FOREVER, micros, moment, stamp
 from stepwell.store.sqlite.waiting import Q
 
@@ -59,15 +61,13 @@ def admit_runs(
     plain = [run for run in runs if run.flow is None]
     insert_runs(conn, plain, at, event_id=event_id)
     results: dict[str, tuple[str | None, str | None]] = {run.id: (run.id, None) for run in plain}
-    for run in runs:
-        if run.flow is None:
-            continue
-        if event_id is None:
-            run = replace(run, flow=replace(run.flow, debounce=None, batch=None))
-        outcome = flow.admit(conn, run, event_id, at)
+    flowed = [
+        (run if event_id is not None else replace(run, flow=replace(run.flow, debounce=None, batch=None)), event_id)
+        for run in runs
+        if run.flow is not None
+    ]
+    for (run, _), outcome in zip(flowed, admission.admit(conn, flowed, at) if flowed else [], strict=True):
         results[run.id] = (run.id, None) if outcome is None else (outcome[1], outcome[0])
-        if outcome is not None and outcome[0] != "folded" and event_id is not None:
-            flow.record_skip(conn, event_id, run.function, outcome[0], outcome[1])
     return [results[run.id] for run in runs]
 
 
@@ -86,15 +86,20 @@ def insert_event_runs(conn: sqlite3.Connection, events: Sequence[NewEvent], at: 
     )  # fmt: skip
 
 
-def admit_event_flow_runs(conn: sqlite3.Connection, event: NewEvent, at: int) -> tuple[tuple[str, ...], str | None]:
-    """After insert_event_runs: the event's runs with flow control, one by one. Returns (the runs the
-    event owns, plain ones included; the first reason one of its functions started nothing)."""
-    owned = [run.id for run in event.runs if run.flow is None]
-    flow_runs = [run for run in event.runs if run.flow is not None]
-    if not flow_runs:
-        return tuple(owned), None
-    more, skipped = admit_event_runs(conn, flow_runs, at, event_id=event.id)
-    return (*owned, *more), skipped
+def admit_event_flow_runs(
+    conn: sqlite3.Connection, events: Sequence[NewEvent], at: int
+) -> dict[str, tuple[tuple[str, ...], str | None]]:
+    """After insert_event_runs: the events' runs with flow control, admitted together in batch order.
+    Per event: (the runs it owns, plain ones included; the first reason one of its functions started nothing)."""
+    pairs = [(run, event.id) for event in events for run in event.runs if run.flow is not None]
+    owned = {event.id: [run.id for run in event.runs if run.flow is None] for event in events}
+    skipped: dict[str, str] = {}
+    for (run, event_id), outcome in zip(pairs, admission.admit(conn, pairs, at) if pairs else [], strict=True):
+        if outcome is None or outcome[0] == "folded":
+            owned[event_id].append(run.id if outcome is None else str(outcome[1]))
+        else:
+            skipped.setdefault(event_id, outcome[0])
+    return {event.id: (tuple(owned[event.id]), skipped.get(event.id)) for event in events}
 
 
 def admit_event_runs(
@@ -113,26 +118,27 @@ def settle(conn: sqlite3.Connection, settlement: Settlement, at: int) -> bool:
     lease = {"run_id": run_id, "token": settlement.lease.token, "now": at}
     match settlement:
         case Complete(output=output):
-            row = conn.execute(Q["complete_run"], {**lease, "output": output}).fetchone()
-            if row is None:
+            flags = flags_of(conn.execute(Q["complete_run"], {**lease, "output": output}).fetchone())
+            if flags is None:
                 return False
-            finished(conn, run_id, row[0], at)
+            finished(conn, run_id, flags, at)
             return True
         case Suspend(until=until, waiting=is_waiting):
             status = RunStatus.WAITING if is_waiting else RunStatus.SLEEPING
             params = {**lease, "until": FOREVER if until is None else stamp(until), "status": status.value}
-            row = conn.execute(Q["suspend_run"], params).fetchone()
-            if row is None:
+            flags = flags_of(conn.execute(Q["suspend_run"], params).fetchone())
+            if flags is None:
                 return False
-            flow.left_running(conn, run_id, row[0])
+            flow.left_running(conn, run_id, flags)
             return True
         case Retry(error=error, delay=delay):
             params = {**lease, "error": error_bytes(error), "available_at": at + micros(delay)}
             row = conn.execute(Q["retry_run"], params).fetchone()
             if row is None:
                 return False
-            record_error(conn, run_id, row[0], error, at)
-            flow.left_running(conn, run_id, row[1])
+            failed_attempt, flags = row
+            record_error(conn, run_id, failed_attempt, error, at)
+            flow.left_running(conn, run_id, flags)
             return True
         case Fail(error=error, reason=reason):
             return fail(conn, settlement.lease, error, reason, at)
@@ -150,16 +156,16 @@ def finished(conn: sqlite3.Connection, run_id: str, flags: int, at: int, *, fail
 
 
 def cancel(conn: sqlite3.Connection, run_id: str, at: int) -> bool:
-    row = conn.execute(Q["cancel_run"], {"run_id": run_id, "now": at}).fetchone()
-    if row is None:
+    flags = flags_of(conn.execute(Q["cancel_run"], {"run_id": run_id, "now": at}).fetchone())
+    if flags is None:
         return False
-    finished(conn, run_id, row[1], at)
+    finished(conn, run_id, flags, at)
     return True
 
 
 def fail(conn: sqlite3.Connection, lease: Lease, error: ErrorInfo, reason: FailureReason, at: int) -> bool:
     params = {"run_id": lease.run_id, "token": lease.token, "now": at, "error": error_bytes(error)}
-    row = conn.execute(Q["fail_run"], params).fetchone()
+    row = failed_row(conn.execute(Q["fail_run"], params).fetchone())
     if row is None:
         return False
     dead_letter(conn, lease.run_id, row, error, reason, at)
@@ -167,7 +173,7 @@ def fail(conn: sqlite3.Connection, lease: Lease, error: ErrorInfo, reason: Failu
 
 
 def dead_letter(
-    conn: sqlite3.Connection, run_id: str, row: Any, error: ErrorInfo, reason: FailureReason, at: int
+    conn: sqlite3.Connection, run_id: str, row: FailedRow, error: ErrorInfo, reason: FailureReason, at: int
 ) -> None:
     """After a run failed for good: its error history, the dead letter, the on_failure run, and what follows."""
     function, attempt, on_failure, event_id, input_data, input_name, flags = row
@@ -201,27 +207,27 @@ def record_error(conn: sqlite3.Connection, run_id: str, attempt: int, error: Err
 
 
 def release(conn: sqlite3.Connection, lease: Lease, at: int) -> bool:
-    row = conn.execute(Q["release_run"], {"run_id": lease.run_id, "token": lease.token, "now": at}).fetchone()
-    if row is not None:
-        flow.left_running(conn, lease.run_id, row[0])
-    return row is not None
+    flags = flags_of(
+        conn.execute(Q["release_run"], {"run_id": lease.run_id, "token": lease.token, "now": at}).fetchone()
+    )
+    if flags is not None:
+        flow.left_running(conn, lease.run_id, flags)
+    return flags is not None
 
 
 def rescue(conn: sqlite3.Connection, at: int, limit: int) -> int:
     """Requeue runs whose lease expired, counting the attempt; dead-letter those out of attempts."""
-    expired = conn.execute(Q["expired_leases"], {"now": at, "limit": limit}).fetchall()
-    for run_id, token, attempt, max_attempts in expired:
-        error = ErrorInfo(
-            "LeaseExpired", f"the worker running attempt {attempt} stopped renewing its lease (crashed or hung)"
-        )
-        if attempt >= max_attempts:
+    expired = [ExpiredLease(*row) for row in conn.execute(Q["expired_leases"], {"now": at, "limit": limit})]
+    for rescued in plan_rescue(expired):
+        run_id, token, attempt, error = rescued.lease.run_id, rescued.lease.token, rescued.lease.attempt, rescued.error
+        if rescued.dead:
             fail(conn, Lease(run_id, token, moment(at)), error, FailureReason.LEASE_LOST, at)
             continue
         params = {"run_id": run_id, "token": token, "now": at, "error": error_bytes(error)}
-        row = conn.execute(Q["requeue_expired"], params).fetchone()
+        flags = flags_of(conn.execute(Q["requeue_expired"], params).fetchone())
         record_error(conn, run_id, attempt, error, at)
-        if row is not None:
-            flow.left_running(conn, run_id, row[0])
+        if flags is not None:
+            flow.left_running(conn, run_id, flags)
     return len(expired)
 
 
@@ -229,10 +235,9 @@ def fail_overdue(conn: sqlite3.Connection, at: int, limit: int) -> int:
     """Fail runs past their whole-run timeout, whoever holds them."""
     failed = 0
     for run_id, _, _ in conn.execute(Q["overdue_runs"], {"now": at, "limit": limit}).fetchall():
-        error = ErrorInfo("RunTimeout", "the run did not finish within its timeout")
-        row = conn.execute(
-            Q["fail_run_unleased"], {"run_id": run_id, "now": at, "error": error_bytes(error)}
-        ).fetchone()
+        error = RUN_TIMED_OUT
+        params = {"run_id": run_id, "now": at, "error": error_bytes(error)}
+        row = failed_row(conn.execute(Q["fail_run_unleased"], params).fetchone())
         if row is not None:
             dead_letter(conn, run_id, row, error, FailureReason.TIMED_OUT, at)
             failed += 1
@@ -257,8 +262,8 @@ def redrive(conn: sqlite3.Connection, request: RedriveRequest, at: int) -> list[
     for run_id in dict.fromkeys(candidates):
         if conn.execute(Q["mark_redriven"], {"run_id": run_id, "now": at}).rowcount != 1:
             continue
-        row = conn.execute(Q["requeue_redriven"], {"run_id": run_id, "now": at}).fetchone()
-        if row is not None and row[0] & flow.ORDERED:
+        flags = flags_of(conn.execute(Q["requeue_redriven"], {"run_id": run_id, "now": at}).fetchone())
+        if flags is not None and flags & flow.ORDERED:
             flow.rejoin_line(conn, run_id)
         conn.execute(Q["reopen_failed_fan_outs"], {"run_id": run_id})
         conn.execute(Q["forget_failed_steps"], {"run_id": run_id})

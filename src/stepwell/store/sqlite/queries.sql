@@ -201,7 +201,8 @@ SELECT
                                   AND available_at < :forever),
     (SELECT count(*) FROM runs WHERE status = 'running'),
     (SELECT count(*) FROM dead_letters WHERE redriven_at IS NULL),
-    (SELECT min(available_at) FROM runs WHERE status IN ('queued', 'sleeping', 'waiting') AND available_at < :forever);
+    (SELECT min(available_at) FROM runs WHERE status IN ('queued', 'sleeping', 'waiting') AND available_at > :now
+                                  AND available_at < :forever);
 
 -- Waiting for events, child runs, fan-outs (migration 0002).
 
@@ -331,22 +332,13 @@ SELECT id, name, data, ts FROM events WHERE id IN (SELECT value FROM json_each(:
 SELECT run_id, id, kind, status, attempts, output, error, started_at, ended_at, wake_at, position
 FROM steps WHERE run_id IN (SELECT value FROM json_each(:ids)) ORDER BY run_id, position;
 
--- name: take_key
-INSERT INTO ordering_keys (function, key, head) VALUES (:function, :key, :run_id) ON CONFLICT DO NOTHING;
-
 -- name: key_state
 SELECT head, paused, parked FROM ordering_keys WHERE function = :function AND key = :key;
-
--- name: ensure_key
-INSERT INTO ordering_keys (function, key, head) VALUES (:function, :key, NULL) ON CONFLICT DO NOTHING;
 
 -- name: next_in_key
 SELECT id FROM runs
 WHERE function = :function AND ordering_key = :key AND hold IN ('ordering', 'paused')
 ORDER BY rowid LIMIT 1;
-
--- name: set_key
-UPDATE ordering_keys SET head = :head, paused = :paused, parked = :parked WHERE function = :function AND key = :key;
 
 -- name: drop_key
 DELETE FROM ordering_keys WHERE function = :function AND key = :key AND paused = 0;
@@ -366,10 +358,6 @@ INSERT INTO run_slots (run_id, scope, key, lim) VALUES (:run_id, :scope, :key, :
 
 -- name: run_slots_of
 SELECT scope, key, lim FROM run_slots WHERE run_id = :run_id ORDER BY scope;
-
--- name: take_slot
-INSERT INTO slots (scope, key, in_use) VALUES (:scope, :key, 1)
-ON CONFLICT (scope, key) DO UPDATE SET in_use = in_use + 1 WHERE in_use < :lim;
 
 -- name: give_slot
 UPDATE slots SET in_use = in_use - 1 WHERE scope = :scope AND key = :key AND in_use > 0;
@@ -399,45 +387,12 @@ ON CONFLICT (scope, key) DO UPDATE SET tat = excluded.tat;
 -- name: throttle_run
 UPDATE runs SET available_at = :available_at, note = 'throttled' WHERE id = :run_id;
 
--- name: debounce_pending
-SELECT d.run_id, d.first_at FROM debounces d JOIN runs r ON r.id = d.run_id
-WHERE d.function = :function AND d.key = :key AND r.status = 'queued' AND r.started_at IS NULL;
-
--- name: debounce_push
-UPDATE runs SET event_id = :event_id, available_at = :available_at WHERE id = :run_id RETURNING event_id;
-
--- name: upsert_debounce
-INSERT INTO debounces (function, key, run_id, first_at) VALUES (:function, :key, :run_id, :now)
-ON CONFLICT (function, key) DO UPDATE SET run_id = excluded.run_id, first_at = excluded.first_at;
-
--- name: batch_open
-SELECT b.run_id, b.count FROM batches b JOIN runs r ON r.id = b.run_id
-WHERE b.function = :function AND b.key = :key AND r.status = 'queued' AND r.started_at IS NULL AND b.count < b.size;
-
 -- name: batch_add
 INSERT INTO batch_events (run_id, seq, event_id) VALUES (:run_id, :seq, :event_id);
-
--- name: batch_count
-UPDATE batches SET count = :count WHERE function = :function AND key = :key;
-
--- name: batch_full
-UPDATE runs SET available_at = :now, note = NULL WHERE id = :run_id;
-
--- name: upsert_batch
-INSERT INTO batches (function, key, run_id, size, count) VALUES (:function, :key, :run_id, :size, 1)
-ON CONFLICT (function, key) DO UPDATE SET run_id = excluded.run_id, size = excluded.size, count = 1;
 
 -- name: batch_events_of
 SELECT e.id, e.name, e.data, e.ts FROM batch_events b JOIN events e ON e.id = b.event_id
 WHERE b.run_id = :run_id ORDER BY b.seq;
-
--- name: take_idempotency_key
-INSERT INTO idempotency_keys (function, key, run_id, expires_at) VALUES (:function, :key, :run_id, :expires_at)
-ON CONFLICT (function, key) DO UPDATE SET run_id = excluded.run_id, expires_at = excluded.expires_at
-WHERE idempotency_keys.expires_at <= :now;
-
--- name: idempotency_run
-SELECT run_id FROM idempotency_keys WHERE function = :function AND key = :key;
 
 -- name: insert_skip
 INSERT INTO event_skips (event_id, function, reason, run_id) VALUES (:event_id, :function, :reason, :run_id)
@@ -486,9 +441,6 @@ SELECT event_name, kind FROM waits WHERE run_id = :run_id AND kind = 'wait' LIMI
 SELECT id FROM runs
 WHERE function = :function AND ordering_key = :key AND status IN ('queued', 'running', 'sleeping', 'waiting')
 ORDER BY rowid;
-
--- name: run_event
-SELECT event_id FROM runs WHERE id = :run_id;
 
 -- name: pause_head
 UPDATE runs SET hold = 'paused' WHERE id = :run_id AND status = 'queued' AND hold IS NULL;

@@ -17,12 +17,11 @@ from collections.abc import Callable, Iterator, Sequence
 from dataclasses import replace
 from datetime import datetime, timedelta
 from pathlib import Path
-from typing import Any
 
 import orjson
 
 from stepwell.clock import Clock, SystemClock
-from stepwell.errors import ConfigurationError, LeaseLost, StoreError, StoreFull, StoreUnavailable
+from stepwell.errors import LeaseLost, StoreError, StoreFull, StoreUnavailable
 from stepwell.model.definition import FunctionDefinition
 from stepwell.model.ids import new_token
 from stepwell.model.records import (
@@ -61,6 +60,7 @@ from stepwell.store.rows import error_bytes, json_or_none, step_from_row
 from stepwell.store.sqlite import cron, flow, lifecycle, reads, registry, schema, waiting
 from stepwell.store.sqlite.apikeys import ApiKeyVerbs
 from stepwell.store.sqlite.logs import ObservabilityVerbs
+from stepwell.store.sqlite.rows import ClaimRow, candidate_rows, claim_rows
 from stepwell.store.sqlite.schema import migration_script
 from stepwell.store.sqlite.times import EPOCH, micros, moment, moment_or_none, stamp
 from stepwell.store.sqlite.waiting import Q
@@ -162,10 +162,8 @@ class SQLiteStore(ApiKeyVerbs, ObservabilityVerbs):
         *,
         now: datetime | None = None,
         conditions: ConditionCheck | None = None,
-        connection: object | None = None,
         registry_generation: int | None = None,
     ) -> list[AcceptedEvent]:
-        _refuse_connection(connection)
         at = self._now(now)
         accepted: list[AcceptedEvent] = []
         stored: list[bool] = []
@@ -184,7 +182,7 @@ class SQLiteStore(ApiKeyVerbs, ObservabilityVerbs):
             # waits and cancel_on first: an event must not cancel the runs it starts itself
             resumed = waiting.resume_waits(conn, events, stored, conditions, at, cancel=lifecycle.cancel)
             lifecycle.insert_event_runs(conn, fresh, at)
-            owned = {event.id: lifecycle.admit_event_flow_runs(conn, event, at) for event in fresh}
+            owned = lifecycle.admit_event_flow_runs(conn, fresh, at)
             for event, is_new in zip(events, stored, strict=True):
                 if not is_new:
                     existing = conn.execute(Q["runs_of_event"], {"event_id": event.id}).fetchall()
@@ -199,10 +197,7 @@ class SQLiteStore(ApiKeyVerbs, ObservabilityVerbs):
                     conn.execute(Q["set_disposition"], {"id": event_id, "disposition": Disposition.RESUMED.value})
         return accepted
 
-    def create_runs(
-        self, runs: Sequence[NewRun], *, now: datetime | None = None, connection: object | None = None
-    ) -> list[str | None]:
-        _refuse_connection(connection)
+    def create_runs(self, runs: Sequence[NewRun], *, now: datetime | None = None) -> list[str | None]:
         at = self._now(now)
         with self._write("create_runs") as conn:
             return [owner for owner, _ in lifecycle.admit_runs(conn, runs, at, event_id=None)]
@@ -225,12 +220,12 @@ class SQLiteStore(ApiKeyVerbs, ObservabilityVerbs):
                 return []  # idle: no write lock taken, so idle workers do not queue on SQLite's lock
         token, expires = new_token(), at + micros(lease)
         with self._write("claim_runs") as conn:
-            candidates = conn.execute(Q["claim_candidates"], {"now": at, "limit": limit, "functions": only}).fetchall()
-            ids = [
-                run_id
-                for run_id, flags, throttle, _ in candidates
-                if not flags & (flow.SLOTS | flow.THROTTLE) or flow.admit_to_start(conn, run_id, flags, throttle, at)
-            ]
+            candidates = candidate_rows(
+                conn.execute(Q["claim_candidates"], {"now": at, "limit": limit, "functions": only})
+            )
+            gated = [(c.run_id, c.flags, c.throttle) for c in candidates if c.flags & flow.GATED]
+            admitted = flow.admit_to_start(conn, gated, at) if gated else set()
+            ids = [c.run_id for c in candidates if not c.flags & flow.GATED or c.run_id in admitted]
             if not ids:
                 return []
             params = {
@@ -240,8 +235,8 @@ class SQLiteStore(ApiKeyVerbs, ObservabilityVerbs):
                 "now": at,
                 "ids": orjson.dumps(ids),
             }
-            rows = conn.execute(Q["claim_runs"], params).fetchall()
-            first_claims = {run_id for run_id, _, _, never_started in candidates if never_started}
+            rows = claim_rows(conn.execute(Q["claim_runs"], params))
+            first_claims = {c.run_id for c in candidates if c.never_started}
             claimed = self._claimed(conn, rows, first_claims, token, expires, at)
         position = {run_id: index for index, run_id in enumerate(ids)}
         claimed.sort(key=lambda c: position[c.run_id])
@@ -249,35 +244,35 @@ class SQLiteStore(ApiKeyVerbs, ObservabilityVerbs):
 
     @staticmethod
     def _claimed(
-        conn: sqlite3.Connection, rows: list[Any], first_claims: set[str], token: str, expires: int, at: int
+        conn: sqlite3.Connection, rows: list[ClaimRow], first_claims: set[str], token: str, expires: int, at: int
     ) -> list[ClaimedRun]:
         """The claimed runs with their events and memoized steps: one query each for the whole batch."""
-        event_ids = [row[4] for row in rows if row[4] is not None]
+        event_ids = [row.event_id for row in rows if row.event_id is not None]
         events = {}
         if event_ids:
             for event_id, name, data, ts in conn.execute(Q["events_of"], {"ids": orjson.dumps(event_ids)}):
                 events[event_id] = Event(event_id, name, json_or_none(data), moment(ts))
-        resumed = [row[0] for row in rows if row[0] not in first_claims]  # a first claim has no steps yet
+        resumed = [row.run_id for row in rows if row.run_id not in first_claims]  # a first claim has no steps yet
         steps: dict[str, list[Step]] = {}
         if resumed:
             for step_row in conn.execute(Q["steps_of_runs"], {"ids": orjson.dumps(resumed)}):
                 steps.setdefault(step_row[0], []).append(step_from_row(step_row[1:], moment_or_none))
         lease_end, claimed_at = moment(expires), moment(at)
         claimed = []
-        for run_id, function, attempt, max_attempts, event_id, input_data, input_name, created_at, flags in rows:
-            event = events.get(event_id) if event_id is not None else None
+        for row in rows:
+            event = events.get(row.event_id) if row.event_id is not None else None
             if event is None:
-                event = Event(None, input_name or function, json_or_none(input_data), moment(created_at))
+                event = Event(None, row.input_name or row.function, json_or_none(row.input), moment(row.created_at))
             batch: tuple[Event, ...] = (event,)
-            if flags & flow.BATCH:
+            if row.flags & flow.BATCH:
                 batch = tuple(
                     Event(batch_id, name, json_or_none(data), moment(ts))
-                    for batch_id, name, data, ts in flow.batch_events(conn, run_id)
+                    for batch_id, name, data, ts in flow.batch_events(conn, row.run_id)
                 )
             claimed.append(ClaimedRun(
-                lease=Lease(run_id, token, lease_end), function=function, attempt=attempt,
-                max_attempts=max_attempts, event=event, claimed_at=claimed_at,
-                steps=tuple(steps.get(run_id, ())), events=batch,
+                lease=Lease(row.run_id, token, lease_end), function=row.function, attempt=row.attempt,
+                max_attempts=row.max_attempts, event=event, claimed_at=claimed_at,
+                steps=tuple(steps.get(row.run_id, ())), events=batch,
             ))  # fmt: skip
         return claimed
 
@@ -513,12 +508,3 @@ class SQLiteStore(ApiKeyVerbs, ObservabilityVerbs):
     def list_functions(self) -> RegistryListing:
         with self._read("list_functions") as conn:
             return registry.listing(conn)
-
-
-def _refuse_connection(connection: object | None) -> None:
-    """Transactional enqueue needs the caller's transaction and ours to be one: only PostgreSQL offers that."""
-    if connection is not None:
-        raise ConfigurationError(
-            "connection=: transactional enqueue (writing inside your own database transaction) needs the "
-            "PostgreSQL store; with SQLite, call send/enqueue without connection= after your commit"
-        )

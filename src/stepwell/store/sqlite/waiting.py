@@ -9,12 +9,10 @@ import sqlite3
 from collections.abc import Callable, Sequence
 from typing import Any
 
-import orjson
-
 from stepwell.errors import LeaseLost
-from stepwell.model.matching import canonical_value_at, event_document
 from stepwell.model.records import ChildResult, ErrorInfo, FanOutCounts, RunStatus, StepStatus
 from stepwell.store.base import ConditionCheck, Lease, NewChild, NewEvent, NewWait
+from stepwell.store.plan import waits
 from stepwell.store.rows import error_bytes, error_or_none, json_or_none
 from stepwell.store.sqlfile import load_queries
 
@@ -59,7 +57,7 @@ def resume_waits(
     Returns the ids of events that resumed (or cancelled) something.
     """
     paths_by_name: dict[str, list[str | None]] = {}
-    resumed: set[str] = set()
+    matches = waits.WaitMatches(conditions)
     for event, is_new in zip(events, stored, strict=True):
         if not is_new:
             continue
@@ -68,23 +66,18 @@ def resume_waits(
         paths = paths_by_name[event.name]
         if not paths:
             continue
-        document = event_document(event.id, event.name, orjson.loads(event.data), event.ts)
-        output = orjson.dumps(document)
-        for path in paths:
-            value = None if path is None else canonical_value_at(document, path)
-            if path is not None and value is None:
-                continue
+        new = waits.offered(event)
+        for path, value in waits.lookups(new, paths):
             rows = conn.execute(Q["waits_matching"], {"name": event.name, "path": path, "value": value}).fetchall()
-            for run_id, step_id, condition, origin, kind in rows:
-                if condition and (conditions is None or not conditions(condition, orjson.loads(origin), document)):
-                    continue
-                if kind == "cancel":
-                    if cancel(conn, run_id, at):
-                        resumed.add(event.id)
-                    continue
-                if resolve_step(conn, run_id, step_id, StepStatus.COMPLETED, output, None, at):
-                    conn.execute(Q["delete_wait"], {"run_id": run_id, "step_id": step_id})
-                    resumed.add(event.id)
+            matches.offer(new, rows)
+    resumed: set[str] = set()
+    for (run_id, step_id), (event_id, output) in matches.resolve.items():
+        if resolve_step(conn, run_id, step_id, StepStatus.COMPLETED, output, None, at):
+            conn.execute(Q["delete_wait"], {"run_id": run_id, "step_id": step_id})
+            resumed.add(event_id)
+    for run_id, event_id in matches.cancel.items():
+        if cancel(conn, run_id, at):
+            resumed.add(event_id)
     return resumed
 
 

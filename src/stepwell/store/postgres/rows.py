@@ -1,0 +1,74 @@
+"""The rows PostgreSQL statements return, typed: one decoding function per row kind.
+
+Statements return positional tuples; each kind is read here, once, into a NamedTuple, so the
+code that uses a row names its columns (`row.flags`) instead of counting them (`row[10]`).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Sequence
+from datetime import datetime
+from typing import Any, NamedTuple
+
+
+class EndedRow(NamedTuple):
+    """complete_runs, cancel_runs: a run that reached a terminal status without failing."""
+
+    run_id: str
+    parent_id: str | None
+    parent_step: str | None
+    child_index: int | None
+    result: bytes | None  # complete_runs: the output; cancel_runs: the error
+    flags: int
+
+
+class FailedRow(NamedTuple):
+    """fail_runs: a run that failed for good, with what its on_failure handler needs."""
+
+    run_id: str
+    parent_id: str | None
+    parent_step: str | None
+    child_index: int | None
+    error: bytes
+    function: str
+    on_failure: str | None
+    event_name: str
+    event_data: Any
+    failed_at: datetime
+    flags: int
+
+
+class StoppedRow(NamedTuple):
+    """suspend_runs, retry_runs, release_runs: a run that stopped running (and did not end)."""
+
+    run_id: str
+    flags: int
+
+
+class CandidateRow(NamedTuple):
+    """claim_candidates: a picked run, its flow control and the state of the slots it needs (locked)."""
+
+    run_id: str
+    flags: int
+    throttle: bytes | None
+    slot_scopes: list[str]
+    slot_keys: list[str]
+    slot_limits: list[int]
+    slot_uses: list[int]
+    at: datetime
+
+
+def ended_rows(rows: Iterable[Sequence[Any]]) -> list[EndedRow]:
+    return [EndedRow._make(row) for row in rows]
+
+
+def failed_rows(rows: Iterable[Sequence[Any]]) -> list[FailedRow]:
+    return [FailedRow._make(row) for row in rows]
+
+
+def stopped_rows(rows: Iterable[Sequence[Any]]) -> list[StoppedRow]:
+    return [StoppedRow._make(row) for row in rows]
+
+
+def candidate_rows(rows: Iterable[Sequence[Any]]) -> list[CandidateRow]:
+    return [CandidateRow._make(row) for row in rows]

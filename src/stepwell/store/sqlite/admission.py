@@ -1,0 +1,131 @@
+"""Admission at ingest on SQLite: what new events do to the functions with flow control they
+trigger (rate limit, idempotency key, debounce, batch, their place in an ordering key's line),
+inside the write transaction that stores them.
+
+The planner decides (store/plan/admission.py), as on PostgreSQL. SQLite's write transaction
+holds the whole database, so there is nothing to lock row by row: the snapshot is read with
+single-row statements (in-process, no round trips) and the change-set written with executemany.
+"""
+
+from __future__ import annotations
+
+import sqlite3
+from collections.abc import Sequence
+from datetime import datetime
+from typing import Any
+
+from stepwell.store.base import NewRun
+from stepwell.store.plan import admission as plan
+from stepwell.store.plan.admission import Outcome
+from stepwell.store.plan.lines import Line
+from stepwell.store.sqlfile import load_queries
+from stepwell.store.sqlite.times import micros, moment, stamp
+from stepwell.store.sqlite.waiting import Q
+
+F = load_queries("stepwell.store.sqlite", "flow.sql")
+
+
+def admit(conn: sqlite3.Connection, runs: Sequence[tuple[NewRun, str | None]], at: int) -> list[Outcome]:
+    """Admit (run, event id) pairs in order, in the open write transaction; each one's outcome."""
+    want = plan.wanted([r for r, _ in runs])
+    outcomes, changes = plan.admit(_snapshot(conn, want, moment(at)), runs)
+    _write(conn, changes)
+    return outcomes
+
+
+def _snapshot(conn: sqlite3.Connection, want: plan.Wanted, at: datetime) -> plan.Snapshot:
+    """The rows the planner decides on; the write transaction already holds the whole database."""
+    snapshot = plan.Snapshot(at)
+    for function, key in want.keys:
+        row = conn.execute(Q["key_state"], {"function": function, "key": key}).fetchone()
+        if row is not None:
+            snapshot.lines[(function, key)] = Line(row[0], bool(row[1]), bool(row[2]))
+    for scope, key in want.gates:
+        row = conn.execute(Q["gate_tat"], {"scope": scope, "key": key}).fetchone()
+        if row is not None:
+            snapshot.tats[(scope, key)] = moment(row[0])
+    for function, key in want.idempotency_keys:
+        row = conn.execute(F["idempotency_state"], {"function": function, "key": key}).fetchone()
+        if row is not None:
+            snapshot.idempotency[(function, key)] = (row[0], moment(row[1]))
+    for function, key in want.debounces:
+        row = conn.execute(F["debounce_state"], {"function": function, "key": key}).fetchone()
+        if row is not None:
+            snapshot.debounces[(function, key)] = plan.Pending(row[0], moment(row[1]), row[2])
+    for function, key in want.batches:
+        row = conn.execute(F["batch_state"], {"function": function, "key": key}).fetchone()
+        if row is not None:
+            snapshot.batches[(function, key)] = plan.OpenBatch(row[0], row[1], row[2])
+    return snapshot
+
+
+def _write(conn: sqlite3.Connection, changes: plan.Admission) -> None:
+    at = stamp(changes.at)
+    conn.executemany(Q["insert_flow_run"], [_run_params(row, at) for row in changes.new_runs])
+    conn.executemany(
+        Q["insert_run_slot"],
+        [{"run_id": r, "scope": scope, "key": key, "lim": limit} for r, scope, key, limit in changes.run_slots],
+    )
+    conn.executemany(
+        Q["insert_cancel_wait"],
+        [
+            {"run_id": run_id, "step_id": step_id, "event_name": w.event_name, "match_path": w.match_path,
+             "match_value": w.match_value, "condition": w.condition, "origin": w.origin, "now": at}
+            for run_id, step_id, w in changes.cancel_waits
+        ],
+    )  # fmt: skip
+    conn.executemany(
+        F["save_key"],
+        [
+            {"function": f, "key": k, "head": line.head, "paused": int(line.paused), "parked": int(line.parked)}
+            for (f, k), line in changes.lines.items()
+            if line.changed
+        ],
+    )
+    conn.executemany(
+        Q["set_gate_tat"],
+        [{"scope": s, "key": k, "tat": stamp(changes.tats[(s, k)])} for s, k in changes.gates_changed],
+    )
+    conn.executemany(
+        F["save_idempotency_key"],
+        [
+            {"function": f, "key": k, "run_id": changes.idempotency[(f, k)][0],
+             "expires_at": stamp(changes.idempotency[(f, k)][1])}
+            for f, k in changes.keys_taken
+        ],
+    )  # fmt: skip
+    _write_gathering(conn, changes)
+    conn.executemany(
+        Q["insert_skip"],
+        [{"event_id": e, "function": f, "reason": reason, "run_id": r} for e, f, reason, r in changes.skips],
+    )
+
+
+def _write_gathering(conn: sqlite3.Connection, changes: plan.Admission) -> None:
+    started = [(key, changes.debounces[key]) for key in changes.debounces_started]
+    conn.executemany(
+        F["save_debounce"],
+        [{"function": f, "key": k, "run_id": d.run_id, "first_at": stamp(d.first_at)} for (f, k), d in started if d],
+    )
+    filled = [(key, changes.batches[key]) for key in changes.batches_changed]
+    conn.executemany(
+        F["save_batch"],
+        [{"function": f, "key": k, "run_id": b.run_id, "size": b.size, "count": b.count} for (f, k), b in filled if b],
+    )
+    conn.executemany(Q["batch_add"], [{"run_id": r, "seq": seq, "event_id": e} for r, seq, e in changes.batch_events])
+    conn.executemany(
+        F["push_pending_run"],
+        [{"run_id": r, "event_id": e, "available_at": stamp(when)} for r, (e, when) in changes.pushes.items()],
+    )
+
+
+def _run_params(row: plan.RunRow, at: int | None) -> dict[str, Any]:
+    run, flow = row.run, row.flow
+    return {
+        "id": run.id, "function": run.function, "event_id": row.event_id, "input": run.input,
+        "input_name": run.input_name, "parent_id": run.parent_id, "replay_of": run.replay_of,
+        "on_failure": run.on_failure, "max_attempts": run.max_attempts, "priority": run.priority,
+        "available_at": stamp(row.available_at), "now": at, "flow": row.flags, "hold": row.hold, "note": row.note,
+        "ordering_key": flow.ordering_key, "park": int(flow.park_on_dead_letter), "throttle": row.throttle,
+        "timeout_us": None if flow.timeout is None else micros(flow.timeout),
+    }  # fmt: skip
