@@ -179,14 +179,20 @@ class Worker:
         run timeouts, cron) before each claim instead of on a timer. Returns the attempts executed.
         """
         self._wake, self._settled = asyncio.Event(), asyncio.Event()
+        self._flush_lock = asyncio.Lock()
+        self._loop = asyncio.get_running_loop()
         start = self.processed
         try:
             while self.processed - start < max_runs:
                 await self._store(self.maintenance.tick)
                 limit = min(self.options.claim_batch, max_runs - (self.processed - start))
                 claimed = await self._store(
-                    self.store.claim_runs, worker_id=self.worker_id, limit=limit, lease=self.options.lease
-                )
+                    self.store.claim_runs,
+                    worker_id=self.worker_id,
+                    limit=limit,
+                    lease=self.options.lease,
+                    functions=self._serves,
+                )  # this app's runs only: other apps may share the database
                 if not claimed:
                     if on_idle():
                         continue
