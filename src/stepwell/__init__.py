@@ -1,53 +1,112 @@
-"""Stepwell: durable, event-driven background jobs and workflows for Python."""
+"""Stepwell: durable, event-driven background jobs and workflows for Python.
+
+The public surface, decided once: everything a user's code names is importable from `stepwell`
+(tests/test_public_surface.py checks that `__all__` and docs/reference/python-api.md agree).
+`stepwell.testing.TestEnv` is the one public name that lives elsewhere: tests import it on purpose.
+"""
 
 from stepwell.app import App
 from stepwell.errors import (
+    Cancelled,
+    ConfigurationError,
+    EventNotFound,
+    EventRejected,
     FanOutFailed,
+    InvalidDuration,
     InvokeError,
     InvokeTimeout,
+    LeaseExpired,
+    LeaseLost,
     NonDeterminismError,
     NonRetriableError,
+    OutputNotSerializable,
+    OutputTooLarge,
     RetryAfterError,
+    RunNotFound,
+    RunTimeout,
     StepError,
+    StepNotAwaited,
     StepTimeout,
     StepwellError,
+    StoreError,
+    StoreFull,
+    StoreUnavailable,
+    TimeoutExpired,
+    UnknownFunction,
 )
 from stepwell.model.event import EventIn
 from stepwell.model.flow import Batch, CancelOn, Concurrency, Debounce, RateLimit, Throttle
 from stepwell.model.function import on_event
-from stepwell.model.records import Event, Run, RunStatus, Step, StepStatus
+from stepwell.model.records import (
+    DeadLetter,
+    Disposition,
+    ErrorInfo,
+    Event,
+    EventRecord,
+    FanOutCounts,
+    Run,
+    RunStatus,
+    Step,
+    StepStatus,
+)
 from stepwell.model.retry import Backoff
 from stepwell.model.schedule import Cron, cron
 from stepwell.runtime.context import Context
 from stepwell.runtime.fanout import FanOut
+from stepwell.runtime.worker import WorkerOptions
+from stepwell.store.base import Retention
 
 __all__ = [
     "App",
     "Backoff",
     "Batch",
     "CancelOn",
+    "Cancelled",
     "Concurrency",
+    "ConfigurationError",
     "Context",
     "Cron",
+    "DeadLetter",
     "Debounce",
+    "Disposition",
+    "ErrorInfo",
     "Event",
     "EventIn",
+    "EventNotFound",
+    "EventRecord",
+    "EventRejected",
     "FanOut",
+    "FanOutCounts",
     "FanOutFailed",
+    "InvalidDuration",
     "InvokeError",
     "InvokeTimeout",
+    "LeaseExpired",
+    "LeaseLost",
     "NonDeterminismError",
     "NonRetriableError",
+    "OutputNotSerializable",
+    "OutputTooLarge",
     "RateLimit",
+    "Retention",
     "RetryAfterError",
     "Run",
+    "RunNotFound",
     "RunStatus",
+    "RunTimeout",
     "Step",
     "StepError",
+    "StepNotAwaited",
     "StepStatus",
     "StepTimeout",
     "StepwellError",
+    "StoreError",
+    "StoreFull",
+    "StoreUnavailable",
     "Throttle",
+    "TimeoutExpired",
+    "UnknownFunction",
+    "WorkerOptions",
     "cron",
     "on_event",
 ]

@@ -14,6 +14,7 @@ from stepwell.errors import (
     OutputTooLarge,
     RetryAfterError,
     StepError,
+    StepNotAwaited,
 )
 from stepwell.model.function import FunctionSpec
 from stepwell.model.jsonvalue import encode
@@ -31,6 +32,7 @@ _NOT_RETRIABLE = (
     NonDeterminismError,
     StepError,
     ConfigurationError,
+    StepNotAwaited,
 )
 
 
@@ -48,13 +50,19 @@ def execute_sync(spec: FunctionSpec, claimed: ClaimedRun, engine: Engine) -> Out
 async def execute_async(spec: FunctionSpec, claimed: ClaimedRun, engine: Engine) -> Outcome:
     """Run an async function's attempt on the running loop."""
     ledger = StepLedger(claimed, engine)
-    ctx = Context(claimed.event, claimed.run_id, claimed.function, claimed.attempt, AsyncSteps(ledger), claimed.events)
+    steps = AsyncSteps(ledger)
+    ctx = Context(claimed.event, claimed.run_id, claimed.function, claimed.attempt, steps, claimed.events)
     try:
         result = await spec.handler(ctx)
     except asyncio.CancelledError:
+        steps.unawaited()
         raise
     except BaseException as error:  # noqa: BLE001
+        steps.unawaited()
         return _failure(error, ledger)
+    missed = steps.unawaited()
+    if missed and not ledger.lost and ledger.interrupted is None:
+        return Failed(error_info(StepNotAwaited(spec.name, missed), step=missed[0][1]), retriable=False)
     return _completion(spec, result, ledger)
 
 

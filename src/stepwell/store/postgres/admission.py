@@ -63,9 +63,10 @@ def store_events(
     new = [event for event in events if event.id in fresh]
     resumed, cancels = waiting.resume_waits(conn, new, names, paths, conditions, now)
     fan_outs: list[tuple[str, str]] = []
+    cancelled_by: set[str] = set()
     if cancels:
         cancelled, fan_outs = cancel(conn, list(cancels), now)
-        resumed |= {cancels[run_id] for run_id in cancelled}
+        cancelled_by = {cancels[run_id] for run_id in cancelled}
     started = {event.id: tuple(r.id for r in event.runs if r.flow is None) for event in new}
     skipped: dict[str, str] = {}
     pairs = [(r, event.id) for event in new for r in event.runs if r.flow is not None]
@@ -77,7 +78,11 @@ def store_events(
     changed = [
         (event.id, disposition)
         for event in new
-        if (disposition := _disposition(bool(started[event.id]), event.id in resumed, skipped.get(event.id)))
+        if (
+            disposition := _disposition(
+                bool(started[event.id]), event.id in resumed, event.id in cancelled_by, skipped.get(event.id)
+            )
+        )
         != (Disposition.STARTED if event.runs else Disposition.NO_MATCH)
     ]
     if changed:
@@ -86,11 +91,13 @@ def store_events(
     return inserted, started, fan_outs
 
 
-def _disposition(started: bool, resumed: bool, skipped: str | None) -> Disposition:
+def _disposition(started: bool, resumed: bool, cancelled: bool, skipped: str | None) -> Disposition:
     if started:
         return Disposition.STARTED
     if resumed:
         return Disposition.RESUMED
+    if cancelled:
+        return Disposition.CANCELLED
     return Disposition(skipped) if skipped else Disposition.NO_MATCH
 
 
@@ -321,6 +328,8 @@ class _Plan:
         self._write_gathering(conn)
         if self.skips:
             run(conn, "insert_skips", arrays(("event_ids", "functions", "reasons", "run_ids"), self.skips))
+            if debounced := sorted({event_id for event_id, _, reason, _ in self.skips if reason == "debounced"}):
+                run(conn, "mark_debounced", {"event_ids": debounced})
 
     def _write_gathering(self, conn: Connection) -> None:
         if self.debounces:

@@ -145,6 +145,7 @@ def _debounce(conn: sqlite3.Connection, run: NewRun, flow: RunFlow, event_id: st
     conn.execute(Q["debounce_push"], {"run_id": run_id, "event_id": event_id, "available_at": available_at})
     if previous is not None and previous[0] is not None:
         record_skip(conn, previous[0], run.function, "debounced", run_id)
+        conn.execute(Q["mark_debounced"], {"id": previous[0]})
     return str(run_id)
 
 

@@ -400,6 +400,11 @@ WHERE d.function = :function AND d.key = :key AND r.status = 'queued' AND r.star
 -- name: debounce_push
 UPDATE runs SET event_id = :event_id, available_at = :available_at WHERE id = :run_id RETURNING event_id;
 
+-- name: mark_debounced
+-- The event a later one replaced in its pending debounced run: `debounced`, unless it still owns a run.
+UPDATE events SET disposition = 'debounced'
+WHERE id = :id AND disposition = 'started' AND NOT EXISTS (SELECT 1 FROM runs WHERE event_id = :id);
+
 -- name: upsert_debounce
 INSERT INTO debounces (function, key, run_id, first_at) VALUES (:function, :key, :run_id, :now)
 ON CONFLICT (function, key) DO UPDATE SET run_id = excluded.run_id, first_at = excluded.first_at;

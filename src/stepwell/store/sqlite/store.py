@@ -187,9 +187,9 @@ class SQLiteStore:
                 accepted.append(AcceptedEvent(event.id, False, started))
                 if not started and skipped:
                     conn.execute(Q["set_disposition"], {"id": event.id, "disposition": skipped})
-            for event_id in resumed:
+            for event_id, disposition in resumed.items():
                 if not next(a for a in accepted if a.id == event_id).run_ids:
-                    conn.execute(Q["set_disposition"], {"id": event_id, "disposition": Disposition.RESUMED.value})
+                    conn.execute(Q["set_disposition"], {"id": event_id, "disposition": disposition.value})
         return accepted
 
     def create_runs(

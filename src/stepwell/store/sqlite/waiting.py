@@ -13,7 +13,7 @@ import orjson
 
 from stepwell.errors import LeaseLost
 from stepwell.model.matching import canonical_value_at, event_document
-from stepwell.model.records import ChildResult, ErrorInfo, FanOutCounts, RunStatus, StepStatus
+from stepwell.model.records import ChildResult, Disposition, ErrorInfo, FanOutCounts, RunStatus, StepStatus
 from stepwell.store.base import ConditionCheck, Lease, NewChild, NewEvent, NewWait
 from stepwell.store.rows import error_bytes, error_or_none, json_or_none
 from stepwell.store.sqlfile import load_queries
@@ -53,13 +53,13 @@ def resume_waits(
     at: int,
     *,
     cancel: Callable[[sqlite3.Connection, str, int], bool],
-) -> set[str]:
+) -> dict[str, Disposition]:
     """Resolve the waits these newly stored events match, and cancel the runs whose cancel_on they match.
 
-    Returns the ids of events that resumed (or cancelled) something.
+    Returns, per event that resumed or cancelled something, `resumed` (it resumed a wait) or `cancelled`.
     """
     paths_by_name: dict[str, list[str | None]] = {}
-    resumed: set[str] = set()
+    resumed: dict[str, Disposition] = {}
     for event, is_new in zip(events, stored, strict=True):
         if not is_new:
             continue
@@ -80,11 +80,11 @@ def resume_waits(
                     continue
                 if kind == "cancel":
                     if cancel(conn, run_id, at):
-                        resumed.add(event.id)
+                        resumed.setdefault(event.id, Disposition.CANCELLED)
                     continue
                 if resolve_step(conn, run_id, step_id, StepStatus.COMPLETED, output, None, at):
                     conn.execute(Q["delete_wait"], {"run_id": run_id, "step_id": step_id})
-                    resumed.add(event.id)
+                    resumed[event.id] = Disposition.RESUMED
     return resumed
 
 
