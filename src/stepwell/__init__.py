@@ -9,6 +9,7 @@ from stepwell.app import App
 from stepwell.errors import (
     Cancelled,
     ConfigurationError,
+    DatabaseNotFound,
     EventNotFound,
     EventRejected,
     FanOutFailed,
@@ -66,6 +67,7 @@ __all__ = [
     "ConfigurationError",
     "Context",
     "Cron",
+    "DatabaseNotFound",
     "DeadLetter",
     "Debounce",
     "Disposition",

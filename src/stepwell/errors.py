@@ -71,6 +71,14 @@ class StoreUnavailable(StoreError):
     """The database cannot be reached right now; the operation changed nothing and can be retried."""
 
 
+class DatabaseNotFound(StoreError):
+    """There is no Stepwell database where this looked, and nothing was created there.
+
+    Point at the right one with --database-url or STEPWELL_DATABASE_URL, or run from the folder that
+    holds .stepwell/; `stepwell migrate` creates an empty one.
+    """
+
+
 class StoreFull(StoreError):
     """The database is out of space; nothing was stored. Free disk space; work resumes by itself."""
 

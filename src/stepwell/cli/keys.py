@@ -4,19 +4,26 @@ from __future__ import annotations
 
 import click
 
-from stepwell.cli.common import DB_HELP, console, load_app, main
+from stepwell.cli.common import APP_HELP, DB_HELP, console, load_app, main
 
 
 @main.group()
 def keys() -> None:
-    """Operate one ordering key: pause, resume, drain, skip a parked dead letter."""
+    """Operate one ordering key: pause, resume, drain, skip a parked dead letter.
+
+    \b
+    Example:
+      stepwell keys pause --app ledger:app sync-ledger acct:7
+    """
 
 
 def _key_command(name: str, doc: str) -> None:
-    @keys.command(name, help=doc)
+    example = f"\n\n\b\nExample:\n  stepwell keys {name} --app ledger:app sync-ledger acct:7"
+
+    @keys.command(name, help=doc + example)
     @click.argument("function")
     @click.argument("key")
-    @click.option("--app", "app_target", envvar="STEPWELL_APP", required=True, metavar="MODULE:APP")
+    @click.option("--app", "app_target", envvar="STEPWELL_APP", required=True, metavar="MODULE:APP", help=APP_HELP)
     @click.option("--database-url", envvar="STEPWELL_DATABASE_URL", help=DB_HELP)
     def command(function: str, key: str, app_target: str, database_url: str | None) -> None:
         app = load_app(app_target, database_url)

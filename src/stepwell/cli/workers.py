@@ -20,7 +20,7 @@ def _worker_options(fn: Any) -> Any:
     fn = click.option("--poll-interval", default=0.5, show_default=True, help="seconds between polls when idle")(fn)
     fn = click.option("--shutdown-timeout", default=10.0, show_default=True, help="seconds to finish on SIGTERM")(fn)
     fn = click.option("--rescue-interval", default=5.0, show_default=True, help="seconds between lease rescues")(fn)
-    return click.option("-v", "--verbose", is_flag=True)(fn)
+    return click.option("-v", "--verbose", is_flag=True, help="log every claim and settlement (debug level)")(fn)
 
 
 def _run_worker(
@@ -52,7 +52,13 @@ def _run_worker(
 @_worker_options
 @click.option("--processes", default=1, show_default=True, help="worker processes to start")
 def worker(app_target: str, processes: int, **options: Any) -> None:
-    """Run a worker for the app's functions until SIGTERM/SIGINT."""
+    """Run a worker for the app's functions until SIGTERM/SIGINT.
+
+    \b
+    Examples:
+      stepwell worker sermons:app --concurrency 20
+      stepwell worker sermons:app --processes 4 --database-url postgresql://stepwell@db.internal/stepwell
+    """
     if processes > 1:
         _spawn(app_target, processes, options)
         return
@@ -83,6 +89,11 @@ def _spawn(app_target: str, processes: int, options: dict[str, Any]) -> None:
 @click.argument("app_target", metavar="MODULE:APP")
 @_worker_options
 def dev(app_target: str, **options: Any) -> None:
-    """All in one process for development: worker and maintenance, SQLite by default."""
+    """All in one process for development: worker and maintenance, SQLite by default.
+
+    \b
+    Example:
+      stepwell dev sermons:app
+    """
     console.print(f"[bold]stepwell dev[/] {app_target} · Ctrl-C to stop")
     _run_worker(app_target, **options)

@@ -14,11 +14,12 @@ from dataclasses import replace
 from datetime import datetime, timedelta
 from typing import Any
 
+import psycopg
 from psycopg import sql
 from psycopg_pool import ConnectionPool
 
 from stepwell.clock import Clock
-from stepwell.errors import LeaseLost
+from stepwell.errors import LeaseLost, StoreUnavailable
 from stepwell.model.ids import new_token
 from stepwell.model.records import (
     ChildResult,
@@ -148,6 +149,18 @@ class PostgresStore:
                     run(conn, "record_migration", {"version": version, "name": name})
                     applied.append(version)
         return applied
+
+    def applied_migrations(self) -> list[int]:
+        """On a connection of its own, not the pool's: a wrong URL fails at once, with the server's reason once."""
+        try:
+            conn = psycopg.connect(self.conninfo, **connection_kwargs(self.conninfo, self.options))
+        except psycopg.Error as err:
+            reason = " ".join(str(err).split())
+            raise StoreUnavailable(f"cannot connect to PostgreSQL: {reason}") from None
+        with translate("applied_migrations"), conn:
+            if not one(conn, "migrations_table_exists", {})[0]:
+                return []
+            return sorted(row[0] for row in run(conn, "applied_migrations", {}).fetchall())
 
     # ingest
 

@@ -149,6 +149,10 @@ class SQLiteStore:
         with self._write("migrate") as conn:
             return schema.migrate(conn, self._now(None))
 
+    def applied_migrations(self) -> list[int]:
+        with self._read("applied_migrations") as conn:
+            return schema.applied(conn)
+
     # ingest
 
     def append_events(
