@@ -4,11 +4,14 @@ from __future__ import annotations
 
 import threading
 from datetime import timedelta
+from pathlib import Path
 
+from stepwell.app import open_store
 from stepwell.clock import VirtualClock
 from stepwell.model.records import ErrorInfo, FailureReason, RunStatus
 from stepwell.store.base import Complete, Fail, Retention, RunFilter, Store
 from tests.conformance.helpers import event, new_run
+from tests.conftest import database_url_for
 
 LEASE = timedelta(seconds=30)
 
@@ -29,6 +32,19 @@ def test_migrate_is_idempotent_and_safe_concurrently(store: Store) -> None:
     for t in threads:
         t.join()
     assert errors == []
+
+
+def test_applied_migrations_lists_the_schema_versions_and_creates_nothing_on_an_empty_database(
+    store: Store, backend: str, tmp_path: Path, clock: VirtualClock
+) -> None:
+    versions = store.applied_migrations()
+    assert versions and versions == sorted(versions) and store.migrate() == []
+    empty = open_store(database_url_for(backend, tmp_path / "empty"), clock)
+    try:
+        assert empty.applied_migrations() == []
+        assert empty.applied_migrations() == [], "asking created no schema"
+    finally:
+        empty.close()
 
 
 def test_retention_purges_only_terminal_runs_past_their_age(store: Store, clock: VirtualClock) -> None:

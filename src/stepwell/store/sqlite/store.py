@@ -59,6 +59,7 @@ from stepwell.store.sqlite import cron, flow, lifecycle, reads, schema, waiting
 from stepwell.store.sqlite.schema import migration_script
 from stepwell.store.sqlite.times import EPOCH, micros, moment, moment_or_none, stamp
 from stepwell.store.sqlite.waiting import Q
+from stepwell.store.sqlite.watch import CommitWatcher
 
 __all__ = ["SQLiteStore", "migration_script"]
 
@@ -462,8 +463,11 @@ class SQLiteStore:
             return reads.queue_stats(conn, self._now(now))
 
     def subscribe(self, on_work: Callable[[], None]) -> Callable[[], None] | None:
-        """No push across processes on SQLite: workers poll (sends in the same process wake them directly)."""
-        return None
+        """Wakes the worker when another connection commits (watch.py), so that a run sent by another
+        process starts at once, not at the next poll; sends in the same process wake workers directly."""
+        watcher = CommitWatcher(self.path, on_work)
+        watcher.start()
+        return watcher.stop
 
     # retention
 
