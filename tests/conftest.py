@@ -17,6 +17,8 @@ from stepwell.clock import VirtualClock
 from stepwell.store.base import Store
 from stepwell.testing import TestEnv
 
+pytest_plugins = ["tests.noskip"]  # a skipped test fails the run
+
 BACKENDS = [b for b in os.environ.get("STEPWELL_TEST_BACKENDS", "sqlite").split(",") if b]
 PG_URL = os.environ.get("STEPWELL_TEST_PG_URL", "postgresql://postgres@127.0.0.1:5432/test")
 
