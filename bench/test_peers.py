@@ -9,7 +9,6 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
-
 from tests.test_bench_smoke import ROOT, row, run_quick
 
 BENCH_VENV_PYTHON: Path = ROOT / ".bench-venv" / "bin" / "python"
