@@ -1,4 +1,5 @@
-"""TestEnv: bind an app to a temporary SQLite store and a virtual clock, and drain it inline."""
+"""TestEnv: bind an app to a temporary store (SQLite, or the PostgreSQL `database_url` given) and a
+virtual clock, and drain it inline."""
 
 from __future__ import annotations
 
