@@ -18,6 +18,7 @@ import re
 import subprocess
 import sys
 import traceback
+import types
 from pathlib import Path
 from typing import Any
 
@@ -29,7 +30,9 @@ def main() -> None:
     samples: list[dict[str, Any]] = json.load(sys.stdin)
     os.chdir(folder)
     sys.path.insert(0, str(folder))
-    namespace: dict[str, Any] = {"__name__": "__main__"}
+    sample_module = types.ModuleType("__main__")  # a real module: libraries that resolve names through
+    sys.modules["__main__"] = sample_module  # sys.modules[cls.__module__] (SQLAlchemy) find the sample's
+    namespace: dict[str, Any] = sample_module.__dict__
     for sample in samples:
         ok, output = run(sample, folder, namespace)
         if ok and sample.get("expected"):
