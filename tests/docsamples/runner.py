@@ -58,13 +58,14 @@ def bash(code: str, folder: Path) -> tuple[bool, str]:
             ["bash", "-euo", "pipefail", "-c", code],
             cwd=folder,
             env=env,
-            capture_output=True,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,  # one stream, in the order a terminal shows it
             text=True,
             timeout=BASH_TIMEOUT,
         )
     except subprocess.TimeoutExpired as err:
-        return False, f"timed out after {BASH_TIMEOUT}s\n{err.stdout or ''}{err.stderr or ''}"
-    output = done.stdout + done.stderr
+        return False, f"timed out after {BASH_TIMEOUT}s\n{err.stdout or ''}"
+    output = done.stdout
     return done.returncode == 0, output if done.returncode == 0 else f"exit status {done.returncode}\n{output}"
 
 
