@@ -1,6 +1,6 @@
 """Finding the samples in Markdown: fenced ```python and ```bash blocks, and what the prose says of them.
 
-Rules (the contract with doc writers, also in docs/README.md):
+Rules (the contract with doc writers; README.md says that samples are run):
 
 * Every ```python and ```bash block is a sample and is run; other fences (```text, ```sql, plain
   ```) are not.
