@@ -148,6 +148,15 @@ def test_a_bad_postgresql_url_fails_at_once_with_its_cause_said_once(tmp_path: P
     assert line.startswith("Error: cannot connect to PostgreSQL:") and "PostgreSQL no_such_role@127.0.0.1" in line
 
 
+def test_a_write_command_on_a_bad_postgresql_url_says_the_cause_too(shop: Path) -> None:
+    started = time.monotonic()
+    url = "postgresql://no_such_role@127.0.0.1:5432/test"
+    done = stepwell(shop, "send", "--app", "shop:app", "order.placed", "{}", "--database-url", url)
+    assert time.monotonic() - started < 4 and done.returncode == 1
+    [line] = done.stderr.strip().splitlines()
+    assert line.count('role "no_such_role" does not exist') == 1 and "couldn't get a connection" not in line, line
+
+
 def test_every_option_has_a_help_line_and_every_command_an_example() -> None:
     import click
 

@@ -137,7 +137,11 @@ class PostgresStore:
     # schema
 
     def migrate(self) -> list[int]:
-        """Under a transaction-scoped advisory lock (per schema), so that concurrent starters queue up."""
+        """Under a transaction-scoped advisory lock (per schema), so that concurrent starters queue up.
+
+        The first thing a process does with the store: a direct connection first says why the
+        database cannot be reached, if it cannot."""
+        self._direct_connection().close()
         applied: list[int] = []
         with self._connection("migrate") as conn, conn.transaction():
             run(conn, "migrations_lock", {})
@@ -151,16 +155,19 @@ class PostgresStore:
         return applied
 
     def applied_migrations(self) -> list[int]:
-        """On a connection of its own, not the pool's: a wrong URL fails at once, with the server's reason once."""
-        try:
-            conn = psycopg.connect(self.conninfo, **connection_kwargs(self.conninfo, self.options))
-        except psycopg.Error as err:
-            reason = " ".join(str(err).split())
-            raise StoreUnavailable(f"cannot connect to PostgreSQL: {reason}") from None
-        with translate("applied_migrations"), conn:
+        with translate("applied_migrations"), self._direct_connection() as conn:
             if not one(conn, "migrations_table_exists", {})[0]:
                 return []
             return sorted(row[0] for row in run(conn, "applied_migrations", {}).fetchall())
+
+    def _direct_connection(self) -> Connection:
+        """A connection of its own, not the pool's: a wrong URL (role, password, database, host) fails
+        at once with the server's reason, said once, instead of after the pool's timeout without it."""
+        try:
+            return psycopg.connect(self.conninfo, **connection_kwargs(self.conninfo, self.options))
+        except psycopg.Error as err:
+            reason = " ".join(str(err).split())
+            raise StoreUnavailable(f"cannot connect to PostgreSQL: {reason}") from None
 
     # ingest
 
