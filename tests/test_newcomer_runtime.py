@@ -162,3 +162,16 @@ def test_an_event_that_cancels_runs_through_cancel_on_reads_cancelled(test_env: 
 def test_every_error_type_a_run_records_is_importable_from_stepwell() -> None:
     for name in ("RunTimeout", "LeaseExpired", "Cancelled", "StepNotAwaited", "FanOutFailed", "UnknownFunction"):
         assert issubclass(getattr(stepwell, name), stepwell.StepwellError), name
+
+
+def test_send_with_a_name_that_is_not_a_str_says_so_and_stores_nothing(test_env: EnvFactory) -> None:
+    app = stepwell.App("t")
+    with test_env(app):
+        for wrong in (42, None, {"name": "x"}):
+            try:
+                app.send(wrong, {"id": 1})  # type: ignore[arg-type]
+            except stepwell.EventRejected as err:
+                assert "the event name must be a str" in str(err) and type(wrong).__name__ in str(err)
+            else:
+                raise AssertionError(f"send({wrong!r}, ...) was accepted")
+        assert app.runs() == []
