@@ -66,6 +66,13 @@ def test_read_commands_create_no_schema_in_an_empty_postgres_schema(tmp_path: Pa
     assert stepwell(tmp_path, "runs", "ls", "--database-url", url).returncode == 1  # still nothing created
 
 
+def test_replay_with_the_users_app_creates_no_schema_either(shop: Path, tmp_path: Path) -> None:
+    url = database_url_for("postgres", tmp_path)
+    done = stepwell(shop, "runs", "replay", "--app", "shop:app", "r1", "--database-url", url)
+    assert done.returncode == 1 and "no Stepwell schema in PostgreSQL" in done.stderr, done.stderr
+    assert "no Stepwell schema" in stepwell(shop, "runs", "ls", "--database-url", url).stderr
+
+
 def test_an_empty_result_names_the_database_it_read(shop: Path) -> None:
     assert stepwell(shop, "migrate").returncode == 0
     done = stepwell(shop, "runs", "ls")

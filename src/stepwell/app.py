@@ -109,8 +109,16 @@ class App:
         resolved = resolve_database_url(self._database_url)
         if resolved.path is not None and not resolved.path.is_file():
             raise DatabaseNotFound(f"no Stepwell database at {resolved.path}")
-        if not self.store.applied_migrations():
-            raise DatabaseNotFound(f"no Stepwell schema in {resolved.describe()}")
+        with self._store_lock:
+            store = self._store or open_store(self._database_url, self.clock, self._sqlite_synchronous)
+            if not store.applied_migrations():  # checked before any migration could create the schema
+                if store is not self._store:
+                    store.close()
+                raise DatabaseNotFound(f"no Stepwell schema in {resolved.describe()}")
+            if self._store is None:
+                if self.auto_migrate:
+                    store.migrate()  # an older schema is upgraded, as on any first use
+                self._store = store
 
     def use_database(self, database_url: str) -> None:
         """Point the app at another database (closing the current store); it opens on next use."""
