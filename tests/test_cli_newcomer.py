@@ -75,6 +75,9 @@ def test_replay_with_the_users_app_creates_no_schema_either(shop: Path, tmp_path
 
 def test_an_empty_result_names_the_database_it_read(shop: Path) -> None:
     assert stepwell(shop, "migrate").returncode == 0
+    missing = stepwell(shop, "runs", "show", "r1")
+    assert missing.returncode == 1
+    assert f"no run 'r1' (it may have been purged by retention) (database: SQLite {shop}" in missing.stderr
     done = stepwell(shop, "runs", "ls")
     assert done.returncode == 0
     assert done.stdout.strip() == f"no runs in SQLite {shop / '.stepwell' / 'stepwell.db'}"

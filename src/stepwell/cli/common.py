@@ -15,7 +15,7 @@ from rich.logging import RichHandler
 
 from stepwell.app import App
 from stepwell.config import resolve_database_url
-from stepwell.errors import DatabaseNotFound, StepwellError, StoreError
+from stepwell.errors import DatabaseNotFound, EventNotFound, RunNotFound, StepwellError, StoreError
 from stepwell.render import make_console
 
 console = make_console()
@@ -117,7 +117,10 @@ def _quiet_driver_logs() -> None:
 
 
 class Group(click.Group):
-    """Turns a StepwellError into a one-line CLI error (exit status 1) instead of a traceback."""
+    """Turns a StepwellError into a one-line CLI error (exit status 1) instead of a traceback.
+
+    An error about the store or a missing run names the database it came from: with a relative
+    default path, "no run X" in the wrong folder is otherwise a mystery."""
 
     def invoke(self, ctx: click.Context) -> Any:
         try:
@@ -125,7 +128,11 @@ class Group(click.Group):
         except StepwellError as err:
             message = str(err)
             database = ctx.meta.get(_DATABASE_KEY)
-            if isinstance(err, StoreError) and not isinstance(err, DatabaseNotFound) and database:
+            if (
+                isinstance(err, StoreError | RunNotFound | EventNotFound)
+                and not isinstance(err, DatabaseNotFound)
+                and database
+            ):
                 message += f" (database: {database})"
             raise click.ClickException(message) from None
 
