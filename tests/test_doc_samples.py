@@ -75,6 +75,13 @@ def test_every_skip_marker_gives_a_reason_and_sits_just_above_a_sample() -> None
             assert above_a_sample, f"{where}: the marker must be the line just above a ```python or ```bash fence"
 
 
+def test_skipped_python_samples_still_parse() -> None:
+    for doc in DOCS:
+        for sample in samples(doc, ROOT):
+            if sample.skip is not None and sample.lang == "python":
+                compile(sample.code, sample.where, "exec")  # a SyntaxError names the doc and line
+
+
 def test_the_readme_tutorial_is_run_not_skipped() -> None:
     found = samples(ROOT / "README.md", ROOT)
     assert [s.write_to for s in found if s.write_to] == ["sermons.py", "test_sermons.py"]
