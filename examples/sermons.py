@@ -116,6 +116,8 @@ def demo(quick: bool) -> None:
         f"{statuses.count('completed')}/{len(statuses)} sermons transcribed, {len(app.dead_letters())} dead letters"
     )
     console.print(f"[bold green]{summary}")
+    url = f"sqlite:///{(db / 'stepwell.db').absolute()}"
+    console.print(f"look around (the demo has its own database): stepwell runs ls --database-url {url}", soft_wrap=True)
 
 
 def _work_until_idle(console: Console) -> None:

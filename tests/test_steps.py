@@ -137,7 +137,7 @@ def test_reordered_steps_are_reported_naming_both_steps() -> None:
         env.run_until_idle()
         run = app.get_run(app.runs()[0].id)
         assert run.status == RunStatus.FAILED
-        assert run.error is not None and run.error.type == "stepwell.errors.NonDeterminismError"
+        assert run.error is not None and run.error.type == "NonDeterminismError"
         assert "'run charge'" in run.error.message and "'run email'" in run.error.message
         assert [d.run_id for d in app.dead_letters()] == [run.id]
 

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import importlib
 import inspect
 import logging
 import signal
@@ -20,6 +21,7 @@ from stepwell.clock import Clock, SystemClock
 from stepwell.config import resolve_database_url
 from stepwell.errors import (
     ConfigurationError,
+    DatabaseNotFound,
     EventNotFound,
     EventRejected,
     RunNotFound,
@@ -115,6 +117,30 @@ class App:
     def database_url(self) -> str | None:
         """The URL given to the app (None: $STEPWELL_DATABASE_URL or the default SQLite file)."""
         return self._database_url
+
+    @property
+    def database(self) -> str:
+        """Which database the app uses, in words (`SQLite /abs/path.db`, `PostgreSQL user@host/db`); no password."""
+        return resolve_database_url(self._database_url).describe()
+
+    def require_schema(self) -> None:
+        """For read-only use: DatabaseNotFound unless the database exists with Stepwell's schema.
+
+        Creates nothing (no file, no table); use it with auto_migrate=False, before the first read.
+        """
+        resolved = resolve_database_url(self._database_url)
+        if resolved.path is not None and not resolved.path.is_file():
+            raise DatabaseNotFound(f"no Stepwell database at {resolved.path}")
+        with self._store_lock:
+            store = self._store or open_store(self._database_url, self.clock, self._sqlite_synchronous)
+            if not store.applied_migrations():  # checked before any migration could create the schema
+                if store is not self._store:
+                    store.close()
+                raise DatabaseNotFound(f"no Stepwell schema in {resolved.describe()}")
+            if self._store is None:
+                if self.auto_migrate:
+                    store.migrate()  # an older schema is upgraded, as on any first use
+                self._store = observed_store(store)
 
     def use_database(self, database_url: str) -> None:
         """Point the app at another database (closing the current store); it opens on next use."""
@@ -270,6 +296,11 @@ class App:
         if isinstance(name, str):
             accepted = self._ingest([EventIn(name, data, id, ts)], connection)
             return accepted[0]
+        if not isinstance(name, list | tuple):
+            raise EventRejected(
+                f"send(): the event name must be a str (or a list of events for a batch), got {type(name).__name__} "
+                f"{name!r}; nothing was stored"
+            )
         if data is not None or id is not None or ts is not None:
             raise ConfigurationError("send(batch) takes only the list; put data, id and ts in each entry")
         return self._ingest(batch_of(name), connection)
@@ -599,6 +630,7 @@ def migration_sql(database_url: str | None = None) -> str:
     if resolved.backend == "sqlite":
         from stepwell.store.sqlite.store import migration_script
     elif resolved.backend == "postgresql":
+        _require_postgres_extra()
         from stepwell.store.postgres.store import migration_script
     else:
         raise ConfigurationError(f"no store for {resolved.backend!r}")
@@ -613,8 +645,21 @@ def open_store(database_url: str | None, clock: Clock, sqlite_synchronous: str =
         assert resolved.path is not None
         return SQLiteStore(resolved.path, clock=clock, synchronous=sqlite_synchronous)
     if resolved.backend == "postgresql":
+        _require_postgres_extra()
         from stepwell.store.postgres.store import PostgresStore
 
         # Production PostgreSQL runs on database time (one authority for leases); only tests pin it.
         return PostgresStore(resolved.url, clock=clock if clock.is_virtual else None)
     raise ConfigurationError(f"no store for {resolved.backend!r}")
+
+
+def _require_postgres_extra() -> None:
+    """A postgresql:// URL without the driver installed: say what to install, not a traceback."""
+    for module in ("psycopg", "psycopg_pool"):
+        try:
+            importlib.import_module(module)
+        except ImportError:
+            raise ConfigurationError(
+                f"postgresql:// URLs need the PostgreSQL extra ({module} is not installed): "
+                "pip install 'stepwell[postgres]'"
+            ) from None

@@ -82,6 +82,14 @@ class StoreUnavailable(StoreError):
     """The database cannot be reached right now; the operation changed nothing and can be retried."""
 
 
+class DatabaseNotFound(StoreError):
+    """There is no Stepwell database where this looked, and nothing was created there.
+
+    Point at the right one with --database-url or STEPWELL_DATABASE_URL, or run from the folder that
+    holds .stepwell/; `stepwell migrate` creates an empty one.
+    """
+
+
 class StoreFull(StoreError):
     """The database is out of space; nothing was stored. Free disk space; work resumes by itself."""
 
@@ -102,6 +110,21 @@ class TimeoutExpired(StepwellError):
     """The wait ended before the run reached a terminal status."""
 
 
+# Errors a run records without a user's exception behind them (their class names are the stored type).
+
+
+class RunTimeout(StepwellError):
+    """The run did not finish within its function's `timeout`; it failed with the reason timed_out."""
+
+
+class LeaseExpired(StepwellError):
+    """The worker running the attempt stopped renewing its lease (it crashed or hung); the run is retried."""
+
+
+class Cancelled(StepwellError):
+    """The child run was cancelled (app.cancel, cancel_on, drain_key, or its invoke's timeout)."""
+
+
 # Errors a user raises from a function to steer retries.
 
 
@@ -110,11 +133,29 @@ class NonRetriableError(StepwellError):
 
 
 class StepError(StepwellError):
-    """A step failed for good on an earlier attempt; replay raises its stored error again."""
+    """A step failed for good on an earlier attempt; replay raises its stored error again.
+
+    A run that fails with it records the step's own error (`ValueError in step 'x': ...`), not this wrapper.
+    """
 
     def __init__(self, step_id: str, error_type: str, message: str) -> None:
         self.step_id, self.error_type, self.error_message = step_id, error_type, message
         super().__init__(f"step {step_id!r} failed: {error_type}: {message}")
+
+
+class StepNotAwaited(StepwellError):
+    """An async function called a `ctx.step` method without `await`, so the step never ran.
+
+    Not retriable: the code must change. Write `await ctx.step.run(...)`.
+    """
+
+    def __init__(self, function: str, calls: list[tuple[str, str]]) -> None:
+        self.function, self.calls = function, calls
+        named = ", ".join(f"ctx.step.{method}({step_id!r})" for method, step_id in calls)
+        super().__init__(
+            f"function {function!r} called {named} without await, so the step never ran; "
+            f"in an async function write `await ctx.step.<method>(...)` (or pass it to asyncio.gather)"
+        )
 
 
 class StepTimeout(StepwellError):

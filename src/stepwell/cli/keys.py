@@ -4,22 +4,36 @@ from __future__ import annotations
 
 import click
 
-from stepwell.cli.common import DB_HELP, console, main, plain_app
+from stepwell.cli.common import DB_HELP, console, existing_app, main
 
 
 @main.group()
 def keys() -> None:
-    """Operate one ordering key: pause, resume, drain, skip a parked dead letter."""
+    """Operate one ordering key: pause, resume, drain, skip a parked dead letter.
+
+    \b
+    Example:
+      stepwell keys pause sync-ledger acct:7
+    """
 
 
 def _key_command(name: str, doc: str) -> None:
-    @keys.command(name, help=doc)
+    example = f"\n\n\b\nExample:\n  stepwell keys {name} sync-ledger acct:7"
+
+    @keys.command(name, help=doc + example)
     @click.argument("function")
     @click.argument("key")
-    @click.option("--app", "app_target", envvar="STEPWELL_APP", default=None, metavar="MODULE:APP")
+    @click.option(
+        "--app",
+        "app_target",
+        envvar="STEPWELL_APP",
+        default=None,
+        metavar="MODULE:APP",
+        help="optional: the app that defines FUNCTION (else its definition is read from the registry)",
+    )
     @click.option("--database-url", envvar="STEPWELL_DATABASE_URL", help=DB_HELP)
     def command(function: str, key: str, app_target: str | None, database_url: str | None) -> None:
-        app = plain_app(database_url, app_target)  # the function is looked up in the registry without --app
+        app = existing_app(database_url, app_target)  # the function is looked up in the registry without --app
         result = {"pause": app.pause_key, "resume": app.resume_key, "drain": app.drain_key, "skip": app.skip_key}[name](
             function, key
         )

@@ -16,10 +16,17 @@ from stepwell.cli.common import DB_HELP, console, main
     help="print the schema SQL for the URL's backend instead of applying it (to apply with Alembic, Django, ...)",
 )
 def migrate(database_url: str | None, print_sql: bool) -> None:
-    """Create or upgrade the schema."""
+    """Create or upgrade the schema (workers and `send` do it by themselves).
+
+    \b
+    Examples:
+      stepwell migrate --database-url postgresql://stepwell@db.internal/stepwell
+      stepwell migrate --print-sql --database-url postgresql://localhost/app > 0001_stepwell.sql
+    """
     if print_sql:
         click.echo(migration_sql(database_url), nl=False)
         return
     app = App("stepwell-cli", database_url=database_url, auto_migrate=False)
     applied = app.store.migrate()
-    console.print(f"applied migrations {applied}" if applied else "schema is up to date")
+    message = f"applied migrations {applied}" if applied else "schema is up to date"
+    console.print(f"{message} in {app.database}", highlight=False, soft_wrap=True)

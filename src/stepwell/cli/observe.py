@@ -19,7 +19,7 @@ from rich.table import Table
 from rich.text import Text
 
 from stepwell.app import App
-from stepwell.cli.common import DB_HELP, console, main, plain_app
+from stepwell.cli.common import DB_HELP, console, existing_app, main
 from stepwell.config import resolve_database_url
 from stepwell.model.records import Run, StepStatus
 from stepwell.model.schedule import Cron
@@ -87,7 +87,7 @@ def events_group() -> None:
 @click.option("--database-url", envvar="STEPWELL_DATABASE_URL", help=DB_HELP)
 def events_show(event_id: str, as_json: bool, database_url: str | None) -> None:
     """Show an event and its disposition: the runs it started, or why it started none."""
-    record = plain_app(database_url, None).event(event_id)
+    record = existing_app(database_url).event(event_id)
     if as_json:
         click.echo(orjson.dumps({
             "id": record.id, "name": record.name, "disposition": record.disposition.value,
@@ -111,7 +111,7 @@ def events_show(event_id: str, as_json: bool, database_url: str | None) -> None:
 @click.option("--database-url", envvar="STEPWELL_DATABASE_URL", help=DB_HELP)
 def top(interval: float, window: float, once: bool, database_url: str | None) -> None:
     """A live view per function: throughput, queue depth, oldest ready age, failures, dead letters."""
-    app = plain_app(database_url, None)
+    app = existing_app(database_url)
     if once:
         console.print(top_table(app, window))
         return

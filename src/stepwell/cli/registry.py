@@ -6,7 +6,7 @@ import click
 import orjson
 from rich.table import Table
 
-from stepwell.cli.common import DB_HELP, console, load_app, main, plain_app
+from stepwell.cli.common import DB_HELP, console, existing_app, load_app, main
 
 
 @main.group()
@@ -20,7 +20,7 @@ def registry() -> None:
 @click.option("--database-url", envvar="STEPWELL_DATABASE_URL", help=DB_HELP)
 def registry_ls(show_all: bool, as_json: bool, database_url: str | None) -> None:
     """List the registered functions (served ones; --all adds the retired)."""
-    found = [f for f in plain_app(database_url, None).functions() if show_all or f.retired_at is None]
+    found = [f for f in existing_app(database_url).functions() if show_all or f.retired_at is None]
     if as_json:
         for entry in found:
             line = {

@@ -8,7 +8,7 @@ import click
 import orjson
 
 from stepwell.app import App
-from stepwell.cli.common import DB_HELP, console, main, plain_app
+from stepwell.cli.common import DB_HELP, console, existing_app, main
 from stepwell.cli.observe import resolve, show_run
 from stepwell.cli.remote import endpoint, remote_options
 from stepwell.render import run_timeline, runs_table
@@ -16,19 +16,26 @@ from stepwell.render import run_timeline, runs_table
 
 @main.group()
 def runs() -> None:
-    """List, show, cancel and replay runs."""
+    """List, show, cancel and replay runs.
+
+    \b
+    Examples:
+      stepwell runs ls --status failed
+      stepwell runs show RUN_ID
+    """
 
 
 @runs.command("ls")
-@click.option("--function", default=None)
+@click.option("--function", default=None, help="only runs of this function")
 @click.option(
     "--status",
     default=None,
     type=click.Choice(["queued", "running", "sleeping", "waiting", "completed", "failed", "cancelled"]),
+    help="only runs in this status",
 )
-@click.option("--event", "event_id", default=None)
+@click.option("--event", "event_id", default=None, help="only the runs this event started")
 @click.option("--key", default=None, help="runs of this ordering key")
-@click.option("--limit", default=50, show_default=True)
+@click.option("--limit", default=50, show_default=True, help="list at most this many")
 @click.option("--json", "as_json", is_flag=True, help="one JSON object per line")
 @click.option("--watch", "watch", is_flag=True, help="refresh every 2 seconds until Ctrl-C")
 @click.option("--database-url", envvar="STEPWELL_DATABASE_URL", help=DB_HELP)
@@ -45,8 +52,15 @@ def runs_ls(
     server: str | None,
     token: str | None,
 ) -> None:
-    """List runs, newest first (ids shown short: any unique prefix is accepted)."""
-    app = endpoint(server, token, lambda: plain_app(database_url, None))
+    """List runs, newest first (ids shown short: any unique prefix is accepted).
+
+    \b
+    Examples:
+      stepwell runs ls
+      stepwell runs ls --function transcribe-audio --status failed --limit 20
+      stepwell runs ls --json | jq .status
+    """
+    app = endpoint(server, token, lambda: existing_app(database_url))
     now = app.store.now if isinstance(app, App) else lambda: None
     if watch:
         from rich.live import Live
@@ -78,6 +92,10 @@ def runs_ls(
                 )
             )
         return
+    if not found:
+        where = app.database if isinstance(app, App) else server
+        console.print(f"no runs in {where}", highlight=False, soft_wrap=True)
+        return
     console.print(runs_table(found, now()))
 
 
@@ -88,12 +106,17 @@ def runs_ls(
 def runs_show(run_id: str, database_url: str | None, server: str | None, token: str | None) -> None:
     """Show a run: steps, input, current step, waiting reason, errors with traceback, logs.
 
-    RUN_ID may be any unique prefix of the id (a whole id with --server)."""
+    RUN_ID may be any unique prefix of the id (a whole id with --server).
+
+    \b
+    Example:
+      stepwell runs show 01JD9Z3K
+    """
     if not server:
-        app = plain_app(database_url, None)
+        app = existing_app(database_url)
         show_run(app, app.get_run(resolve(app, run_id)))
         return
-    client = endpoint(server, token, lambda: plain_app(database_url, None))
+    client = endpoint(server, token, lambda: existing_app(database_url))
     run = client.get_run(run_id)
     fan_outs = {s.id: client.fan_out_progress(run.id, s.id) for s in run.steps if s.kind == "fan_out"}
     console.print(run_timeline(run, fan_outs))
@@ -109,18 +132,35 @@ def runs_show(run_id: str, database_url: str | None, server: str | None, token: 
 @click.argument("run_ids", nargs=-1, required=True)
 @click.option("--database-url", envvar="STEPWELL_DATABASE_URL", help=DB_HELP)
 def runs_cancel(run_ids: tuple[str, ...], database_url: str | None) -> None:
-    """Cancel runs that have not ended."""
-    app = plain_app(database_url, None)
-    for run_id in run_ids:
-        full = resolve(app, run_id)
+    """Cancel runs that have not ended.
+
+    \b
+    Example:
+      stepwell runs cancel 01JD9Z3K4M5N6P7Q8R9S0T1V2W
+    """
+    app = existing_app(database_url)
+    ids = [resolve(app, run_id) for run_id in run_ids]  # an unknown id is an error before anything is cancelled
+    for full in ids:
         console.print(f"{full}: {'cancelled' if app.cancel(full) else 'already ended'}")
 
 
 @runs.command("replay")
 @click.argument("run_id")
-@click.option("--app", "app_target", envvar="STEPWELL_APP", default=None, metavar="MODULE:APP")
+@click.option(
+    "--app",
+    "app_target",
+    envvar="STEPWELL_APP",
+    default=None,
+    metavar="MODULE:APP",
+    help="optional: the app that defines the function (else its definition is read from the registry)",
+)
 @click.option("--database-url", envvar="STEPWELL_DATABASE_URL", help=DB_HELP)
 def runs_replay(run_id: str, app_target: str | None, database_url: str | None) -> None:
-    """Start a new run from the same input."""
-    app = plain_app(database_url, app_target)  # the registry's definition
+    """Start a new run of the same function from the same input, from scratch; RUN_ID may be a prefix.
+
+    \b
+    Example:
+      stepwell runs replay 01JD9Z3K4M5N6P7Q8R9S0T1V2W
+    """
+    app = existing_app(database_url, app_target)
     console.print(f"new run {app.replay(resolve(app, run_id))}")

@@ -5,7 +5,7 @@ from __future__ import annotations
 import click
 from rich.table import Table
 
-from stepwell.cli.common import DB_HELP, console, main, plain_app
+from stepwell.cli.common import DB_HELP, console, existing_app, main, plain_app
 from stepwell.model.apikeys import Scope
 
 
@@ -38,7 +38,7 @@ def tokens_create(name: str, scopes: tuple[str, ...], database_url: str | None) 
 @click.option("--database-url", envvar="STEPWELL_DATABASE_URL", help=DB_HELP)
 def tokens_ls(database_url: str | None) -> None:
     """List keys (never their tokens)."""
-    found = plain_app(database_url, None).api_keys()
+    found = existing_app(database_url).api_keys()
     table = Table(title=f"{len(found)} API key(s)")
     for column in ("id", "name", "scopes", "created", "revoked"):
         table.add_column(column, overflow="fold")
@@ -54,6 +54,6 @@ def tokens_ls(database_url: str | None) -> None:
 @click.option("--database-url", envvar="STEPWELL_DATABASE_URL", help=DB_HELP)
 def tokens_revoke(key_id: str, database_url: str | None) -> None:
     """Revoke a key for good: requests with its token are refused from now on."""
-    if not plain_app(database_url, None).revoke_api_key(key_id):
+    if not existing_app(database_url).revoke_api_key(key_id):
         raise click.ClickException(f"no key {key_id!r} to revoke (unknown, or revoked already)")
     console.print(f"key {key_id} revoked")

@@ -62,7 +62,9 @@ def _worker_options(fn: Any) -> Any:
         "--log-format", type=click.Choice(["auto", "json", "rich"]), default="auto", show_default=True,
         help="auto: rich on a terminal, JSON lines otherwise",
     )(fn)  # fmt: skip
-    return click.option("-v", "--verbose", is_flag=True)(fn)
+    return click.option(
+        "-v", "--verbose", is_flag=True, help="log every run's start and completion, and debug details"
+    )(fn)
 
 
 def _run_worker(
@@ -115,7 +117,13 @@ def _run_worker(
 @_worker_options
 @click.option("--processes", default=1, show_default=True, help="worker processes to start")
 def worker(app_target: str, processes: int, **options: Any) -> None:
-    """Run a worker for the app's functions until SIGTERM/SIGINT."""
+    """Run a worker for the app's functions until SIGTERM/SIGINT.
+
+    \b
+    Examples:
+      stepwell worker sermons:app --concurrency 20
+      stepwell worker sermons:app --processes 4 --database-url postgresql://stepwell@db.internal/stepwell
+    """
     if processes > 1:
         _spawn(app_target, processes, options)
         return
@@ -155,5 +163,10 @@ def _spawn(app_target: str, processes: int, options: dict[str, Any]) -> None:
 def dev(app_target: str, port: int, **options: Any) -> None:
     """All in one process for development: worker, maintenance and the HTTP API, SQLite by default.
 
-    Prints a banner (the database, the functions and their triggers, the API's URL) and every run's lifecycle."""
+    Prints a banner (the database, the functions and their triggers, the API's URL) and every run's lifecycle.
+
+    \b
+    Example:
+      stepwell dev sermons:app
+    """
     _run_worker(app_target, dev=True, api_port=port, **options)

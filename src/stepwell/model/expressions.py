@@ -10,8 +10,6 @@ import functools
 import re
 from typing import Any
 
-import cel
-
 from stepwell.errors import ConfigurationError
 
 _POSITION = re.compile(r"<input>:(\d+):(\d+): (.*?)(?:\n|$)")
@@ -22,6 +20,9 @@ def compile_expression(source: str, what: str = "expression") -> Any:
     """A compiled CEL program; ConfigurationError with the line, column and reason when it is invalid."""
     if not isinstance(source, str) or not source.strip():
         raise ConfigurationError(f"{what}: {source!r} must be a non-empty CEL expression")
+    import cel  # here, not at the top: the library also loads its REPL (prompt_toolkit), a third of
+    # Stepwell's import time, and every worker and CLI call paid it before its first claim (issue 9)
+
     try:
         return cel.compile(source)
     except ValueError as err:

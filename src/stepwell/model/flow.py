@@ -47,7 +47,7 @@ class Concurrency:
 
 @dataclass(frozen=True, slots=True)
 class Throttle:
-    """At most `limit` starts per `period` per key; the excess waits its turn (nothing is dropped)."""
+    """`limit` starts per `period` per key on average, up to `burst` at once; the excess waits (nothing is dropped)."""
 
     limit: int
     period: Duration

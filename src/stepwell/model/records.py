@@ -47,6 +47,7 @@ class Disposition(StrEnum):
 
     STARTED = "started"
     RESUMED = "resumed"  # started no run, but resumed runs waiting for it
+    CANCELLED = "cancelled"  # started and resumed nothing, but cancelled runs through their cancel_on
     DEDUPLICATED = "deduplicated"  # the function's idempotency key was seen within 24 h
     RATE_LIMITED = "rate_limited"
     DEBOUNCED = "debounced"  # a later event took its place in the pending run

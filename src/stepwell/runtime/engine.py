@@ -42,7 +42,13 @@ class Engine:
         """The spec of a decorated function (anything with `.spec`) or of a registered name."""
         spec = getattr(target, "spec", None)
         if isinstance(spec, FunctionSpec):
-            return spec
+            if self.registry.get(spec.name) is spec:
+                return spec
+            owner = getattr(getattr(target, "app", None), "name", "another app")
+            raise ConfigurationError(
+                f"function {spec.name!r} is registered on app {owner!r}, not on the app running this run; "
+                "a run can only invoke or fan out to functions of its own app (register it there)"
+            )
         if isinstance(target, str) and (found := self.registry.get(target)) is not None:
             return found
         raise ConfigurationError(f"{target!r} is not a function of this app; pass the decorated function or its name")

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import traceback
 
+from stepwell.errors import StepError
 from stepwell.model.records import ErrorInfo
 
 MAX_MESSAGE = 8 * 1024
@@ -11,18 +12,36 @@ MAX_TRACEBACK = 32 * 1024
 
 
 def error_info(error: BaseException, *, step: str | None = None) -> ErrorInfo:
+    """The stored form of `error`; `str()` of it reads `Type in step 'x': message` (or `Type: message`).
+
+    A step's failure replayed (StepError) is recorded as the step's own error, and an invoke's or a
+    fan-out's failure names its step once, so no message repeats its type or its step.
+    """
+    kind, message = type_name(type(error)), _safe_str(error)
+    if isinstance(error, StepError):
+        step = error.step_id
+        if type(error) is StepError:
+            kind, message = error.error_type, error.error_message
+        elif error.error_type == kind:
+            message = error.error_message
+        else:
+            message = f"{error.error_type}: {error.error_message}"
     return ErrorInfo(
-        type=_qualified_name(type(error)),
-        message=_truncate(_safe_str(error), MAX_MESSAGE),
+        type=kind,
+        message=_truncate(message, MAX_MESSAGE),
         traceback=_truncate(_safe_traceback(error), MAX_TRACEBACK),
         step=step,
     )
 
 
-def _qualified_name(kind: type) -> str:
-    module = getattr(kind, "__module__", "")
+def type_name(kind: type) -> str:
+    """The name a user catches the error by: bare for builtins and Stepwell's errors (all exported by
+    `stepwell`), module-qualified for the user's own classes (`billing.PaymentDeclined`)."""
+    module = getattr(kind, "__module__", "") or ""
     name = getattr(kind, "__qualname__", kind.__name__)
-    return name if module in ("builtins", "") else f"{module}.{name}"
+    return (
+        name if module == "builtins" or module == "stepwell" or module.startswith("stepwell.") else f"{module}.{name}"
+    )
 
 
 def _safe_str(error: BaseException) -> str:

@@ -14,6 +14,7 @@ from stepwell.errors import (
     OutputNotSerializable,
     OutputTooLarge,
     StepError,
+    StepNotAwaited,
 )
 from stepwell.model.function import FunctionSpec
 from stepwell.model.jsonvalue import encode
@@ -34,6 +35,7 @@ _NOT_RETRIABLE = (
     NonDeterminismError,
     StepError,
     ConfigurationError,
+    StepNotAwaited,
 )
 
 
@@ -59,13 +61,19 @@ async def execute_async(
     ledger = StepLedger(claimed, engine, alive)
     if not ledger.lease_alive():
         return LeaseGone()
-    ctx = _context(claimed, AsyncSteps(ledger), run_logger(claimed.function, lambda: ledger.position))
+    steps = AsyncSteps(ledger)
+    ctx = _context(claimed, steps, run_logger(claimed.function, lambda: ledger.position))
     try:
         result = await spec.handler(ctx)
     except asyncio.CancelledError:
+        steps.unawaited()
         raise
     except BaseException as error:  # noqa: BLE001
+        steps.unawaited()
         return _failure(error, ledger)
+    missed = steps.unawaited()
+    if missed and not ledger.lost and ledger.interrupted is None:
+        return Failed(error_info(StepNotAwaited(spec.name, missed), step=missed[0][1]), retriable=False)
     return _completion(spec, result, ledger)
 
 

@@ -12,7 +12,7 @@ import contextvars
 import functools
 import inspect
 import threading
-from collections.abc import Awaitable, Callable, Iterable
+from collections.abc import Awaitable, Callable, Coroutine, Iterable
 from datetime import datetime
 from typing import Any, TypeVar
 
@@ -165,7 +165,7 @@ class StepLedger:
 def _stored_error(step: Step) -> StepError:
     assert step.error is not None
     kind = {StepKind.INVOKE: InvokeError, StepKind.FAN_OUT: FanOutFailed}.get(step.kind, StepError)
-    if step.error.type == "stepwell.errors.InvokeTimeout":
+    if step.error.type in ("InvokeTimeout", "stepwell.errors.InvokeTimeout"):  # the second: stored before 0.2
         kind = InvokeTimeout
     return kind(step.id, step.error.type, step.error.message)
 
@@ -299,7 +299,7 @@ class Steps:
         if step.status == StepStatus.WAITING:
             if not ledger.timed_out(step):
                 raise SuspendRun(step.wake_at, waiting=True)
-            timeout_error = ErrorInfo("stepwell.errors.InvokeTimeout", f"the child run of step {sid!r} timed out")
+            timeout_error = ErrorInfo("InvokeTimeout", f"the child run of step {sid!r} timed out")
             step = ledger.fenced(ledger.store.time_out_step, ledger.lease, sid, error=timeout_error)
         return ledger.outcome(step)[1]
 
@@ -422,18 +422,45 @@ def _event(document: dict[str, Any]) -> Event:
 
 
 class AsyncSteps:
-    """`ctx.step` in an async function: the same calls, awaited."""
+    """`ctx.step` in an async function: the same calls, awaited.
+
+    Each call returns a coroutine that is remembered until the attempt ends: one never awaited (a
+    forgotten `await`, which Python only warns about) fails the run with StepNotAwaited instead of
+    letting it complete without its step.
+    """
 
     def __init__(self, ledger: StepLedger) -> None:
         self._ledger = ledger
         self._sync = Steps(ledger)
+        self._calls: list[tuple[str, object, Coroutine[Any, Any, Any]]] = []
+
+    def _track(self, method: str, step_id: object, call: Coroutine[Any, Any, T]) -> Coroutine[Any, Any, T]:
+        if len(self._calls) >= 64:  # long runs: forget the calls already started
+            self._calls = [c for c in self._calls if inspect.getcoroutinestate(c[2]) == inspect.CORO_CREATED]
+        self._calls.append((method, step_id, call))
+        return call
+
+    def unawaited(self) -> list[tuple[str, str]]:
+        """(method, step id) of this attempt's step calls never awaited (closed here: Python does not warn again)."""
+        missed = []
+        for method, step_id, call in self._calls:
+            if inspect.getcoroutinestate(call) == inspect.CORO_CREATED:
+                call.close()
+                missed.append((method, str(step_id)))
+        self._calls = []
+        return missed
 
     async def _off_loop(self, fn: Callable[..., T], *args: Any, **kwargs: Any) -> T:
         call = functools.partial(contextvars.copy_context().run, fn, *args, **kwargs)  # records know their run
         return await asyncio.get_running_loop().run_in_executor(None, call)
 
-    async def run(self, step_id: str, fn: Callable[..., T | Awaitable[T]], *args: Any, **kwargs: Any) -> T:
+    def run(
+        self, step_id: str, fn: Callable[..., T | Awaitable[T]], *args: Any, **kwargs: Any
+    ) -> Coroutine[Any, Any, T]:
         """Run `fn` (sync or async) once for this run; later replays return its stored result."""
+        return self._track("run", step_id, self._run(step_id, fn, *args, **kwargs))
+
+    async def _run(self, step_id: str, fn: Callable[..., T | Awaitable[T]], *args: Any, **kwargs: Any) -> T:
         ledger = self._ledger
         sid, position = ledger.next_id(step_id, StepKind.RUN)
         done, output = ledger.replayed(sid)
@@ -462,13 +489,13 @@ class AsyncSteps:
         crash_point("step.after_commit")
         return value  # type: ignore[no-any-return]
 
-    async def sleep(self, step_id: str, duration: Duration) -> None:
-        await self._off_loop(self._sync.sleep, step_id, duration)
+    def sleep(self, step_id: str, duration: Duration) -> Coroutine[Any, Any, None]:
+        return self._track("sleep", step_id, self._off_loop(self._sync.sleep, step_id, duration))
 
-    async def sleep_until(self, step_id: str, when: datetime) -> None:
-        await self._off_loop(self._sync.sleep_until, step_id, when)
+    def sleep_until(self, step_id: str, when: datetime) -> Coroutine[Any, Any, None]:
+        return self._track("sleep_until", step_id, self._off_loop(self._sync.sleep_until, step_id, when))
 
-    async def wait_for_event(
+    def wait_for_event(
         self,
         step_id: str,
         *,
@@ -476,16 +503,22 @@ class AsyncSteps:
         match: str | None = None,
         if_: str | None = None,
         timeout: Duration | None = None,
-    ) -> Event | None:
-        return await self._off_loop(
-            self._sync.wait_for_event, step_id, event=event, match=match, if_=if_, timeout=timeout
+    ) -> Coroutine[Any, Any, Event | None]:
+        call = self._off_loop(self._sync.wait_for_event, step_id, event=event, match=match, if_=if_, timeout=timeout)
+        return self._track("wait_for_event", step_id, call)
+
+    def invoke(
+        self, step_id: str, function: Any, data: Any = None, *, timeout: Duration | None = None
+    ) -> Coroutine[Any, Any, Any]:
+        return self._track(
+            "invoke", step_id, self._off_loop(self._sync.invoke, step_id, function, data, timeout=timeout)
         )
 
-    async def invoke(self, step_id: str, function: Any, data: Any = None, *, timeout: Duration | None = None) -> Any:
-        return await self._off_loop(self._sync.invoke, step_id, function, data, timeout=timeout)
+    def send_event(self, step_id: str, name: str, data: Any = None) -> Coroutine[Any, Any, str]:
+        return self._track("send_event", step_id, self._off_loop(self._sync.send_event, step_id, name, data))
 
-    async def send_event(self, step_id: str, name: str, data: Any = None) -> str:
-        return await self._off_loop(self._sync.send_event, step_id, name, data)
-
-    async def fan_out(self, step_id: str, function: Any, items: Iterable[Any], *, tolerate: int | float = 0) -> FanOut:
-        return await self._off_loop(self._sync.fan_out, step_id, function, items, tolerate=tolerate)
+    def fan_out(
+        self, step_id: str, function: Any, items: Iterable[Any], *, tolerate: int | float = 0
+    ) -> Coroutine[Any, Any, FanOut]:
+        call = self._off_loop(self._sync.fan_out, step_id, function, items, tolerate=tolerate)
+        return self._track("fan_out", step_id, call)

@@ -316,6 +316,14 @@ class Store(Protocol):
         """Create or upgrade the schema; safe when several processes start at once. Returns applied versions."""
         ...
 
+    def applied_migrations(self) -> list[int]:
+        """The schema versions applied, oldest first; [] when the database has no Stepwell schema.
+
+        Creates nothing: read-only tools check it before they read. An unreachable database raises
+        StoreUnavailable at once, with the driver's reason.
+        """
+        ...
+
     def close(self) -> None: ...
 
     def now(self) -> datetime:

@@ -1,5 +1,6 @@
-"""TestEnv: bind an app to a temporary SQLite store and a virtual clock, and drain it with the
-app's own worker loop (`Worker.run_until_idle`), skipping time when nothing is ready."""
+"""TestEnv: bind an app to a temporary store (SQLite, or the PostgreSQL `database_url` given) and a
+virtual clock, and drain it with the app's own worker loop (`Worker.run_until_idle`), skipping time
+when nothing is ready."""
 
 from __future__ import annotations
 

@@ -58,9 +58,10 @@ def store_events(
     new = [event for event in events if event.id in fresh]
     resumed, cancels = waiting.resume_waits(conn, new, names, paths, conditions, now)
     fan_outs: list[tuple[str, str]] = []
+    cancelled_by: set[str] = set()
     if cancels:
         cancelled, fan_outs = cancel(conn, list(cancels), now)
-        resumed |= {cancels[run_id] for run_id in cancelled}
+        cancelled_by = {cancels[run_id] for run_id in cancelled}
     started = {event.id: tuple(r.id for r in event.runs if r.flow is None) for event in new}
     skipped: dict[str, str] = {}
     pairs = [(r, event.id) for event in new for r in event.runs if r.flow is not None]
@@ -72,7 +73,11 @@ def store_events(
     changed = [
         (event.id, disposition)
         for event in new
-        if (disposition := _disposition(bool(started[event.id]), event.id in resumed, skipped.get(event.id)))
+        if (
+            disposition := _disposition(
+                bool(started[event.id]), event.id in resumed, event.id in cancelled_by, skipped.get(event.id)
+            )
+        )
         != (Disposition.STARTED if event.runs else Disposition.NO_MATCH)
     ]
     if changed:
@@ -81,11 +86,13 @@ def store_events(
     return inserted, started, fan_outs
 
 
-def _disposition(started: bool, resumed: bool, skipped: str | None) -> Disposition:
+def _disposition(started: bool, resumed: bool, cancelled: bool, skipped: str | None) -> Disposition:
     if started:
         return Disposition.STARTED
     if resumed:
         return Disposition.RESUMED
+    if cancelled:
+        return Disposition.CANCELLED
     return Disposition(skipped) if skipped else Disposition.NO_MATCH
 
 
@@ -165,6 +172,8 @@ def _write(conn: Connection, changes: Admission) -> None:
     _write_gathering(conn, changes)
     if changes.skips:
         run(conn, "insert_skips", arrays(("event_ids", "functions", "reasons", "run_ids"), changes.skips))
+        if debounced := sorted({event_id for event_id, _, reason, _ in changes.skips if reason == "debounced"}):
+            run(conn, "mark_debounced", {"event_ids": debounced})
 
 
 def _write_gathering(conn: Connection, changes: Admission) -> None:

@@ -211,6 +211,12 @@ INSERT INTO event_skips (event_id, function, reason, run_id)
 SELECT * FROM unnest(%(event_ids)s::text[], %(functions)s::text[], %(reasons)s::text[], %(run_ids)s::text[])
 ON CONFLICT DO NOTHING;
 
+-- name: mark_debounced
+-- The events later ones replaced in their pending debounced runs: `debounced`, unless they still own a run.
+UPDATE events e SET disposition = 'debounced'
+WHERE e.id = ANY(%(event_ids)s::text[]) AND e.disposition = 'started'
+  AND NOT EXISTS (SELECT 1 FROM runs r WHERE r.event_id = e.id);
+
 -- name: set_dispositions
 UPDATE events e SET disposition = d.disposition
 FROM unnest(%(event_ids)s::text[], %(dispositions)s::text[]) AS d(id, disposition)

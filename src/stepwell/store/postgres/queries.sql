@@ -42,6 +42,9 @@ CREATE TABLE IF NOT EXISTS stepwell_migrations (
 -- name: applied_migrations
 SELECT version FROM stepwell_migrations;
 
+-- name: migrations_table_exists
+SELECT to_regclass('stepwell_migrations') IS NOT NULL;
+
 -- name: record_migration
 INSERT INTO stepwell_migrations (version, name) VALUES (%(version)s, %(name)s);
 

@@ -14,11 +14,12 @@ from dataclasses import replace
 from datetime import datetime, timedelta
 from typing import Any
 
+import psycopg
 from psycopg import sql
 from psycopg_pool import ConnectionPool
 
 from stepwell.clock import Clock
-from stepwell.errors import LeaseLost
+from stepwell.errors import LeaseLost, StoreUnavailable
 from stepwell.model.definition import FunctionDefinition
 from stepwell.model.ids import new_token
 from stepwell.model.records import (
@@ -143,7 +144,11 @@ class PostgresStore(ApiKeyVerbs, ObservabilityVerbs):
     # schema
 
     def migrate(self) -> list[int]:
-        """Under a transaction-scoped advisory lock (per schema), so that concurrent starters queue up."""
+        """Under a transaction-scoped advisory lock (per schema), so that concurrent starters queue up.
+
+        The first thing a process does with the store: a direct connection first says why the
+        database cannot be reached, if it cannot."""
+        self._direct_connection().close()
         applied: list[int] = []
         with self._connection("migrate") as conn, conn.transaction():
             run(conn, "migrations_lock", {})
@@ -155,6 +160,21 @@ class PostgresStore(ApiKeyVerbs, ObservabilityVerbs):
                     run(conn, "record_migration", {"version": version, "name": name})
                     applied.append(version)
         return applied
+
+    def applied_migrations(self) -> list[int]:
+        with translate("applied_migrations"), self._direct_connection() as conn:
+            if not one(conn, "migrations_table_exists", {})[0]:
+                return []
+            return sorted(row[0] for row in run(conn, "applied_migrations", {}).fetchall())
+
+    def _direct_connection(self) -> Connection:
+        """A connection of its own, not the pool's: a wrong URL (role, password, database, host) fails
+        at once with the server's reason, said once, instead of after the pool's timeout without it."""
+        try:
+            return psycopg.connect(self.conninfo, **connection_kwargs(self.conninfo, self.options))
+        except psycopg.Error as err:
+            reason = " ".join(str(err).split())
+            raise StoreUnavailable(f"cannot connect to PostgreSQL: {reason}") from None
 
     # ingest
 

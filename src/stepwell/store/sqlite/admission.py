@@ -99,6 +99,8 @@ def _write(conn: sqlite3.Connection, changes: plan.Admission) -> None:
         Q["insert_skip"],
         [{"event_id": e, "function": f, "reason": reason, "run_id": r} for e, f, reason, r in changes.skips],
     )
+    # the event a later one replaced in its pending debounced run reads `debounced`, not `started`
+    conn.executemany(Q["mark_debounced"], [{"id": e} for e, _, reason, _ in changes.skips if reason == "debounced"])
 
 
 def _write_gathering(conn: sqlite3.Connection, changes: plan.Admission) -> None:

@@ -387,6 +387,11 @@ ON CONFLICT (scope, key) DO UPDATE SET tat = excluded.tat;
 -- name: throttle_run
 UPDATE runs SET available_at = :available_at, note = 'throttled' WHERE id = :run_id;
 
+-- name: mark_debounced
+-- The event a later one replaced in its pending debounced run: `debounced`, unless it still owns a run.
+UPDATE events SET disposition = 'debounced'
+WHERE id = :id AND disposition = 'started' AND NOT EXISTS (SELECT 1 FROM runs WHERE event_id = :id);
+
 -- name: batch_add
 INSERT INTO batch_events (run_id, seq, event_id) VALUES (:run_id, :seq, :event_id);
 

@@ -31,6 +31,13 @@ def migrate(conn: sqlite3.Connection, at: int) -> list[int]:
     return applied
 
 
+def applied(conn: sqlite3.Connection) -> list[int]:
+    """The versions applied, oldest first; [] when there is no migrations table (creates nothing)."""
+    if conn.execute("SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = 'stepwell_migrations'").fetchone():
+        return [row[0] for row in conn.execute("SELECT version FROM stepwell_migrations ORDER BY version")]
+    return []
+
+
 def migration_script() -> str:
     """Every migration as one SQL script, with its bookkeeping: what `migrate()` applies to an empty database.
 

@@ -64,6 +64,7 @@ from stepwell.store.sqlite.rows import ClaimRow, candidate_rows, claim_rows
 from stepwell.store.sqlite.schema import migration_script
 from stepwell.store.sqlite.times import EPOCH, micros, moment, moment_or_none, stamp
 from stepwell.store.sqlite.waiting import Q
+from stepwell.store.sqlite.watch import CommitWatcher
 
 __all__ = ["SQLiteStore", "migration_script"]
 
@@ -154,6 +155,10 @@ class SQLiteStore(ApiKeyVerbs, ObservabilityVerbs):
         with self._write("migrate") as conn:
             return schema.migrate(conn, self._now(None))
 
+    def applied_migrations(self) -> list[int]:
+        with self._read("applied_migrations") as conn:
+            return schema.applied(conn)
+
     # ingest
 
     def append_events(
@@ -192,9 +197,9 @@ class SQLiteStore(ApiKeyVerbs, ObservabilityVerbs):
                 accepted.append(AcceptedEvent(event.id, False, started))
                 if not started and skipped:
                     conn.execute(Q["set_disposition"], {"id": event.id, "disposition": skipped})
-            for event_id in resumed:
+            for event_id, disposition in resumed.items():
                 if not next(a for a in accepted if a.id == event_id).run_ids:
-                    conn.execute(Q["set_disposition"], {"id": event_id, "disposition": Disposition.RESUMED.value})
+                    conn.execute(Q["set_disposition"], {"id": event_id, "disposition": disposition.value})
         return accepted
 
     def create_runs(self, runs: Sequence[NewRun], *, now: datetime | None = None) -> list[str | None]:
@@ -467,8 +472,11 @@ class SQLiteStore(ApiKeyVerbs, ObservabilityVerbs):
             return reads.queue_stats(conn, self._now(now))
 
     def subscribe(self, on_work: Callable[[], None]) -> Callable[[], None] | None:
-        """No push across processes on SQLite: workers poll (sends in the same process wake them directly)."""
-        return None
+        """Wakes the worker when another connection commits (watch.py), so that a run sent by another
+        process starts at once, not at the next poll; sends in the same process wake workers directly."""
+        watcher = CommitWatcher(self.path, on_work)
+        watcher.start()
+        return watcher.stop
 
     # retention
 

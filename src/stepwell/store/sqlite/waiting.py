@@ -10,7 +10,7 @@ from collections.abc import Callable, Sequence
 from typing import Any
 
 from stepwell.errors import LeaseLost
-from stepwell.model.records import ChildResult, ErrorInfo, FanOutCounts, RunStatus, StepStatus
+from stepwell.model.records import ChildResult, Disposition, ErrorInfo, FanOutCounts, RunStatus, StepStatus
 from stepwell.store.base import ConditionCheck, Lease, NewChild, NewEvent, NewWait
 from stepwell.store.plan import waits
 from stepwell.store.rows import error_bytes, error_or_none, json_or_none
@@ -51,10 +51,10 @@ def resume_waits(
     at: int,
     *,
     cancel: Callable[[sqlite3.Connection, str, int], bool],
-) -> set[str]:
+) -> dict[str, Disposition]:
     """Resolve the waits these newly stored events match, and cancel the runs whose cancel_on they match.
 
-    Returns the ids of events that resumed (or cancelled) something.
+    Returns, per event that resumed or cancelled something, `resumed` (it resumed a wait) or `cancelled`.
     """
     paths_by_name: dict[str, list[str | None]] = {}
     matches = waits.WaitMatches(conditions)
@@ -70,14 +70,14 @@ def resume_waits(
         for path, value in waits.lookups(new, paths):
             rows = conn.execute(Q["waits_matching"], {"name": event.name, "path": path, "value": value}).fetchall()
             matches.offer(new, rows)
-    resumed: set[str] = set()
+    resumed: dict[str, Disposition] = {}
     for (run_id, step_id), (event_id, output) in matches.resolve.items():
         if resolve_step(conn, run_id, step_id, StepStatus.COMPLETED, output, None, at):
             conn.execute(Q["delete_wait"], {"run_id": run_id, "step_id": step_id})
-            resumed.add(event_id)
+            resumed[event_id] = Disposition.RESUMED
     for run_id, event_id in matches.cancel.items():
         if cancel(conn, run_id, at):
-            resumed.add(event_id)
+            resumed.setdefault(event_id, Disposition.CANCELLED)
     return resumed
 
 

@@ -1,0 +1,39 @@
+"""Runs sent right after a worker starts begin at once (issue 9, finding 11). Real processes.
+
+The cause was twofold: on SQLite a worker only polled, so a run sent by another process (the
+newcomer's `stepwell send`, or this test) waited for the next poll; and every process paid for
+importing the CEL library's REPL before its first claim. The worker here polls every 5 s, so a
+run that starts within a second was woken, not polled.
+"""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+import time
+
+import pytest
+
+import stepwell
+from tests.integration.helpers import Workers
+
+pytestmark = pytest.mark.slow
+
+
+def test_runs_sent_from_another_process_right_after_a_worker_starts_begin_at_once(
+    client: stepwell.App, workers: Workers
+) -> None:
+    workers.start(poll_interval=5.0)
+    delays = []
+    for pause in (0.0, 0.3, 0.3):
+        time.sleep(pause)
+        run = client.wait(client.enqueue("quick"), timeout=10)
+        assert run.status == "completed" and run.started_at is not None
+        delays.append((run.started_at - run.created_at).total_seconds())
+    assert max(delays) < 1.0, delays  # a poll would take up to 5 s; the wake-up takes ~25 ms
+
+
+def test_importing_stepwell_does_not_load_the_cel_repl() -> None:
+    probe = "import sys, stepwell.cli; print(sorted(m for m in ('cel', 'prompt_toolkit') if m in sys.modules))"
+    done = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, timeout=60, check=True)
+    assert done.stdout.strip() == "[]"
