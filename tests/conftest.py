@@ -18,9 +18,9 @@ from stepwell.store.base import Store
 from stepwell.testing import TestEnv
 from stepwell.testing.conformance.helpers import StoreFactory
 
-pytest_plugins = ["stepwell.testing.conformance.plugin"]  # `store` (from store_factory) for every test
 
-pytest_plugins = ["tests.noskip"]  # a skipped test fails the run
+# `store` (from store_factory) for every test; a skipped test fails the run
+pytest_plugins = ["stepwell.testing.conformance.plugin", "tests.noskip"]
 
 BACKENDS = [b for b in os.environ.get("STEPWELL_TEST_BACKENDS", "sqlite").split(",") if b]
 PG_URL = os.environ.get("STEPWELL_TEST_PG_URL", "postgresql://postgres@127.0.0.1:5432/test")

@@ -13,7 +13,7 @@ import logging
 import signal
 import threading
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from datetime import datetime
 from typing import Any
 
@@ -296,7 +296,7 @@ class App:
         if isinstance(name, str):
             accepted = self._ingest([EventIn(name, data, id, ts)], connection)
             return accepted[0]
-        if not isinstance(name, list | tuple):
+        if isinstance(name, bytes | dict) or not isinstance(name, Iterable):
             raise EventRejected(
                 f"send(): the event name must be a str (or a list of events for a batch), got {type(name).__name__} "
                 f"{name!r}; nothing was stored"

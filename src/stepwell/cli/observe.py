@@ -78,7 +78,12 @@ def _current_step(run: Run) -> str | None:
 
 @main.group("events")
 def events_group() -> None:
-    """Inspect events."""
+    """Inspect events and their dispositions.
+
+    \b
+    Example:
+      stepwell events show EVENT_ID
+    """
 
 
 @events_group.command("show")
@@ -86,7 +91,12 @@ def events_group() -> None:
 @click.option("--json", "as_json", is_flag=True, help="one JSON object")
 @click.option("--database-url", envvar="STEPWELL_DATABASE_URL", help=DB_HELP)
 def events_show(event_id: str, as_json: bool, database_url: str | None) -> None:
-    """Show an event and its disposition: the runs it started, or why it started none."""
+    """Show an event and its disposition: the runs it started, or why it started none.
+
+    \b
+    Example:
+      stepwell events show 01JD9Z3K4M5N6P7Q8R9S0T1V2W --json
+    """
     record = existing_app(database_url).event(event_id)
     if as_json:
         click.echo(orjson.dumps({
@@ -110,7 +120,13 @@ def events_show(event_id: str, as_json: bool, database_url: str | None) -> None:
 @click.option("--once", is_flag=True, help="print one table and exit")
 @click.option("--database-url", envvar="STEPWELL_DATABASE_URL", help=DB_HELP)
 def top(interval: float, window: float, once: bool, database_url: str | None) -> None:
-    """A live view per function: throughput, queue depth, oldest ready age, failures, dead letters."""
+    """A live view per function: throughput, queue depth, oldest ready age, failures, dead letters.
+
+    \b
+    Examples:
+      stepwell top
+      stepwell top --once --window 300
+    """
     app = existing_app(database_url)
     if once:
         console.print(top_table(app, window))

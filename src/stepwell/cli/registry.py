@@ -11,7 +11,13 @@ from stepwell.cli.common import DB_HELP, console, existing_app, load_app, main
 
 @main.group()
 def registry() -> None:
-    """The function registry: what every app registered, which routes every event."""
+    """The function registry: what every app registered, which routes every event.
+
+    \b
+    Examples:
+      stepwell registry ls
+      stepwell registry sync sermons:app
+    """
 
 
 @registry.command("ls")
@@ -19,7 +25,12 @@ def registry() -> None:
 @click.option("--json", "as_json", is_flag=True, help="one JSON object per function, with its definition")
 @click.option("--database-url", envvar="STEPWELL_DATABASE_URL", help=DB_HELP)
 def registry_ls(show_all: bool, as_json: bool, database_url: str | None) -> None:
-    """List the registered functions (served ones; --all adds the retired)."""
+    """List the registered functions (served ones; --all adds the retired).
+
+    \b
+    Example:
+      stepwell registry ls --all
+    """
     found = [f for f in existing_app(database_url).functions() if show_all or f.retired_at is None]
     if as_json:
         for entry in found:
@@ -54,7 +65,12 @@ def registry_ls(show_all: bool, as_json: bool, database_url: str | None) -> None
 @click.argument("app_target", metavar="MODULE:APP")
 @click.option("--database-url", envvar="STEPWELL_DATABASE_URL", help=DB_HELP)
 def registry_sync(app_target: str, database_url: str | None) -> None:
-    """Register the app's functions now (workers do it at start); prints what changed."""
+    """Register the app's functions now (workers do it at start); prints what changed.
+
+    \b
+    Example:
+      stepwell registry sync sermons:app
+    """
     app = load_app(app_target, database_url)
     change = app.register()
     if not change.changed_anything:

@@ -18,7 +18,7 @@ from stepwell.cli.common import DB_HELP, console, main, plain_app, setup_logging
     help="the app whose functions events start (default: a bare app on the database)",
 )
 @click.option("--host", default="127.0.0.1", show_default=True, help="address to listen on")
-@click.option("--port", default=8288, show_default=True)
+@click.option("--port", default=8288, show_default=True, help="port to listen on")
 @click.option("--no-auth", is_flag=True, help="serve without API keys (refused unless --host is loopback)")
 @click.option("--database-url", envvar="STEPWELL_DATABASE_URL", help=DB_HELP)
 @click.option(
@@ -26,7 +26,7 @@ from stepwell.cli.common import DB_HELP, console, main, plain_app, setup_logging
     is_flag=True,
     help="do not run cron ticks, lease rescue and retention here (another process of this database does)",
 )
-@click.option("-v", "--verbose", is_flag=True)
+@click.option("-v", "--verbose", is_flag=True, help="log every request and debug details")
 def server(
     app_target: str | None,
     host: str,
@@ -43,7 +43,10 @@ def server(
     ticks of every registered function (exactly once per tick, whatever the number of schedulers),
     lease rescue, run timeouts and retention.
 
-    Example: stepwell server --port 8288 --database-url postgresql://app@db/stepwell"""
+    \b
+    Example:
+      stepwell server --port 8288 --database-url postgresql://app@db/stepwell
+    """
     from stepwell.http import serve
     from stepwell.http.server import check_bind
 

@@ -11,7 +11,13 @@ from stepwell.model.apikeys import Scope
 
 @main.group()
 def tokens() -> None:
-    """API keys for `stepwell server`: scopes ingest, read, operate (implies read), admin (everything)."""
+    """API keys for `stepwell server`: scopes ingest, read, operate (implies read), admin (everything).
+
+    \b
+    Examples:
+      stepwell tokens create billing --scope ingest
+      stepwell tokens ls
+    """
 
 
 @tokens.command("create")
@@ -26,7 +32,12 @@ def tokens() -> None:
 )
 @click.option("--database-url", envvar="STEPWELL_DATABASE_URL", help=DB_HELP)
 def tokens_create(name: str, scopes: tuple[str, ...], database_url: str | None) -> None:
-    """Create a key; its token is printed this once (only its hash is stored)."""
+    """Create a key; its token is printed this once (only its hash is stored).
+
+    \b
+    Example:
+      stepwell tokens create oncall --scope operate
+    """
     key, token = plain_app(database_url, None).create_api_key(name, scopes)
     console.print(
         f"key {key.id} ({', '.join(sorted(s.value for s in key.scopes))}) created; its token:", soft_wrap=True
@@ -37,7 +48,12 @@ def tokens_create(name: str, scopes: tuple[str, ...], database_url: str | None) 
 @tokens.command("ls")
 @click.option("--database-url", envvar="STEPWELL_DATABASE_URL", help=DB_HELP)
 def tokens_ls(database_url: str | None) -> None:
-    """List keys (never their tokens)."""
+    """List keys (never their tokens).
+
+    \b
+    Example:
+      stepwell tokens ls
+    """
     found = existing_app(database_url).api_keys()
     table = Table(title=f"{len(found)} API key(s)")
     for column in ("id", "name", "scopes", "created", "revoked"):
@@ -53,7 +69,12 @@ def tokens_ls(database_url: str | None) -> None:
 @click.argument("key_id")
 @click.option("--database-url", envvar="STEPWELL_DATABASE_URL", help=DB_HELP)
 def tokens_revoke(key_id: str, database_url: str | None) -> None:
-    """Revoke a key for good: requests with its token are refused from now on."""
+    """Revoke a key for good: requests with its token are refused from now on.
+
+    \b
+    Example:
+      stepwell tokens revoke 3f9a0c1d2b4e5f60
+    """
     if not existing_app(database_url).revoke_api_key(key_id):
         raise click.ClickException(f"no key {key_id!r} to revoke (unknown, or revoked already)")
     console.print(f"key {key_id} revoked")
