@@ -18,7 +18,6 @@ from stepwell.store.base import Store
 from stepwell.testing import TestEnv
 from stepwell.testing.conformance.helpers import StoreFactory
 
-
 # `store` (from store_factory) for every test; a skipped test fails the run
 pytest_plugins = ["stepwell.testing.conformance.plugin", "tests.noskip"]
 
