@@ -3,6 +3,7 @@ with nothing written, on every store."""
 
 from __future__ import annotations
 
+from datetime import UTC, datetime, timedelta, timezone
 from pathlib import Path
 from typing import Any
 
@@ -11,10 +12,12 @@ from click.testing import CliRunner
 
 import stepwell
 from stepwell.cli import main
+from stepwell.clock import VirtualClock
 from stepwell.errors import ConfigurationError, EventRejected
 from stepwell.model.event import MAX_BATCH_EVENTS
 from stepwell.model.jsonvalue import MAX_NESTING
 from stepwell.model.records import RunStatus, StepStatus
+from stepwell.store.base import Store
 from tests.conftest import EnvFactory
 
 
@@ -178,3 +181,14 @@ def test_stepwell_send_refuses_integers_beyond_64_bits(
         assert app.event(run.event_id).data == {"n": 2**64 - 1}  # the largest is stored exactly
     finally:
         app.close()
+
+
+def test_an_event_time_with_any_valid_offset_is_stored_as_its_instant_in_utc(store: Store, clock: VirtualClock) -> None:
+    """Python accepts offsets up to ±23:59, PostgreSQL only ±15:59 (found by the HTTP API's fuzzer):
+    the event's time is stored in UTC, the same instant whatever offset its sender wrote."""
+    app = stepwell.App("offsets", store=store, clock=clock)
+    written = datetime(4803, 10, 7, 19, 36, 17, tzinfo=timezone(timedelta(hours=18, minutes=49)))
+    event_id = app.send("offset.event", {}, ts=written)
+    assert app.event(event_id).ts == written.astimezone(UTC)
+    with pytest.raises(stepwell.EventRejected, match="out of range in UTC"):
+        app.send("offset.event", {}, ts=datetime(1, 1, 1, tzinfo=timezone(timedelta(hours=5))))

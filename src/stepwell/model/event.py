@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import Any
 
 from stepwell.errors import ConfigurationError, EventRejected, OutputNotSerializable
@@ -45,6 +45,7 @@ def validate_event(event: EventIn, *, max_bytes: int, index: int | None = None) 
         raise EventRejected(f"{where} id {event.id!r} must be a printable str of 1-200 characters")
     if event.ts is not None and (not isinstance(event.ts, datetime) or event.ts.tzinfo is None):
         raise EventRejected(f"{where} ts {event.ts!r} must be a timezone-aware datetime")
+    ts = None if event.ts is None else _in_utc(event.ts, where)
     try:
         data = encode({} if event.data is None else event.data, where=f"{where} {event.name!r} data")
     except OutputNotSerializable as err:
@@ -54,7 +55,16 @@ def validate_event(event: EventIn, *, max_bytes: int, index: int | None = None) 
             f"{where} {event.name!r} is {len(data)} bytes of JSON, over the limit of {max_bytes} bytes "
             "(raise App(max_event_bytes=...) or store large payloads elsewhere and send a reference)"
         )
-    return ValidEvent(event.name, data, event.id, event.ts)
+    return ValidEvent(event.name, data, event.id, ts)
+
+
+def _in_utc(ts: datetime, where: str) -> datetime:
+    """Stored in UTC: any offset Python accepts (up to ±23:59) is valid, while PostgreSQL refuses
+    offsets beyond ±15:59, and one instant must not depend on how its sender wrote it."""
+    try:
+        return ts.astimezone(UTC)
+    except (OverflowError, ValueError):
+        raise EventRejected(f"{where} ts {ts.isoformat()} is out of range in UTC") from None
 
 
 def as_event_in(item: Any, index: int) -> EventIn:
