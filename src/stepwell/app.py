@@ -14,7 +14,7 @@ import threading
 import time
 from collections.abc import Callable, Sequence
 from datetime import datetime
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from stepwell.clock import Clock, SystemClock
 from stepwell.config import resolve_database_url
@@ -47,6 +47,10 @@ from stepwell.runtime.registry import Registry
 from stepwell.runtime.routing import Router, explain_unserved, log_change
 from stepwell.runtime.wakeup import Wakeups
 from stepwell.runtime.worker import Worker, WorkerOptions
+
+if TYPE_CHECKING:
+    from stepwell.push.adapters import AsgiEndpoint, WsgiEndpoint
+
 from stepwell.store.base import (
     RedriveRequest,
     RegisteredFunction,
@@ -327,13 +331,19 @@ class App:
         query = RunFilter(
             event_id, function, RunStatus(status) if status else None, parent, limit, key, since, until, after
         )
-        return explain_unserved(self.store.list_runs(query), self.router)
+        return self._explain(self.store.list_runs(query))
 
     def get_run(self, run_id: str) -> Run:
         run = self.store.get_run(run_id)
         if run is None:
             raise RunNotFound(f"no run {run_id!r} (it may have been purged by retention)")
-        return explain_unserved([run], self.router)[0]
+        return self._explain([run])[0]
+
+    def _explain(self, runs: list[Run]) -> list[Run]:
+        """Why queued runs wait, beyond what the store says: no app serves the function, its endpoint is down."""
+        from stepwell.push.explain import explain_circuits
+
+        return explain_circuits(explain_unserved(runs, self.router), self.store, self.clock.now())
 
     def run_input(self, run_id: str) -> tuple[str, Any]:
         """The (event name, data) the run started from."""
@@ -488,6 +498,48 @@ class App:
         return Engine(
             self.registry, self.store, self.clock, self.max_event_bytes, self.max_output_bytes, router=self.router
         )
+
+    # push mode: the server's dispatcher calls the web app, which runs the functions
+
+    def asgi(
+        self,
+        *,
+        url: str | None = None,
+        signing_key: str | Sequence[str] | None = None,
+        functions: Sequence[str] | None = None,
+        dev: bool = False,
+    ) -> AsgiEndpoint:
+        """An ASGI app serving this app's functions by push (mount it in FastAPI/Starlette).
+
+        `url` (or $STEPWELL_SERVE_URL): the public URL where it is mounted; when set, the functions are
+        registered (on a background thread, with retries) as pushed to it: through the server's API with
+        $STEPWELL_SERVER and $STEPWELL_TOKEN, else in the store. `functions`: the names pushed (default:
+        all; the others stay pulled by workers). `signing_key` (or $STEPWELL_SIGNING_KEY, several separated
+        by commas while rotating): required unless `dev=True`, which answers unsigned loopback calls only."""
+        from stepwell.push.adapters import AsgiEndpoint
+        from stepwell.push.serve import endpoint_for, register_in_background, serve_config
+
+        config = serve_config(self, url=url, signing_key=signing_key, functions=functions, dev=dev)
+        if config.url is not None:
+            register_in_background(self, config.url, config.functions)
+        return AsgiEndpoint(endpoint_for(self, config))
+
+    def wsgi(
+        self,
+        *,
+        url: str | None = None,
+        signing_key: str | Sequence[str] | None = None,
+        functions: Sequence[str] | None = None,
+        dev: bool = False,
+    ) -> WsgiEndpoint:
+        """A WSGI app serving this app's functions by push (Flask, Django); arguments as for `asgi`."""
+        from stepwell.push.adapters import WsgiEndpoint
+        from stepwell.push.serve import endpoint_for, register_in_background, serve_config
+
+        config = serve_config(self, url=url, signing_key=signing_key, functions=functions, dev=dev)
+        if config.url is not None:
+            register_in_background(self, config.url, config.functions)
+        return WsgiEndpoint(endpoint_for(self, config))
 
     def worker(self, options: WorkerOptions | None = None) -> Worker:
         """A worker for this app's functions; the app registers them first."""

@@ -126,6 +126,8 @@ class Worker:
             loop.call_soon_threadsafe(self._wake.set)
 
         unsubscribe = self.store.subscribe(on_work)
+        pushed = await self._store(self.store.push_endpoints)  # functions served by push: the dispatcher's
+        self._serves = [name for name in self._serves if name not in pushed]
         heartbeat = Heartbeat(self.store, self.options.lease, lambda: list(self._held.values()), self._lost)
         heartbeat.start()
         background = [asyncio.create_task(self._flush_forever())]
