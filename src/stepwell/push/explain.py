@@ -17,7 +17,7 @@ def circuit_reason(url: str, until: datetime) -> str:
 
 def explain_circuits(runs: Sequence[Run], store: Store, now: datetime) -> list[Run]:
     """Two small reads, and only when a queued run without a reason is among `runs`."""
-    if not any(run.status is RunStatus.QUEUED and run.waiting_reason is None for run in runs):
+    if not any(_explainable(run) for run in runs):
         return list(runs)
     circuits = {url: until for url, until in store.push_circuits().items() if until > now}
     if not circuits:
@@ -26,7 +26,13 @@ def explain_circuits(runs: Sequence[Run], store: Store, now: datetime) -> list[R
     explained = []
     for run in runs:
         url = endpoints.get(run.function)
-        if run.status is RunStatus.QUEUED and run.waiting_reason is None and url in circuits:
+        if _explainable(run) and url in circuits:
             run = replace(run, waiting_reason=circuit_reason(url, circuits[url]))
         explained.append(run)
     return explained
+
+
+def _explainable(run: Run) -> bool:
+    """Queued, and not held back by something more specific than "ready" (flow control says why itself)."""
+    reason = run.waiting_reason
+    return run.status is RunStatus.QUEUED and (reason is None or reason.startswith("ready"))

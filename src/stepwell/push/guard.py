@@ -39,12 +39,12 @@ class Guard:
     def check_address(self, address: IPAddress, url: str) -> None:
         if isinstance(address, ipaddress.IPv6Address) and address.ipv4_mapped is not None:
             address = address.ipv4_mapped
-        if address.is_unspecified or address.is_multicast or address.is_reserved:
-            raise UnsafeEndpoint(f"endpoint {url}: address {address} can never be called")
-        if address.is_loopback:
+        if address.is_loopback:  # before `is_reserved`: ::1 lies in a reserved IPv6 block
             if not self.allow_loopback:
                 raise UnsafeEndpoint(f"endpoint {url}: loopback address {address} is allowed in development only")
             return
+        if address.is_unspecified or address.is_multicast or address.is_reserved:
+            raise UnsafeEndpoint(f"endpoint {url}: address {address} can never be called")
         restricted = address in METADATA or address.is_link_local or address.is_private or not address.is_global
         if restricted and not self.allow_private:
             kind = "metadata" if address in METADATA else "link-local" if address.is_link_local else "private"
