@@ -61,7 +61,7 @@ def test_within_five_minutes_either_way_is_accepted() -> None:
         "bad-timestamp",
         "unknown-version",
         "other-id",
-    ],  # fmt: skip
+    ],
 )
 def test_refusals_name_the_reason(headers: dict[str, str], body: bytes, reason: str) -> None:
     with pytest.raises(SignatureError, match=reason):

@@ -88,14 +88,14 @@ class Transport:
             raise EndpointFailed(
                 f"endpoint {url} answered a redirect ({response.status_code}); redirects are not followed"
             )
+        if response.status_code != 200:  # the body only goes into the error message: it need not be trusted
+            raise EndpointFailed(
+                f"endpoint {url} answered {response.status_code}: {raw[:300].decode(errors='replace')}"
+            )
         try:
             self.verifier.verify(response.headers, raw, now)  # type: ignore[arg-type]
         except SignatureError as error:
             raise EndpointFailed(f"endpoint {url}: answer refused: {error}") from None
-        if response.status_code != 200:
-            raise EndpointFailed(
-                f"endpoint {url} answered {response.status_code}: {raw[:300].decode(errors='replace')}"
-            )
         try:
             return protocol.decode_response(raw, run_id)
         except protocol.ProtocolError as error:
