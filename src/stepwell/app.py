@@ -29,7 +29,7 @@ from stepwell.errors import (
 )
 from stepwell.handle import FunctionHandle
 from stepwell.model.apikeys import ApiKey, Scope, new_api_key, parse_scopes, token_key_id, token_matches
-from stepwell.model.definition import definition_of
+from stepwell.model.definition import FunctionDefinition, definition_of
 from stepwell.model.durations import Duration, parse_duration
 from stepwell.model.event import DEFAULT_MAX_EVENT_BYTES, EventIn, as_event_in
 from stepwell.model.expressions import compile_expression
@@ -50,6 +50,7 @@ from stepwell.runtime.worker import Worker, WorkerOptions
 
 if TYPE_CHECKING:
     from stepwell.push.adapters import AsgiEndpoint, WsgiEndpoint
+    from stepwell.push.dispatcher import PushOptions
 
 from stepwell.store.base import (
     RedriveRequest,
@@ -236,6 +237,31 @@ class App:
         self._registered_on = store
         if change.changed_anything:
             self.router.invalidate()
+        return change
+
+    def register_remote(
+        self, app: str, definitions: Sequence[Any], push_url: str | None, push_functions: Sequence[str]
+    ) -> RegistryChange:
+        """Register another app's functions from their definition documents (the server's side of a web app
+        registering through the API), `push_functions` pushed to `push_url`. ConfigurationError names what is
+        wrong, and nothing is written then."""
+        from stepwell.push.guard import check_url
+
+        parsed = [FunctionDefinition.from_json(doc) for doc in definitions]
+        if any(definition.app != app for definition in parsed):
+            raise ConfigurationError(f"registration of app {app!r}: every definition must belong to it")
+        names = {definition.name for definition in parsed}
+        unknown = sorted(set(push_functions) - names)
+        if unknown:
+            raise ConfigurationError(f"push_functions: {', '.join(unknown)} not among the definitions")
+        if push_functions and push_url is None:
+            raise ConfigurationError("push_functions need a push_url")
+        if push_url is not None:
+            check_url(push_url)
+        change = self.store.register_functions(app, parsed)
+        log_change(app, change)
+        self.store.set_push_endpoints(app, {name: push_url for name in push_functions if push_url is not None})
+        self.router.invalidate()
         return change
 
     def functions(self) -> list[RegisteredFunction]:
@@ -556,18 +582,31 @@ class App:
         if await self._await_store(stop):
             await maintain(self.maintenance(), stop, interval=interval, on_cron=self.wakeups.notify)
 
-    def run_scheduler(self, *, interval: float = 5.0) -> None:
+    def run_scheduler(
+        self, *, interval: float = 5.0, push: PushOptions | None = None, maintenance: bool = True
+    ) -> None:
         """Run maintenance and cron (every registered app's) in this thread until SIGTERM or SIGINT, without
-        claiming any run: for a process that has no user code, beside a server."""
+        claiming any run of a pulled function: for a process that has no user code, beside a server.
+        `push`: also run the push dispatcher, which delivers the runs of pushed functions to their URLs."""
 
         async def main() -> None:
             stop = asyncio.Event()
             loop = asyncio.get_running_loop()
             for sig in (signal.SIGTERM, signal.SIGINT):
                 loop.add_signal_handler(sig, stop.set)
-            await self.run_maintenance(stop, interval=interval)
+            loops = [self.run_maintenance(stop, interval=interval)] if maintenance else []
+            if push is not None:
+                loops.append(self.run_push_dispatcher(stop, push))
+            await asyncio.gather(*loops)
 
         asyncio.run(main())
+
+    async def run_push_dispatcher(self, stop: asyncio.Event, options: PushOptions) -> None:
+        """Deliver runs of pushed functions to their endpoints until `stop` is set (see stepwell.push)."""
+        from stepwell.push.dispatcher import Dispatcher
+
+        if await self._await_store(stop):
+            await Dispatcher(self.store, self.clock, self.router, options).run(stop)
 
     def run_worker(self, **options: Any) -> None:
         """Run a worker in this thread until SIGTERM or SIGINT (options: see WorkerOptions).

@@ -43,19 +43,21 @@ def wait_until(check: Callable[[], Any], timeout: float = 30.0, what: str = "con
 class WebApp:
     """`kind`: "fastapi" (uvicorn) or "flask" (waitress). Start, SIGKILL, start again on the same port."""
 
-    def __init__(self, kind: str, database_url: str, tmp: Path, key: str | None = None, **env: str) -> None:
+    def __init__(self, kind: str, database_url: str | None, tmp: Path, key: str | None = None, **env: str) -> None:
         self.kind, self.port = kind, free_port()
         self.url = f"http://127.0.0.1:{self.port}/api/stepwell/"  # Starlette redirects a mount without the slash
         self.ledger = tmp / "ledger.txt"
         self.env = {
             **os.environ,
-            "STEPWELL_DATABASE_URL": database_url,
             "STEPWELL_SERVE_URL": self.url,
             "PUSH_LEDGER": str(self.ledger),
             "PYTHONPATH": str(ROOT),
             **env,
         }
         self.env.pop("STEPWELL_SIGNING_KEY", None)
+        self.env.pop("STEPWELL_DATABASE_URL", None)
+        if database_url is not None:  # else it registers through the server's API ($STEPWELL_SERVER)
+            self.env["STEPWELL_DATABASE_URL"] = database_url
         if key:
             self.env["STEPWELL_SIGNING_KEY"] = key
         self.log = tmp / f"{kind}.log"

@@ -18,7 +18,7 @@ import socket
 from dataclasses import dataclass
 from urllib.parse import SplitResult, urlsplit
 
-from stepwell.errors import StepwellError
+from stepwell.errors import ConfigurationError
 
 IPAddress = ipaddress.IPv4Address | ipaddress.IPv6Address
 METADATA = frozenset(
@@ -26,7 +26,7 @@ METADATA = frozenset(
 )
 
 
-class UnsafeEndpoint(StepwellError):
+class UnsafeEndpoint(ConfigurationError):
     """The push endpoint's address is not allowed (SSRF guard); allow private addresses in the server's
     configuration if the endpoint really lives on the private network."""
 

@@ -99,8 +99,10 @@ class Worker:
         self._store_pool = ThreadPoolExecutor(max_workers=2, thread_name_prefix="stepwell-store")
         self._user_pool = ThreadPoolExecutor(max_workers=self.options.concurrency, thread_name_prefix="stepwell-run")
         self.processed = 0
-        # the functions this worker claims runs of: its app's (other apps may share the database)
-        self._serves = engine.registry.names()
+        # the functions this worker claims runs of: its app's (other apps may share the database), except
+        # those its app serves by push (registered with a URL): the server's push dispatcher delivers those
+        pushed = self.store.push_endpoints()
+        self._serves = [name for name in engine.registry.names() if name not in pushed]
 
     def in_flight(self) -> int:
         """Runs held now: claimed and buffered, running, or finished with their outcome not yet saved."""
@@ -126,8 +128,6 @@ class Worker:
             loop.call_soon_threadsafe(self._wake.set)
 
         unsubscribe = self.store.subscribe(on_work)
-        pushed = await self._store(self.store.push_endpoints)  # functions served by push: the dispatcher's
-        self._serves = [name for name in self._serves if name not in pushed]
         heartbeat = Heartbeat(self.store, self.options.lease, lambda: list(self._held.values()), self._lost)
         heartbeat.start()
         background = [asyncio.create_task(self._flush_forever())]
