@@ -142,3 +142,18 @@ def test_the_circuit_opens_on_a_dead_endpoint_runs_wait_saying_why_and_none_is_l
     finally:
         web.stop()
         producer.close()
+
+
+def test_the_lease_is_heartbeated_while_a_request_is_in_flight(database_url: str, tmp_path: Path) -> None:
+    web = WebApp("fastapi", database_url, tmp_path, PUSH_SLOW_STEP="3").start()
+    producer = stepwell.App("producer", database_url=database_url)
+    try:
+        wait_until(lambda: registered(producer), what="the web app's registration")
+        with DispatcherThread(database_url, lease=timedelta(seconds=1)):
+            [run] = producer.runs(event_id=producer.send("order.placed", {"order": "o-2", "amount": 1}))
+            wait_until(lambda: waiting_on(producer, run.id, "approval"), timeout=60, what="the approval wait")
+            assert producer.get_run(run.id).attempt == 1  # a 3 s step under a 1 s lease: never rescued
+        assert web.executions("slow") == 1
+    finally:
+        web.stop()
+        producer.close()
