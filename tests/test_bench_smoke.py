@@ -123,3 +123,11 @@ def test_observe_prints_the_cost_of_metrics_and_tracing() -> None:
         line = row(output, label)
         assert "nan" not in line and "%" in line and len(numbers(line)) >= 5, line
     assert "spans reached the in-memory exporter" in output
+
+
+def test_push_prints_drain_and_step_cost_beside_the_pull_worker() -> None:
+    output = run_quick("push")
+    for label in ("pull worker", "push "):
+        line = row(output, label)
+        assert "nan" not in line and len(numbers(line)) == 3, line
+    assert "per-step overhead" in output and "of pull" in output
