@@ -156,6 +156,9 @@ class Exchange:
     claimed: ClaimedRun
     requests: int = 0
 
+    def needs_store(self) -> bool:
+        return any(step.kind is StepKind.FAN_OUT and step.status is StepStatus.WAITING for step in self.claimed.steps)
+
     def request(self, engine: Engine) -> bytes:
         counts = fan_out_counts(engine, self.claimed)
         self.requests += 1

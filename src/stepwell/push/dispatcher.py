@@ -47,6 +47,7 @@ from stepwell.store.base import ClaimedRun, Lease, Release, Settlement, Store
 
 log = logging.getLogger("stepwell.push")
 T = TypeVar("T")
+ENDPOINTS_MAX_AGE = 1.0  # seconds: a newly registered endpoint is dispatched to within this
 
 
 def http2_available() -> bool:
@@ -100,6 +101,8 @@ class Dispatcher:
         self._tasks: set[asyncio.Task[None]] = set()
         self._busy: Counter[str] = Counter()  # runs in flight per endpoint URL
         self._endpoints: dict[str, str] = {}  # function -> URL, as last read
+        self._endpoints_read_at = float("-inf")
+        self._pending: list[Settlement] = []
         self._pool = ThreadPoolExecutor(max_workers=4, thread_name_prefix="stepwell-push-store")
         self.delivered = 0
 
@@ -113,6 +116,7 @@ class Dispatcher:
     async def run(self, stop: asyncio.Event) -> None:
         options = self.options
         self._wake = asyncio.Event()
+        self._flush_lock = asyncio.Lock()
         loop = asyncio.get_running_loop()
 
         def on_work() -> None:
@@ -166,9 +170,11 @@ class Dispatcher:
 
     async def _claim(self) -> list[ClaimedRun]:
         room = self.options.concurrency - len(self._tasks)
-        if room <= 0:
-            return []
-        self._endpoints = await self._store(self.store.push_endpoints)
+        if room <= 0 or (self._tasks and room < min(self.options.concurrency, self.options.claim_batch) // 2):
+            return []  # claim in batches, not one run per finished run
+        if not self._endpoints or self.clock.monotonic() - self._endpoints_read_at > ENDPOINTS_MAX_AGE:
+            self._endpoints = await self._store(self.store.push_endpoints)
+            self._endpoints_read_at = self.clock.monotonic()
         now = self.clock.now()
         rooms = {url: self._room(url, now) for url in set(self._endpoints.values())}
         functions = [name for name, url in self._endpoints.items() if rooms[url] > 0]
@@ -193,7 +199,10 @@ class Dispatcher:
         settlement: Settlement | None = None
         try:
             while True:
-                body = await self._store(exchange.request, self.engine)
+                if exchange.needs_store():
+                    body = await self._store(exchange.request, self.engine)
+                else:  # no fan-out counts to read: no thread hop
+                    body = exchange.request(self.engine)
                 try:
                     response = await self.transport.post(url, body, claimed.run_id, self.clock.now())
                 except (EndpointUnreachable, EndpointFailed) as error:
@@ -228,14 +237,20 @@ class Dispatcher:
         self.delivered += 1
 
     async def _settle(self, settlement: Settlement) -> None:
-        try:
-            lost = await self._store(self.store.settle_runs, [settlement])
-            if lost:
-                log.warning("outcome of run %s refused: the lease was lost", settlement.lease.run_id)
-        except StepwellError as error:
-            log.warning("settling run %s failed (%s); its lease will expire", settlement.lease.run_id, error)
-        finally:
-            self._held.pop(settlement.lease.run_id, None)
+        """Group commit: outcomes that finish while a settle is in flight share the next transaction.
+        Returns once this outcome's transaction has ended."""
+        self._pending.append(settlement)
+        async with self._flush_lock:
+            while self._pending:
+                batch, self._pending = self._pending, []
+                try:
+                    lost = await self._store(self.store.settle_runs, batch)
+                    if lost:
+                        log.warning("%d outcome(s) refused: the lease was lost: %s", len(lost), ", ".join(lost[:5]))
+                except StepwellError as error:
+                    log.warning("settling %d run(s) failed (%s); their leases will expire", len(batch), error)
+                for done in batch:
+                    self._held.pop(done.lease.run_id, None)
 
     async def _endpoint_failed(self, url: str) -> None:
         until = self.breaker.failed(url, self.clock.now())
