@@ -157,3 +157,10 @@ def test_the_lease_is_heartbeated_while_a_request_is_in_flight(database_url: str
     finally:
         web.stop()
         producer.close()
+
+
+def test_the_push_example_runs(database_url: str) -> None:
+    from examples import push_mode
+
+    assert push_mode.demo(database_url) == {"total": 50, "completed": 50, "failed": 0}
+    assert push_mode.reports[-1] == {"total": 50, "completed": 50, "failed": 0}
