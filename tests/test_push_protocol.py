@@ -79,3 +79,25 @@ def test_documents_round_trip() -> None:
             assert str(error)
         else:
             raise AssertionError(bad)
+
+
+def test_development_mode_answers_loopback_clients_only() -> None:
+    import io
+
+    from stepwell.push.adapters import WsgiEndpoint
+
+    wsgi = WsgiEndpoint(endpoint)
+    body = protocol.encode_request(
+        protocol.PushRequest(
+            ClaimedRun(Lease("r", "t", NOW), "two-steps", 1, 1, Event("e", "go", {}, NOW), NOW),
+        )
+    )
+    statuses: list[str] = []
+
+    def call(remote: str) -> bytes:
+        environ = {"REQUEST_METHOD": "POST", "CONTENT_LENGTH": str(len(body)), "wsgi.input": io.BytesIO(body)}
+        return b"".join(wsgi({**environ, "REMOTE_ADDR": remote}, lambda status, headers: statuses.append(status)))
+
+    assert b"dev_mode" in call("10.0.0.5") and statuses[-1].startswith("403")
+    call("127.0.0.1")
+    assert statuses[-1].startswith("200")

@@ -11,7 +11,7 @@ from collections.abc import Awaitable, Callable, Iterable, MutableMapping
 from http import HTTPStatus
 from typing import Any
 
-from stepwell.push.endpoint import Answer, Endpoint
+from stepwell.push.endpoint import MAX_REQUEST_BYTES, Answer, Endpoint
 
 Scope = MutableMapping[str, Any]
 Message = MutableMapping[str, Any]
@@ -31,7 +31,7 @@ def _loopback(host: str | None) -> bool:
 
 def _dev_refusal(endpoint: Endpoint, host: str | None) -> Answer | None:
     if endpoint.verifier.allow_unsigned and not _loopback(host):
-        return endpoint._refusal(403, "dev_mode", "development mode (unsigned) serves loopback clients only")
+        return endpoint.refusal(403, "dev_mode", "development mode (unsigned) serves loopback clients only")
     return None
 
 
@@ -51,9 +51,9 @@ class AsgiEndpoint:
         client = scope.get("client")
         answer = _dev_refusal(self.endpoint, client[0] if client else None)
         if answer is None:
-            body = await _read_body(receive, self.endpoint)
+            body = await _read_body(receive)
             if body is None:
-                answer = self.endpoint._refusal(413, "too_large", "request body too large")
+                answer = self.endpoint.refusal(413, "too_large", "request body too large")
             else:
                 headers = {key.decode("latin-1").lower(): value.decode("latin-1") for key, value in scope["headers"]}
                 answer = await self.endpoint.handle(scope["method"], headers, body)
@@ -74,9 +74,7 @@ class AsgiEndpoint:
                 return
 
 
-async def _read_body(receive: Receive, endpoint: Endpoint) -> bytes | None:
-    from stepwell.push.endpoint import MAX_REQUEST_BYTES
-
+async def _read_body(receive: Receive) -> bytes | None:
     chunks: list[bytes] = []
     size = 0
     while True:
@@ -97,8 +95,6 @@ class WsgiEndpoint:
         self.endpoint = endpoint
 
     def __call__(self, environ: dict[str, Any], start_response: StartResponse) -> Iterable[bytes]:
-        from stepwell.push.endpoint import MAX_REQUEST_BYTES
-
         answer = _dev_refusal(self.endpoint, environ.get("REMOTE_ADDR"))
         if answer is None:
             try:
@@ -106,7 +102,7 @@ class WsgiEndpoint:
             except ValueError:
                 length = -1
             if length < 0 or length > MAX_REQUEST_BYTES:
-                answer = self.endpoint._refusal(413, "too_large", "request body missing a length, or too large")
+                answer = self.endpoint.refusal(413, "too_large", "request body missing a length, or too large")
             else:
                 body = environ["wsgi.input"].read(length)
                 headers = {

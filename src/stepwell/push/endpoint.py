@@ -68,33 +68,33 @@ class Endpoint:
             headers.update(self.signer.headers(message_id, body, self.clock.now()))
         return Answer(status, headers, body)
 
-    def _refusal(self, status: int, code: str, message: str, message_id: str = "") -> Answer:
+    def refusal(self, status: int, code: str, message: str, message_id: str = "") -> Answer:
         body = orjson.dumps({"error": {"code": code, "message": message}})
         return self._answer(status, body, message_id or f"msg_{new_token()[:16]}")
 
     def check(self, method: str, headers: Mapping[str, str], body: bytes) -> tuple[Answer | None, str]:
         """Signature and shape checks shared by both adapters: an Answer when refused, else the message id."""
         if method != "POST":
-            return self._refusal(405, "method_not_allowed", "push endpoints take POST only"), ""
+            return self.refusal(405, "method_not_allowed", "push endpoints take POST only"), ""
         if len(body) > MAX_REQUEST_BYTES:
-            return self._refusal(413, "too_large", f"request body over {MAX_REQUEST_BYTES} bytes"), ""
+            return self.refusal(413, "too_large", f"request body over {MAX_REQUEST_BYTES} bytes"), ""
         try:
             message_id = self.verifier.verify(headers, body, self.clock.now())
         except SignatureError as error:
             log.warning("push request refused: %s", error)
-            return self._refusal(401, "bad_signature", str(error)), ""
+            return self.refusal(401, "bad_signature", str(error)), ""
         return None, message_id
 
     def _prepare(self, body: bytes, message_id: str) -> tuple[Answer | None, PushRequest | None, FunctionSpec | None]:
         try:
             request = protocol.decode_request(body)
         except protocol.ProtocolError as error:
-            return self._refusal(400, "bad_request", str(error), message_id), None, None
+            return self.refusal(400, "bad_request", str(error), message_id), None, None
         spec = self.registry.get(request.claimed.function)
         if spec is None:
             name = request.claimed.function
             return (
-                self._refusal(404, "unknown_function", f"function {name!r} is not served here", message_id),
+                self.refusal(404, "unknown_function", f"function {name!r} is not served here", message_id),
                 None,
                 None,
             )
