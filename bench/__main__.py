@@ -12,7 +12,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 import stepwell
-from bench import flow, http_ingest, observe, peers, postgres, soak, sqlite
+from bench import flow, http_ingest, observe, peers, postgres, push, soak, sqlite
 from bench.common import ROOT
 
 BENCHMARKS: dict[str, tuple[Callable[[bool], None], str]] = {
@@ -26,6 +26,7 @@ BENCHMARKS: dict[str, tuple[Callable[[bool], None], str]] = {
     "http-ingest": (http_ingest.http_ingest, "HTTP ingest (single, batches of 1,000) vs app.send; the Cape burst"),
     "observe": (observe.observe_overhead, "no-op drain with metrics and tracing on vs off, same run: the cost"),
     "soak": (soak.quick, "mixed load with periodic faults, then the fault checkers (full: python -m bench.soak)"),
+    "push": (push.push_overhead, "push mode on loopback beside the pull worker: no-op drain, cost per step"),
 }
 
 

@@ -116,3 +116,11 @@ def test_soak_quick_runs_faults_and_the_checkers_find_nothing() -> None:
     assert "kill" in row(output, "faults") or "pause" in row(output, "faults")
     assert row(output, "problems").endswith("none"), output
     assert row(output, "slowest recovery")
+
+
+def test_push_prints_drain_and_step_cost_beside_the_pull_worker() -> None:
+    output = run_quick("push")
+    for label in ("pull worker", "push "):
+        line = row(output, label)
+        assert "nan" not in line and len(numbers(line)) == 3, line
+    assert "per-step overhead" in output and "of pull" in output

@@ -15,7 +15,7 @@ import threading
 import time
 from collections.abc import Callable, Iterable, Sequence
 from datetime import datetime
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from stepwell.clock import Clock, SystemClock
 from stepwell.config import resolve_database_url
@@ -31,7 +31,7 @@ from stepwell.errors import (
 )
 from stepwell.handle import FunctionHandle
 from stepwell.model.apikeys import ApiKey, Scope, new_api_key, parse_scopes, token_key_id, token_matches
-from stepwell.model.definition import definition_of
+from stepwell.model.definition import FunctionDefinition, definition_of
 from stepwell.model.durations import Duration, parse_duration
 from stepwell.model.event import DEFAULT_MAX_EVENT_BYTES, EventIn, batch_of
 from stepwell.model.expressions import compile_expression
@@ -49,6 +49,11 @@ from stepwell.runtime.registry import Registry
 from stepwell.runtime.routing import Router, explain_unserved, log_change
 from stepwell.runtime.wakeup import Wakeups
 from stepwell.runtime.worker import Worker, WorkerOptions
+
+if TYPE_CHECKING:
+    from stepwell.push.adapters import AsgiEndpoint, WsgiEndpoint
+    from stepwell.push.dispatcher import PushOptions
+
 from stepwell.store.base import (
     RedriveRequest,
     RegisteredFunction,
@@ -261,6 +266,31 @@ class App:
             self.router.invalidate()
         return change
 
+    def register_remote(
+        self, app: str, definitions: Sequence[Any], push_url: str | None, push_functions: Sequence[str]
+    ) -> RegistryChange:
+        """Register another app's functions from their definition documents (the server's side of a web app
+        registering through the API), `push_functions` pushed to `push_url`. ConfigurationError names what is
+        wrong, and nothing is written then."""
+        from stepwell.push.guard import check_url
+
+        parsed = [FunctionDefinition.from_json(doc) for doc in definitions]
+        if any(definition.app != app for definition in parsed):
+            raise ConfigurationError(f"registration of app {app!r}: every definition must belong to it")
+        names = {definition.name for definition in parsed}
+        unknown = sorted(set(push_functions) - names)
+        if unknown:
+            raise ConfigurationError(f"push_functions: {', '.join(unknown)} not among the definitions")
+        if push_functions and push_url is None:
+            raise ConfigurationError("push_functions need a push_url")
+        if push_url is not None:
+            check_url(push_url)
+        change = self.store.register_functions(app, parsed)
+        log_change(app, change)
+        self.store.set_push_endpoints(app, {name: push_url for name in push_functions if push_url is not None})
+        self.router.invalidate()
+        return change
+
     def functions(self) -> list[RegisteredFunction]:
         """The store's registry: every app's functions, served and retired, with their definitions."""
         return list(self.store.list_functions().functions)
@@ -365,13 +395,19 @@ class App:
         query = RunFilter(
             event_id, function, RunStatus(status) if status else None, parent, limit, key, since, until, after
         )
-        return explain_unserved(self.store.list_runs(query), self.router)
+        return self._explain(self.store.list_runs(query))
 
     def get_run(self, run_id: str) -> Run:
         run = self.store.get_run(run_id)
         if run is None:
             raise RunNotFound(f"no run {run_id!r} (it may have been purged by retention)")
-        return explain_unserved([run], self.router)[0]
+        return self._explain([run])[0]
+
+    def _explain(self, runs: list[Run]) -> list[Run]:
+        """Why queued runs wait, beyond what the store says: no app serves the function, its endpoint is down."""
+        from stepwell.push.explain import explain_circuits
+
+        return explain_circuits(explain_unserved(runs, self.router), self.store, self.clock.now())
 
     def run_input(self, run_id: str) -> tuple[str, Any]:
         """The (event name, data) the run started from."""
@@ -527,6 +563,48 @@ class App:
             self.registry, self.store, self.clock, self.max_event_bytes, self.max_output_bytes, router=self.router
         )
 
+    # push mode: the server's dispatcher calls the web app, which runs the functions
+
+    def asgi(
+        self,
+        *,
+        url: str | None = None,
+        signing_key: str | Sequence[str] | None = None,
+        functions: Sequence[str] | None = None,
+        dev: bool = False,
+    ) -> AsgiEndpoint:
+        """An ASGI app serving this app's functions by push (mount it in FastAPI/Starlette).
+
+        `url` (or $STEPWELL_SERVE_URL): the public URL where it is mounted; when set, the functions are
+        registered (on a background thread, with retries) as pushed to it: through the server's API with
+        $STEPWELL_SERVER and $STEPWELL_TOKEN, else in the store. `functions`: the names pushed (default:
+        all; the others stay pulled by workers). `signing_key` (or $STEPWELL_SIGNING_KEY, several separated
+        by commas while rotating): required unless `dev=True`, which answers unsigned loopback calls only."""
+        from stepwell.push.adapters import AsgiEndpoint
+        from stepwell.push.serve import endpoint_for, register_in_background, serve_config
+
+        config = serve_config(self, url=url, signing_key=signing_key, functions=functions, dev=dev)
+        if config.url is not None:
+            register_in_background(self, config.url, config.functions)
+        return AsgiEndpoint(endpoint_for(self, config))
+
+    def wsgi(
+        self,
+        *,
+        url: str | None = None,
+        signing_key: str | Sequence[str] | None = None,
+        functions: Sequence[str] | None = None,
+        dev: bool = False,
+    ) -> WsgiEndpoint:
+        """A WSGI app serving this app's functions by push (Flask, Django); arguments as for `asgi`."""
+        from stepwell.push.adapters import WsgiEndpoint
+        from stepwell.push.serve import endpoint_for, register_in_background, serve_config
+
+        config = serve_config(self, url=url, signing_key=signing_key, functions=functions, dev=dev)
+        if config.url is not None:
+            register_in_background(self, config.url, config.functions)
+        return WsgiEndpoint(endpoint_for(self, config))
+
     def worker(self, options: WorkerOptions | None = None) -> Worker:
         """A worker for this app's functions; the app registers them first."""
         self._ensure_registered()
@@ -542,18 +620,31 @@ class App:
         if await self._await_store(stop):
             await maintain(self.maintenance(), stop, interval=interval, on_cron=self.wakeups.notify)
 
-    def run_scheduler(self, *, interval: float = 5.0) -> None:
+    def run_scheduler(
+        self, *, interval: float = 5.0, push: PushOptions | None = None, maintenance: bool = True
+    ) -> None:
         """Run maintenance and cron (every registered app's) in this thread until SIGTERM or SIGINT, without
-        claiming any run: for a process that has no user code, beside a server."""
+        claiming any run of a pulled function: for a process that has no user code, beside a server.
+        `push`: also run the push dispatcher, which delivers the runs of pushed functions to their URLs."""
 
         async def main() -> None:
             stop = asyncio.Event()
             loop = asyncio.get_running_loop()
             for sig in (signal.SIGTERM, signal.SIGINT):
                 loop.add_signal_handler(sig, stop.set)
-            await self.run_maintenance(stop, interval=interval)
+            loops = [self.run_maintenance(stop, interval=interval)] if maintenance else []
+            if push is not None:
+                loops.append(self.run_push_dispatcher(stop, push))
+            await asyncio.gather(*loops)
 
         asyncio.run(main())
+
+    async def run_push_dispatcher(self, stop: asyncio.Event, options: PushOptions) -> None:
+        """Deliver runs of pushed functions to their endpoints until `stop` is set (see stepwell.push)."""
+        from stepwell.push.dispatcher import Dispatcher
+
+        if await self._await_store(stop):
+            await Dispatcher(self.store, self.clock, self.router, options).run(stop)
 
     def run_worker(self, **options: Any) -> None:
         """Run a worker in this thread until SIGTERM or SIGINT (options: see WorkerOptions).

@@ -2,10 +2,16 @@
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 import click
 
 from stepwell.app import App
 from stepwell.cli.common import DB_HELP, console, main, plain_app, setup_logging
+from stepwell.errors import StepwellError
+
+if TYPE_CHECKING:
+    from stepwell.push.dispatcher import PushOptions
 
 
 @main.command()
@@ -26,6 +32,18 @@ from stepwell.cli.common import DB_HELP, console, main, plain_app, setup_logging
     is_flag=True,
     help="do not run cron ticks, lease rescue and retention here (another process of this database does)",
 )
+@click.option(
+    "--signing-key",
+    envvar="STEPWELL_SIGNING_KEY",
+    default=None,
+    help="key(s) that sign push requests (comma-separated while rotating); without one, no push dispatcher",
+)
+@click.option("--no-push", is_flag=True, help="do not deliver runs of pushed functions (another server does)")
+@click.option(
+    "--push-allow-private", is_flag=True, help="allow push endpoints on private, link-local and loopback addresses"
+)
+@click.option("--push-per-endpoint", default=16, show_default=True, help="push requests in flight per endpoint")
+@click.option("--push-timeout", default=30.0, show_default=True, help="seconds one push request may take")
 @click.option("-v", "--verbose", is_flag=True, help="log every request and debug details")
 def server(
     app_target: str | None,
@@ -34,6 +52,11 @@ def server(
     no_auth: bool,
     no_scheduler: bool,
     database_url: str | None,
+    signing_key: str | None,
+    no_push: bool,
+    push_allow_private: bool,
+    push_per_endpoint: int,
+    push_timeout: float,
     verbose: bool,
 ) -> None:
     """Serve the HTTP API (/api/v1) until SIGTERM/SIGINT.
@@ -41,7 +64,8 @@ def server(
     Events are routed from the function registry in the database, so the server needs no user code.
     Unless --no-scheduler, it also runs the maintenance that keeps time moving without a worker: cron
     ticks of every registered function (exactly once per tick, whatever the number of schedulers),
-    lease rescue, run timeouts and retention.
+    lease rescue, run timeouts and retention. Unless --no-push, and given a signing key, it delivers the
+    runs of functions registered with a URL (push mode) to that URL.
 
     \b
     Example:
@@ -56,7 +80,11 @@ def server(
     if not no_auth and not any(key.revoked_at is None for key in app.api_keys()):
         console.print("[yellow]no API key yet[/]: create one with `stepwell tokens create NAME --scope ...`")
     console.print(f"[bold]stepwell server[/] http://{host}:{port}/api/v1 · keys {'off' if no_auth else 'required'}")
-    if no_scheduler:
+    push = None
+    if not no_push:
+        push = push_options(signing_key, dev=no_auth, allow_private=push_allow_private,
+                            per_endpoint=push_per_endpoint, timeout=push_timeout)  # fmt: skip
+    if no_scheduler and push is None:
         serve(app, host=host, port=port, auth=not no_auth, log_level="debug" if verbose else "warning")
         return
     from stepwell.http import ServerThread
@@ -67,7 +95,33 @@ def server(
 
     gauges.QueueSampler(lambda: app.store, served).start()  # one process samples: the scheduler's
     with ServerThread(app, host=host, port=port, auth=not no_auth):
-        app.run_scheduler()  # in this thread until SIGTERM/SIGINT; the API stops with it
+        app.run_scheduler(push=push, maintenance=not no_scheduler)  # until SIGTERM/SIGINT; the API stops with it
+
+
+def push_options(
+    signing_key: str | None, *, dev: bool, allow_private: bool = False, per_endpoint: int = 16, timeout: float = 30.0
+) -> PushOptions | None:
+    """The dispatcher's options; None (with a note) when there is no key outside development: it fails closed."""
+    from stepwell.push.dispatcher import PushOptions
+    from stepwell.push.signing import parse_keys
+
+    try:
+        keys = parse_keys(signing_key)
+    except StepwellError as err:
+        raise click.BadParameter(str(err), param_hint="--signing-key") from None
+    if not keys and not dev:
+        console.print("[yellow]push dispatcher off[/]: no signing key (--signing-key or STEPWELL_SIGNING_KEY)")
+        return None
+    mode = "signed" if keys else "unsigned, loopback endpoints only"
+    console.print(f"push dispatcher on ({mode})")
+    return PushOptions(
+        signing_keys=keys,
+        dev=dev and not keys,
+        allow_loopback=dev or allow_private,  # the private network, this host included
+        allow_private=allow_private,
+        per_endpoint=per_endpoint,
+        request_timeout=timeout,
+    )
 
 
 def serve_dev_api(app: App, port: int) -> None:
@@ -79,3 +133,11 @@ def serve_dev_api(app: App, port: int) -> None:
     except OSError as err:
         raise click.ClickException(f"cannot serve the API on 127.0.0.1:{port} ({err}); pass --port, or 0") from None
     console.print(f"API on {started.url}/api/v1 (no keys: loopback only)")
+
+
+def dev_push(database_url: str | None, port: int) -> None:
+    """`stepwell dev` without an app: the API without keys, maintenance, and an unsigned loopback-only dispatcher."""
+    app = plain_app(database_url, None)
+    if port:
+        serve_dev_api(app, port)
+    app.run_scheduler(push=push_options(None, dev=True))

@@ -157,16 +157,25 @@ def _spawn(app_target: str, processes: int, options: dict[str, Any]) -> None:
 
 
 @main.command()
-@click.argument("app_target", metavar="MODULE:APP")
+@click.argument("app_target", metavar="[MODULE:APP]", required=False)
 @_worker_options
 @click.option("--port", default=8288, show_default=True, help="serve the HTTP API on 127.0.0.1:PORT; 0: do not")
-def dev(app_target: str, port: int, **options: Any) -> None:
+def dev(app_target: str | None, port: int, **options: Any) -> None:
     """All in one process for development: worker, maintenance and the HTTP API, SQLite by default.
 
     Prints a banner (the database, the functions and their triggers, the API's URL) and every run's lifecycle.
+    Without MODULE:APP (push mode: your web app serves the functions), it serves the API and delivers the
+    runs of registered functions to their URLs on loopback, unsigned.
 
     \b
-    Example:
+    Examples:
       stepwell dev sermons:app
+      stepwell dev            # push mode: the API and the dispatcher, no worker
     """
+    if app_target is None:
+        from stepwell.cli.server import dev_push
+
+        configure_logging(options["log_format"], verbose=options["verbose"], runs_debug=True)  # type: ignore[arg-type]
+        dev_push(options["database_url"], port)
+        return
     _run_worker(app_target, dev=True, api_port=port, **options)

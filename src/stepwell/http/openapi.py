@@ -134,6 +134,17 @@ COMPONENTS: dict[str, dict[str, Any]] = {
         "properties": {"function": _NAME, "key": _NAME},
     },
     "Tokens": {"type": "object", "properties": {"tokens": {"type": "array"}}},
+    "RegistrationIn": {
+        "type": "object",
+        "required": ["app", "definitions"],
+        "additionalProperties": False,
+        "properties": {
+            "app": _NAME,
+            "definitions": {"type": "array", "items": {"type": "object"}, "maxItems": 1000},
+            "push_url": {"type": ["string", "null"], "maxLength": 2000},
+            "push_functions": {"type": "array", "items": _NAME, "maxItems": 1000},
+        },
+    },
     "TokenIn": {
         "type": "object",
         "required": ["name", "scopes"],

@@ -201,6 +201,26 @@ async def list_functions(call: Call) -> Response:
     return json_response({"functions": functions_of(call.app)})
 
 
+async def register_functions(call: Call) -> Response:
+    """A web app serving functions by push registers them here: it needs no database credentials."""
+    body = shapes.object_body(await call.json(), frozenset({"app", "definitions", "push_url", "push_functions"}))
+    app = shapes.required_text(body, "app", call.limits.max_name_length)
+    definitions = body.get("definitions")
+    if not isinstance(definitions, list) or len(definitions) > 1000:
+        raise invalid("must be an array of at most 1000 function definitions", "definitions")
+    push_url = shapes.text(body, "push_url", 2000)
+    push_functions = shapes.string_list(body, "push_functions", 1000, call.limits.max_name_length)
+    change = await call.write(call.app.register_remote, app, definitions, push_url, push_functions)
+    return json_response(
+        {
+            "generation": change.generation,
+            "added": list(change.added),
+            "changed": list(change.changed),
+            "retired": list(change.retired),
+        }
+    )
+
+
 def _key_action(action: str) -> Handler:
     async def handler(call: Call) -> Response:
         body = shapes.object_body(await call.json(), frozenset({"function", "key"}))
@@ -379,6 +399,16 @@ ROUTES: tuple[Route, ...] = (
         list_functions,
         "The functions and their definitions",
         returns="Functions",
+    ),
+    Route(
+        "POST",
+        "/api/v1/functions/register",
+        Scope.ADMIN,
+        register_functions,
+        "Register an app's functions (a web app serving them by push: with its URL)",
+        body="RegistrationIn",
+        returns="Object",
+        extra_statuses=(422,),
     ),
     *(
         Route(

@@ -103,8 +103,10 @@ class Worker:
         self._store_pool = ThreadPoolExecutor(max_workers=2, thread_name_prefix="stepwell-store")
         self._user_pool = ThreadPoolExecutor(max_workers=self.options.concurrency, thread_name_prefix="stepwell-run")
         self.processed = 0
-        # the functions this worker claims runs of: its app's (other apps may share the database)
-        self._serves = engine.registry.names()
+        # the functions this worker claims runs of: its app's (other apps may share the database), except
+        # those its app serves by push (registered with a URL): the server's push dispatcher delivers those
+        pushed = self.store.push_endpoints()
+        self._serves = [name for name in engine.registry.names() if name not in pushed]
         self.maintenance = Maintenance(
             self.store,
             self.clock,

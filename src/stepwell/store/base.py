@@ -10,7 +10,7 @@ authority (the database's clock on PostgreSQL, the injected clock on SQLite).
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any, Protocol, runtime_checkable
@@ -562,6 +562,24 @@ class Store(Protocol):
 
     def function_activity(self, *, since: datetime, now: datetime | None = None) -> list[FunctionActivity]:
         """Runs completed and failed per function since `since`, and open dead letters (for `stepwell top`)."""
+        ...
+
+    # push mode (store/*/push.py)
+
+    def set_push_endpoints(self, app: str, urls: Mapping[str, str], *, now: datetime | None = None) -> None:
+        """Replace the push URLs of `app`'s functions with `urls` (name -> URL); its other functions are pulled."""
+        ...
+
+    def push_endpoints(self) -> dict[str, str]:
+        """Every served (not retired) function that is pushed: name -> URL."""
+        ...
+
+    def set_push_circuit(self, url: str, open_until: datetime | None) -> None:
+        """Open the dispatcher's circuit for endpoint `url` until `open_until`, or close it (None)."""
+        ...
+
+    def push_circuits(self) -> dict[str, datetime]:
+        """Open (or lately opened) circuits: endpoint URL -> until when."""
         ...
 
 

@@ -73,6 +73,7 @@ from stepwell.store.postgres.options import (
     split_url,
 )
 from stepwell.store.postgres.outbox import caller_connection
+from stepwell.store.postgres.push import PushVerbs
 from stepwell.store.postgres.rows import FailedRow, candidate_rows, ended_rows, failed_rows, stopped_rows
 from stepwell.store.postgres.statements import Connection, Cursor, Q, one, run, same, translate
 from stepwell.store.rows import error_bytes, error_or_none, error_required, json_or_none, step_from_row
@@ -82,7 +83,7 @@ _PACKAGE = "stepwell.store.postgres"
 _ADMITTING_STREAK = 32  # after a pick with runs to admit, claims skip the one-statement try this many times
 
 
-class PostgresStore(ApiKeyVerbs, ObservabilityVerbs):
+class PostgresStore(ApiKeyVerbs, ObservabilityVerbs, PushVerbs):
     def __init__(self, url: str, *, clock: Clock | None = None, options: PostgresOptions | None = None) -> None:
         """`clock=None`: the database clock rules every time; a clock pins it (tests pass a VirtualClock).
 

@@ -1,0 +1,80 @@
+"""The dispatcher's SSRF guard and circuit breaker, decided without a network."""
+
+from __future__ import annotations
+
+import asyncio
+import ipaddress
+from datetime import UTC, datetime, timedelta
+
+import pytest
+
+from stepwell.push.breaker import Breaker
+from stepwell.push.guard import Guard, UnsafeEndpoint, check_url, pinned_url
+
+PRODUCTION = Guard()
+
+
+@pytest.mark.parametrize(
+    ("url", "reason"),
+    [
+        ("http://169.254.169.254/latest/meta-data/", "metadata"),
+        ("http://[fd00:ec2::254]/", "metadata"),
+        ("http://169.254.10.1/", "link-local"),
+        ("http://10.1.2.3/push", "private"),
+        ("http://192.168.0.10/push", "private"),
+        ("http://172.16.5.5/push", "private"),
+        ("http://100.64.0.1/push", "private"),  # shared address space (carrier-grade NAT)
+        ("http://127.0.0.1:8000/push", "loopback"),
+        ("http://[::1]/push", "loopback"),
+        ("http://[::ffff:10.0.0.1]/push", "private"),  # an IPv4-mapped address is judged as IPv4
+        ("http://0.0.0.0/", "can never be called"),
+        ("http://224.0.0.1/", "can never be called"),
+        ("ftp://example.com/", "scheme"),
+        ("http://user:pw@example.com/", "credentials"),
+        ("/relative", "scheme"),
+    ],
+)
+def test_refused_addresses(url: str, reason: str) -> None:
+    with pytest.raises(UnsafeEndpoint, match=reason):
+        asyncio.run(PRODUCTION.resolve(url))
+
+
+def test_a_name_is_checked_after_resolution() -> None:
+    with pytest.raises(UnsafeEndpoint, match="loopback"):
+        asyncio.run(PRODUCTION.resolve("http://localhost:9/push"))  # resolves to 127.0.0.1 / ::1
+
+
+def test_configuration_allows_private_and_loopback_but_never_unspecified() -> None:
+    lenient = Guard(allow_private=True, allow_loopback=True)
+    for url in ("http://10.1.2.3/", "http://169.254.169.254/", "http://127.0.0.1:1/"):
+        asyncio.run(lenient.resolve(url))
+    with pytest.raises(UnsafeEndpoint):
+        asyncio.run(lenient.resolve("http://0.0.0.0/"))
+
+
+def test_a_public_address_passes_and_the_request_goes_to_the_checked_address() -> None:
+    parts, address = asyncio.run(PRODUCTION.resolve("https://93.184.216.34:8443/api/stepwell/"))
+    assert str(address) == "93.184.216.34"
+    assert pinned_url(check_url("https://shop.example:8443/a?b=1"), address) == "https://93.184.216.34:8443/a?b=1"
+    assert (
+        pinned_url(check_url("http://shop.example/a"), ipaddress.ip_address("2001:db8::1")) == "http://[2001:db8::1]/a"
+    )
+    assert parts.hostname == "93.184.216.34"
+
+
+def test_the_breaker_opens_after_the_threshold_probes_once_and_closes_on_success() -> None:
+    now = datetime(2030, 1, 1, tzinfo=UTC)
+    breaker = Breaker(threshold=3, cooldown=timedelta(seconds=10))
+    url = "http://shop/api"
+    assert breaker.failed(url, now) is None and breaker.failed(url, now) is None
+    assert breaker.failed(url, now) == now + timedelta(seconds=10)
+    assert not breaker.allows(url, now + timedelta(seconds=9))
+    later = now + timedelta(seconds=10)
+    assert breaker.allows(url, later)
+    breaker.started(url, later)  # the one probe
+    assert not breaker.allows(url, later)
+    assert breaker.failed(url, later) == later + timedelta(seconds=20)  # a failed probe doubles the cooldown
+    again = later + timedelta(seconds=20)
+    breaker.started(url, again)
+    assert breaker.succeeded(url) is True
+    assert breaker.allows(url, again) and breaker.open_until(url) is None

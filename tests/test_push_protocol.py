@@ -1,0 +1,103 @@
+"""The push protocol without HTTP: the endpoint answers one new step per request, as documents that round-trip."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta
+
+import orjson
+
+import stepwell
+from stepwell.model.records import Event, Step, StepKind, StepStatus
+from stepwell.push import protocol
+from stepwell.push.endpoint import Endpoint
+from stepwell.push.signing import Verifier
+from stepwell.store.base import ClaimedRun, Lease
+
+NOW = datetime(2030, 1, 1, tzinfo=UTC)
+app = stepwell.App("proto", database_url="sqlite:///:memory:")
+calls: list[str] = []
+
+
+@app.function("two-steps")
+def two_steps(ctx: stepwell.Context) -> int:
+    a = ctx.step.run("a", lambda: calls.append("a") or 1)
+    b = ctx.step.run("b", lambda: calls.append("b") or 2)
+    ctx.step.sleep("nap", "1h")
+    return a + b
+
+
+endpoint = Endpoint(app.registry, app.clock, Verifier.dev(), max_event_bytes=1 << 20, max_output_bytes=1 << 20)
+
+
+def push(steps: tuple[Step, ...]) -> protocol.PushResponse:
+    claimed = ClaimedRun(
+        Lease("run-1", "t", NOW + timedelta(seconds=30)), "two-steps", 1, 4, Event("e", "go", {}, NOW), NOW, steps
+    )
+    answer = endpoint.handle_sync("POST", {}, protocol.encode_request(protocol.PushRequest(claimed)))
+    assert answer.status == 200, answer.body
+    return protocol.decode_response(answer.body, "run-1")
+
+
+def stored(op: protocol.Op) -> Step:
+    assert isinstance(op, protocol.RecordStep)
+    write = op.step
+    output = None if write.output is None else orjson.loads(write.output)
+    return Step(write.step_id, write.kind, write.status, 1, output, position=write.position, wake_at=write.wake_at)
+
+
+def test_each_request_executes_one_new_step_and_stops_until_it_is_stored() -> None:
+    calls.clear()
+    first = push(())
+    assert first.result == protocol.Checkpoint() and calls == ["a"]
+    [op] = first.ops
+    assert (op.step.step_id, op.step.status, op.step.output) == ("a", StepStatus.COMPLETED, b"1")  # type: ignore[union-attr]
+    second = push((stored(op),))
+    assert second.result == protocol.Checkpoint() and calls == ["a", "b"]  # a replayed from the request, not run
+    third = push((stored(op), stored(second.ops[0])))
+    [sleep] = third.ops
+    assert isinstance(sleep, protocol.RecordStep) and sleep.step.kind is StepKind.SLEEP
+    assert third.result == protocol.Suspended(NOW + timedelta(hours=1), False)
+    napped = Step("nap", StepKind.SLEEP, StepStatus.COMPLETED, 1, position=2)
+    last = push((stored(op), stored(second.ops[0]), napped))
+    assert last == protocol.PushResponse((), protocol.Completed(b"3")) and calls == ["a", "b"]
+
+
+def test_a_reordered_replay_is_a_non_retriable_failure_naming_the_step() -> None:
+    wrong = Step("b", StepKind.RUN, StepStatus.COMPLETED, 1, 2, position=0)
+    response = push((wrong,))
+    assert isinstance(response.result, protocol.Failed) and not response.result.retriable
+    assert "NonDeterminism" in response.result.error.type
+
+
+def test_documents_round_trip() -> None:
+    response = push(())
+    assert protocol.decode_response(protocol.encode_response(response), "run-1") == response
+    for bad in (b"[]", b'{"protocol": "other"}', b"not json", b'{"protocol": "stepwell.push/1", "ops": [{"op": "x"}]}'):
+        try:
+            protocol.decode_response(bad, "run-1")
+        except protocol.ProtocolError as error:
+            assert str(error)
+        else:
+            raise AssertionError(bad)
+
+
+def test_development_mode_answers_loopback_clients_only() -> None:
+    import io
+
+    from stepwell.push.adapters import WsgiEndpoint
+
+    wsgi = WsgiEndpoint(endpoint)
+    body = protocol.encode_request(
+        protocol.PushRequest(
+            ClaimedRun(Lease("r", "t", NOW), "two-steps", 1, 1, Event("e", "go", {}, NOW), NOW),
+        )
+    )
+    statuses: list[str] = []
+
+    def call(remote: str) -> bytes:
+        environ = {"REQUEST_METHOD": "POST", "CONTENT_LENGTH": str(len(body)), "wsgi.input": io.BytesIO(body)}
+        return b"".join(wsgi({**environ, "REMOTE_ADDR": remote}, lambda status, headers: statuses.append(status)))
+
+    assert b"dev_mode" in call("10.0.0.5") and statuses[-1].startswith("403")
+    call("127.0.0.1")
+    assert statuses[-1].startswith("200")
