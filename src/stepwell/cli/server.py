@@ -53,6 +53,7 @@ def server(
     if not no_auth and not any(key.revoked_at is None for key in app.api_keys()):
         console.print("[yellow]no API key yet[/]: create one with `stepwell tokens create NAME --scope ...`")
     console.print(f"[bold]stepwell server[/] http://{host}:{port}/api/v1 · keys {'off' if no_auth else 'required'}")
+    console.print(f"dashboard on http://{host}:{port}/ (log in with an API key{'' if not no_auth else ': not needed'})")
     if no_scheduler:
         serve(app, host=host, port=port, auth=not no_auth, log_level="debug" if verbose else "warning")
         return
@@ -76,3 +77,4 @@ def serve_dev_api(app: App, port: int) -> None:
     except OSError as err:
         raise click.ClickException(f"cannot serve the API on 127.0.0.1:{port} ({err}); pass --port, or 0") from None
     console.print(f"API on {started.url}/api/v1 (no keys: loopback only)")
+    console.print(f"dashboard on {started.url}/")

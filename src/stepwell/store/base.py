@@ -16,6 +16,7 @@ from datetime import datetime, timedelta
 from typing import Any, Protocol
 
 from stepwell.model.apikeys import ApiKey, NewApiKey, StoredApiKey
+from stepwell.model.audit import AuditEntry, NewAuditEntry
 from stepwell.model.definition import FunctionDefinition
 from stepwell.model.records import (
     ChildResult,
@@ -559,6 +560,14 @@ class Store(Protocol):
 
     def function_activity(self, *, since: datetime, now: datetime | None = None) -> list[FunctionActivity]:
         """Runs completed and failed per function since `since`, and open dead letters (for `stepwell top`)."""
+        ...
+
+    def append_audit(self, entry: NewAuditEntry, *, now: datetime | None = None) -> None:
+        """Record one operator action (the dashboard's audit log); fields are clipped to bounded lengths."""
+        ...
+
+    def list_audit(self, *, limit: int = 100, before: int | None = None) -> list[AuditEntry]:
+        """The newest audit entries first; `before`: the id of the last entry of the previous page."""
         ...
 
 

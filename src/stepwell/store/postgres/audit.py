@@ -1,0 +1,42 @@
+"""The PostgreSQL store's audit-log verbs, as a mixin of PostgresStore (one table, two statements)."""
+
+from __future__ import annotations
+
+import contextlib
+from datetime import datetime
+from typing import TYPE_CHECKING
+
+from psycopg.rows import tuple_row
+
+from stepwell.model.audit import AuditEntry, NewAuditEntry
+from stepwell.store.postgres.statements import Connection
+from stepwell.store.sqlfile import load_queries
+
+A = load_queries("stepwell.store.postgres", "audit.sql")
+NEWEST = 2**62
+
+
+class AuditVerbs:
+    """append_audit, list_audit (see Store)."""
+
+    if TYPE_CHECKING:
+
+        def _connection(
+            self, operation: str, caller: object | None = None
+        ) -> contextlib.AbstractContextManager[Connection]: ...
+        def _at(self, now: datetime | None) -> datetime | None: ...
+
+    def append_audit(self, entry: NewAuditEntry, *, now: datetime | None = None) -> None:
+        entry = entry.clipped()
+        params = {
+            "now": self._at(now), "actor_id": entry.actor_id, "actor_name": entry.actor_name,
+            "action": entry.action, "target": entry.target, "detail": entry.detail,
+        }  # fmt: skip
+        with self._connection("append_audit") as conn:
+            conn.cursor(row_factory=tuple_row).execute(A["insert_audit_entry"], params)
+
+    def list_audit(self, *, limit: int = 100, before: int | None = None) -> list[AuditEntry]:
+        with self._connection("list_audit") as conn:
+            cursor = conn.cursor(row_factory=tuple_row)
+            rows = cursor.execute(A["list_audit_entries"], {"before": before or NEWEST, "limit": limit}).fetchall()
+        return [AuditEntry(*row) for row in rows]

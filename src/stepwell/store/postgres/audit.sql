@@ -1,0 +1,9 @@
+-- The audit log (store/postgres/audit.py).
+
+-- name: insert_audit_entry
+INSERT INTO audit_log (at, actor_id, actor_name, action, target, detail)
+VALUES (coalesce(%(now)s::timestamptz, now()), %(actor_id)s, %(actor_name)s, %(action)s, %(target)s, %(detail)s);
+
+-- name: list_audit_entries
+SELECT id, at, actor_id, actor_name, action, target, detail FROM audit_log
+WHERE id < %(before)s ORDER BY id DESC LIMIT %(limit)s;

@@ -1,0 +1,39 @@
+"""The SQLite store's audit-log verbs, as a mixin of SQLiteStore (one table, two statements)."""
+
+from __future__ import annotations
+
+import contextlib
+import sqlite3
+from datetime import datetime
+from typing import TYPE_CHECKING
+
+from stepwell.model.audit import AuditEntry, NewAuditEntry
+from stepwell.store.sqlfile import load_queries
+from stepwell.store.sqlite.times import moment
+
+A = load_queries("stepwell.store.sqlite", "audit.sql")
+NEWEST = 2**62
+
+
+class AuditVerbs:
+    """append_audit, list_audit (see Store)."""
+
+    if TYPE_CHECKING:
+
+        def _write(self, operation: str) -> contextlib.AbstractContextManager[sqlite3.Connection]: ...
+        def _read(self, operation: str) -> contextlib.AbstractContextManager[sqlite3.Connection]: ...
+        def _now(self, now: datetime | None) -> int: ...
+
+    def append_audit(self, entry: NewAuditEntry, *, now: datetime | None = None) -> None:
+        entry = entry.clipped()
+        params = {
+            "now": self._now(now), "actor_id": entry.actor_id, "actor_name": entry.actor_name,
+            "action": entry.action, "target": entry.target, "detail": entry.detail,
+        }  # fmt: skip
+        with self._write("append_audit") as conn:
+            conn.execute(A["insert_audit_entry"], params)
+
+    def list_audit(self, *, limit: int = 100, before: int | None = None) -> list[AuditEntry]:
+        with self._read("list_audit") as conn:
+            rows = conn.execute(A["list_audit_entries"], {"before": before or NEWEST, "limit": limit}).fetchall()
+        return [AuditEntry(row[0], moment(row[1]), *row[2:]) for row in rows]
