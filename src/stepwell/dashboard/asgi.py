@@ -23,7 +23,6 @@ import anyio
 import anyio.to_thread
 import jinja2
 from starlette.applications import Starlette
-from starlette.datastructures import FormData
 from starlette.exceptions import HTTPException
 from starlette.middleware import Middleware
 from starlette.requests import Request
@@ -34,6 +33,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from stepwell.app import App
 from stepwell.dashboard import views
+from stepwell.dashboard.forms import Form, FormError, read_form
 from stepwell.dashboard.sessions import COOKIE, LIFETIME, Session, Sessions
 from stepwell.errors import EventNotFound, RunNotFound, StepwellError
 from stepwell.model.apikeys import Scope as KeyScope
@@ -70,7 +70,7 @@ class Page:
 
     request: Request
     session: Session
-    form: FormData | None
+    form: Form | None
     dashboard: Dashboard
 
     @property
@@ -88,16 +88,14 @@ class Page:
         return value or None
 
     def field(self, name: str, max_length: int = 1000) -> str | None:
-        value = self.form.get(name) if self.form is not None else None
-        if value is not None and not isinstance(value, str):
-            raise Refused(400, f"{name} must be text")
-        value = (value or "").strip()
+        value = (self.form.get(name) if self.form is not None else None) or ""
+        value = value.strip()
         if len(value) > max_length:
             raise Refused(400, f"{name} is longer than {max_length} characters")
         return value or None
 
     def fields(self, name: str) -> list[str]:
-        return [value for value in (self.form.getlist(name) if self.form else []) if isinstance(value, str) and value]
+        return [value for value in (self.form.getlist(name) if self.form else []) if value]
 
     async def call(self, fn: Callable[..., T], *args: Any, **kwargs: Any) -> T:
         """A blocking App method on a worker thread (the store blocks)."""
@@ -208,7 +206,10 @@ def _endpoint(dashboard: Dashboard, route: PageRoute) -> Callable[[Request], Awa
             session = fresh = dashboard.sessions.create(*DEV_ACTOR, can_operate=True)
         form = None
         if route.acts:
-            form = await request.form(max_files=0, max_fields=20_000)
+            try:
+                form = await read_form(request)
+            except FormError as err:
+                return _plain(400, str(err))
             refusal = _refuse_action(request, session, form)
             if refusal:
                 return _plain(403, refusal)
@@ -228,12 +229,11 @@ def _endpoint(dashboard: Dashboard, route: PageRoute) -> Callable[[Request], Awa
     return endpoint
 
 
-def _refuse_action(request: Request, session: Session, form: FormData) -> str | None:
+def _refuse_action(request: Request, session: Session, form: Form) -> str | None:
     """Why an action is refused, or None: a foreign Origin, a missing or wrong CSRF token, a read-only key."""
     if not _same_origin(request):
         return "refused: the request came from another site"
-    token = form.get("csrf")
-    if not session.csrf_ok(token if isinstance(token, str) else None):
+    if not session.csrf_ok(form.get("csrf")):
         return "refused: the form's CSRF token is missing or stale; reload the page and try again"
     if not session.can_operate:
         return "refused: this API key may look but not act (it lacks the 'operate' scope)"
@@ -257,9 +257,11 @@ def _login_page(dashboard: Dashboard) -> Callable[[Request], Awaitable[Response]
         if request.method == "POST":
             if not _same_origin(request):
                 return _plain(403, "refused: the request came from another site")
-            form = await request.form(max_files=0, max_fields=5)
-            token = form.get("token")
-            key = await dashboard.call(dashboard.app.check_api_key, token.strip()) if isinstance(token, str) else None
+            try:
+                token = (await read_form(request)).get("token")
+            except FormError as err:
+                return _plain(400, str(err))
+            key = await dashboard.call(dashboard.app.check_api_key, token.strip()) if token else None
             if key is not None and key.allows(KeyScope.READ):
                 session = dashboard.sessions.create(key.id, key.name, can_operate=key.allows(KeyScope.OPERATE))
                 response = RedirectResponse(target, status_code=303)
@@ -275,9 +277,11 @@ def _login_page(dashboard: Dashboard) -> Callable[[Request], Awaitable[Response]
 def _logout(dashboard: Dashboard) -> Callable[[Request], Awaitable[Response]]:
     async def logout(request: Request) -> Response:
         session = dashboard.sessions.get(request.cookies.get(COOKIE))
-        form = await request.form(max_files=0, max_fields=5)
-        token = form.get("csrf")
-        if session is None or not session.csrf_ok(token if isinstance(token, str) else None):
+        try:
+            token = (await read_form(request)).get("csrf")
+        except FormError as err:
+            return _plain(400, str(err))
+        if session is None or not session.csrf_ok(token):
             return _plain(403, "refused: the form's CSRF token is missing or stale")
         dashboard.sessions.drop(session.id)
         root = str(request.scope.get("root_path", "")).rstrip("/")

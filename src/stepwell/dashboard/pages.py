@@ -220,6 +220,9 @@ async def functions_page(page: Page) -> Response:
     return page.render("functions.html", rows=await page.call(_function_rows, page.app, page.now()))
 
 
+_NOT_OPTIONS = frozenset({"name", "events", "crons", "format"})
+
+
 def _function_rows(app: App, now: datetime) -> list[dict[str, Any]]:
     activity = {row.function: row for row in app.store.function_activity(since=now - timedelta(hours=1), now=now)}
     queues = {row.function: row for row in app.store.queue_gauges(now=now, scan_limit=COUNT_CAP)}
@@ -231,8 +234,9 @@ def _function_rows(app: App, now: datetime) -> list[dict[str, Any]]:
         finished = (done.completed + done.failed) if done else 0
         rows.append({
             "function": function, "definition": definition,
-            "triggers": orjson.dumps(definition.get("triggers", definition.get("trigger", []))).decode(),
-            "options": {k: orjson.dumps(v).decode() for k, v in definition.items() if k not in ("name", "triggers")},
+            "triggers": [f"event {name}" for name in definition.get("events") or []]
+            + [f"cron {cron}" for cron in definition.get("crons") or []],
+            "options": {k: orjson.dumps(v).decode() for k, v in definition.items() if k not in _NOT_OPTIONS and v},
             "per_minute": finished / 60, "failure_rate": (done.failed / finished) if done and finished else None,
             "dead_letters": done.dead_letters if done else 0,
             "ready": queue.ready if queue else 0, "capped": queue.capped if queue else False,
