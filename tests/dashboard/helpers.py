@@ -25,7 +25,7 @@ FLAKY = {"fail": True}  # flipped by a test: the redriven run then completes
 
 
 def make_app(database_url: str) -> stepwell.App:
-    app = stepwell.App("dashboard-tests", database_url=database_url)
+    app = stepwell.App("dashboard-tests", database_url=database_url, max_event_bytes=8 * 1024 * 1024)
 
     @app.function("transcribe", trigger=stepwell.on_event("sermon.uploaded"), retries=0)
     def transcribe(ctx: stepwell.Context) -> dict[str, Any]:
