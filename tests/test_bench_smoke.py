@@ -123,3 +123,12 @@ def test_observe_prints_the_cost_of_metrics_and_tracing() -> None:
         line = row(output, label)
         assert "nan" not in line and "%" in line and len(numbers(line)) >= 5, line
     assert "spans reached the in-memory exporter" in output
+
+
+def test_dashboard_prints_every_page_on_both_stores() -> None:
+    output = run_quick("dashboard")
+    for store in ("SQLite", "PostgreSQL"):
+        assert f"{store}: 2,000 runs" in output, output
+    for page in ("/runs ", "/runs?status=failed", "/dead-letters ", "/functions", "/queue", "/audit"):
+        line = row(output, page)
+        assert "nan" not in line and len(numbers(line)) >= 2, line
