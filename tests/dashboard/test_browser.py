@@ -126,3 +126,23 @@ def test_a_read_key_sees_but_cannot_act(served: Served, browser: Any) -> None:
     page.goto(f"{served.url}/dead-letters")
     assert page.locator("#bulk-redrive").count() == 0
     page.close()
+
+
+def test_the_runs_list_refreshes_live_and_pauses_while_hidden(served: Served, browser: Any) -> None:
+    page = browser.new_page()
+    page.goto(served.url + "/login")
+    page.fill("#token", served.tokens["read"])
+    page.click("button[type=submit]")
+    page.wait_for_url("**/runs")
+    assert page.locator("tbody tr[data-href]").count() == 0
+    event_id = served.app.send("sermon.uploaded", {"n": 1})
+    page.wait_for_selector("tbody tr[data-href]", timeout=10_000)  # no reload: the list refreshed itself
+    assert served.app.runs(event_id=event_id)[0].id in page.locator("tbody").inner_html()
+    polls: list[str] = []
+    page.on("request", lambda request: polls.append(request.url) if "partial=1" in request.url else None)
+    page.evaluate(
+        "Object.defineProperty(document, 'visibilityState', {configurable: true, get: () => 'hidden'})"
+    )  # what a background tab reports
+    time.sleep(4)  # more than one refresh interval (3 s)
+    assert polls == [], "a hidden tab does not poll"
+    page.close()
