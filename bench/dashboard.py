@@ -61,13 +61,14 @@ def _templates(app: stepwell.App) -> None:
 
 
 # Column overrides of the copied rows; every other column is the template's.
-def _run_columns(number: str, now_expr: str) -> dict[str, str]:
+def _run_columns(number: str, now_expr: str, mod: str = "%") -> dict[str, str]:
+    """`mod`: the modulo operator as the driver needs it written (psycopg: %%)."""
     return {
-        "id": "'s' || lpad_id", "function": f"'fn' || ({number} % {FUNCTIONS})",
-        "status": f"CASE WHEN {number} % 10 = 0 THEN 'failed' ELSE 'completed' END",
-        "created_at": now_expr, "ordering_key": f"'key-' || ({number} % {KEYS})", "event_id": "NULL",
-        "parent_id": f"CASE WHEN {number} % 100 = 1 THEN 'parent-1' ELSE NULL END", "child_index": number,
-        "parent_step": f"CASE WHEN {number} % 100 = 1 THEN 'kids' ELSE NULL END",
+        "id": "'s' || lpad_id", "function": f"'fn' || ({number} {mod} {FUNCTIONS})",
+        "status": f"CASE WHEN {number} {mod} 10 = 0 THEN 'failed' ELSE 'completed' END",
+        "created_at": now_expr, "input_name": "'bench.seeded'", "ordering_key": f"'key-' || ({number} {mod} {KEYS})", "event_id": "NULL",
+        "parent_id": f"CASE WHEN {number} {mod} 100 = 1 THEN 'parent-1' ELSE NULL END", "child_index": number,
+        "parent_step": f"CASE WHEN {number} {mod} 100 = 1 THEN 'kids' ELSE NULL END",
     }  # fmt: skip
 
 
@@ -76,6 +77,7 @@ def seed_sqlite(path: str, runs: int, dead: int) -> None:
     columns = [row[1] for row in conn.execute("PRAGMA table_info(runs)")]
     over = _run_columns("n.i", "t.created_at - n.i * 1000")
     over["id"] = "printf('s%031d', n.i)"
+    over["input"] = "CAST('{}' AS BLOB)"
     select = ", ".join(over.get(column, f"t.{column}") for column in columns)
     with conn:
         conn.execute(
@@ -99,8 +101,9 @@ def seed_postgres(url: str, runs: int, dead: int) -> None:
                 "AND table_schema = current_schema() AND is_identity = 'NO' ORDER BY ordinal_position"
             )
         ]  # fmt: skip
-        over = _run_columns("n", "t.created_at - n * interval '1 millisecond'")
+        over = _run_columns("n", "t.created_at - n * interval '1 millisecond'", "%%")
         over["id"] = "'s' || lpad(n::text, 31, '0')"
+        over["input"] = "convert_to('{}', 'UTF8')"
         select = ", ".join(over.get(column, f"t.{column}") for column in columns)
         conn.execute(
             f"INSERT INTO runs ({', '.join(columns)}) SELECT {select} FROM generate_series(1, %s) n, "
@@ -122,7 +125,7 @@ def _seed_dead_letters(conn: Any, dead: int, columns: list[str], mark: str) -> N
     select = ", ".join(over.get(column, f"t.{column}") for column in columns)
     conn.execute(
         f"INSERT INTO dead_letters ({', '.join(columns)}) SELECT {select} FROM "
-        f"(SELECT id, function, created_at, ordering_key FROM runs WHERE status = 'failed' AND id LIKE 's%' "
+        f"(SELECT id, function, created_at, ordering_key FROM runs WHERE status = 'failed' AND substr(id, 1, 1) = 's' "
         f"LIMIT {mark}) r, (SELECT * FROM dead_letters LIMIT 1) t",
         (dead,),
     )

@@ -34,3 +34,20 @@ def test_append_audit_clips_long_fields(store: Store) -> None:
     store.append_audit(NewAuditEntry("k", "x" * 100_000, "run.replay", "t" * 100_000, "d" * 100_000))
     [entry] = store.list_audit(limit=1)
     assert len(entry.actor_name) == 200 and len(entry.target) == 500 and len(entry.detail) == MAX_DETAIL
+
+
+def test_recent_endings_is_the_newest_sample_of_one_status(store: Store, clock: VirtualClock) -> None:
+    from stepwell.model.records import RunStatus
+    from stepwell.store.base import Complete
+    from tests.conformance.helpers import event, new_run
+
+    start = clock.now()
+    for _ in range(3):
+        store.append_events([event(at=clock.now(), runs=(new_run(at=clock.now()),))])
+        [claimed] = store.claim_runs(worker_id="w", limit=1, lease=timedelta(seconds=30))
+        clock.advance(timedelta(seconds=1))
+        store.settle_runs([Complete(claimed.lease, b"null")])
+    endings = store.recent_endings(status=RunStatus.COMPLETED, since=start, limit=2)
+    assert [at for _, at in endings] == [clock.now(), clock.now() - timedelta(seconds=1)]
+    assert store.recent_endings(status=RunStatus.FAILED, since=start, limit=2) == []
+    assert store.recent_endings(status=RunStatus.COMPLETED, since=clock.now() + timedelta(seconds=1), limit=5) == []

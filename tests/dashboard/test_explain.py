@@ -54,6 +54,9 @@ def test_sqlite_reads_every_filter_through_an_index(tmp_path: Path) -> None:
             row[3] for row in conn.execute("EXPLAIN QUERY PLAN " + B[statement_for(query)], _params(query, stamp))
         )
         assert "USING INDEX" in plan and "SCAN runs" not in plan, f"{name}: {plan}"
+    endings = load_queries("stepwell.store.sqlite", "audit.sql")["recent_endings"]
+    plan = conn.execute("EXPLAIN QUERY PLAN " + endings, {"status": "completed", "since": 0, "limit": 10}).fetchall()
+    assert "USING INDEX runs_status_ended" in plan[0][3] and len(plan) == 1, plan  # no sort: the index is the order
     dead = conn.execute(
         "EXPLAIN QUERY PLAN " + load_queries("stepwell.store.sqlite")["list_dead_letters"],
         {"function": None, "limit": 100},

@@ -76,3 +76,23 @@ def test_durations_read_at_a_glance() -> None:
         "12 ms", "12.4 s", "3 m 05 s", "2 h 10 m", "3 d 1 h",
     ]  # fmt: skip
     assert views.duration(None) == "—"
+
+
+def test_throughput_counts_the_whole_window_when_the_sample_holds_it() -> None:
+    now = T0 + timedelta(hours=1)
+    completed = [("a", now - timedelta(minutes=m)) for m in (1, 2, 3)]
+    failed = [("a", now - timedelta(minutes=4))]
+    rates = views.throughput(completed, failed, T0, now, limit=10)
+    assert not rates.sampled and rates.counts == {"a": (3, 1)}
+    assert rates.per_minute("a") == 4 / 60 and rates.failure_rate("a") == 0.25
+    assert rates.failure_rate("b") is None
+
+
+def test_throughput_shortens_the_window_to_what_a_full_sample_covers() -> None:
+    now = T0 + timedelta(hours=1)
+    completed = [("a", now - timedelta(seconds=s)) for s in range(1, 11)]  # full: 10 in the last 10 s
+    failed = [("a", now - timedelta(seconds=5)), ("a", now - timedelta(minutes=30))]
+    rates = views.throughput(completed, failed, T0, now, limit=10)
+    assert rates.sampled and rates.window == 10.0
+    assert rates.counts == {"a": (10, 1)}, "the failure 30 minutes ago is outside the sampled stretch"
+    assert rates.per_minute("a") == 11 / 10 * 60

@@ -23,6 +23,7 @@ from stepwell.model.records import FanOutCounts, Run, RunStatus, StepKind
 PAGE = 50  # runs per page
 DEAD_PAGE = 100  # dead letters per page
 COUNT_CAP = 10_000  # beyond this a bulk count is shown as "10000+"
+SAMPLE = 5_000  # newest endings read per status for rates
 EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 
 
@@ -224,25 +225,30 @@ _NOT_OPTIONS = frozenset({"name", "events", "crons", "format"})
 
 
 def _function_rows(app: App, now: datetime) -> list[dict[str, Any]]:
-    activity = {row.function: row for row in app.store.function_activity(since=now - timedelta(hours=1), now=now)}
+    rates = _throughput(app, now - timedelta(hours=1), now)
     queues = {row.function: row for row in app.store.queue_gauges(now=now, scan_limit=COUNT_CAP)}
     rows = []
     for function in sorted(app.functions(), key=lambda f: f.name):
         definition = orjson.loads(function.definition)
-        done = activity.get(function.name)
         queue = queues.get(function.name)
-        finished = (done.completed + done.failed) if done else 0
         rows.append({
             "function": function, "definition": definition,
             "triggers": [f"event {name}" for name in definition.get("events") or []]
             + [f"cron {cron}" for cron in definition.get("crons") or []],
             "options": {k: orjson.dumps(v).decode() for k, v in definition.items() if k not in _NOT_OPTIONS and v},
-            "per_minute": finished / 60, "failure_rate": (done.failed / finished) if done and finished else None,
-            "dead_letters": done.dead_letters if done else 0,
+            "per_minute": rates.per_minute(function.name), "failure_rate": rates.failure_rate(function.name),
+            "sampled": rates.sampled,
             "ready": queue.ready if queue else 0, "capped": queue.capped if queue else False,
             "oldest": queue.oldest_ready_at if queue else None,
         })  # fmt: skip
     return rows
+
+
+def _throughput(app: App, since: datetime, now: datetime) -> views.Throughput:
+    """Rates from the newest SAMPLE endings of each kind: bounded reads, whatever the table's size."""
+    completed = app.store.recent_endings(status=RunStatus.COMPLETED, since=since, limit=SAMPLE)
+    failed = app.store.recent_endings(status=RunStatus.FAILED, since=since, limit=SAMPLE)
+    return views.throughput(completed, failed, since, now, SAMPLE)
 
 
 async def queue_page(page: Page) -> Response:
@@ -250,10 +256,10 @@ async def queue_page(page: Page) -> Response:
 
 
 def _queue_view(app: App, now: datetime) -> dict[str, Any]:
-    hour = app.store.function_activity(since=now - timedelta(hours=1), now=now)
-    day = app.store.function_activity(since=now - timedelta(days=1), now=now)
+    hour = _throughput(app, now - timedelta(hours=1), now)
+    day = _throughput(app, now - timedelta(days=1), now)
     queues = app.store.queue_gauges(now=now, scan_limit=COUNT_CAP)
-    top = max([row.completed + row.failed for row in day] + [1])
+    top = max([sum(pair) for pair in (*hour.counts.values(), *day.counts.values())] + [1])
     return {"hour": hour, "day": day, "queues": queues, "top": top, "cap": COUNT_CAP}
 
 

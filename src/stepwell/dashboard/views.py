@@ -181,3 +181,46 @@ def raw_chunk(value: Any, offset: int, size: int = RAW_CHUNK) -> tuple[str, int 
     chunk = text[offset : offset + size]
     following = offset + size
     return chunk, (following if following < len(text) else None)
+
+
+# throughput from a bounded sample
+
+
+@dataclass(frozen=True, slots=True)
+class Throughput:
+    """Runs ended per function over `window` seconds. `sampled`: the window was shortened to the
+    newest endings the sample holds, so the counts are an estimate of the rate, not totals."""
+
+    counts: dict[str, tuple[int, int]]  # function -> (completed, failed)
+    window: float
+    sampled: bool
+
+    def per_minute(self, function: str) -> float:
+        completed, failed = self.counts.get(function, (0, 0))
+        return (completed + failed) / max(self.window, 1.0) * 60
+
+    def failure_rate(self, function: str) -> float | None:
+        completed, failed = self.counts.get(function, (0, 0))
+        return failed / (completed + failed) if completed + failed else None
+
+
+def throughput(
+    completed: list[tuple[str, datetime]],
+    failed: list[tuple[str, datetime]],
+    since: datetime,
+    now: datetime,
+    limit: int,
+) -> Throughput:
+    """Counts over [since, now], or, when a sample filled up (`limit` rows), over the stretch both
+    samples cover in full: from the newer of their oldest rows."""
+    start = since
+    for sample in (completed, failed):
+        if len(sample) >= limit:
+            start = max(start, sample[-1][1])
+    counts: dict[str, list[int]] = {}
+    for index, sample in enumerate((completed, failed)):
+        for function, ended_at in sample:
+            if ended_at >= start:
+                counts.setdefault(function, [0, 0])[index] += 1
+    window = max((now - start).total_seconds(), 1e-3)
+    return Throughput({name: (pair[0], pair[1]) for name, pair in counts.items()}, window, start > since)

@@ -570,6 +570,11 @@ class Store(Protocol):
         """The newest audit entries first; `before`: the id of the last entry of the previous page."""
         ...
 
+    def recent_endings(self, *, status: RunStatus, since: datetime, limit: int) -> list[tuple[str, datetime]]:
+        """(function, ended_at) of the newest `limit` runs that ended with `status` since `since`, newest
+        first: a bounded sample for throughput and failure rates (never a count over the table)."""
+        ...
+
 
 def error_json(error: ErrorInfo | None) -> dict[str, Any] | None:
     return None if error is None else error.to_json()

@@ -1,4 +1,4 @@
-"""The PostgreSQL store's audit-log verbs, as a mixin of PostgresStore (one table, two statements)."""
+"""The PostgreSQL store's dashboard verbs (a mixin of PostgresStore): the audit log, bounded reads of endings."""
 
 from __future__ import annotations
 
@@ -9,6 +9,7 @@ from typing import TYPE_CHECKING
 from psycopg.rows import tuple_row
 
 from stepwell.model.audit import AuditEntry, NewAuditEntry
+from stepwell.model.records import RunStatus
 from stepwell.store.postgres.statements import Connection
 from stepwell.store.sqlfile import load_queries
 
@@ -16,8 +17,8 @@ A = load_queries("stepwell.store.postgres", "audit.sql")
 NEWEST = 2**62
 
 
-class AuditVerbs:
-    """append_audit, list_audit (see Store)."""
+class DashboardVerbs:
+    """append_audit, list_audit, recent_endings (see Store)."""
 
     if TYPE_CHECKING:
 
@@ -40,3 +41,9 @@ class AuditVerbs:
             cursor = conn.cursor(row_factory=tuple_row)
             rows = cursor.execute(A["list_audit_entries"], {"before": before or NEWEST, "limit": limit}).fetchall()
         return [AuditEntry(*row) for row in rows]
+
+    def recent_endings(self, *, status: RunStatus, since: datetime, limit: int) -> list[tuple[str, datetime]]:
+        params = {"status": status.value, "since": since, "limit": limit}
+        with self._connection("recent_endings") as conn:
+            rows = conn.cursor(row_factory=tuple_row).execute(A["recent_endings"], params).fetchall()
+        return [(function, ended_at) for function, ended_at in rows]

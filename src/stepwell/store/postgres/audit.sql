@@ -7,3 +7,8 @@ VALUES (coalesce(%(now)s::timestamptz, now()), %(actor_id)s, %(actor_name)s, %(a
 -- name: list_audit_entries
 SELECT id, at, actor_id, actor_name, action, target, detail FROM audit_log
 WHERE id < %(before)s ORDER BY id DESC LIMIT %(limit)s;
+
+-- name: recent_endings
+SELECT function, ended_at FROM runs
+WHERE status = %(status)s AND ended_at IS NOT NULL AND ended_at >= %(since)s
+ORDER BY ended_at DESC LIMIT %(limit)s;

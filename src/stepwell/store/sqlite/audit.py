@@ -1,4 +1,4 @@
-"""The SQLite store's audit-log verbs, as a mixin of SQLiteStore (one table, two statements)."""
+"""The SQLite store's dashboard verbs (a mixin of SQLiteStore): the audit log, bounded reads of endings."""
 
 from __future__ import annotations
 
@@ -8,15 +8,16 @@ from datetime import datetime
 from typing import TYPE_CHECKING
 
 from stepwell.model.audit import AuditEntry, NewAuditEntry
+from stepwell.model.records import RunStatus
 from stepwell.store.sqlfile import load_queries
-from stepwell.store.sqlite.times import moment
+from stepwell.store.sqlite.times import moment, stamp
 
 A = load_queries("stepwell.store.sqlite", "audit.sql")
 NEWEST = 2**62
 
 
-class AuditVerbs:
-    """append_audit, list_audit (see Store)."""
+class DashboardVerbs:
+    """append_audit, list_audit, recent_endings (see Store)."""
 
     if TYPE_CHECKING:
 
@@ -37,3 +38,8 @@ class AuditVerbs:
         with self._read("list_audit") as conn:
             rows = conn.execute(A["list_audit_entries"], {"before": before or NEWEST, "limit": limit}).fetchall()
         return [AuditEntry(row[0], moment(row[1]), *row[2:]) for row in rows]
+
+    def recent_endings(self, *, status: RunStatus, since: datetime, limit: int) -> list[tuple[str, datetime]]:
+        params = {"status": status.value, "since": stamp(since), "limit": limit}
+        with self._read("recent_endings") as conn:
+            return [(function, moment(ended_at)) for function, ended_at in conn.execute(A["recent_endings"], params)]

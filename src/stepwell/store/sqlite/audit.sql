@@ -7,3 +7,8 @@ VALUES (:now, :actor_id, :actor_name, :action, :target, :detail);
 -- name: list_audit_entries
 SELECT id, at, actor_id, actor_name, action, target, detail FROM audit_log
 WHERE id < :before ORDER BY id DESC LIMIT :limit;
+
+-- name: recent_endings
+SELECT function, ended_at FROM runs
+WHERE status = :status AND ended_at IS NOT NULL AND ended_at >= :since
+ORDER BY ended_at DESC LIMIT :limit;

@@ -60,7 +60,7 @@ from stepwell.store.base import (
 from stepwell.store.rows import error_bytes, json_or_none, step_from_row
 from stepwell.store.sqlite import cron, flow, lifecycle, reads, registry, schema, waiting
 from stepwell.store.sqlite.apikeys import ApiKeyVerbs
-from stepwell.store.sqlite.audit import AuditVerbs
+from stepwell.store.sqlite.audit import DashboardVerbs
 from stepwell.store.sqlite.logs import ObservabilityVerbs
 from stepwell.store.sqlite.schema import migration_script
 from stepwell.store.sqlite.times import EPOCH, micros, moment, moment_or_none, stamp
@@ -69,7 +69,7 @@ from stepwell.store.sqlite.waiting import Q
 __all__ = ["SQLiteStore", "migration_script"]
 
 
-class SQLiteStore(ApiKeyVerbs, ObservabilityVerbs, AuditVerbs):
+class SQLiteStore(ApiKeyVerbs, ObservabilityVerbs, DashboardVerbs):
     def __init__(
         self,
         path: str | os.PathLike[str],
