@@ -66,7 +66,8 @@ def _run_columns(number: str, now_expr: str, mod: str = "%") -> dict[str, str]:
     return {
         "id": "'s' || lpad_id", "function": f"'fn' || ({number} {mod} {FUNCTIONS})",
         "status": f"CASE WHEN {number} {mod} 10 = 0 THEN 'failed' ELSE 'completed' END",
-        "created_at": now_expr, "input_name": "'bench.seeded'", "ordering_key": f"'key-' || ({number} {mod} {KEYS})", "event_id": "NULL",
+        "created_at": now_expr, "input_name": "'bench.seeded'",
+        "ordering_key": f"'key-' || ({number} {mod} {KEYS})", "event_id": "NULL",
         "parent_id": f"CASE WHEN {number} {mod} 100 = 1 THEN 'parent-1' ELSE NULL END", "child_index": number,
         "parent_step": f"CASE WHEN {number} {mod} 100 = 1 THEN 'kids' ELSE NULL END",
     }  # fmt: skip
