@@ -51,3 +51,17 @@ def test_recent_endings_is_the_newest_sample_of_one_status(store: Store, clock: 
     assert [at for _, at in endings] == [clock.now(), clock.now() - timedelta(seconds=1)]
     assert store.recent_endings(status=RunStatus.FAILED, since=start, limit=2) == []
     assert store.recent_endings(status=RunStatus.COMPLETED, since=clock.now() + timedelta(seconds=1), limit=5) == []
+
+
+def test_list_recent_events_pages_newest_first(store: Store, clock: VirtualClock) -> None:
+    from tests.conformance.helpers import event
+
+    for _ in range(5):
+        store.append_events([event(at=clock.now())])
+        clock.advance(timedelta(seconds=1))
+    page = store.list_recent_events(limit=3)
+    assert len(page) == 3 and page[0].received_at > page[1].received_at > page[2].received_at
+    assert all(record.data is None and record.run_ids == () for record in page), "no data in the stream"
+    following = store.list_recent_events(limit=3, before=(page[-1].received_at, page[-1].id))
+    assert len(following) == 2 and following[0].received_at < page[-1].received_at
+    assert {record.id for record in page}.isdisjoint(record.id for record in following)

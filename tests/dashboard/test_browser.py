@@ -101,6 +101,12 @@ def test_an_operator_walks_the_dashboard(served: Served, browser: Any, artifacts
     page.click("#key-resume")
     assert app.wait(waiting, timeout=15).status is RunStatus.COMPLETED
 
+    # the event stream, and one event's disposition
+    page.goto(f"{served.url}/events")
+    assert page.locator("tbody tr[data-href]").count() >= len(started)
+    page.goto(f"{served.url}/events/{started[0]}")
+    assert page.locator("#disposition").inner_text() == "started"
+
     # the audit log names who did what
     page.goto(f"{served.url}/audit")
     text = page.locator("table").inner_text()

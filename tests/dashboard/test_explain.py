@@ -57,6 +57,9 @@ def test_sqlite_reads_every_filter_through_an_index(tmp_path: Path) -> None:
     endings = load_queries("stepwell.store.sqlite", "audit.sql")["recent_endings"]
     plan = conn.execute("EXPLAIN QUERY PLAN " + endings, {"status": "completed", "since": 0, "limit": 10}).fetchall()
     assert "USING INDEX runs_status_ended" in plan[0][3] and len(plan) == 1, plan  # no sort: the index is the order
+    events = load_queries("stepwell.store.sqlite", "audit.sql")["list_recent_events"]
+    plan = conn.execute("EXPLAIN QUERY PLAN " + events, {"before_at": None, "before_id": None, "limit": 50}).fetchall()
+    assert "USING INDEX events_received_at" in plan[0][3], plan
     dead = conn.execute(
         "EXPLAIN QUERY PLAN " + load_queries("stepwell.store.sqlite")["list_dead_letters"],
         {"function": None, "limit": 100},

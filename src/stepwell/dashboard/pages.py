@@ -205,7 +205,10 @@ async def events_page(page: Page) -> Response:
     event_id = page.query("id", 100)
     if event_id:
         return page.redirect(f"/events/{event_id}")
-    return page.render("events.html")
+    before = decode_event_cursor(page.query("before", 400))
+    events = await page.call(page.app.store.list_recent_events, limit=PAGE, before=before)
+    following = encode_event_cursor(events[-1].received_at, events[-1].id) if len(events) == PAGE else None
+    return page.render("events.html", events=events, following=following)
 
 
 async def event_page(page: Page) -> Response:
@@ -312,13 +315,23 @@ def encode_cursor(run: Run) -> str:
 
 
 def decode_cursor(value: str | None) -> tuple[datetime, str] | None:
-    if value is None:
-        return None
+    return None if value is None else _decode_pair(value)
+
+
+def _decode_pair(value: str) -> tuple[datetime, str]:
     try:
-        created, run_id = orjson.loads(base64.urlsafe_b64decode(value + "=" * (-len(value) % 4)))
-        return datetime.fromisoformat(created), str(run_id)
+        moment, identifier = orjson.loads(base64.urlsafe_b64decode(value + "=" * (-len(value) % 4)))
+        return datetime.fromisoformat(moment), str(identifier)
     except (ValueError, TypeError, orjson.JSONDecodeError):
         raise Refused(400, "that page cursor is not one this dashboard gave out; start from the first page") from None
+
+
+def encode_event_cursor(received_at: datetime, event_id: str) -> str:
+    return base64.urlsafe_b64encode(orjson.dumps([received_at.isoformat(), event_id])).decode().rstrip("=")
+
+
+def decode_event_cursor(value: str | None) -> tuple[datetime, str] | None:
+    return None if value is None else _decode_pair(value)
 
 
 def _time(value: str | None, name: str) -> datetime | None:

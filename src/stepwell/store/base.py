@@ -575,6 +575,11 @@ class Store(Protocol):
         first: a bounded sample for throughput and failure rates (never a count over the table)."""
         ...
 
+    def list_recent_events(self, *, limit: int = 50, before: tuple[datetime, str] | None = None) -> list[EventRecord]:
+        """The newest events first, without their data or runs (the dashboard's stream); `before`: the
+        (received_at, id) of the last event of the previous page."""
+        ...
+
 
 def error_json(error: ErrorInfo | None) -> dict[str, Any] | None:
     return None if error is None else error.to_json()

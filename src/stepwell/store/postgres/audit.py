@@ -9,7 +9,7 @@ from typing import TYPE_CHECKING
 from psycopg.rows import tuple_row
 
 from stepwell.model.audit import AuditEntry, NewAuditEntry
-from stepwell.model.records import RunStatus
+from stepwell.model.records import Disposition, EventRecord, RunStatus
 from stepwell.store.postgres.statements import Connection
 from stepwell.store.sqlfile import load_queries
 
@@ -47,3 +47,12 @@ class DashboardVerbs:
         with self._connection("recent_endings") as conn:
             rows = conn.cursor(row_factory=tuple_row).execute(A["recent_endings"], params).fetchall()
         return [(function, ended_at) for function, ended_at in rows]
+
+    def list_recent_events(self, *, limit: int = 50, before: tuple[datetime, str] | None = None) -> list[EventRecord]:
+        params = {"before_at": before[0] if before else None, "before_id": before[1] if before else None}
+        with self._connection("list_recent_events") as conn:
+            rows = conn.cursor(row_factory=tuple_row).execute(A["list_recent_events"], {**params, "limit": limit})
+            return [
+                EventRecord(event_id, name, None, ts, received, Disposition(disposition))
+                for event_id, name, ts, received, disposition in rows.fetchall()
+            ]

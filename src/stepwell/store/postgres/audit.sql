@@ -12,3 +12,8 @@ WHERE id < %(before)s ORDER BY id DESC LIMIT %(limit)s;
 SELECT function, ended_at FROM runs
 WHERE status = %(status)s AND ended_at IS NOT NULL AND ended_at >= %(since)s
 ORDER BY ended_at DESC LIMIT %(limit)s;
+
+-- name: list_recent_events
+SELECT id, name, ts, received_at, disposition FROM events
+WHERE (%(before_at)s::timestamptz IS NULL OR (received_at, id) < (%(before_at)s::timestamptz, %(before_id)s::text))
+ORDER BY received_at DESC, id DESC LIMIT %(limit)s;

@@ -8,7 +8,7 @@ from datetime import datetime
 from typing import TYPE_CHECKING
 
 from stepwell.model.audit import AuditEntry, NewAuditEntry
-from stepwell.model.records import RunStatus
+from stepwell.model.records import Disposition, EventRecord, RunStatus
 from stepwell.store.sqlfile import load_queries
 from stepwell.store.sqlite.times import moment, stamp
 
@@ -43,3 +43,12 @@ class DashboardVerbs:
         params = {"status": status.value, "since": stamp(since), "limit": limit}
         with self._read("recent_endings") as conn:
             return [(function, moment(ended_at)) for function, ended_at in conn.execute(A["recent_endings"], params)]
+
+    def list_recent_events(self, *, limit: int = 50, before: tuple[datetime, str] | None = None) -> list[EventRecord]:
+        params = {"before_at": stamp(before[0]) if before else None, "before_id": before[1] if before else None}
+        with self._read("list_recent_events") as conn:
+            rows = conn.execute(A["list_recent_events"], {**params, "limit": limit}).fetchall()
+        return [
+            EventRecord(event_id, name, None, moment(ts), moment(received), Disposition(disposition))
+            for event_id, name, ts, received, disposition in rows
+        ]
