@@ -61,6 +61,10 @@ def test_an_operator_walks_the_dashboard(served: Served, browser: Any, artifacts
 
     # from the runs list to a run's timeline, with the hostile title shown as text
     page.goto(f"{served.url}/runs?function=transcribe")
+    page.keyboard.press("/")
+    assert page.evaluate("document.activeElement.id") == "search"
+    page.keyboard.press("Escape")
+    page.evaluate("document.activeElement.blur()")
     page.keyboard.press("j")
     page.keyboard.press("Enter")
     page.wait_for_url("**/runs/*")
@@ -68,6 +72,10 @@ def test_an_operator_walks_the_dashboard(served: Served, browser: Any, artifacts
     assert page.get_by_text("cool-down").count() == 1
     assert page.locator(".jval", has_text='<script>alert(\\"x\\")</script>').count() == 2  # input, and output's echo
     page.screenshot(path=str(artifacts / "run.png"), full_page=True)
+    page.set_viewport_size({"width": 390, "height": 844})
+    assert page.evaluate("document.documentElement.scrollWidth") <= 400, "the run page scrolls sideways at 390 px"
+    page.screenshot(path=str(artifacts / "run-390.png"), full_page=True)
+    page.set_viewport_size({"width": 1280, "height": 900})
 
     # redrive a dead letter by clicking; its run completes
     FLAKY["fail"] = False
