@@ -55,6 +55,16 @@ def make_app(database_url: str) -> stepwell.App:
     def parent(ctx: stepwell.Context) -> int:
         return ctx.step.fan_out("kids", child, [1, 2, 3]).completed
 
+    @app.function("shaky-child", retries=0)
+    def shaky_child(ctx: stepwell.Context) -> Any:
+        if FLAKY["fail"] and ctx.event.data == 1:
+            raise ValueError("child 1 failed")
+        return ctx.event.data
+
+    @app.function("shaky-parent", trigger=stepwell.on_event("fan.shaky"), retries=0)
+    def shaky_parent(ctx: stepwell.Context) -> int:
+        return ctx.step.fan_out("kids", shaky_child, [0, 1, 2]).completed
+
     return app
 
 

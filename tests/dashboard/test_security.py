@@ -188,3 +188,20 @@ def test_a_run_with_a_large_input_renders_a_small_page_with_show_more(served: Se
     chunk = client.get(f"/runs/{run.id}/json/input?offset=0")
     assert chunk.status_code == 200 and "offset=65536" in chunk.text
     assert client.get(f"/runs/{run.id}/json/secrets?offset=0").status_code == 404
+
+
+def test_redrive_of_a_fan_outs_failed_children_from_the_run_page(served: Served) -> None:
+    app = served.app
+    FLAKY["fail"] = True
+    [parent] = app.runs(event_id=app.send("fan.shaky", {}))
+    assert app.wait(parent.id, timeout=15).status.value == "failed"
+    client = _login(served)
+    page = client.get(f"/runs/{parent.id}")
+    assert "Redrive the 1 failed children" in page.text and "1 failed" in page.text
+    FLAKY["fail"] = False
+    token = _csrf(client, f"/runs/{parent.id}")
+    done = client.post(f"/runs/{parent.id}/redrive", data={"children": "failed", "csrf": token})
+    assert done.status_code == 303
+    assert app.wait(parent.id, timeout=15).status.value == "completed"
+    [entry] = app.store.list_audit(limit=1)
+    assert entry.action == "fan_out.redrive_failed" and entry.target == parent.id
