@@ -87,9 +87,10 @@ class Page:
             raise Refused(400, f"{name} is longer than {max_length} characters")
         return value or None
 
-    def field(self, name: str, max_length: int = 1000) -> str | None:
+    def field(self, name: str, max_length: int = 1000, *, strip: bool = True) -> str | None:
+        """A form field; `strip=False` for values whose spaces matter (an ordering key is any string)."""
         value = (self.form.get(name) if self.form is not None else None) or ""
-        value = value.strip()
+        value = value.strip() if strip else value
         if len(value) > max_length:
             raise Refused(400, f"{name} is longer than {max_length} characters")
         return value or None

@@ -280,7 +280,7 @@ async def keys_page(page: Page) -> Response:
 
 async def key_action(page: Page) -> Response:
     action = str(page.request.path_params["action"])
-    function, key = page.field("function", 200), page.field("key", 100_000)
+    function, key = page.field("function", 200), page.field("key", 100_000, strip=False)
     if not function or not key:
         raise Refused(400, "name the function and the key")
     app = page.app
