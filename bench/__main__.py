@@ -12,7 +12,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 import stepwell
-from bench import flow, http_ingest, observe, peers, postgres, push, soak, sqlite
+from bench import dashboard, flow, http_ingest, observe, peers, postgres, push, soak, sqlite
 from bench.common import ROOT
 
 BENCHMARKS: dict[str, tuple[Callable[[bool], None], str]] = {
@@ -24,6 +24,10 @@ BENCHMARKS: dict[str, tuple[Callable[[bool], None], str]] = {
     "ordered": (flow.ordered, "drain with an ordering key over 10,000 keys and a keyed concurrency limit vs unordered"),
     "fanout": (flow.fanout, "one parent fans out 1,000,000 children: create, drain, reduce, worker RSS"),
     "http-ingest": (http_ingest.http_ingest, "HTTP ingest (single, batches of 1,000) vs app.send; the Cape burst"),
+    "dashboard": (
+        dashboard.dashboard,
+        "every dashboard page over 1,000,000 runs and 100,000 dead letters, both stores",
+    ),
     "observe": (observe.observe_overhead, "no-op drain with metrics and tracing on vs off, same run: the cost"),
     "soak": (soak.quick, "mixed load with periodic faults, then the fault checkers (full: python -m bench.soak)"),
     "push": (push.push_overhead, "push mode on loopback beside the pull worker: no-op drain, cost per step"),

@@ -124,3 +124,12 @@ def test_push_prints_drain_and_step_cost_beside_the_pull_worker() -> None:
         line = row(output, label)
         assert "nan" not in line and len(numbers(line)) == 3, line
     assert "per-step overhead" in output and "of pull" in output
+
+
+def test_dashboard_prints_every_page_on_both_stores() -> None:
+    output = run_quick("dashboard")
+    for store in ("SQLite", "PostgreSQL"):
+        assert f"{store}: 2,000 runs" in output, output
+    for page in ("/runs ", "/runs?status=failed", "/dead-letters ", "/functions", "/queue", "/audit"):
+        line = row(output, page)
+        assert "nan" not in line and len(numbers(line)) >= 2, line

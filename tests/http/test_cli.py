@@ -97,10 +97,13 @@ def test_dev_serves_the_api_on_loopback_without_keys(tmp_path: Path) -> None:
         [run_id] = httpx.get(url + f"/events/{sent.json()['id']}").json()["run_ids"]
         waited = httpx.get(url + f"/runs/{run_id}/wait", params={"timeout": 20}, timeout=30).json()
         assert waited["run"]["output"] == "hi dev"
+        dashboard = httpx.get(f"http://127.0.0.1:{port}/runs/{run_id}")  # no login without keys
+        assert dashboard.status_code == 200 and "hi dev" in dashboard.text
     finally:
         process.send_signal(signal.SIGTERM)
         output = process.communicate(timeout=20)[0].decode()
     assert "no keys: loopback only" in output
+    assert f"dashboard on http://127.0.0.1:{port}/" in output
 
 
 def test_dev_says_so_when_the_api_port_is_taken(tmp_path: Path) -> None:

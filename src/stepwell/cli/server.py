@@ -84,6 +84,7 @@ def server(
     if not no_push:
         push = push_options(signing_key, dev=no_auth, allow_private=push_allow_private,
                             per_endpoint=push_per_endpoint, timeout=push_timeout)  # fmt: skip
+    console.print(f"dashboard on http://{host}:{port}/ (log in with an API key{'' if not no_auth else ': not needed'})")
     if no_scheduler and push is None:
         serve(app, host=host, port=port, auth=not no_auth, log_level="debug" if verbose else "warning")
         return
@@ -133,6 +134,7 @@ def serve_dev_api(app: App, port: int) -> None:
     except OSError as err:
         raise click.ClickException(f"cannot serve the API on 127.0.0.1:{port} ({err}); pass --port, or 0") from None
     console.print(f"API on {started.url}/api/v1 (no keys: loopback only)")
+    console.print(f"dashboard on {started.url}/")
 
 
 def dev_push(database_url: str | None, port: int) -> None:

@@ -15,6 +15,7 @@ from starlette.applications import Starlette
 from starlette.exceptions import HTTPException
 from starlette.requests import Request
 from starlette.responses import Response
+from starlette.routing import Mount
 from starlette.routing import Route as StarletteRoute
 
 from stepwell.app import App
@@ -30,8 +31,11 @@ from stepwell.model.apikeys import Scope
 log = logging.getLogger("stepwell.http")
 
 
-def create_app(app: App, *, auth: bool = True, limits: Limits | None = None) -> Starlette:
-    """The API for `app`; `auth=False` only for development on loopback (the CLI refuses it elsewhere)."""
+def create_app(app: App, *, auth: bool = True, limits: Limits | None = None, dashboard: bool = True) -> Starlette:
+    """The API for `app`; `auth=False` only for development on loopback (the CLI refuses it elsewhere).
+
+    With `dashboard`, the dashboard's pages are served at `/` beside the API (an unknown `/api/...`
+    path still answers the API's JSON 404)."""
     limits = limits or Limits()
     holder: dict[str, Pools] = {}
 
@@ -46,6 +50,11 @@ def create_app(app: App, *, auth: bool = True, limits: Limits | None = None) -> 
         for route in (*ROUTES, METRICS_ROUTE)
     ]
     routes.append(StarletteRoute("/api/v1/openapi.json", _static(openapi), methods=["GET"]))
+    if dashboard:
+        from stepwell.dashboard import create_dashboard
+
+        routes.append(StarletteRoute("/api/{rest:path}", _no_route, methods=["GET", "POST", "PUT", "PATCH", "DELETE"]))
+        routes.append(Mount("/", create_dashboard(app, auth=auth)))  # type: ignore[arg-type]
     return Starlette(routes=routes, exception_handlers={HTTPException: _http_error})  # type: ignore[dict-item]
 
 
@@ -86,6 +95,10 @@ def _static(data: dict[str, Any]) -> Callable[[Request], Coroutine[Any, Any, Res
         return json_response(data)
 
     return endpoint
+
+
+async def _no_route(request: Request) -> Response:
+    return error_response(ApiError(404, "not_found", "no such route"))
 
 
 async def _http_error(request: Request, exc: HTTPException) -> Response:

@@ -17,6 +17,7 @@ from typing import Any, Protocol, runtime_checkable
 
 from stepwell.errors import ConfigurationError
 from stepwell.model.apikeys import ApiKey, NewApiKey, StoredApiKey
+from stepwell.model.audit import AuditEntry, NewAuditEntry
 from stepwell.model.definition import FunctionDefinition
 from stepwell.model.records import (
     ChildResult,
@@ -580,6 +581,26 @@ class Store(Protocol):
 
     def push_circuits(self) -> dict[str, datetime]:
         """Open (or lately opened) circuits: endpoint URL -> until when."""
+        ...
+
+    # the dashboard (store/*/audit.py)
+
+    def append_audit(self, entry: NewAuditEntry, *, now: datetime | None = None) -> None:
+        """Record one operator action (the dashboard's audit log); fields are clipped to bounded lengths."""
+        ...
+
+    def list_audit(self, *, limit: int = 100, before: int | None = None) -> list[AuditEntry]:
+        """The newest audit entries first; `before`: the id of the last entry of the previous page."""
+        ...
+
+    def recent_endings(self, *, status: RunStatus, since: datetime, limit: int) -> list[tuple[str, datetime]]:
+        """(function, ended_at) of the newest `limit` runs that ended with `status` since `since`, newest
+        first: a bounded sample for throughput and failure rates (never a count over the table)."""
+        ...
+
+    def list_recent_events(self, *, limit: int = 50, before: tuple[datetime, str] | None = None) -> list[EventRecord]:
+        """The newest events first, without their data or runs (the dashboard's stream); `before`: the
+        (received_at, id) of the last event of the previous page."""
         ...
 
 

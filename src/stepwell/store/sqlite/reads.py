@@ -10,6 +10,7 @@ from stepwell.model.records import DeadLetter, Disposition, ErrorInfo, EventReco
 from stepwell.store.base import QueueStats, RunFilter
 from stepwell.store.rows import error_or_none, error_required, json_or_none, step_from_row
 from stepwell.store.sqlite import flow
+from stepwell.store.sqlite.browse import B, statement_for
 from stepwell.store.sqlite.times import FOREVER, moment, moment_or_none, stamp
 from stepwell.store.sqlite.waiting import Q
 
@@ -36,7 +37,7 @@ def list_runs(conn: sqlite3.Connection, query: RunFilter) -> list[Run]:
         "page_at": stamp(query.page_after[0]) if query.page_after else None,
         "page_id": query.page_after[1] if query.page_after else None,
     }
-    return [run_from_row(row) for row in conn.execute(Q["list_runs"], params)]
+    return [run_from_row(row) for row in conn.execute(B[statement_for(query)], params)]
 
 
 def run_input(conn: sqlite3.Connection, run_id: str) -> tuple[str, bytes] | None:

@@ -1,0 +1,207 @@
+"""The dashboard's security, over real HTTP: login, cookie flags, CSRF, roles, escaping, headers."""
+
+from __future__ import annotations
+
+import re
+import time
+
+import httpx
+import pytest
+
+import stepwell
+from stepwell.dashboard import create_dashboard
+from stepwell.http import ServerThread
+from tests.dashboard.conftest import Served
+from tests.dashboard.helpers import FLAKY, HOSTILE
+
+PAGES = ["/runs", "/dead-letters", "/events", "/functions", "/keys", "/queue", "/audit"]
+LONG = "n" * 100_000  # a 100 KB value
+
+
+def _login(served: Served, scope: str = "operate") -> httpx.Client:
+    client = httpx.Client(base_url=served.url, headers={"origin": served.url})
+    response = client.post("/login", data={"token": served.tokens[scope]})
+    assert response.status_code == 303, response.text
+    return client
+
+
+def _csrf(client: httpx.Client, path: str = "/keys") -> str:
+    found = re.search(r'name="csrf" value="([^"]+)"', client.get(path).text)
+    assert found is not None
+    return found.group(1)
+
+
+def _settle(app: stepwell.App) -> None:
+    deadline = time.monotonic() + 15
+    while any(not run.status.is_terminal for run in app.runs(limit=500)):
+        assert time.monotonic() < deadline
+        time.sleep(0.05)
+
+
+def test_login_sets_an_httponly_strict_cookie_that_holds_no_key(served: Served) -> None:
+    client = httpx.Client(base_url=served.url)
+    assert client.get("/runs").headers["location"].startswith("/login?next=")
+    refused = client.post("/login", data={"token": "sw_nope_nope"})
+    assert refused.status_code == 401 and "unknown, revoked" in refused.text
+    response = client.post("/login", data={"token": served.tokens["read"]})
+    cookie = response.headers["set-cookie"]
+    assert "HttpOnly" in cookie and "SameSite=strict" in cookie
+    assert served.tokens["read"] not in cookie and served.tokens["read"].split("_")[-1] not in cookie
+    assert client.get("/runs").status_code == 200
+
+
+def test_login_refuses_a_foreign_origin_and_an_open_redirect(served: Served) -> None:
+    client = httpx.Client(base_url=served.url)
+    foreign = client.post("/login", data={"token": served.tokens["read"]}, headers={"origin": "https://evil.example"})
+    assert foreign.status_code == 403
+    response = client.post("/login?next=//evil.example/x", data={"token": served.tokens["read"]})
+    assert response.headers["location"] == "/runs"
+
+
+def test_an_action_without_the_csrf_token_is_refused_and_changes_nothing(served: Served) -> None:
+    client = _login(served)
+    for data in ({"function": "ordered", "key": "k"}, {"function": "ordered", "key": "k", "csrf": "forged"}):
+        response = client.post("/keys/pause", data=data)
+        assert response.status_code == 403 and "CSRF" in response.text
+    assert served.app.store.list_audit() == []
+    token = _csrf(client)
+    assert client.post("/keys/pause", data={"function": "ordered", "key": "k", "csrf": token}).status_code == 303
+    [entry] = served.app.store.list_audit()
+    assert (entry.action, entry.target, entry.actor_name) == ("key.pause", "ordered/k", "operate key")
+
+
+def test_a_read_key_cannot_act(served: Served) -> None:
+    client = _login(served, "read")
+    token = _csrf(client, "/runs")  # the logout form carries it
+    response = client.post("/keys/pause", data={"function": "ordered", "key": "k", "csrf": token})
+    assert response.status_code == 403 and "operate" in response.text
+    assert served.app.store.list_audit() == []
+
+
+def test_a_revoked_key_is_logged_out_at_once(served: Served) -> None:
+    client = _login(served, "read")
+    [key] = [key for key in served.app.api_keys() if key.name == "read key"]
+    served.app.revoke_api_key(key.id)
+    assert client.get("/runs").status_code == 303
+
+
+def test_every_page_sends_a_strict_content_security_policy(served: Served) -> None:
+    client = _login(served)
+    for path in PAGES:
+        response = client.get(path)
+        assert response.status_code == 200, path
+        policy = response.headers["content-security-policy"]
+        assert "script-src 'self'" in policy and "unsafe-inline" not in policy and "unsafe-eval" not in policy
+        assert "<script>" not in response.text.replace('<script src="', ""), "no inline script"
+        assert response.headers["x-content-type-options"] == "nosniff"
+
+
+@pytest.mark.parametrize("where", ["data", "key", "error"])
+def test_hostile_strings_are_escaped_on_every_page(served: Served, where: str) -> None:
+    app = served.app
+    FLAKY["fail"] = True
+    if where == "data":
+        event_id = app.send("sermon.uploaded", {HOSTILE: HOSTILE, "long": LONG, "name": HOSTILE + LONG})
+    elif where == "key":
+        event_id = app.send("ordered", {"k": HOSTILE + LONG[:1000]})
+    else:
+        event_id = app.send("invoice.due", {"note": HOSTILE})
+    _settle(app)
+    client = _login(served)
+    [run] = app.runs(event_id=event_id)
+    app.pause_key("ordered", HOSTILE)
+    client.post("/keys/pause", data={"function": "ordered", "key": HOSTILE, "csrf": _csrf(client)})
+    for path in [*PAGES, f"/runs/{run.id}", f"/events/{event_id}", f"/runs?key={HOSTILE}", f"/runs?q={HOSTILE}"]:
+        html = client.get(path, follow_redirects=True).text
+        assert "<script>alert" not in html and "<img src=x" not in html, path
+    assert "&lt;script&gt;alert" in client.get(f"/runs/{run.id}").text
+    assert "&lt;script&gt;alert" in client.get("/audit").text
+
+
+def test_bad_filters_get_a_clear_error(served: Served) -> None:
+    client = _login(served)
+    response = client.get("/runs?status=sideways")
+    assert response.status_code == 400 and "status &#39;sideways&#39; is not one of" in response.text
+    response = client.get("/runs?since=yesterday")
+    assert response.status_code == 400 and "since must be a date and time" in response.text
+    assert client.get("/runs?cursor=garbage").status_code == 400
+    assert client.get("/runs/nope").status_code == 404
+
+
+def test_the_api_keeps_its_json_404_beside_the_dashboard(served: Served) -> None:
+    response = httpx.get(served.url + "/api/v1/nope")
+    assert response.status_code == 404 and response.json()["code"] == "not_found"
+
+
+def test_the_dashboard_mounts_into_another_asgi_app(database_url: str) -> None:
+    from starlette.applications import Starlette
+    from starlette.routing import Mount
+
+    app = stepwell.App("mounted", database_url=database_url)
+    host = Starlette(routes=[Mount("/ops", create_dashboard(app, auth=False))])
+    import uvicorn
+
+    server = uvicorn.Server(uvicorn.Config(host, host="127.0.0.1", port=0, lifespan="off", log_level="warning"))
+    import threading
+
+    thread = threading.Thread(target=server.run, daemon=True)
+    thread.start()
+    try:
+        while not server.started:
+            time.sleep(0.01)
+        port = server.servers[0].sockets[0].getsockname()[1]
+        client = httpx.Client(base_url=f"http://127.0.0.1:{port}")
+        response = client.get("/ops/runs")
+        assert response.status_code == 200
+        assert 'href="/ops/static/style.css"' in response.text and 'href="/ops/dead-letters"' in response.text
+        assert "Path=/ops" in response.headers["set-cookie"]
+        assert client.get("/ops/static/style.css").status_code == 200
+    finally:
+        server.should_exit = True
+        thread.join(timeout=10)
+        app.close()
+
+
+def test_dev_mode_acts_as_the_dev_operator_without_a_login(database_url: str) -> None:
+    app = stepwell.App("dev", database_url=database_url)
+    with ServerThread(app, port=0, auth=False) as server:
+        client = httpx.Client(base_url=server.url)
+        page = client.get("/keys")
+        assert page.status_code == 200 and "dev server (no keys)" in page.text
+        token = re.search(r'name="csrf" value="([^"]+)"', page.text)
+        assert token is not None
+        assert client.post("/keys/pause", data={"function": "nope", "key": "k"}).status_code == 403
+        refused = client.post("/keys/pause", data={"function": "nope", "key": "k", "csrf": token.group(1)})
+        assert refused.status_code in (400, 404) and "nope" in refused.text
+    app.close()
+
+
+def test_a_run_with_a_large_input_renders_a_small_page_with_show_more(served: Served) -> None:
+    value = {"rows": [{"id": n, "text": "x" * 100} for n in range(36_000)]}  # over 4 MiB of JSON
+    event_id = served.app.send("sermon.uploaded", value)
+    _settle(served.app)
+    [run] = served.app.runs(event_id=event_id)
+    client = _login(served)
+    page = client.get(f"/runs/{run.id}")
+    assert page.status_code == 200 and len(page.text) < 400_000
+    assert f"/runs/{run.id}/json/input?offset=0" in page.text
+    chunk = client.get(f"/runs/{run.id}/json/input?offset=0")
+    assert chunk.status_code == 200 and "offset=65536" in chunk.text
+    assert client.get(f"/runs/{run.id}/json/secrets?offset=0").status_code == 404
+
+
+def test_redrive_of_a_fan_outs_failed_children_from_the_run_page(served: Served) -> None:
+    app = served.app
+    FLAKY["fail"] = True
+    [parent] = app.runs(event_id=app.send("fan.shaky", {}))
+    assert app.wait(parent.id, timeout=15).status.value == "failed"
+    client = _login(served)
+    page = client.get(f"/runs/{parent.id}")
+    assert "Redrive the 1 failed children" in page.text and "1 failed" in page.text
+    FLAKY["fail"] = False
+    token = _csrf(client, f"/runs/{parent.id}")
+    done = client.post(f"/runs/{parent.id}/redrive", data={"children": "failed", "csrf": token})
+    assert done.status_code == 303
+    assert app.wait(parent.id, timeout=15).status.value == "completed"
+    [entry] = app.store.list_audit(limit=1)
+    assert entry.action == "fan_out.redrive_failed" and entry.target == parent.id
