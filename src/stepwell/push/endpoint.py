@@ -114,8 +114,10 @@ class Endpoint:
         response = PushResponse(tuple(recorder.ops), _result(recorder, outcome))
         return self._answer(200, protocol.encode_response(response), message_id)
 
-    def handle_sync(self, method: str, headers: Mapping[str, str], body: bytes) -> Answer:
-        """For WSGI: runs the function on the calling thread (async functions on a private loop)."""
+    def _accept(
+        self, method: str, headers: Mapping[str, str], body: bytes
+    ) -> Answer | tuple[PushRequest, FunctionSpec, StepRecorder, RecordingEngine, str]:
+        """A refusal to answer at once, or what one replay needs: both handlers start here."""
         refused, message_id = self.check(method, headers, body)
         if refused is not None:
             return refused
@@ -124,7 +126,14 @@ class Endpoint:
             return refused
         assert request is not None and spec is not None
         recorder = StepRecorder(request)
-        engine = self._engine(recorder)
+        return request, spec, recorder, self._engine(recorder), message_id
+
+    def handle_sync(self, method: str, headers: Mapping[str, str], body: bytes) -> Answer:
+        """For WSGI: runs the function on the calling thread (async functions on a private loop)."""
+        accepted = self._accept(method, headers, body)
+        if isinstance(accepted, Answer):
+            return accepted
+        request, spec, recorder, engine, message_id = accepted
         if spec.is_async:
             outcome = asyncio.run(execute_async(spec, request.claimed, engine))
         else:
@@ -133,15 +142,10 @@ class Endpoint:
 
     async def handle(self, method: str, headers: Mapping[str, str], body: bytes) -> Answer:
         """For ASGI: async functions on the running loop, sync ones on this endpoint's threads."""
-        refused, message_id = self.check(method, headers, body)
-        if refused is not None:
-            return refused
-        refused, request, spec = self._prepare(body, message_id)
-        if refused is not None:
-            return refused
-        assert request is not None and spec is not None
-        recorder = StepRecorder(request)
-        engine = self._engine(recorder)
+        accepted = self._accept(method, headers, body)
+        if isinstance(accepted, Answer):
+            return accepted
+        request, spec, recorder, engine, message_id = accepted
         if spec.is_async:
             outcome = await execute_async(spec, request.claimed, engine)
         else:
