@@ -139,21 +139,6 @@ FROM runs WHERE id = :id;
 -- name: run_errors
 SELECT error FROM run_errors WHERE run_id = :run_id ORDER BY seq;
 
--- name: list_runs
-SELECT id, function, status, attempt, max_attempts, event_id, parent_id, created_at, started_at,
-       ended_at, available_at, output, error, replay_of, ordering_key
-FROM runs
-WHERE (:event_id IS NULL OR event_id = :event_id)
-  AND (:ordering_key IS NULL OR ordering_key = :ordering_key)
-  AND (:function IS NULL OR function = :function)
-  AND (:status IS NULL OR status = :status)
-  AND (:parent_id IS NULL OR parent_id = :parent_id)
-  AND (:created_after IS NULL OR created_at >= :created_after)
-  AND (:created_before IS NULL OR created_at < :created_before)
-  AND (:page_at IS NULL OR created_at < :page_at OR (created_at = :page_at AND id < :page_id))
-ORDER BY created_at DESC, id DESC
-LIMIT :limit;
-
 -- name: run_input
 SELECT coalesce(e.name, r.input_name), coalesce(e.data, r.input)
 FROM runs r LEFT JOIN events e ON e.id = r.event_id
@@ -371,9 +356,6 @@ UPDATE run_slots SET waiting = :waiting WHERE run_id = :run_id AND scope = :scop
 -- name: next_slot_waiter
 SELECT run_id FROM run_slots WHERE scope = :scope AND key = :key AND waiting = 1 ORDER BY rowid LIMIT 1;
 
--- name: forget_run_slots
-DELETE FROM run_slots WHERE run_id = :run_id;
-
 -- name: set_slots_held
 UPDATE runs SET slots_held = :held WHERE id = :run_id;
 
@@ -441,11 +423,6 @@ WHERE s.run_id = :run_id AND s.waiting = 1;
 
 -- name: pending_wait
 SELECT event_name, kind FROM waits WHERE run_id = :run_id AND kind = 'wait' LIMIT 1;
-
--- name: list_runs_of_key
-SELECT id FROM runs
-WHERE function = :function AND ordering_key = :key AND status IN ('queued', 'running', 'sleeping', 'waiting')
-ORDER BY rowid;
 
 -- name: pause_head
 UPDATE runs SET hold = 'paused' WHERE id = :run_id AND status = 'queued' AND hold IS NULL;
