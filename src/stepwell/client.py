@@ -14,11 +14,12 @@ import random
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
+from datetime import datetime
 from typing import Any, TypeVar
 
 import httpx
 
+from stepwell.clock import SystemClock
 from stepwell.errors import (
     EventNotFound,
     EventRejected,
@@ -47,6 +48,8 @@ T = TypeVar("T")
 MAX_BATCH = 1000  # the server's default limit of events per request
 RETRY_STATUSES = frozenset({429, 503})
 LONG_POLL = 55.0  # seconds per wait request, under the server's limit of 60
+
+_CLOCK = SystemClock()  # event ids are time-ordered; time only from the clock
 
 
 @dataclass(frozen=True, slots=True)
@@ -268,7 +271,7 @@ def _send_requests(
         if data is not None or event_id is not None or ts is not None:
             raise EventRejected("send(batch) takes only the list; put data, id and ts in each entry")
         events = [as_event_in(item, index) for index, item in enumerate(name)]
-    now = datetime.now(UTC)
+    now = _CLOCK.now()
     bodies = [
         {
             "name": e.name,

@@ -15,21 +15,22 @@ from __future__ import annotations
 
 import logging
 import threading
-import time
 from collections.abc import Callable, Sequence
 
+from stepwell.clock import SystemClock
 from stepwell.errors import StepwellError
 from stepwell.observe import metrics as metrics_module
 from stepwell.store.base import Store
 
 log = logging.getLogger("stepwell.observe")
+_CLOCK = SystemClock()  # when the sample was taken, by this process's wall clock
 
 
 def sample(store: Store, functions: Sequence[str] = (), *, scan_limit: int = 10_000) -> None:
     """One refresh of the queue gauges (functions listed read 0 when nothing of theirs is ready)."""
     now = store.now()
     queues = store.queue_gauges(now=now, scan_limit=scan_limit)
-    metrics_module.current().set_queue(functions, queues, now.timestamp(), time.time())
+    metrics_module.current().set_queue(functions, queues, now.timestamp(), _CLOCK.now().timestamp())
 
 
 class QueueSampler:

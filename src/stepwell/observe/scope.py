@@ -11,8 +11,9 @@ import contextvars
 import threading
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
+from datetime import datetime
 
+from stepwell.clock import SystemClock
 from stepwell.store.base import RunLogLine
 
 
@@ -23,7 +24,7 @@ class AttemptScope:
     attempt: int
     event_id: str | None
     position: Callable[[], int] = lambda: 0  # steps called so far (the executor binds its ledger's)
-    now: Callable[[], datetime] = lambda: datetime.now(UTC)  # the engine's clock, bound by observe_attempt
+    now: Callable[[], datetime] = SystemClock().now  # the engine's clock, bound by observe_attempt
     lines: list[RunLogLine] = field(default_factory=list)  # ctx.log lines not yet written
     seqs: dict[tuple[int, int], int] = field(default_factory=dict)
     buffered: int = 0  # lines taken into `lines` during this attempt (bounded)
