@@ -122,7 +122,7 @@ class Dispatcher:
         def on_work() -> None:
             loop.call_soon_threadsafe(self._wake.set)
 
-        unsubscribe = self.store.subscribe(on_work)
+        unsubscribe = await self._store(self.store.subscribe, on_work)  # live before the first claim
         heartbeat = Heartbeat(self.store, options.lease, lambda: list(self._held.values()), self._lost)
         heartbeat.start()
         limits = httpx.Limits(max_connections=options.concurrency, max_keepalive_connections=options.concurrency)

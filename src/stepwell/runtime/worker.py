@@ -137,7 +137,7 @@ class Worker:
         def on_work() -> None:
             loop.call_soon_threadsafe(self._wake.set)
 
-        unsubscribe = self.store.subscribe(on_work)
+        unsubscribe = await self._store(self.store.subscribe, on_work)  # live before the first claim
         self._loop = loop
         heartbeat = Heartbeat(
             self.store, self.options.lease, lambda: list(self._held.values()), self._lost, self._deadlines

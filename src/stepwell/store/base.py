@@ -480,7 +480,9 @@ class Store(Protocol):
         """Call `on_work` (from any thread) when new work may be ready: a hint, never a guarantee.
 
         Returns a function that unsubscribes, or None when the store has no push notifications
-        (workers then rely on polling alone).
+        (workers then rely on polling alone). It returns once the notifications are live (or after
+        a few seconds, when they cannot be set up yet): a worker subscribes before its first claim,
+        so that nothing committed between that claim and the subscription waits for a poll.
         """
         ...
 

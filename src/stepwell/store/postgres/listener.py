@@ -23,16 +23,23 @@ _Q = load_queries("stepwell.store.postgres")
 
 WAIT_SLICE = 1.0  # seconds between checks of the stop flag while no notification comes
 MAX_BACKOFF = 5.0
+ARM_TIMEOUT = 5.0  # seconds `start` waits for the first LISTEN; after that the worker polls until it comes
 
 
 class Listener:
     def __init__(self, conninfo: str, kwargs: dict[str, Any], on_work: Callable[[], None]) -> None:
         self.conninfo, self.kwargs, self.on_work = conninfo, kwargs, on_work
         self._stop = threading.Event()
+        self._armed = threading.Event()
         self._thread = threading.Thread(target=self._run, name="stepwell-listen", daemon=True)
 
-    def start(self) -> None:
+    def start(self, wait: float = ARM_TIMEOUT) -> bool:
+        """Start the thread and wait (at most `wait` seconds) for its first LISTEN; True once listening.
+
+        A worker that claimed before its LISTEN took effect would miss a notification sent in
+        between, and that run would wait a whole poll interval (it did, in CI)."""
         self._thread.start()
+        return self._armed.wait(wait)
 
     def stop(self) -> None:
         """Ask the thread to end; it closes its connection within WAIT_SLICE. Does not block."""
@@ -45,6 +52,7 @@ class Listener:
                 with psycopg.connect(self.conninfo, **self.kwargs) as conn:
                     schema = self._listen(conn)
                     failures = 0
+                    self._armed.set()
                     self._wake()
                     self._consume(conn, schema)
             except Exception as err:  # whatever it was, the listener must not die: reconnect

@@ -8,6 +8,7 @@ verb of several statements runs them in one transaction, pipelined. Batches trav
 from __future__ import annotations
 
 import contextlib
+import logging
 import threading
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import replace
@@ -81,6 +82,7 @@ from stepwell.store.rows import error_bytes, error_or_none, error_required, json
 from stepwell.store.sqlfile import load_migrations
 
 _PACKAGE = "stepwell.store.postgres"
+log = logging.getLogger("stepwell.store.postgres")
 _ADMITTING_STREAK = 32  # after a pick with runs to admit, claims skip the one-statement try this many times
 
 
@@ -102,8 +104,10 @@ class PostgresStore(ApiKeyVerbs, ObservabilityVerbs, PushVerbs, DashboardVerbs):
             configure=self._configure,
             name="stepwell",
             num_workers=1,
-            open=True,
+            open=False,  # opened by the first verb: migrate's direct connection comes first, never beside it
         )
+        self._pool_opened = False
+        self._pool_lock = threading.Lock()
         self._listeners: set[Listener] = set()
         self._listeners_lock = threading.Lock()
         self._admitting = 0  # how many claims to come go straight to admitting (flow control), without a first try
@@ -121,8 +125,18 @@ class PostgresStore(ApiKeyVerbs, ObservabilityVerbs, PushVerbs, DashboardVerbs):
             if caller is not None:
                 yield caller_connection(caller)
                 return
-            with self._pool.connection() as conn:
+            with self._open_pool().connection() as conn:
                 yield conn
+
+    def _open_pool(self) -> ConnectionPool[Connection]:
+        """The pool, opened on first use. Opening it in `__init__` would let its first connection
+        overlap migrate's direct one: one connection over `stepwell_pool_max` per process at start."""
+        if not self._pool_opened:
+            with self._pool_lock:
+                if not self._pool_opened:
+                    self._pool.open()
+                    self._pool_opened = True
+        return self._pool
 
     def _at(self, now: datetime | None) -> datetime | None:
         """The time to pass as %(now)s: None means the database's now()."""
@@ -714,7 +728,8 @@ class PostgresStore(ApiKeyVerbs, ObservabilityVerbs, PushVerbs, DashboardVerbs):
         listener = Listener(self.conninfo, listener_kwargs(self.conninfo, self.options), on_work)
         with self._listeners_lock:
             self._listeners.add(listener)
-        listener.start()
+        if not listener.start():
+            log.warning("LISTEN is not set up yet; this process polls until it is")
 
         def unsubscribe() -> None:
             with self._listeners_lock:

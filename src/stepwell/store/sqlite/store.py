@@ -1,7 +1,7 @@
 """SQLite store: WAL, one writer connection per process, readers on their own connections.
 
-Several processes may share the file; `BEGIN IMMEDIATE` plus `busy_timeout` serialise their
-writers. Times are integer microseconds (see times.py); `now` comes from the injected clock.
+Several processes may share the file; `BEGIN IMMEDIATE`, retried briskly (writelock.py),
+serialises their writers. Times are integer microseconds (see times.py); `now` comes from the injected clock.
 This class owns connections and transactions; what happens inside them lives beside it:
 lifecycle (runs in and out), waiting (events, children, fan-outs), flow (flow control), cron,
 reads, schema.
@@ -67,6 +67,7 @@ from stepwell.store.sqlite.schema import migration_script
 from stepwell.store.sqlite.times import EPOCH, micros, moment, moment_or_none, stamp
 from stepwell.store.sqlite.waiting import Q
 from stepwell.store.sqlite.watch import CommitWatcher
+from stepwell.store.sqlite.writelock import begin_immediate
 
 __all__ = ["SQLiteStore", "migration_script"]
 
@@ -86,12 +87,14 @@ class SQLiteStore(ApiKeyVerbs, ObservabilityVerbs, PushVerbs, DashboardVerbs):
         self.path.parent.mkdir(parents=True, exist_ok=True)
         self.clock = clock or SystemClock()
         self._pragmas = (f"PRAGMA busy_timeout = {int(busy_timeout_ms)}", f"PRAGMA synchronous = {synchronous.upper()}")
+        self._lock_timeout = busy_timeout_ms / 1000
         self._write_lock = threading.Lock()
         self._local = threading.local()
         self._all_connections: list[sqlite3.Connection] = []
         self._writer = self._connect()
         with self._translate("open"):
             self._writer.execute("PRAGMA journal_mode = WAL")
+            self._writer.execute("PRAGMA busy_timeout = 0")  # begin_immediate waits instead (writelock.py)
         with contextlib.suppress(OSError):
             os.chmod(self.path, 0o600)
 
@@ -128,13 +131,14 @@ class SQLiteStore(ApiKeyVerbs, ObservabilityVerbs, PushVerbs, DashboardVerbs):
     def _write(self, operation: str) -> Iterator[sqlite3.Connection]:
         with self._write_lock, self._translate(operation):
             conn = self._writer
-            conn.execute("BEGIN IMMEDIATE")
+            begin_immediate(conn, self._lock_timeout)
             try:
                 yield conn
+                conn.execute("COMMIT")
             except BaseException:
-                conn.execute("ROLLBACK")
+                if conn.in_transaction:  # the body failed, or COMMIT did: nothing of it stays
+                    conn.execute("ROLLBACK")
                 raise
-            conn.execute("COMMIT")
 
     @contextlib.contextmanager
     def _read(self, operation: str) -> Iterator[sqlite3.Connection]:

@@ -19,16 +19,21 @@ from pathlib import Path
 log = logging.getLogger("stepwell.store.sqlite.watch")
 CHECK_EVERY = 0.05  # seconds between two reads of data_version: a run waits 25 ms on average
 RETRY_AFTER = 1.0  # seconds, after the file could not be read
+ARM_TIMEOUT = 2.0  # seconds `start` waits for the first read of data_version
 
 
 class CommitWatcher:
     def __init__(self, path: Path, on_work: Callable[[], None], *, interval: float = CHECK_EVERY) -> None:
         self.path, self.on_work, self.interval = path, on_work, interval
         self._stop = threading.Event()
+        self._armed = threading.Event()
         self._thread = threading.Thread(target=self._run, name="stepwell-sqlite-watch", daemon=True)
 
-    def start(self) -> None:
+    def start(self, wait: float = ARM_TIMEOUT) -> bool:
+        """Start the thread and wait (at most `wait` seconds) until it has read its first data_version;
+        True once watching. A commit before that first read would otherwise go unnoticed until a poll."""
         self._thread.start()
+        return self._armed.wait(wait)
 
     def stop(self) -> None:
         """Ask the thread to end (within one interval); does not block."""
@@ -46,6 +51,7 @@ class CommitWatcher:
         conn = sqlite3.connect(self.path, isolation_level=None, check_same_thread=False, timeout=1)
         try:
             last = _version(conn)
+            self._armed.set()
             while not self._stop.wait(self.interval):
                 version = _version(conn)
                 if version != last:
