@@ -75,8 +75,8 @@ def _path(field: str) -> tuple[str | int, ...]:
         match = _SEGMENT.fullmatch(segment.strip())
         if match is None:
             raise InvalidPayloadFilter(
-                f"payload field part {segment!r} is not a key: use letters, digits, '_' or '-', "
-                "and [N] for a list index (no quotes, dots or backslashes inside a key)"
+                f"payload field part {segment!r} is not a key: a key may hold any character but "
+                "quotes, dots, brackets and backslashes; write [N] for a list index"
             )
         path.append(match.group(1))
         path.extend(int(index) for index in _INDEX.findall(match.group(2)))
@@ -99,7 +99,9 @@ def _value(raw: str) -> Scalar:
         value = orjson.loads(raw)
     except orjson.JSONDecodeError:
         if raw[0] in "\"'[{":
-            raise InvalidPayloadFilter(f"payload value {raw!r} is not valid JSON (a string needs closing quotes)")
+            raise InvalidPayloadFilter(
+                f"payload value {raw!r} is not valid JSON (a string needs closing quotes)"
+            ) from None
         return raw  # a bare word: a string
     if isinstance(value, (dict, list)):
         raise InvalidPayloadFilter("payload value must be a string, number, true, false or null, not an object or list")

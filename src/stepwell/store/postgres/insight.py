@@ -16,7 +16,7 @@ from stepwell.store.postgres.params import run_from_row
 from stepwell.store.postgres.statements import Connection
 from stepwell.store.sqlfile import load_queries
 
-I = load_queries("stepwell.store.postgres", "insight.sql")  # noqa: E741
+I = load_queries("stepwell.store.postgres", "insight.sql")
 
 
 class InsightVerbs:

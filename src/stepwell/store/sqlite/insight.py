@@ -15,7 +15,7 @@ from stepwell.store.sqlite.browse import statement_for
 from stepwell.store.sqlite.reads import run_from_row
 from stepwell.store.sqlite.times import moment, stamp
 
-I = load_queries("stepwell.store.sqlite", "insight.sql")  # noqa: E741
+I = load_queries("stepwell.store.sqlite", "insight.sql")
 SECOND = 1_000_000  # microseconds
 
 

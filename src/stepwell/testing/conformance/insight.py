@@ -5,8 +5,6 @@ from __future__ import annotations
 
 from datetime import timedelta
 
-import orjson
-
 from stepwell.clock import VirtualClock
 from stepwell.model.ids import child_run_id
 from stepwell.model.payload import parse_payload_filter
@@ -111,7 +109,9 @@ def _open_fan_out(store: Store, clock: VirtualClock, count: int) -> ClaimedRun:
     store.open_fan_out(
         parent.lease, StepWrite("all", 0, StepKind.FAN_OUT, StepStatus.WAITING), function="child", tolerate=0.5
     )
-    children = [NewChild(NewRun(child_run_id(parent.run_id, "all", i), "child", 1, input=b"{}"), i) for i in range(count)]
+    children = [
+        NewChild(NewRun(child_run_id(parent.run_id, "all", i), "child", 1, input=b"{}"), i) for i in range(count)
+    ]
     store.create_children(parent.lease, "all", children)
     store.seal_fan_out(parent.lease, "all", count)
     store.settle_runs([Suspend(parent.lease, None, waiting=True)])
