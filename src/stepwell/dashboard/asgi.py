@@ -162,7 +162,7 @@ class Dashboard:
 
 def create_dashboard(app: App, *, auth: bool = True) -> Starlette:
     """The dashboard of `app`. `auth=False` (development on loopback) acts as one operator, 'dev'."""
-    from stepwell.dashboard import pages
+    from stepwell.dashboard import insight, pages
 
     dashboard = Dashboard(app, auth=auth)
     routes: list[Route | Mount] = [
@@ -172,7 +172,7 @@ def create_dashboard(app: App, *, auth: bool = True) -> Starlette:
     ]
     routes += [
         Route(route.path, _endpoint(dashboard, route), methods=[route.method], name=route.path)
-        for route in pages.ROUTES
+        for route in (*pages.ROUTES, *insight.ROUTES)
     ]
     handlers = {HTTPException: _not_found}
     return Starlette(routes=routes, exception_handlers=handlers, middleware=[Middleware(SecurityHeaders)])  # type: ignore[arg-type]
