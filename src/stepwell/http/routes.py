@@ -321,9 +321,7 @@ ROUTES: tuple[Route, ...] = (
         "Runs, newest first, filtered, paginated by cursor",
         query=(
             *_RUN_FILTERS,
-            Param(
-                "payload", {"type": "string", "maxLength": 1000}, "input field = value: data.customer_id = 42"
-            ),
+            Param("payload", {"type": "string", "maxLength": 1000}, "input field = value: data.customer_id = 42"),
         ),
         returns="RunPage",
     ),
