@@ -26,7 +26,7 @@ COUNT_CAP = 10_000  # beyond this a bulk count is shown as "10000+"
 SAMPLE = 5_000  # newest endings read per status for rates
 SEARCH_SCAN = 10_000  # runs a payload search reads per page (then "search older runs")
 STATS_WINDOW = timedelta(hours=1)  # p50/p95 and failure rate on the functions page
-STATS_SAMPLE = 10_000  # newest endings those figures read at most
+STATS_SAMPLE = 5_000  # newest endings those figures read at most
 
 
 async def home(page: Page) -> Response:
