@@ -4,6 +4,7 @@ climbs chunk by chunk until it states what was redriven and what was not (and wh
 
 from __future__ import annotations
 
+import re
 import time
 from pathlib import Path
 from typing import Any
@@ -137,3 +138,29 @@ def test_a_redrive_says_how_many_failed_and_why(served: Served) -> None:
         "/dead-letters/redrive/chunk", data={"expected": "1", "redriven": "0", "gone": "0", "taken": "0"}
     )
     assert chunk.status_code == 403 and "CSRF" in chunk.text, "a chunk is an action: no token, no redrive"
+
+
+def test_search_older_runs_walks_every_match_a_scan_window_at_a_time(
+    served: Served, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from stepwell.dashboard import pages
+
+    monkeypatch.setattr(pages, "SEARCH_SCAN", 2)  # two runs read per page
+    app = served.app
+    sent = [app.send("ordered", {"k": f"k{n}", "even": n % 2 == 0}) for n in range(7)]
+    wanted = [
+        run.id for n, event_id in reversed(list(enumerate(sent))) if n % 2 == 0 for run in app.runs(event_id=event_id)
+    ]
+    client = _login(served, "read")
+    found: list[str] = []
+    path: str | None = "/runs?payload=data.even+%3D+true"
+    for _ in range(10):
+        assert path is not None
+        html = client.get(path).text
+        assert "among the 2 runs read" in html or "among the 1 runs read" in html, html
+        found += re.findall(r'<tr data-href="/runs/([0-9a-f]+)"', html)
+        following = re.search(r'id="older" href="([^"]+)"', html)
+        path = following.group(1).replace("&amp;", "&") if following else None
+        if path is None:
+            break
+    assert found == wanted and path is None
