@@ -67,11 +67,12 @@ def _path(field: str) -> tuple[str | int, ...]:
             break
     else:
         raise InvalidPayloadFilter(f"payload field {field!r} must start with 'data.' (the event's data), e.g. data.id")
-    path: list[str | int] = []
-    for index in _INDEX.findall(_leading_indexes(field)):
-        path.append(int(index))
-    rest = field[len(_leading_indexes(field)) :]
-    for segment in rest.split(".")[1:] if rest else []:
+    leading = _leading_indexes(field)
+    path: list[str | int] = [int(index) for index in _INDEX.findall(leading)]
+    rest = field[len(leading) :]
+    if rest and not rest.startswith("."):
+        raise InvalidPayloadFilter(f"payload field part {rest!r} must follow a dot, like data.items[0].sku")
+    for segment in rest.split(".")[1:]:
         match = _SEGMENT.fullmatch(segment.strip())
         if match is None:
             raise InvalidPayloadFilter(
@@ -105,6 +106,4 @@ def _value(raw: str) -> Scalar:
         return raw  # a bare word: a string
     if isinstance(value, (dict, list)):
         raise InvalidPayloadFilter("payload value must be a string, number, true, false or null, not an object or list")
-    if isinstance(value, float) and value != value:  # pragma: no cover - orjson rejects NaN
-        raise InvalidPayloadFilter("payload value is not a number")
     return value  # type: ignore[no-any-return]
