@@ -16,7 +16,7 @@ from stepwell.model.records import RunStatus
 from tests.dashboard.conftest import Served
 from tests.dashboard.helpers import FLAKY, HOSTILE
 
-PAGES = ["runs", "dead-letters", "events", "functions", "keys", "queue", "audit"]
+PAGES = ["runs", "dead-letters", "events", "fan-outs", "functions", "keys", "queue", "audit"]
 
 
 def _wait_for(predicate: Any, seconds: float = 15.0) -> None:

@@ -14,7 +14,7 @@ from stepwell.http import ServerThread
 from tests.dashboard.conftest import Served
 from tests.dashboard.helpers import FLAKY, HOSTILE
 
-PAGES = ["/runs", "/dead-letters", "/events", "/functions", "/keys", "/queue", "/audit"]
+PAGES = ["/runs", "/dead-letters", "/events", "/fan-outs", "/functions", "/keys", "/queue", "/audit"]
 LONG = "n" * 100_000  # a 100 KB value
 
 
@@ -111,7 +111,15 @@ def test_hostile_strings_are_escaped_on_every_page(served: Served, where: str) -
     [run] = app.runs(event_id=event_id)
     app.pause_key("ordered", HOSTILE)
     client.post("/keys/pause", data={"function": "ordered", "key": HOSTILE, "csrf": _csrf(client)})
-    for path in [*PAGES, f"/runs/{run.id}", f"/events/{event_id}", f"/runs?key={HOSTILE}", f"/runs?q={HOSTILE}"]:
+    for path in [
+        *PAGES,
+        f"/runs/{run.id}",
+        f"/events/{event_id}",
+        f"/runs?key={HOSTILE}",
+        f"/runs?q={HOSTILE}",
+        f"/runs?payload=data.x = {HOSTILE}",
+        f"/runs?payload={HOSTILE}",
+    ]:
         html = client.get(path, follow_redirects=True).text
         assert "<script>alert" not in html and "<img src=x" not in html, path
     assert "&lt;script&gt;alert" in client.get(f"/runs/{run.id}").text
@@ -125,6 +133,14 @@ def test_bad_filters_get_a_clear_error(served: Served) -> None:
     response = client.get("/runs?since=yesterday")
     assert response.status_code == 400 and "since must be a date and time" in response.text
     assert client.get("/runs?cursor=garbage").status_code == 400
+    response = client.get("/runs", params={"payload": "customer_id = 42"})
+    assert (
+        response.status_code == 400
+        and "payload field &#39;customer_id&#39; must start with &#39;data.&#39;" in response.text
+    )
+    response = client.get("/runs", params={"payload": "data.customer_id"})
+    assert response.status_code == 400 and "has no &#39;=&#39;" in response.text
+    assert client.get("/fan-outs?cursor=garbage").status_code == 400
     assert client.get("/runs/nope").status_code == 404
 
 

@@ -80,6 +80,15 @@ def test_runs_filter_by_time_range(served: Served) -> None:
     assert len(inside["runs"]) == 1 and later["runs"] == []
 
 
+def test_runs_search_by_a_payload_field_and_a_bad_search_names_the_problem(served: Served) -> None:
+    _, body = post(served, "/api/v1/events", [{"name": "user.created", "data": {"name": n}} for n in ("ada", "bo")])
+    [ada] = served.app.runs(event_id=body["ids"][0])
+    status, page = get(served, "/api/v1/runs", "read", payload='data.name = "ada"')
+    assert (status, [run["id"] for run in page["runs"]], page["next_cursor"]) == (200, [ada.id], None)
+    status, bad = get(served, "/api/v1/runs", "read", payload="name = ada")
+    assert status == 422 and "must start with 'data.'" in bad["message"], bad
+
+
 def test_get_run_has_steps_input_output_and_the_error_with_its_traceback(served: Served) -> None:
     _, ok = post(served, "/api/v1/events", {"name": "user.created", "data": {"name": "ada"}})
     _, bad = post(served, "/api/v1/events", {"name": "boom", "data": {"x": 1}})
