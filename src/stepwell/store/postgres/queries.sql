@@ -118,6 +118,7 @@ WITH picked AS (
     WHERE status IN ('queued', 'sleeping', 'waiting') AND hold IS NULL
       AND available_at <= coalesce(%(now)s::timestamptz, now())
       AND (%(functions)s::text[] IS NULL OR function = ANY(%(functions)s::text[]))  -- the worker's functions
+      AND function <> ALL(ARRAY(SELECT function FROM function_pauses))  -- a paused function's runs wait
     ORDER BY priority DESC, available_at, seq
     LIMIT %(limit)s
     FOR UPDATE SKIP LOCKED
