@@ -234,7 +234,7 @@ WITH picked AS (
     WHERE r.status IN ('queued', 'sleeping', 'waiting') AND r.hold IS NULL
       AND r.available_at <= coalesce(%(now)s::timestamptz, now())
       AND (%(functions)s::text[] IS NULL OR r.function = ANY(%(functions)s::text[]))
-      AND r.function <> ALL(ARRAY(SELECT function FROM function_pauses))  -- a paused function's runs wait
+      AND (r.function || '') <> ALL(ARRAY(SELECT function FROM function_pauses))  -- paused: as in claim_runs
     ORDER BY r.priority DESC, r.available_at, r.seq
     LIMIT %(limit)s
     FOR UPDATE SKIP LOCKED
