@@ -199,7 +199,22 @@ def skip_parked(conn: Connection, function: str, key: str) -> str | None:
 
 def explain(row: Sequence[Any]) -> str | None:
     """Run.waiting_reason from an explain_run row."""
-    status, hold, note, key, available_at, attempt, later, head, paused, parked, *slot, wait_event, function, stopped = row
+    (
+        status,
+        hold,
+        note,
+        key,
+        available_at,
+        attempt,
+        later,
+        head,
+        paused,
+        parked,
+        *slot,
+        wait_event,
+        function,
+        stopped,
+    ) = row
     return waiting_reason(
         Waiting(
             status=status,

@@ -33,9 +33,7 @@ def _reason(store: Store, run_id: str) -> str | None:
     return run.waiting_reason
 
 
-def test_set_function_paused_holds_its_runs_and_leaves_other_functions_alone(
-    store: Store, clock: VirtualClock
-) -> None:
+def test_set_function_paused_holds_its_runs_and_leaves_other_functions_alone(store: Store, clock: VirtualClock) -> None:
     paused, other = _send(store, clock, "fn", "other")
     store.set_function_paused("fn", True)
     assert _claim(store) == [other]
