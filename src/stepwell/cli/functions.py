@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 import click
 
 from stepwell.cli.common import DB_HELP, console, existing_app, main
@@ -19,7 +21,7 @@ def functions() -> None:
     """
 
 
-def _app_option(fn: object) -> object:
+def _app_option(fn: Any) -> Any:
     return click.option(
         "--app",
         "app_target",
