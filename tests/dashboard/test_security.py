@@ -89,6 +89,8 @@ def test_a_function_pause_needs_the_csrf_token_and_the_operate_scope_and_is_audi
         r"<h1>Pause function <span[^>]*>ordered</span>\?</h1>", confirm.text
     )
     assert [f.paused_at for f in served.app.functions() if f.name == "ordered"] == [None], "confirming changes nothing"
+    ghost = client.post("/functions/confirm", data={"function": "<b>ghost</b>", "action": "pause", "csrf": token})
+    assert ghost.status_code == 404 and "&lt;b&gt;ghost&lt;/b&gt;" in ghost.text and "<b>ghost" not in ghost.text
     unknown = client.post("/functions/pause", data={"function": "ghost", "csrf": token})
     assert unknown.status_code == 400 and "no function &#39;ghost&#39;" in unknown.text
     assert client.post("/functions/pause", data={"function": "ordered", "csrf": token}).status_code == 303

@@ -250,6 +250,8 @@ def _function_rows(app: App, now: datetime) -> list[dict[str, Any]]:
 async def function_confirm(page: Page) -> Response:
     """The confirmation of a pause or resume, stating what it does and how many ready runs it touches."""
     function, action = _function_action(page)
+    if function not in await page.call(_function_names, page.app):
+        raise Refused(404, f"no function {function!r} in the registry")
     queues = await page.call(page.app.store.queue_gauges, now=page.now(), scan_limit=COUNT_CAP)
     queue = next((q for q in queues if q.function == function), None)
     ready = "0" if queue is None else f"{queue.ready}{'+' if queue.capped else ''}"
