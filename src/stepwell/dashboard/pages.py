@@ -249,7 +249,7 @@ def _function_rows(app: App, now: datetime) -> list[dict[str, Any]]:
 
 async def function_confirm(page: Page) -> Response:
     """The confirmation of a pause or resume, stating what it does and how many ready runs it touches."""
-    function, action = _function_action(page)
+    function, action = _function_form(page)
     if function not in await page.call(_function_names, page.app):
         raise Refused(404, f"no function {function!r} in the registry")
     queues = await page.call(page.app.store.queue_gauges, now=page.now(), scan_limit=COUNT_CAP)
@@ -259,7 +259,7 @@ async def function_confirm(page: Page) -> Response:
 
 
 async def function_action(page: Page) -> Response:
-    function, action = _function_action(page, str(page.request.path_params["action"]))
+    function, action = _function_form(page, str(page.request.path_params["action"]))
     if action == "pause":
         paused_at = await page.call(page.app.pause_function, function)
         detail = f"paused since {paused_at.isoformat()}"
@@ -270,7 +270,7 @@ async def function_action(page: Page) -> Response:
     return page.redirect("/functions", f"Function {function}: {detail}.")
 
 
-def _function_action(page: Page, action: str | None = None) -> tuple[str, str]:
+def _function_form(page: Page, action: str | None = None) -> tuple[str, str]:
     function, action = page.field("function", 200), action or page.field("action", 20)
     if action not in ("pause", "resume"):
         raise Refused(404, f"no function action {action!r}")
