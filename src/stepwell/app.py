@@ -517,6 +517,23 @@ class App:
         self.store.set_key_paused(function, key, False)
         self.wakeups.notify()
 
+    def pause_function(self, function: str) -> datetime:
+        """Stop starting runs of a whole function: workers and the push dispatcher claim none of them (queued,
+        or due to resume after a sleep) until `resume_function`. A run in progress carries on; events still
+        start runs, which wait with the reason. Returns when it was paused (the first time, if it already was)."""
+        self._routable(function)
+        paused_at = self.store.set_function_paused(function, True)
+        assert paused_at is not None
+        return paused_at
+
+    def resume_function(self, function: str) -> None:
+        """Let a paused function's runs start again, at once (resuming a function that runs is harmless).
+        A paused function that no app serves any more can be resumed too."""
+        if not any(f.name == function and f.paused_at is not None for f in self.functions()):
+            self._routable(function)
+        self.store.set_function_paused(function, False)
+        self.wakeups.notify()
+
     def drain_key(self, function: str, key: str) -> list[str]:
         """Cancel every run of the key that has not started; a run in progress finishes."""
         self._routable(function)

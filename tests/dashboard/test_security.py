@@ -78,6 +78,33 @@ def test_a_read_key_cannot_act(served: Served) -> None:
     assert served.app.store.list_audit() == []
 
 
+def test_a_function_pause_needs_the_csrf_token_and_the_operate_scope_and_is_audited(served: Served) -> None:
+    client = _login(served)
+    for path in ("/functions/confirm", "/functions/pause"):
+        response = client.post(path, data={"function": "ordered", "action": "pause"})
+        assert response.status_code == 403 and "CSRF" in response.text
+    token = _csrf(client, "/functions")
+    confirm = client.post("/functions/confirm", data={"function": "ordered", "action": "pause", "csrf": token})
+    assert confirm.status_code == 200 and re.search(
+        r"<h1>Pause function <span[^>]*>ordered</span>\?</h1>", confirm.text
+    )
+    assert [f.paused_at for f in served.app.functions() if f.name == "ordered"] == [None], "confirming changes nothing"
+    ghost = client.post("/functions/confirm", data={"function": "<b>ghost</b>", "action": "pause", "csrf": token})
+    assert ghost.status_code == 404 and "&lt;b&gt;ghost&lt;/b&gt;" in ghost.text and "<b>ghost" not in ghost.text
+    unknown = client.post("/functions/pause", data={"function": "ghost", "csrf": token})
+    assert unknown.status_code == 400 and "no function &#39;ghost&#39;" in unknown.text
+    assert client.post("/functions/pause", data={"function": "ordered", "csrf": token}).status_code == 303
+    assert [f.paused_at is not None for f in served.app.functions() if f.name == "ordered"] == [True]
+    assert client.post("/functions/resume", data={"function": "ordered", "csrf": token}).status_code == 303
+    assert client.post("/functions/stop", data={"function": "ordered", "csrf": token}).status_code == 404
+    audit = [(entry.action, entry.target) for entry in served.app.store.list_audit()]
+    assert sorted(audit) == [("function.pause", "ordered"), ("function.resume", "ordered")]
+    reader = _login(served, "read")
+    refused = reader.post("/functions/pause", data={"function": "ordered", "csrf": _csrf(reader, "/runs")})
+    assert refused.status_code == 403 and "operate" in refused.text
+    assert "fn-pause" not in reader.get("/functions").text, "no pause button for a read key"
+
+
 def test_a_revoked_key_is_logged_out_at_once(served: Served) -> None:
     client = _login(served, "read")
     [key] = [key for key in served.app.api_keys() if key.name == "read key"]

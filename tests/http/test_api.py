@@ -202,6 +202,30 @@ def test_ordering_keys_pause_resume_drain_skip(served: Served) -> None:
     assert status == 404 and body["code"] == "not_found"
 
 
+def test_functions_pause_and_resume(served: Served) -> None:
+    status, body = post(served, "/api/v1/functions/pause", {"function": "greet"}, "operate")
+    assert (status, body["function"], body["paused"]) == (200, "greet", True)
+    paused_at = body["paused_at"]
+    assert post(served, "/api/v1/functions/pause", {"function": "greet"})[1]["paused_at"] == paused_at, "idempotent"
+    _, sent = post(served, "/api/v1/events", {"name": "user.created", "data": {"name": "ada"}}, "ingest")
+    served.drain(seconds=1)
+    [run] = served.app.runs(event_id=sent["id"])
+    _, shown = get(served, f"/api/v1/runs/{run.id}", "read")
+    assert (shown["status"], shown["waiting_reason"]) == ("queued", "function greet is paused")
+    _, listed = get(served, "/api/v1/functions", "read")
+    assert {f["name"]: f["paused_at"] for f in listed["functions"]}["greet"] == paused_at
+    assert post(served, "/api/v1/functions/resume", {"function": "greet"}, "operate") == (
+        200,
+        {"function": "greet", "paused": False, "paused_at": None},
+    )
+    served.drain()
+    assert served.app.get_run(run.id).status.value == "completed"
+    status, body = post(served, "/api/v1/functions/pause", {"function": "nope"})
+    assert status == 404 and body["code"] == "not_found"
+    status, body = post(served, "/api/v1/functions/pause", {"name": "greet"})
+    assert status == 422 and body["field"] in ("name", "function")
+
+
 def test_fan_out_progress(served: Served) -> None:
     _, sent = post(served, "/api/v1/events", {"name": "fan"})
     served.drain()

@@ -255,6 +255,38 @@ def _with_durations(app: App, rows: list[dict[str, Any]]) -> list[dict[str, Any]
     return rows
 
 
+async def function_confirm(page: Page) -> Response:
+    """The confirmation of a pause or resume, stating what it does and how many ready runs it touches."""
+    function, action = _function_form(page)
+    if function not in await page.call(_function_names, page.app):
+        raise Refused(404, f"no function {function!r} in the registry")
+    queues = await page.call(page.app.store.queue_gauges, now=page.now(), scan_limit=COUNT_CAP)
+    queue = next((q for q in queues if q.function == function), None)
+    ready = "0" if queue is None else f"{queue.ready}{'+' if queue.capped else ''}"
+    return page.render("confirm_function.html", function=function, action=action, ready=ready)
+
+
+async def function_action(page: Page) -> Response:
+    function, action = _function_form(page, str(page.request.path_params["action"]))
+    if action == "pause":
+        paused_at = await page.call(page.app.pause_function, function)
+        detail = f"paused since {paused_at.isoformat()}"
+    else:
+        await page.call(page.app.resume_function, function)
+        detail = "resumed"
+    await page.audit(f"function.{action}", function, detail)
+    return page.redirect("/functions", f"Function {function}: {detail}.")
+
+
+def _function_form(page: Page, action: str | None = None) -> tuple[str, str]:
+    function, action = page.field("function", 200), action or page.field("action", 20)
+    if action not in ("pause", "resume"):
+        raise Refused(404, f"no function action {action!r}")
+    if not function:
+        raise Refused(400, "name the function")
+    return function, action
+
+
 def _throughput(app: App, since: datetime, now: datetime) -> views.Throughput:
     """Rates from the newest SAMPLE endings of each kind: bounded reads, whatever the table's size."""
     completed = app.store.recent_endings(status=RunStatus.COMPLETED, since=since, limit=SAMPLE)
@@ -383,6 +415,8 @@ ROUTES = [
     PageRoute("GET", "/events", events_page),
     PageRoute("GET", "/events/{event_id}", event_page),
     PageRoute("GET", "/functions", functions_page),
+    PageRoute("POST", "/functions/confirm", function_confirm, acts=True),
+    PageRoute("POST", "/functions/{action}", function_action, acts=True),
     PageRoute("GET", "/queue", queue_page),
     PageRoute("GET", "/keys", keys_page),
     PageRoute("POST", "/keys/{action}", key_action, acts=True),

@@ -127,6 +127,17 @@ COMPONENTS: dict[str, dict[str, Any]] = {
         },
     },
     "Functions": {"type": "object", "properties": {"functions": {"type": "array"}}},
+    "FunctionName": {
+        "type": "object",
+        "required": ["function"],
+        "additionalProperties": False,
+        "properties": {"function": _NAME},
+    },
+    "FunctionPause": {
+        "type": "object",
+        "required": ["function", "paused", "paused_at"],
+        "properties": {"function": {"type": "string"}, "paused": {"type": "boolean"}, "paused_at": _NULL_TIME},
+    },
     "OrderingKey": {
         "type": "object",
         "required": ["function", "key"],

@@ -227,6 +227,19 @@ async def register_functions(call: Call) -> Response:
     )
 
 
+def _function_action(action: str) -> Handler:
+    async def handler(call: Call) -> Response:
+        body = shapes.object_body(await call.json(), frozenset({"function"}))
+        function = shapes.required_text(body, "function", call.limits.max_name_length)
+        if action == "pause":
+            paused_at = await call.write(call.app.pause_function, function)
+            return json_response({"function": function, "paused": True, "paused_at": shapes.when(paused_at)})
+        await call.write(call.app.resume_function, function)
+        return json_response({"function": function, "paused": False, "paused_at": None})
+
+    return handler
+
+
 def _key_action(action: str) -> Handler:
     async def handler(call: Call) -> Response:
         body = shapes.object_body(await call.json(), frozenset({"function", "key"}))
@@ -418,6 +431,22 @@ ROUTES: tuple[Route, ...] = (
         body="RegistrationIn",
         returns="Object",
         extra_statuses=(422,),
+    ),
+    *(
+        Route(
+            "POST",
+            f"/api/v1/functions/{action}",
+            Scope.OPERATE,
+            _function_action(action),
+            summary,
+            body="FunctionName",
+            returns="FunctionPause",
+            extra_statuses=(404, 422, 429),
+        )
+        for action, summary in (
+            ("pause", "Stop starting runs of a whole function (runs in progress carry on; events still start runs)"),
+            ("resume", "Start runs of the paused function again, at once"),
+        )
     ),
     *(
         Route(

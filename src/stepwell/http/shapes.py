@@ -137,6 +137,7 @@ def function_json(function: RegisteredFunction) -> dict[str, Any]:
         "registered_at": when(function.registered_at),
         "updated_at": when(function.updated_at),
         "retired_at": when(function.retired_at),
+        "paused_at": when(function.paused_at),
     }
 
 

@@ -286,6 +286,7 @@ class RegisteredFunction:
     registered_at: datetime  # first registered
     updated_at: datetime  # the current version's registration (or the retirement)
     retired_at: datetime | None = None  # set when the app re-registered without it (or another app took the name)
+    paused_at: datetime | None = None  # set while the function is paused (set_function_paused), by name
 
 
 @dataclass(frozen=True, slots=True)
@@ -512,7 +513,16 @@ class Store(Protocol):
         ...
 
     def list_functions(self) -> RegistryListing:
-        """The registry (served and retired functions) with its generation, read in one snapshot."""
+        """The registry (served and retired functions) with its generation, read in one snapshot; each row
+        with `paused_at` when its function (by name) is paused."""
+        ...
+
+    def set_function_paused(self, function: str, paused: bool, *, now: datetime | None = None) -> datetime | None:
+        """Pause (or resume) a whole function, by name: while paused, no claim (pull worker or push dispatcher)
+        takes its runs, queued or due to resume; a run already in progress carries on, and ingest still creates
+        runs (they wait, saying why). Idempotent: pausing a paused function keeps its first `paused_at`.
+        Resuming makes its ready runs claimable at once (and wakes workers). Returns `paused_at`, None when
+        resumed. Any name is accepted (App checks that the function exists)."""
         ...
 
     # API keys of the HTTP API (store/*/apikeys.py)

@@ -751,6 +751,10 @@ class PostgresStore(ApiKeyVerbs, ObservabilityVerbs, PushVerbs, DashboardVerbs, 
         with self._connection("list_functions") as conn:
             return registry.listing(conn)
 
+    def set_function_paused(self, function: str, paused: bool, *, now: datetime | None = None) -> datetime | None:
+        with self._connection("set_function_paused") as conn, conn.transaction():
+            return registry.set_paused(conn, function, paused, self._at(now))
+
 
 def migration_script() -> str:
     """Every migration as one SQL script, with its bookkeeping: what `migrate()` applies to an empty schema.

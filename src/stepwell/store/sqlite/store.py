@@ -523,3 +523,8 @@ class SQLiteStore(ApiKeyVerbs, ObservabilityVerbs, PushVerbs, DashboardVerbs, In
     def list_functions(self) -> RegistryListing:
         with self._read("list_functions") as conn:
             return registry.listing(conn)
+
+    def set_function_paused(self, function: str, paused: bool, *, now: datetime | None = None) -> datetime | None:
+        at = self._now(now)
+        with self._write("set_function_paused") as conn:
+            return registry.set_paused(conn, function, paused, at)
