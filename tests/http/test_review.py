@@ -27,7 +27,9 @@ def test_a_keyless_server_answers_only_requests_addressed_to_a_loopback_name(ser
     served = serve(auth=False)
     port = _port(served)
     for host in (f"evil.example:{port}", "evil.example", f"127.0.0.1.evil.example:{port}", f"10.0.0.8:{port}", ""):
-        sent = served.http.post("/api/v1/events", json={"name": "user.created", "id": "rebound"}, headers={"Host": host})
+        sent = served.http.post(
+            "/api/v1/events", json={"name": "user.created", "id": "rebound"}, headers={"Host": host}
+        )
         assert (sent.status_code, sent.json()["code"]) == (421, "misdirected"), host
         assert "loopback" in sent.json()["message"]
         page = served.http.get("/runs", headers={"Host": host})
@@ -71,7 +73,9 @@ def test_every_api_answer_carries_a_request_id_and_nosniff(served: Served) -> No
         served.http.get("/api/v1/health"),
         served.http.get("/api/v1/runs/nope", headers=served.headers("read")),  # 404 from the App
         served.http.get("/api/v1/runs"),  # 401
-        served.http.post("/api/v1/events", content=b"{", headers={"Content-Type": "application/json", **served.headers()}),
+        served.http.post(
+            "/api/v1/events", content=b"{", headers={"Content-Type": "application/json", **served.headers()}
+        ),
         served.http.get("/api/v1/no-such-route"),  # the API's own 404 beside the dashboard
         served.http.get("/api/v1/openapi.json"),
         served.http.get("/metrics", headers=served.headers("read")),

@@ -59,11 +59,12 @@ _RUN = {
 COMPONENTS: dict[str, dict[str, Any]] = {
     "Error": {
         "type": "object",
-        "required": ["code", "message", "field"],
+        "required": ["code", "message", "field", "request_id"],
         "properties": {
             "code": {"type": "string"},
             "message": {"type": "string"},
             "field": {"type": ["string", "null"]},
+            "request_id": {"type": "string", "description": "also the X-Request-Id header; the log names it"},
         },
     },
     "Object": {"type": "object"},
