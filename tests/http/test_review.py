@@ -35,6 +35,9 @@ def test_a_keyless_server_answers_only_requests_addressed_to_a_loopback_name(ser
         page = served.http.get("/runs", headers={"Host": host})
         assert page.status_code == 421, host
         assert "stepwell_session" not in page.headers.get("set-cookie", "")
+    for relayed in ({"X-Forwarded-For": "203.0.113.7"}, {"Forwarded": "for=203.0.113.7"}, {"X-Real-IP": "203.0.113.7"}):
+        sent = served.http.post("/api/v1/events", json={"name": "user.created", "id": "relayed"}, headers=relayed)
+        assert (sent.status_code, sent.json()["code"]) == (421, "misdirected"), relayed  # a proxy on this host
     assert served.app.runs() == [], "a refused request stored nothing"
     for host in (f"127.0.0.1:{port}", f"localhost:{port}", "localhost", f"[::1]:{port}", f"127.0.0.2:{port}"):
         assert served.http.get("/api/v1/health", headers={"Host": host}).status_code == 200, host

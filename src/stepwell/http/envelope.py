@@ -8,7 +8,9 @@
 - Without API keys, answers only requests addressed to a loopback name. A keyless server listens
   on loopback only (`check_bind`), but a web page can still reach it by DNS rebinding: its name
   is re-pointed at 127.0.0.1, the browser treats the server as that page's own origin, and only
-  the Host header (the attacker's name) tells the difference. Such a request gets 421.
+  the Host header (the attacker's name) tells the difference. Such a request gets 421, and so does
+  one that came through a reverse proxy (Forwarded, X-Forwarded-For, X-Real-IP): a proxy on this
+  host would hand the keyless server to whoever reaches the proxy.
 """
 
 from __future__ import annotations
@@ -21,6 +23,7 @@ from starlette.requests import Request
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 NOSNIFF = (b"x-content-type-options", b"nosniff")
+PROXIED = frozenset({b"forwarded", b"x-forwarded-for", b"x-real-ip"})
 
 
 def is_loopback(host: str) -> bool:
@@ -74,13 +77,16 @@ class Envelope:
                 message["headers"] = [*headers, *stamp, *([] if NOSNIFF[0] in have else [NOSNIFF])]
             await send(message)
 
-        if self.keyless and not self._loopback_host(scope):
+        if self.keyless and not self._local(scope):
             await self._misdirected(send_stamped, rid)
             return
         await self.app(scope, receive, send_stamped)
 
     @staticmethod
-    def _loopback_host(scope: Scope) -> bool:
+    def _local(scope: Scope) -> bool:
+        """Addressed to a loopback name, and not relayed by a proxy."""
+        if any(name in PROXIED for name, _ in scope["headers"]):
+            return False
         host = next((value for name, value in scope["headers"] if name == b"host"), b"")
         return is_loopback(host_name(host.decode("latin-1")))
 
@@ -90,7 +96,7 @@ class Envelope:
             {
                 "code": "misdirected",
                 "message": "this server runs without API keys and answers only requests addressed to a loopback "
-                "name (127.0.0.1, localhost, [::1]); use one of those, or serve with API keys",
+                "name (127.0.0.1, localhost, [::1]), not relayed by a proxy; use one of those, or serve with API keys",
                 "field": "Host",
                 "request_id": rid,
             }
