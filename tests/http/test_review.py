@@ -99,3 +99,22 @@ def test_the_openapi_document_is_open_and_names_no_secret(served: Served) -> Non
     text = document.text
     assert all(token not in text for token in served.tokens.values())
     assert served.app.store.__class__.__name__ not in text
+
+
+@pytest.mark.parametrize(
+    "body",
+    [
+        b'{"name": "user.created", "name": "admin.deleted"}',
+        b'{"name": "user.created", "data": {"role": "user", "role": "admin"}}',
+        b'[{"name": "user.created"}, {"name": "user.created", "data": {"a": {"b": 1, "b": 2}}}]',
+    ],
+)
+def test_a_body_with_a_duplicate_key_is_refused(served: Served, body: bytes) -> None:
+    """Catalogue 31: a duplicate key is malformed JSON. Parsers disagree on which one wins (orjson keeps
+    the last, others the first), so a proxy or a signature check could see another event than the store."""
+    sent = served.http.post(
+        "/api/v1/events", content=body, headers={"Content-Type": "application/json", **served.headers("ingest")}
+    )
+    assert (sent.status_code, sent.json()["code"], sent.json()["field"]) == (400, "bad_request", "body"), sent.text
+    assert "duplicate key" in sent.json()["message"]
+    assert served.app.runs() == []
