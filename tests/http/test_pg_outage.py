@@ -1,11 +1,14 @@
 """RELIABILITY 3 through HTTP, on a throwaway cluster (never the shared server): PostgreSQL stopped
 while a client keeps posting events. Every answer is 202 (with its row) or 503 with Retry-After and
 a clear error, never a 500 or a hang; the server stays up and recovers by itself when PostgreSQL is
-back; nothing acknowledged is lost."""
+back; nothing acknowledged is lost. And PostgreSQL frozen (SIGSTOP: what a partition that drops
+packets looks like from here): 504 after `Limits.store_timeout`, never a hang."""
 
 from __future__ import annotations
 
 import os
+import signal
+import subprocess
 import threading
 import time
 from collections import Counter
@@ -15,7 +18,7 @@ import httpx
 import pytest
 
 import stepwell
-from stepwell.http import ServerThread
+from stepwell.http import Limits, ServerThread
 from tests.http.conftest import make_app
 from tests.pg_cluster import ThrowawayCluster, pg_cluster
 
@@ -129,3 +132,44 @@ def test_postgresql_down_answers_503_with_retry_after_and_recovers_by_itself(
     finally:
         check.close()
     assert stored == set(sender.acknowledged), f"acknowledged but lost: {sorted(set(sender.acknowledged) - stored)}"
+
+
+def _cluster_processes(cluster: ThrowawayCluster) -> list[int]:
+    """The postmaster (its command line names the data folder) and its children."""
+    found = subprocess.run(["pgrep", "-f", "--", f"-D {cluster.data}"], capture_output=True, text=True).stdout.split()
+    postmasters = [int(pid) for pid in found]
+    assert postmasters, "the cluster's postmaster was not found"
+    children = subprocess.run(["pgrep", "-P", str(postmasters[0])], capture_output=True, text=True).stdout.split()
+    return [*postmasters, *(int(pid) for pid in children)]
+
+
+def test_postgresql_frozen_answers_504_within_the_store_timeout_and_recovers(
+    pg_cluster: ThrowawayCluster, database_url: str
+) -> None:
+    app = make_app(database_url)
+    limits = Limits(store_timeout=2.0)
+    try:
+        with ServerThread(app, host="127.0.0.1", port=0, auth=False, limits=limits) as server:
+            http = httpx.Client(base_url=server.url, timeout=ANSWER_WITHIN)
+            assert http.post("/api/v1/events", json={"name": "user.created", "id": "before"}).status_code == 202
+            frozen = _cluster_processes(pg_cluster)
+            for pid in frozen:
+                os.kill(pid, signal.SIGSTOP)
+            try:
+                started = time.monotonic()
+                sent = http.post("/api/v1/events", json={"name": "user.created", "id": "frozen"})
+                took = time.monotonic() - started
+                ready = http.get("/api/v1/ready")
+                health = http.get("/api/v1/health")
+            finally:
+                for pid in frozen:
+                    os.kill(pid, signal.SIGCONT)
+            assert (sent.status_code, sent.json()["code"], sent.headers["Retry-After"]) == (504, "store_timeout", "1")
+            assert "may or may not" in sent.json()["message"] and took < ANSWER_WITHIN
+            assert (ready.status_code, health.status_code) == (504, 200)
+            _wait(lambda: http.post("/api/v1/events", json={"name": "user.created", "id": "frozen"}).status_code == 202,
+                  "recovery")  # fmt: skip
+            assert app.store.get_event("frozen") is not None and app.store.get_event("before") is not None
+            http.close()
+    finally:
+        app.close()

@@ -38,6 +38,7 @@ class Limits:
     header_timeout: float = 10.0  # seconds to receive a request's headers: a slower client is disconnected
     max_inflight_writes: int = 32  # store writes in progress at once (ingest and operations)
     queue_timeout: float = 2.0  # how long a write waits for a free slot before 429
+    store_timeout: float = 40.0  # seconds a store call may take before 504 (a frozen or cut-off database)
 
 
 async def read_body(request: Request, limits: Limits) -> bytes:
