@@ -155,7 +155,7 @@ def test_malformed_bodies_are_refused_with_a_clear_error_and_store_nothing(
     assert response.status_code == status, response.text
     if code is not None:
         error = response.json()
-        assert error["code"] == code and error["message"] and set(error) == {"code", "message", "field"}
+        assert error["code"] == code and error["message"] and set(error) == {"code", "message", "field", "request_id"}
     assert served.app.runs() == []
 
 
