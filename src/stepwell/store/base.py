@@ -156,6 +156,8 @@ class ClaimedRun:
     claimed_at: datetime  # the store's now at claim: sleeps that ended by then are over
     steps: tuple[Step, ...] = ()
     events: tuple[Event, ...] = ()  # a batch run's events (ctx.events); otherwise just `event`
+    ready_at: datetime | None = None  # when the run became claimable (schedule-to-start latency); None: unknown
+    trace: TraceContext | None = None  # its W3C context (its own, else its event's), as run_telemetry reads it
 
     @property
     def run_id(self) -> str:

@@ -60,7 +60,7 @@ from stepwell.store.rows import error_bytes, json_or_none, step_from_row
 from stepwell.store.sqlite import cron, flow, lifecycle, reads, registry, schema, waiting
 from stepwell.store.sqlite.apikeys import ApiKeyVerbs
 from stepwell.store.sqlite.audit import DashboardVerbs
-from stepwell.store.sqlite.logs import ObservabilityVerbs
+from stepwell.store.sqlite.logs import ObservabilityVerbs, trace_of
 from stepwell.store.sqlite.push import PushVerbs
 from stepwell.store.sqlite.rows import ClaimRow, candidate_rows, claim_rows
 from stepwell.store.sqlite.schema import migration_script
@@ -259,10 +259,13 @@ class SQLiteStore(ApiKeyVerbs, ObservabilityVerbs, PushVerbs, DashboardVerbs):
     ) -> list[ClaimedRun]:
         """The claimed runs with their events and memoized steps: one query each for the whole batch."""
         event_ids = [row.event_id for row in rows if row.event_id is not None]
-        events = {}
+        events, event_traces = {}, {}
         if event_ids:
-            for event_id, name, data, ts in conn.execute(Q["events_of"], {"ids": orjson.dumps(event_ids)}):
+            for event_id, name, data, ts, parent, state in conn.execute(
+                Q["events_of"], {"ids": orjson.dumps(event_ids)}
+            ):
                 events[event_id] = Event(event_id, name, json_or_none(data), moment(ts))
+                event_traces[event_id] = trace_of(parent, state, 0)
         resumed = [row.run_id for row in rows if row.run_id not in first_claims]  # a first claim has no steps yet
         steps: dict[str, list[Step]] = {}
         if resumed:
@@ -283,7 +286,9 @@ class SQLiteStore(ApiKeyVerbs, ObservabilityVerbs, PushVerbs, DashboardVerbs):
             claimed.append(ClaimedRun(
                 lease=Lease(row.run_id, token, lease_end), function=row.function, attempt=row.attempt,
                 max_attempts=row.max_attempts, event=event, claimed_at=claimed_at,
-                steps=tuple(steps.get(row.run_id, ())), events=batch,
+                steps=tuple(steps.get(row.run_id, ())), events=batch, ready_at=moment(row.available_at),
+                trace=trace_of(row.traceparent, row.tracestate, row.trace_link) if row.traceparent is not None
+                else event_traces.get(row.event_id),
             ))  # fmt: skip
         return claimed
 
