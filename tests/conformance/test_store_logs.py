@@ -2,12 +2,11 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
 from datetime import timedelta
 
 from stepwell.clock import VirtualClock
 from stepwell.model.records import ErrorInfo, FailureReason
-from dataclasses import replace
-
 from stepwell.store.base import Complete, Fail, RunFlow, RunLogLine, SlotClaim, Store, TraceContext
 from tests.conformance.helpers import event, new_run
 
