@@ -41,7 +41,8 @@ class Attempt:
         found = tracing.tracer()
         if found is not None:
             self.span = span = tracing.start_run_span(found, claimed)
-            self._span_token = tracing.activate(span)
+            self._span_token = tracing.activate(span)  # current even when not recorded: child runs inherit it
+            self.scope.traced = span.is_recording()
         if logs.RUNS.isEnabledFor(logging.DEBUG):
             logs.lifecycle(logging.DEBUG, "started attempt %d/%d", claimed.attempt, claimed.max_attempts)
         return self
@@ -128,7 +129,7 @@ class StepObservation:
     def __enter__(self) -> None:
         self.attempt = attempt = scope.ATTEMPT.get()
         self._token = scope.STEP.set(scope.StepScope(self.step_id, self.position))
-        if attempt is not None:
+        if attempt is not None and attempt.traced:  # a run its sampler dropped has its steps dropped too
             found = tracing.tracer()
             if found is not None:
                 self.span = span = tracing.start_step_span(found, self.step_id, attempt.run_id)
