@@ -203,3 +203,20 @@ def test_a_sampled_trace_asks_for_its_steps_spans(test_env: EnvFactory) -> None:
         env.send("trace.go", {})
         env.run_until_idle()
     assert named(exporter.get_finished_spans(), "step prep") and named(exporter.get_finished_spans(), "step work")
+
+
+def test_the_stored_context_is_what_the_w3c_propagator_writes() -> None:
+    from opentelemetry.trace import NonRecordingSpan, SpanContext, TraceFlags, TraceState
+    from opentelemetry.trace.propagation.tracecontext import TraceContextTextMapPropagator
+
+    from stepwell.observe.tracing import carrier_of
+
+    for flags in (TraceFlags.DEFAULT, TraceFlags.SAMPLED):
+        for state in (TraceState(), TraceState([("k", "v"), ("vendor", "x-1")])):
+            span = NonRecordingSpan(SpanContext(0x0AF7651916CD43DD8448EB211C80319C, 0xB7AD, True, flags, state))
+            carrier: dict[str, str] = {}
+            TraceContextTextMapPropagator().inject(carrier, context=trace.set_span_in_context(span))
+            stored = carrier_of(span)
+            assert stored is not None and stored.traceparent == carrier["traceparent"]
+            assert stored.tracestate == carrier.get("tracestate", "")
+    assert carrier_of(trace.INVALID_SPAN) is None

@@ -120,6 +120,25 @@ def test_claim_runs_carries_ready_time_and_trace_context(store: Store, clock: Vi
     }
 
 
+def test_append_events_stores_the_events_trace_context_for_its_runs(store: Store, clock: VirtualClock) -> None:
+    """The producer's context goes in with the event (no write of its own); a duplicate keeps the first's."""
+    plain, limited = new_run(at=clock.now()), new_run("limited", at=clock.now())
+    limited = replace(limited, flow=RunFlow(slots=(SlotClaim("limited#c0", "*", 1),)))
+    traced = replace(event(at=clock.now(), runs=(plain, limited)), trace=TraceContext(PARENT, "k=v"))
+    untraced = event(at=clock.now(), runs=(new_run(at=clock.now()),))
+    store.append_events([traced, untraced])
+    again = replace(traced, trace=TraceContext("00-11111111111111111111111111111111-2222222222222222-01"))
+    assert store.append_events([again])[0].duplicate
+    found = {t.run_id: t.trace for t in store.run_telemetry([plain.id, limited.id, untraced.runs[0].id])}
+    assert found == {
+        plain.id: TraceContext(PARENT, "k=v"),
+        limited.id: TraceContext(PARENT, "k=v"),
+        untraced.runs[0].id: None,
+    }
+    claimed = {c.run_id: c.trace for c in store.claim_runs(worker_id="w", limit=5, lease=LEASE)}
+    assert claimed == found
+
+
 def test_claim_runs_carries_ready_time_of_an_admitted_run_without_context(store: Store, clock: VirtualClock) -> None:
     ready = clock.now()
     limited = replace(new_run("limited", at=ready), flow=RunFlow(slots=(SlotClaim("limited#c0", "*", 1),)))

@@ -8,6 +8,7 @@ works unobserved until it is worth observing here.
 from __future__ import annotations
 
 from collections.abc import Sequence
+from dataclasses import replace
 from typing import Any, cast
 
 import orjson
@@ -48,6 +49,13 @@ def _count_runs(runs: Sequence[NewRun], owners: Sequence[str | None]) -> None:
                 created.runs_created.child(created.functions(run.function)).inc()
 
 
+def _traced(events: Sequence[NewEvent], context: TraceContext | None) -> Sequence[NewEvent]:
+    """The events with the producer's context, stored in the same statement (no write of its own)."""
+    if context is None:
+        return events
+    return [replace(event, trace=context) for event in events]
+
+
 def observed_store(store: Store) -> Store:
     """`store`, observed (once: an observed store is returned as it is)."""
     if isinstance(store, ObservedStore):
@@ -69,18 +77,16 @@ class ObservedStore:
 
     def append_events(self, events: Sequence[NewEvent], **kwargs: Any) -> list[AcceptedEvent]:
         with tracing.producer_span("send", _destination(events), len(events)) as context:
-            accepted = self.inner.append_events(events, **kwargs)
-            if context is not None:
-                self.inner.set_trace_context(context, event_ids=[a.id for a in accepted if not a.duplicate])
+            accepted = self.inner.append_events(_traced(events, context), **kwargs)
         if SETTINGS.metrics:
             _count_events(events, accepted)
         return accepted
 
     def append_events_in(self, connection: object, events: Sequence[NewEvent], **kwargs: Any) -> list[AcceptedEvent]:
-        """In the caller's transaction (PostgreSQL): observed the same, but no trace context is stored
-        on rows that are not committed yet (our own write would wait for, or race, the caller's)."""
-        with tracing.producer_span("send", _destination(events), len(events)):
-            accepted: list[AcceptedEvent] = transactional(self.inner).append_events_in(connection, events, **kwargs)
+        """In the caller's transaction (PostgreSQL): observed the same, the trace context written with the events."""
+        with tracing.producer_span("send", _destination(events), len(events)) as context:
+            inner = transactional(self.inner)
+            accepted: list[AcceptedEvent] = inner.append_events_in(connection, _traced(events, context), **kwargs)
         if SETTINGS.metrics:
             _count_events(events, accepted)
         return accepted

@@ -48,12 +48,12 @@ def tracer() -> trace.Tracer | None:
 
 
 def carrier_of(span: Span) -> TraceContext | None:
-    """The span's W3C context, as stored with events and runs."""
-    if not span.get_span_context().is_valid:
+    """The span's W3C context, as stored with events and runs (what the W3C propagator would inject)."""
+    context = span.get_span_context()
+    if not context.is_valid:
         return None
-    carrier: dict[str, str] = {}
-    _PROPAGATOR.inject(carrier, context=trace.set_span_in_context(span))
-    return TraceContext(carrier["traceparent"], carrier.get("tracestate", ""))
+    parent = f"00-{context.trace_id:032x}-{context.span_id:016x}-{context.trace_flags:02x}"
+    return TraceContext(parent, context.trace_state.to_header() if context.trace_state else "")
 
 
 def current_carrier() -> TraceContext | None:

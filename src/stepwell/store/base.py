@@ -128,6 +128,7 @@ class NewEvent:
     data: bytes  # JSON
     ts: datetime | None
     runs: tuple[NewRun, ...]  # the runs this event starts, decided by the dispatcher
+    trace: TraceContext | None = None  # the producer's W3C context, stored with the event (its runs inherit it)
 
 
 @dataclass(frozen=True, slots=True)

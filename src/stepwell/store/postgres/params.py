@@ -40,6 +40,8 @@ def event_params(
         datas=[e.data for e in events],
         tss=[e.ts for e in events],
         dispositions=[(Disposition.STARTED if e.runs else Disposition.NO_MATCH).value for e in events],
+        traceparents=[None if e.trace is None else e.trace.traceparent for e in events],
+        tracestates=[None if e.trace is None else e.trace.tracestate or None for e in events],
         event_ids=[event_id for event_id, _ in runs],
         if_no_waits=if_no_waits,
         generation=generation,  # the registry generation to check in the statement (registry.py); None: none

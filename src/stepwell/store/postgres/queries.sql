@@ -58,11 +58,12 @@ WITH waiting AS (
     SELECT DISTINCT event_name, match_path FROM waits WHERE event_name = ANY(%(names)s::text[])
 ),
 new_events AS (
-    INSERT INTO events (id, name, data, ts, received_at, disposition)
+    INSERT INTO events (id, name, data, ts, received_at, disposition, traceparent, tracestate)
     SELECT e.id, e.name, e.data, coalesce(e.ts, coalesce(%(now)s::timestamptz, now())),
-           coalesce(%(now)s::timestamptz, now()), e.disposition
+           coalesce(%(now)s::timestamptz, now()), e.disposition, e.traceparent, e.tracestate
     FROM unnest(%(ids)s::text[], %(names)s::text[], %(datas)s::bytea[], %(tss)s::timestamptz[],
-                %(dispositions)s::text[]) AS e(id, name, data, ts, disposition)
+                %(dispositions)s::text[], %(traceparents)s::text[], %(tracestates)s::text[])
+         AS e(id, name, data, ts, disposition, traceparent, tracestate)
     WHERE NOT (%(if_no_waits)s::boolean AND EXISTS (SELECT 1 FROM waiting))
       AND (SELECT stepwell_registry_check(%(generation)s::bigint))  -- once per statement; see registry.py
     ON CONFLICT (id) DO NOTHING

@@ -4,8 +4,8 @@
 SELECT id FROM events WHERE id IN (SELECT value FROM json_each(:ids));
 
 -- name: insert_event
-INSERT INTO events (id, name, data, ts, received_at, disposition)
-VALUES (:id, :name, :data, :ts, :now, :disposition);
+INSERT INTO events (id, name, data, ts, received_at, disposition, traceparent, tracestate)
+VALUES (:id, :name, :data, :ts, :now, :disposition, :traceparent, :tracestate);
 
 -- name: insert_event_once
 INSERT INTO events (id, name, data, ts, received_at, disposition)

@@ -187,7 +187,9 @@ class SQLiteStore(ApiKeyVerbs, ObservabilityVerbs, PushVerbs, DashboardVerbs):
             fresh = [event for event, is_new in zip(events, stored, strict=True) if is_new]
             conn.executemany(Q["insert_event"], [
                 {"id": e.id, "name": e.name, "data": e.data, "ts": stamp(e.ts) if e.ts else at, "now": at,
-                 "disposition": (Disposition.STARTED if e.runs else Disposition.NO_MATCH).value}
+                 "disposition": (Disposition.STARTED if e.runs else Disposition.NO_MATCH).value,
+                 "traceparent": None if e.trace is None else e.trace.traceparent,
+                 "tracestate": None if e.trace is None else e.trace.tracestate or None}
                 for e in fresh
             ])  # fmt: skip
             # waits and cancel_on first: an event must not cancel the runs it starts itself
