@@ -28,7 +28,7 @@ BENCHMARKS: dict[str, tuple[Callable[[bool], None], str]] = {
         dashboard.dashboard,
         "every dashboard page over 1,000,000 runs and 100,000 dead letters, both stores",
     ),
-    "observe": (observe.observe_overhead, "no-op drain with metrics and tracing on vs off, same run: the cost"),
+    "observe": (observe.observe_overhead, "no-op drain, each part of observability vs all off: CPU cost"),
     "soak": (soak.quick, "mixed load with periodic faults, then the fault checkers (full: python -m bench.soak)"),
     "push": (push.push_overhead, "push mode on loopback beside the pull worker: no-op drain, cost per step"),
 }

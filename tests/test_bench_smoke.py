@@ -102,12 +102,18 @@ def test_http_ingest_prints_rates_ratios_and_the_burst() -> None:
     assert numbers(burst)[:2] == ["2,000", "2,000"] and len(numbers(burst)) >= 4, burst
 
 
-def test_observe_prints_the_cost_of_metrics_and_tracing() -> None:
+def test_observe_prints_the_cost_of_each_part_against_off() -> None:
     output = run_quick("observe")
-    for label in ("no-op", "one step"):
-        line = row(output, label)
-        assert "nan" not in line and "%" in line and len(numbers(line)) >= 5, line
-    assert "spans reached the in-memory exporter" in output
+    tables = output.split("Observability cost, ")[1:]
+    assert [t.split(" drain", 1)[0] for t in tables] == ["no-op", "one step"], output
+    for found in tables:
+        for label in ("off", "metrics", "tracing", "tracing 10%", "both", "both 10%", "debug logs"):
+            line = next((line for line in found.splitlines() if line.startswith(f"{label}  ")), None)
+            assert line is not None and "nan" not in line and "%" in line, (label, found)
+            assert len(numbers(line)) >= 7, line  # runs, rounds, CPU µs/run, ratio, cost, runs/s, spans/run
+        spans = {label: float(numbers(row(found, f"{label}  "))[-1]) for label in ("off", "metrics", "tracing")}
+        assert spans["off"] == spans["metrics"] == 0 and spans["tracing"] >= 1, found  # one span per run at least
+    assert "CPU time of the whole process" in output
 
 
 def test_soak_quick_runs_faults_and_the_checkers_find_nothing() -> None:

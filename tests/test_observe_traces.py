@@ -149,3 +149,74 @@ def test_no_spans_when_tracing_is_off(test_env: EnvFactory) -> None:
     finally:
         stepwell.observe.configure(tracing=True)
     assert exporter.get_finished_spans() == ()
+
+
+class _AskedSampler:
+    """The SDK's default sampler (parent-based, every root kept), noting each span it is asked about."""
+
+    def __init__(self) -> None:
+        from opentelemetry.sdk.trace.sampling import ALWAYS_ON, ParentBased
+
+        self.inner = ParentBased(ALWAYS_ON)
+        self.asked: list[tuple[str, int]] = []
+
+    def should_sample(self, parent: Any, trace_id: int, name: str, *args: Any, **kwargs: Any) -> Any:
+        self.asked.append((name, trace_id))
+        return self.inner.should_sample(parent, trace_id, name, *args, **kwargs)
+
+    def get_description(self) -> str:
+        return "asked"
+
+
+def test_an_unsampled_trace_records_nothing_and_makes_no_step_spans(test_env: EnvFactory) -> None:
+    """The producer's sampling decision (flags 00) holds for its runs, their steps and their child runs;
+    a run its sampler dropped does not even ask for its steps' spans."""
+    exporter = span_exporter()
+    stepwell.observe.configure(tracing=True)
+    found = stepwell.observe.tracing.tracer()
+    assert found is not None
+    sampler, kept = _AskedSampler(), found.sampler  # type: ignore[attr-defined]
+    found.sampler = sampler  # type: ignore[attr-defined]
+    unsampled = 0x0AF7651916CD43DD8448EB211C80319C
+    try:
+        with test_env(app) as env:
+            with incoming({"traceparent": f"00-{unsampled:032x}-b7ad6b7169203331-00"}):
+                env.send("trace.go", {})
+            env.run_until_idle()
+    finally:
+        found.sampler = kept  # type: ignore[attr-defined]
+    recorded = exporter.get_finished_spans()
+    assert not [span for span in recorded if _trace(span) == unsampled]
+    # the parent resumed after its child: a new trace (linked), sampled on its own, with its steps
+    assert [span.name for span in recorded] == ["run parent"]
+    names = [name for name, trace_id in sampler.asked if trace_id == unsampled]
+    assert "run parent" in names and "run child" in names, names
+    assert not [name for name in names if name.startswith("step ")], names
+    first_run = next(trace_id for name, trace_id in sampler.asked if name == "run parent")
+    child_run = next(trace_id for name, trace_id in sampler.asked if name == "run child")
+    assert first_run == child_run == unsampled  # the context went on, unrecorded
+
+
+def test_a_sampled_trace_asks_for_its_steps_spans(test_env: EnvFactory) -> None:
+    exporter = span_exporter()
+    with test_env(app) as env:
+        env.send("trace.go", {})
+        env.run_until_idle()
+    assert named(exporter.get_finished_spans(), "step prep") and named(exporter.get_finished_spans(), "step work")
+
+
+def test_the_stored_context_is_what_the_w3c_propagator_writes() -> None:
+    from opentelemetry.trace import NonRecordingSpan, SpanContext, TraceFlags, TraceState
+    from opentelemetry.trace.propagation.tracecontext import TraceContextTextMapPropagator
+
+    from stepwell.observe.tracing import carrier_of
+
+    for flags in (TraceFlags.DEFAULT, TraceFlags.SAMPLED):
+        for state in (TraceState(), TraceState([("k", "v"), ("vendor", "x-1")])):
+            span = NonRecordingSpan(SpanContext(0x0AF7651916CD43DD8448EB211C80319C, 0xB7AD, True, flags, state))
+            carrier: dict[str, str] = {}
+            TraceContextTextMapPropagator().inject(carrier, context=trace.set_span_in_context(span))
+            stored = carrier_of(span)
+            assert stored is not None and stored.traceparent == carrier["traceparent"]
+            assert stored.tracestate == carrier.get("tracestate", "")
+    assert carrier_of(trace.INVALID_SPAN) is None

@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
 from datetime import timedelta
 
 from stepwell.clock import VirtualClock
 from stepwell.model.records import ErrorInfo, FailureReason
-from stepwell.store.base import Complete, Fail, RunLogLine, Store, TraceContext
+from stepwell.store.base import Complete, Fail, RunFlow, RunLogLine, SlotClaim, Store, TraceContext
 from tests.conformance.helpers import event, new_run
 
 LEASE = timedelta(seconds=30)
@@ -100,6 +101,51 @@ def test_run_telemetry_without_context(store: Store, clock: VirtualClock) -> Non
     _, [run_id] = _runs(store, clock)
     [found] = store.run_telemetry([run_id])
     assert found.trace is None and store.run_telemetry([]) == []
+
+
+def test_claim_runs_carries_ready_time_and_trace_context(store: Store, clock: VirtualClock) -> None:
+    """What run_telemetry reads comes with the claim, so the observed store needs no extra query per claim."""
+    ready = clock.now()
+    event_id, [plain, replayed] = _runs(store, clock, 2)
+    store.set_trace_context(TraceContext(PARENT, "k=v"), event_ids=[event_id])
+    other = "00-11111111111111111111111111111111-2222222222222222-01"
+    store.set_trace_context(TraceContext(other, link=True), run_ids=[replayed])
+    clock.advance(seconds=3)
+    claimed = {c.run_id: c for c in store.claim_runs(worker_id="w", limit=2, lease=LEASE)}
+    assert claimed[plain].ready_at == ready and claimed[plain].claimed_at == ready + timedelta(seconds=3)
+    assert claimed[plain].trace == TraceContext(PARENT, "k=v", link=False)
+    assert claimed[replayed].trace == TraceContext(other, "", link=True)
+    assert {t.run_id: t.trace for t in store.run_telemetry([plain, replayed])} == {
+        run_id: c.trace for run_id, c in claimed.items()
+    }
+
+
+def test_append_events_stores_the_events_trace_context_for_its_runs(store: Store, clock: VirtualClock) -> None:
+    """The producer's context goes in with the event (no write of its own); a duplicate keeps the first's."""
+    plain, limited = new_run(at=clock.now()), new_run("limited", at=clock.now())
+    limited = replace(limited, flow=RunFlow(slots=(SlotClaim("limited#c0", "*", 1),)))
+    traced = replace(event(at=clock.now(), runs=(plain, limited)), trace=TraceContext(PARENT, "k=v"))
+    untraced = event(at=clock.now(), runs=(new_run(at=clock.now()),))
+    store.append_events([traced, untraced])
+    again = replace(traced, trace=TraceContext("00-11111111111111111111111111111111-2222222222222222-01"))
+    assert store.append_events([again])[0].duplicate
+    found = {t.run_id: t.trace for t in store.run_telemetry([plain.id, limited.id, untraced.runs[0].id])}
+    assert found == {
+        plain.id: TraceContext(PARENT, "k=v"),
+        limited.id: TraceContext(PARENT, "k=v"),
+        untraced.runs[0].id: None,
+    }
+    claimed = {c.run_id: c.trace for c in store.claim_runs(worker_id="w", limit=5, lease=LEASE)}
+    assert claimed == found
+
+
+def test_claim_runs_carries_ready_time_of_an_admitted_run_without_context(store: Store, clock: VirtualClock) -> None:
+    ready = clock.now()
+    limited = replace(new_run("limited", at=ready), flow=RunFlow(slots=(SlotClaim("limited#c0", "*", 1),)))
+    store.append_events([event(at=ready, runs=(limited,))])
+    clock.advance(seconds=2)
+    [claimed] = store.claim_runs(worker_id="w", limit=5, lease=LEASE)
+    assert claimed.run_id == limited.id and claimed.ready_at == ready and claimed.trace is None
 
 
 def test_queue_gauges_count_ready_runs_per_function_within_the_scan(store: Store, clock: VirtualClock) -> None:

@@ -7,10 +7,9 @@ log record, the lifecycle records and the run metrics, decided from the attempt'
 
 from __future__ import annotations
 
-import contextlib
 import logging
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from datetime import datetime
 from typing import Any
 
@@ -19,12 +18,13 @@ from opentelemetry.trace import Span
 from stepwell.observe import logs, runlog, scope, tracing
 from stepwell.observe import metrics as metrics_module
 from stepwell.observe.settings import SETTINGS
-from stepwell.observe.store import telemetry_of
 from stepwell.store.base import ClaimedRun, Complete, Fail, Release, Retry, Settlement, Suspend
 
 
 class Attempt:
     """One attempt in progress; `settled` is told how it ended."""
+
+    __slots__ = ("_span_token", "_token", "claimed", "outcome", "scope", "span", "started")
 
     def __init__(self, claimed: ClaimedRun, now: Callable[[], datetime]) -> None:
         self.claimed = claimed
@@ -32,24 +32,26 @@ class Attempt:
         self.started = time.perf_counter()
         self.span: Span | None = None
         self.outcome = "lease_lost"
-        self._tracing = tracing.tracer() is not None
         self._token: Any = None
         self._span_token: Any = None
 
     def __enter__(self) -> Attempt:
         claimed = self.claimed
         self._token = scope.ATTEMPT.set(self.scope)
-        if self._tracing:
-            telemetry = telemetry_of(claimed.run_id)
-            self.span = tracing.start_run_span(claimed, None if telemetry is None else telemetry.trace)
-            self._span_token = None if self.span is None else tracing.activate(self.span)
-        logs.lifecycle(logging.DEBUG, "started attempt %d/%d", claimed.attempt, claimed.max_attempts)
+        found = tracing.tracer()
+        if found is not None:
+            self.span = span = tracing.start_run_span(found, claimed)
+            self._span_token = tracing.activate(span)  # current even when not recorded: child runs inherit it
+            self.scope.traced = span.is_recording()
+        if logs.RUNS.isEnabledFor(logging.DEBUG):
+            logs.lifecycle(logging.DEBUG, "started attempt %d/%d", claimed.attempt, claimed.max_attempts)
         return self
 
     def __exit__(self, *exc: object) -> None:
         span = self.span
         if span is not None:
-            span.set_attribute("stepwell.outcome", self.outcome)
+            if span.is_recording():  # a span its sampler dropped takes no attributes
+                span.set_attribute("stepwell.outcome", self.outcome)
             span.end()
             tracing.deactivate(self._span_token)
         scope.ATTEMPT.reset(self._token)
@@ -65,9 +67,10 @@ class Attempt:
         match settlement:
             case Complete():
                 self.outcome = "completed"
-                logs.lifecycle(
-                    logging.DEBUG, "completed in %.1f ms", elapsed * 1000, duration_ms=round(elapsed * 1000, 3)
-                )
+                if logs.RUNS.isEnabledFor(logging.DEBUG):  # not even the arguments when it is not written
+                    logs.lifecycle(
+                        logging.DEBUG, "completed in %.1f ms", elapsed * 1000, duration_ms=round(elapsed * 1000, 3)
+                    )
             case Retry(_, error, delay):
                 self.outcome = "retried"
                 seconds = delay.total_seconds()
@@ -114,31 +117,45 @@ def observe_attempt(claimed: ClaimedRun, now: Callable[[], datetime]) -> Attempt
     return Attempt(claimed, now)
 
 
-@contextlib.contextmanager
-def observe_step(step_id: str, position: int) -> Iterator[None]:
+class StepObservation:
     """Around the execution of a step's code: its span, its duration, the `step` field of records."""
-    attempt = scope.ATTEMPT.get()
-    token = scope.STEP.set(scope.StepScope(step_id, position))
-    span = None if attempt is None else tracing.start_step_span(step_id, attempt.run_id)
-    span_token = None if span is None else tracing.activate(span)
-    started = time.perf_counter()
-    status = "error"
-    try:
-        yield
-        status = "ok"
-    finally:
+
+    __slots__ = ("_span_token", "_token", "attempt", "position", "span", "started", "step_id")
+
+    def __init__(self, step_id: str, position: int) -> None:
+        self.step_id, self.position = step_id, position
+        self.span: Span | None = None
+
+    def __enter__(self) -> None:
+        self.attempt = attempt = scope.ATTEMPT.get()
+        self._token = scope.STEP.set(scope.StepScope(self.step_id, self.position))
+        if attempt is not None and attempt.traced:  # a run its sampler dropped has its steps dropped too
+            found = tracing.tracer()
+            if found is not None:
+                self.span = span = tracing.start_step_span(found, self.step_id, attempt.run_id)
+                self._span_token = tracing.activate(span)
+        self.started = time.perf_counter()
+
+    def __exit__(self, error: type[BaseException] | None, *exc: object) -> None:
+        attempt = self.attempt
         if attempt is not None and SETTINGS.metrics:
-            found = metrics_module.current()
-            name = found.steps(step_id.split("#", 1)[0])
-            found.step_duration.child(found.functions(attempt.function), name, status).observe(
-                time.perf_counter() - started
+            status = "ok" if error is None else "error"
+            metrics_module.current().step(attempt.function, self.step_id, status).observe(
+                time.perf_counter() - self.started
             )
+        span = self.span
         if span is not None:
-            if status == "error":
+            if error is not None:
                 tracing.fail(span, "step raised")
             span.end()
-            tracing.deactivate(span_token)
-        scope.STEP.reset(token)
+            tracing.deactivate(self._span_token)
+        scope.STEP.reset(self._token)
+
+
+def observe_step(step_id: str, position: int) -> StepObservation:
+    """`with observe_step(step_id, position):` around the execution of a step's code (never a replay of
+    its memoized result)."""
+    return StepObservation(step_id, position)
 
 
 def run_logger(function: str, position: Callable[[], int]) -> runlog.RunLogger:

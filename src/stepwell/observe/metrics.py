@@ -15,10 +15,11 @@ from typing import Any
 from prometheus_client import CollectorRegistry, Gauge, generate_latest, start_http_server
 from prometheus_client.exposition import CONTENT_TYPE_LATEST
 
-from stepwell.observe.cheap import CheapCounter, CheapHistogram
+from stepwell.observe.cheap import CheapCounter, CheapHistogram, HistogramChild
 from stepwell.store.base import FunctionQueue
 
 MAX_LABEL_VALUES = 200
+MAX_STEP_CHILDREN = 10_000  # (function, step id, status) resolved and kept for the hot path
 OTHER = "_other"
 LATENCY_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0, 300.0)
 DURATION_BUCKETS = (0.001, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0, 300.0, 1800.0)
@@ -130,6 +131,7 @@ class Metrics:
         self._gauged: set[str] = set()
         self._lock = threading.Lock()
         self._per_function: dict[str, FunctionMetrics] = {}
+        self._per_step: dict[tuple[str, str, str], HistogramChild] = {}
 
     def function(self, name: str) -> FunctionMetrics:
         """The per-run metrics of function `name` (bounded like every label)."""
@@ -137,6 +139,17 @@ class Metrics:
         if found is None:
             label = self.functions(name)
             found = self._per_function[name] = FunctionMetrics(self, label)
+        return found
+
+    def step(self, function: str, step_id: str, status: str) -> HistogramChild:
+        """The step-duration child of a step (its id without the `#n` repeat suffix), resolved once."""
+        key = (function, step_id, status)
+        found = self._per_step.get(key)
+        if found is None:
+            child = self.step_duration.child(self.functions(function), self.steps(step_id.split("#", 1)[0]), status)
+            if len(self._per_step) < MAX_STEP_CHILDREN:  # repeated ids (`name#2`, ...) are resolved each time past it
+                self._per_step[key] = child
+            found = child
         return found
 
     def set_queue(self, functions: Sequence[str], queues: Sequence[FunctionQueue], now: float, at: float) -> None:

@@ -29,6 +29,7 @@ class AttemptScope:
     seqs: dict[tuple[int, int], int] = field(default_factory=dict)
     buffered: int = 0  # lines taken into `lines` during this attempt (bounded)
     lock: threading.Lock = field(default_factory=threading.Lock)
+    traced: bool = False  # its run span is recorded (sampled): only then are its steps' spans made
 
     def take_lines(self) -> list[RunLogLine]:
         with self.lock:

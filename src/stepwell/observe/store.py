@@ -7,8 +7,8 @@ works unobserved until it is worth observing here.
 
 from __future__ import annotations
 
-import threading
 from collections.abc import Sequence
+from dataclasses import replace
 from typing import Any, cast
 
 import orjson
@@ -24,17 +24,12 @@ from stepwell.store.base import (
     NewChild,
     NewEvent,
     NewRun,
-    RunTelemetry,
     Settlement,
     StepWrite,
     Store,
     TraceContext,
     transactional,
 )
-
-_MAX_REMEMBERED = 100_000
-_telemetry: dict[str, RunTelemetry] = {}  # claimed runs' ready time and trace context, until their attempt starts
-_telemetry_lock = threading.Lock()
 
 
 def _destination(events: Sequence[NewEvent]) -> str:
@@ -54,17 +49,18 @@ def _count_runs(runs: Sequence[NewRun], owners: Sequence[str | None]) -> None:
                 created.runs_created.child(created.functions(run.function)).inc()
 
 
+def _traced(events: Sequence[NewEvent], context: TraceContext | None) -> Sequence[NewEvent]:
+    """The events with the producer's context, stored in the same statement (no write of its own)."""
+    if context is None:
+        return events
+    return [replace(event, trace=context) for event in events]
+
+
 def observed_store(store: Store) -> Store:
     """`store`, observed (once: an observed store is returned as it is)."""
     if isinstance(store, ObservedStore):
         return cast(Store, store)
     return cast(Store, ObservedStore(store))
-
-
-def telemetry_of(run_id: str) -> RunTelemetry | None:
-    """What the claim learnt of the run (its trace context); forgotten once asked."""
-    with _telemetry_lock:
-        return _telemetry.pop(run_id, None)
 
 
 class ObservedStore:
@@ -81,18 +77,16 @@ class ObservedStore:
 
     def append_events(self, events: Sequence[NewEvent], **kwargs: Any) -> list[AcceptedEvent]:
         with tracing.producer_span("send", _destination(events), len(events)) as context:
-            accepted = self.inner.append_events(events, **kwargs)
-            if context is not None:
-                self.inner.set_trace_context(context, event_ids=[a.id for a in accepted if not a.duplicate])
+            accepted = self.inner.append_events(_traced(events, context), **kwargs)
         if SETTINGS.metrics:
             _count_events(events, accepted)
         return accepted
 
     def append_events_in(self, connection: object, events: Sequence[NewEvent], **kwargs: Any) -> list[AcceptedEvent]:
-        """In the caller's transaction (PostgreSQL): observed the same, but no trace context is stored
-        on rows that are not committed yet (our own write would wait for, or race, the caller's)."""
-        with tracing.producer_span("send", _destination(events), len(events)):
-            accepted: list[AcceptedEvent] = transactional(self.inner).append_events_in(connection, events, **kwargs)
+        """In the caller's transaction (PostgreSQL): observed the same, the trace context written with the events."""
+        with tracing.producer_span("send", _destination(events), len(events)) as context:
+            inner = transactional(self.inner)
+            accepted: list[AcceptedEvent] = inner.append_events_in(connection, _traced(events, context), **kwargs)
         if SETTINGS.metrics:
             _count_events(events, accepted)
         return accepted
@@ -129,9 +123,11 @@ class ObservedStore:
     # the queue
 
     def claim_runs(self, **kwargs: Any) -> list[ClaimedRun]:
+        """The claim carries each run's ready time and trace context (no query of ours): counted here,
+        the context is taken by the attempt's span."""
         claimed = self.inner.claim_runs(**kwargs)
-        if claimed and (SETTINGS.metrics or tracing.tracer() is not None):
-            _remember(claimed, self.inner.run_telemetry([c.run_id for c in claimed]))
+        if claimed and SETTINGS.metrics:
+            _count_claimed(claimed)
         return claimed
 
     def settle_runs(self, settlements: Sequence[Settlement], **kwargs: Any) -> list[str]:
@@ -191,24 +187,18 @@ class ObservedStore:
             self.inner.append_run_logs(lines, max_lines=SETTINGS.log_lines_per_run)
 
 
-def _remember(claimed: list[ClaimedRun], telemetry: list[RunTelemetry]) -> None:
-    found = {t.run_id: t for t in telemetry}
-    if tracing.tracer() is not None:  # kept for the attempt's span, which takes it
-        with _telemetry_lock:
-            if len(_telemetry) > _MAX_REMEMBERED:  # attempts that never started (shutdown): forget them all
-                _telemetry.clear()
-            _telemetry.update(found)
-    if SETTINGS.metrics:
-        current = metrics_module.current()
-        started: dict[str, int] = {}
-        for run in claimed:
-            started[run.function] = started.get(run.function, 0) + 1
-            ready = found.get(run.run_id)
-            if ready is not None:
-                waited = max((run.claimed_at - ready.ready_at).total_seconds(), 0.0)
-                current.function(run.function).schedule_to_start.observe(waited)
-        for function, count in started.items():  # one increment per function and batch
-            current.function(function).started.inc(count)
+def _count_claimed(claimed: list[ClaimedRun]) -> None:
+    """Attempts started (one increment per function and batch) and their schedule-to-start latency."""
+    current = metrics_module.current()
+    started: dict[str, int] = {}
+    for run in claimed:
+        function = run.function
+        started[function] = started.get(function, 0) + 1
+        if run.ready_at is not None:
+            waited = (run.claimed_at - run.ready_at).total_seconds()
+            current.function(function).schedule_to_start.observe(waited if waited > 0.0 else 0.0)
+    for function, count in started.items():
+        current.function(function).started.inc(count)
 
 
 def _count_events(events: Sequence[NewEvent], accepted: Sequence[AcceptedEvent]) -> None:

@@ -27,29 +27,33 @@ from stepwell.store.base import ClaimedRun, TraceContext
 
 SYSTEM = "stepwell"
 _PROPAGATOR = TraceContextTextMapPropagator()
-_tracers: dict[int, trace.Tracer] = {}
+_resolved: tuple[object, trace.Tracer | None] = (None, None)  # (the provider last seen, its tracer)
 
 
 def tracer() -> trace.Tracer | None:
-    """The stepwell tracer, or None when nothing would record spans (tracing off, or no SDK installed)."""
+    """The stepwell tracer, or None when nothing would record spans (tracing off, or no SDK installed).
+
+    Asked for per attempt and per step: the answer is kept per provider, so it costs an identity check."""
+    global _resolved
     if not SETTINGS.tracing:
         return None
     provider = trace.get_tracer_provider()
-    if isinstance(provider, ProxyTracerProvider | NoOpTracerProvider):
-        return None
-    found = _tracers.get(id(provider))
-    if found is None:
-        found = _tracers[id(provider)] = provider.get_tracer("stepwell")
+    seen, found = _resolved
+    if provider is seen:
+        return found
+    none_installed = isinstance(provider, ProxyTracerProvider | NoOpTracerProvider)
+    found = None if none_installed else provider.get_tracer("stepwell")
+    _resolved = (provider, found)
     return found
 
 
 def carrier_of(span: Span) -> TraceContext | None:
-    """The span's W3C context, as stored with events and runs."""
-    if not span.get_span_context().is_valid:
+    """The span's W3C context, as stored with events and runs (what the W3C propagator would inject)."""
+    context = span.get_span_context()
+    if not context.is_valid:
         return None
-    carrier: dict[str, str] = {}
-    _PROPAGATOR.inject(carrier, context=trace.set_span_in_context(span))
-    return TraceContext(carrier["traceparent"], carrier.get("tracestate", ""))
+    parent = f"00-{context.trace_id:032x}-{context.span_id:016x}-{context.trace_flags:02x}"
+    return TraceContext(parent, context.trace_state.to_header() if context.trace_state else "")
 
 
 def current_carrier() -> TraceContext | None:
@@ -57,6 +61,7 @@ def current_carrier() -> TraceContext | None:
 
 
 _extracted: dict[tuple[str, str], otel_context.Context] = {}
+_ROOT = otel_context.Context()  # an empty context: a span started in it is a root
 
 
 def _context_of(stored: TraceContext) -> otel_context.Context:
@@ -104,21 +109,18 @@ def producer_span(operation: str, destination: str, count: int) -> Iterator[Trac
         yield carrier_of(span)
 
 
-def start_run_span(claimed: ClaimedRun, stored: TraceContext | None) -> Span | None:
+def start_run_span(found: trace.Tracer, claimed: ClaimedRun) -> Span:
     """`run {function}` for one attempt: the first attempt continues the producer's trace; a retry, a
     resumption (after a sleep or a wait) or a replay starts a new trace linked to it."""
-    found = tracer()
-    if found is None:
-        return None
-    parent: otel_context.Context | None = otel_context.Context()  # a root, unless continued below
-    links: list[Link] = []
+    stored = claimed.trace
+    parent: otel_context.Context | None = _ROOT  # a root, unless continued below
+    links: list[Link] | None = None
     if stored is not None:
-        first = claimed.attempt == 1 and not claimed.steps and not stored.link
         remote = _context_of(stored)
-        if first:
+        if claimed.attempt == 1 and not claimed.steps and not stored.link:
             parent = remote
         else:
-            links.append(Link(trace.get_current_span(remote).get_span_context()))
+            links = [Link(trace.get_current_span(remote).get_span_context())]
     attributes: dict[str, Any] = {
         "messaging.system": SYSTEM,
         "messaging.operation.name": "process",
@@ -134,10 +136,7 @@ def start_run_span(claimed: ClaimedRun, stored: TraceContext | None) -> Span | N
     )
 
 
-def start_step_span(step_id: str, run_id: str) -> Span | None:
-    found = tracer()
-    if found is None:
-        return None
+def start_step_span(found: trace.Tracer, step_id: str, run_id: str) -> Span:
     attributes = {"stepwell.step": step_id, "stepwell.run_id": run_id, "messaging.system": SYSTEM}
     return found.start_span(f"step {step_id}", kind=SpanKind.INTERNAL, attributes=attributes)
 

@@ -129,6 +129,7 @@ class NewEvent:
     data: bytes  # JSON
     ts: datetime | None
     runs: tuple[NewRun, ...]  # the runs this event starts, decided by the dispatcher
+    trace: TraceContext | None = None  # the producer's W3C context, stored with the event (its runs inherit it)
 
 
 @dataclass(frozen=True, slots=True)
@@ -157,6 +158,8 @@ class ClaimedRun:
     claimed_at: datetime  # the store's now at claim: sleeps that ended by then are over
     steps: tuple[Step, ...] = ()
     events: tuple[Event, ...] = ()  # a batch run's events (ctx.events); otherwise just `event`
+    ready_at: datetime | None = None  # when the run became claimable (schedule-to-start latency); None: unknown
+    trace: TraceContext | None = None  # its W3C context (its own, else its event's), as run_telemetry reads it
 
     @property
     def run_id(self) -> str:

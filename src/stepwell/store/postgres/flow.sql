@@ -300,10 +300,13 @@ WITH claimed AS (
                            THEN coalesce(r.deadline_at, coalesce(%(now)s::timestamptz, now()) + r.timeout) END
     WHERE r.id = ANY(%(ids)s::text[])
     RETURNING r.id, r.function, r.attempt, r.max_attempts, r.event_id, r.input, r.input_name, r.created_at,
-              r.lease_expires_at, r.flow, r.priority, r.available_at, r.seq
+              r.lease_expires_at, r.flow, r.priority, r.available_at, r.seq, r.traceparent, r.tracestate,
+              r.trace_link
 )
 SELECT false, c.id, c.function, c.attempt, c.max_attempts, c.event_id, c.input, c.input_name, c.created_at,
        c.lease_expires_at, c.flow, coalesce(%(now)s::timestamptz, now()), e.name, e.data, e.ts,
+       c.available_at, coalesce(c.traceparent, e.traceparent),
+       CASE WHEN c.traceparent IS NULL THEN e.tracestate ELSE c.tracestate END, c.trace_link,
        s.ids, s.kinds, s.statuses, s.attempts, s.outputs, s.errors, s.started, s.ended, s.wakes, s.positions
 FROM claimed c
 LEFT JOIN events e ON e.id = c.event_id

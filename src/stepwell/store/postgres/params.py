@@ -20,6 +20,7 @@ from stepwell.store.base import (
     Settlement,
     StepWrite,
     Suspend,
+    TraceContext,
 )
 from stepwell.store.postgres.statements import same
 from stepwell.store.rows import error_bytes, error_or_none, json_or_none, step_from_row
@@ -39,6 +40,8 @@ def event_params(
         datas=[e.data for e in events],
         tss=[e.ts for e in events],
         dispositions=[(Disposition.STARTED if e.runs else Disposition.NO_MATCH).value for e in events],
+        traceparents=[None if e.trace is None else e.trace.traceparent for e in events],
+        tracestates=[None if e.trace is None else e.trace.tracestate or None for e in events],
         event_ids=[event_id for event_id, _ in runs],
         if_no_waits=if_no_waits,
         generation=generation,  # the registry generation to check in the statement (registry.py); None: none
@@ -152,7 +155,7 @@ def fail_params(fails: Sequence[Fail], at: datetime | None) -> dict[str, Any]:
 def claimed_run(row: tuple[Any, ...], token: str, batch: Sequence[Event] = ()) -> ClaimedRun:
     """A claim_runs row (after its first column): the run, its event, its steps; `batch`: a batch run's events."""
     (run_id, function, attempt, max_attempts, event_id, input_data, input_name, created_at, expires_at, _,
-     claimed_at, event_name, event_data, event_ts, *step_columns) = row  # fmt: skip
+     claimed_at, event_name, event_data, event_ts, ready_at, parent, state, link, *step_columns) = row  # fmt: skip
     if event_id is not None:
         event = Event(event_id, event_name, json_or_none(event_data), event_ts)
     else:
@@ -167,6 +170,8 @@ def claimed_run(row: tuple[Any, ...], token: str, batch: Sequence[Event] = ()) -
         claimed_at=claimed_at,
         steps=steps,
         events=tuple(batch) or (event,),
+        ready_at=ready_at,
+        trace=None if parent is None else TraceContext(parent, state or "", bool(link)),
     )
 
 

@@ -58,11 +58,12 @@ WITH waiting AS (
     SELECT DISTINCT event_name, match_path FROM waits WHERE event_name = ANY(%(names)s::text[])
 ),
 new_events AS (
-    INSERT INTO events (id, name, data, ts, received_at, disposition)
+    INSERT INTO events (id, name, data, ts, received_at, disposition, traceparent, tracestate)
     SELECT e.id, e.name, e.data, coalesce(e.ts, coalesce(%(now)s::timestamptz, now())),
-           coalesce(%(now)s::timestamptz, now()), e.disposition
+           coalesce(%(now)s::timestamptz, now()), e.disposition, e.traceparent, e.tracestate
     FROM unnest(%(ids)s::text[], %(names)s::text[], %(datas)s::bytea[], %(tss)s::timestamptz[],
-                %(dispositions)s::text[]) AS e(id, name, data, ts, disposition)
+                %(dispositions)s::text[], %(traceparents)s::text[], %(tracestates)s::text[])
+         AS e(id, name, data, ts, disposition, traceparent, tracestate)
     WHERE NOT (%(if_no_waits)s::boolean AND EXISTS (SELECT 1 FROM waiting))
       AND (SELECT stepwell_registry_check(%(generation)s::bigint))  -- once per statement; see registry.py
     ON CONFLICT (id) DO NOTHING
@@ -140,10 +141,13 @@ claimed AS (
     FROM picked
     WHERE r.id = picked.id AND NOT (SELECT found FROM gated)
     RETURNING r.id, r.function, r.attempt, r.max_attempts, r.event_id, r.input, r.input_name, r.created_at,
-              r.lease_expires_at, r.flow, r.priority, r.available_at, r.seq
+              r.lease_expires_at, r.flow, r.priority, r.available_at, r.seq, r.traceparent, r.tracestate,
+              r.trace_link
 )
 SELECT g.found, c.id, c.function, c.attempt, c.max_attempts, c.event_id, c.input, c.input_name, c.created_at,
        c.lease_expires_at, c.flow, coalesce(%(now)s::timestamptz, now()), e.name, e.data, e.ts,
+       c.available_at, coalesce(c.traceparent, e.traceparent),
+       CASE WHEN c.traceparent IS NULL THEN e.tracestate ELSE c.tracestate END, c.trace_link,
        s.ids, s.kinds, s.statuses, s.attempts, s.outputs, s.errors, s.started, s.ended, s.wakes, s.positions
 FROM gated g
 LEFT JOIN claimed c ON true

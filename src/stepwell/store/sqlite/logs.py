@@ -81,7 +81,7 @@ class ObservabilityVerbs:
             return []
         with self._read("run_telemetry") as conn:
             rows = conn.execute(L["run_telemetry"], {"ids": orjson.dumps(list(run_ids))}).fetchall()
-        return [RunTelemetry(rid, moment(ready), _trace(tp, ts, link)) for rid, ready, tp, ts, link in rows]
+        return [RunTelemetry(rid, moment(ready), trace_of(tp, ts, link)) for rid, ready, tp, ts, link in rows]
 
     def queue_gauges(self, *, now: datetime | None = None, scan_limit: int = 10_000) -> list[FunctionQueue]:
         params = {"now": self._now(now), "scan": scan_limit}
@@ -97,7 +97,8 @@ class ObservabilityVerbs:
         return activity(finished, dead)
 
 
-def _trace(parent: str | None, state: str | None, link: int) -> TraceContext | None:
+def trace_of(parent: str | None, state: str | None, link: int) -> TraceContext | None:
+    """A stored W3C context (None when there is none); `link`: start a new trace linked to it."""
     return None if parent is None else TraceContext(parent, state or "", bool(link))
 
 

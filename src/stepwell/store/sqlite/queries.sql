@@ -4,8 +4,8 @@
 SELECT id FROM events WHERE id IN (SELECT value FROM json_each(:ids));
 
 -- name: insert_event
-INSERT INTO events (id, name, data, ts, received_at, disposition)
-VALUES (:id, :name, :data, :ts, :now, :disposition);
+INSERT INTO events (id, name, data, ts, received_at, disposition, traceparent, tracestate)
+VALUES (:id, :name, :data, :ts, :now, :disposition, :traceparent, :tracestate);
 
 -- name: insert_event_once
 INSERT INTO events (id, name, data, ts, received_at, disposition)
@@ -310,10 +310,11 @@ SET status = 'running', lease_owner = :worker_id, lease_token = :token, wake_req
     lease_expires_at = :expires_at, started_at = coalesce(started_at, :now),
     deadline_at = CASE WHEN timeout_us IS NOT NULL THEN coalesce(deadline_at, :now + timeout_us) END
 WHERE id IN (SELECT value FROM json_each(:ids))
-RETURNING id, function, attempt, max_attempts, event_id, input, input_name, created_at, flow;
+RETURNING id, function, attempt, max_attempts, event_id, input, input_name, created_at, flow,
+          available_at, traceparent, tracestate, trace_link;
 
 -- name: events_of
-SELECT id, name, data, ts FROM events WHERE id IN (SELECT value FROM json_each(:ids));
+SELECT id, name, data, ts, traceparent, tracestate FROM events WHERE id IN (SELECT value FROM json_each(:ids));
 
 -- name: steps_of_runs
 SELECT run_id, id, kind, status, attempts, output, error, started_at, ended_at, wake_at, position

@@ -18,6 +18,10 @@ class ClaimRow(NamedTuple):
     input_name: str | None
     created_at: int
     flags: int
+    available_at: int
+    traceparent: str | None  # the run's own context (a child run's, a replay's link); else its event's
+    tracestate: str | None
+    trace_link: int
 
 
 class CandidateRow(NamedTuple):

@@ -61,7 +61,7 @@ from stepwell.store.sqlite import cron, flow, lifecycle, reads, registry, schema
 from stepwell.store.sqlite.apikeys import ApiKeyVerbs
 from stepwell.store.sqlite.audit import DashboardVerbs
 from stepwell.store.sqlite.insight import InsightVerbs
-from stepwell.store.sqlite.logs import ObservabilityVerbs
+from stepwell.store.sqlite.logs import ObservabilityVerbs, trace_of
 from stepwell.store.sqlite.push import PushVerbs
 from stepwell.store.sqlite.rows import ClaimRow, candidate_rows, claim_rows
 from stepwell.store.sqlite.schema import migration_script
@@ -188,7 +188,9 @@ class SQLiteStore(ApiKeyVerbs, ObservabilityVerbs, PushVerbs, DashboardVerbs, In
             fresh = [event for event, is_new in zip(events, stored, strict=True) if is_new]
             conn.executemany(Q["insert_event"], [
                 {"id": e.id, "name": e.name, "data": e.data, "ts": stamp(e.ts) if e.ts else at, "now": at,
-                 "disposition": (Disposition.STARTED if e.runs else Disposition.NO_MATCH).value}
+                 "disposition": (Disposition.STARTED if e.runs else Disposition.NO_MATCH).value,
+                 "traceparent": None if e.trace is None else e.trace.traceparent,
+                 "tracestate": None if e.trace is None else e.trace.tracestate or None}
                 for e in fresh
             ])  # fmt: skip
             # waits and cancel_on first: an event must not cancel the runs it starts itself
@@ -260,10 +262,13 @@ class SQLiteStore(ApiKeyVerbs, ObservabilityVerbs, PushVerbs, DashboardVerbs, In
     ) -> list[ClaimedRun]:
         """The claimed runs with their events and memoized steps: one query each for the whole batch."""
         event_ids = [row.event_id for row in rows if row.event_id is not None]
-        events = {}
+        events, event_traces = {}, {}
         if event_ids:
-            for event_id, name, data, ts in conn.execute(Q["events_of"], {"ids": orjson.dumps(event_ids)}):
+            for event_id, name, data, ts, parent, state in conn.execute(
+                Q["events_of"], {"ids": orjson.dumps(event_ids)}
+            ):
                 events[event_id] = Event(event_id, name, json_or_none(data), moment(ts))
+                event_traces[event_id] = trace_of(parent, state, 0)
         resumed = [row.run_id for row in rows if row.run_id not in first_claims]  # a first claim has no steps yet
         steps: dict[str, list[Step]] = {}
         if resumed:
@@ -284,7 +289,9 @@ class SQLiteStore(ApiKeyVerbs, ObservabilityVerbs, PushVerbs, DashboardVerbs, In
             claimed.append(ClaimedRun(
                 lease=Lease(row.run_id, token, lease_end), function=row.function, attempt=row.attempt,
                 max_attempts=row.max_attempts, event=event, claimed_at=claimed_at,
-                steps=tuple(steps.get(row.run_id, ())), events=batch,
+                steps=tuple(steps.get(row.run_id, ())), events=batch, ready_at=moment(row.available_at),
+                trace=trace_of(row.traceparent, row.tracestate, row.trace_link) if row.traceparent is not None
+                else event_traces.get(row.event_id),
             ))  # fmt: skip
         return claimed
 
