@@ -3,8 +3,9 @@
 One walk per backend, as an operator would: log in with a key, load every page (desktop and 390 px,
 screenshots under .artifacts/dashboard/), follow a run from the list to its timeline, redrive a dead
 letter by clicking and watch its run complete, pause an ordering key and see a run wait with the
-reason, drain a key (confirming, with the count), pause a whole function (confirming) and see a new event's run wait with the reason, then resume
-it and see the run complete. Hostile strings in event data, keys and errors stay text: no dialog ever opens.
+reason, drain a key (confirming, with the count), pause a whole function (confirming) and see a new
+event's run wait with the reason, then resume it and see the run complete. Hostile strings in event
+data, keys and errors stay text: no dialog ever opens.
 """
 
 from __future__ import annotations
