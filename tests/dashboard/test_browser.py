@@ -3,8 +3,9 @@
 One walk per backend, as an operator would: log in with a key, load every page (desktop and 390 px,
 screenshots under .artifacts/dashboard/), follow a run from the list to its timeline, redrive a dead
 letter by clicking and watch its run complete, pause an ordering key and see a run wait with the
-reason, pause a whole function (confirming) and see a new event's run wait with the reason, then resume
-it and see the run complete. Hostile strings in event data, keys and errors stay text: no dialog ever opens.
+reason, drain a key (confirming, with the count), pause a whole function (confirming) and see a new
+event's run wait with the reason, then resume it and see the run complete. Hostile strings in event
+data, keys and errors stay text: no dialog ever opens.
 """
 
 from __future__ import annotations
@@ -110,6 +111,21 @@ def test_an_operator_walks_the_dashboard(served: Served, browser: Any, artifacts
     page.click("#key-resume")
     assert app.wait(waiting, timeout=15).status is RunStatus.COMPLETED
 
+    # drain a paused key: the confirmation states the count; only the confirmed click cancels
+    app.pause_key("ordered", "acct-9")
+    held_back = [run.id for n in range(2) for run in app.runs(event_id=app.send("ordered", {"k": "acct-9", "n": n}))]
+    page.goto(f"{served.url}/keys")
+    page.select_option('select[name="function"]', "ordered")
+    page.fill('input[name="key"]', "acct-9")
+    page.click("#key-drain")
+    assert page.locator("h1").inner_text() == "Cancel 2 runs of key acct-9?"
+    assert [app.get_run(run_id).status for run_id in held_back] == [RunStatus.QUEUED] * 2, "cancelled unconfirmed"
+    page.click("#confirm")
+    page.wait_for_url("**/keys")
+    assert "Key drain: done. 2 runs cancelled" in page.locator(".flash").inner_text()
+    assert [app.get_run(run_id).status for run_id in held_back] == [RunStatus.CANCELLED] * 2
+    app.resume_key("ordered", "acct-9")
+
     # pause a whole function (confirming); a run of a new event waits and says why; resume, and it completes
     page.goto(f"{served.url}/functions")
     page.click('button.fn-pause[data-function="ordered"]')
@@ -145,7 +161,7 @@ def test_an_operator_walks_the_dashboard(served: Served, browser: Any, artifacts
     # the audit log names who did what
     page.goto(f"{served.url}/audit")
     text = page.locator("table").inner_text()
-    for action in ("dead_letters.redrive", "key.pause", "key.resume", "function.pause", "function.resume"):
+    for action in ("dead_letters.redrive", "key.pause", "key.resume", "key.drain", "function.pause", "function.resume"):
         assert action in text
     assert "operate key" in text
     page.screenshot(path=str(artifacts / "audit.png"), full_page=True)

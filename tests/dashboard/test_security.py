@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import re
+import socket
 import time
 
 import httpx
@@ -10,7 +11,7 @@ import pytest
 
 import stepwell
 from stepwell.dashboard import create_dashboard
-from stepwell.http import ServerThread
+from stepwell.http import Limits, ServerThread
 from tests.dashboard.conftest import Served
 from tests.dashboard.helpers import FLAKY, HOSTILE
 
@@ -248,3 +249,93 @@ def test_redrive_of_a_fan_outs_failed_children_from_the_run_page(served: Served)
     assert app.wait(parent.id, timeout=15).status.value == "completed"
     [entry] = app.store.list_audit(limit=1)
     assert entry.action == "fan_out.redrive_failed" and entry.target == parent.id
+
+
+# the review of 2026-11-29 (docs/security.md): D1 outage, D2 slow forms, D3 drain confirmation
+
+AWAY = "postgresql://postgres@127.0.0.1:1/none?stepwell_pool_timeout=1"
+DB_DETAIL = re.compile(r"127\.0\.0\.1\W+port|port 1 failed|Connection refused")
+
+
+def test_an_outage_is_answered_with_503_in_general_words(caplog: pytest.LogCaptureFixture) -> None:
+    """D1: the login (whose key check needs the database) and every page answer 503 with Retry-After,
+    never a 500 or a page that names the database's address; the address goes to the log."""
+    away = stepwell.App("away", database_url=AWAY)
+    try:
+        with ServerThread(away, host="127.0.0.1", port=0, auth=True) as server:
+            token = "sw_0123456789abcdef_" + "A" * 43
+            login = httpx.post(server.url + "/login", data={"token": token}, headers={"origin": server.url}, timeout=30)
+            assert (login.status_code, login.headers.get("retry-after")) == (503, "1"), login.text[:300]
+            assert "database is unavailable" in login.text and not DB_DETAIL.search(login.text)
+        with ServerThread(away, host="127.0.0.1", port=0, auth=False) as server:
+            for path in ("/runs", "/functions", "/keys"):
+                page = httpx.get(server.url + path, timeout=30)
+                assert (page.status_code, page.headers.get("retry-after")) == (503, "1"), page.text[:300]
+                assert "database is unavailable" in page.text
+                assert not DB_DETAIL.search(page.text), "the page names the database's address"
+                assert page.headers["x-request-id"] in page.text, "the page names the request id of the log line"
+    finally:
+        away.close()
+    assert any(DB_DETAIL.search(record.getMessage()) for record in caplog.records), "the cause is logged"
+
+
+def _trickle(url: str, path: str, seconds: float) -> bytes:
+    """Send a form's head and then one byte of its body every 0.2 s; what the server answers (b"" if it closes)."""
+    host, port = url.removeprefix("http://").split(":")
+    with socket.create_connection((host, int(port)), timeout=0.2) as sock:
+        head = f"POST {path} HTTP/1.1\r\nHost: {host}:{port}\r\nContent-Type: application/x-www-form-urlencoded\r\n"
+        sock.sendall((head + "Content-Length: 1000\r\n\r\ntoken=").encode())
+        deadline, answer = time.monotonic() + seconds, b""
+        while time.monotonic() < deadline:
+            try:
+                sock.sendall(b"a")  # a slowloris that keeps the connection busy
+                chunk = sock.recv(4096)
+            except TimeoutError:
+                continue
+            except (BrokenPipeError, ConnectionResetError):
+                return answer
+            if not chunk:
+                return answer
+            answer += chunk
+            if b"\r\n\r\n" in answer:
+                return answer
+    raise AssertionError(f"no answer within {seconds} s: the connection is held as long as the client trickles")
+
+
+def test_a_trickled_form_is_cut_off_with_408(served: Served) -> None:
+    """D2: a form body must arrive within the server's body timeout (10 s by default; 1 s here, set as
+    the API's is, with Limits(body_timeout=...)), on the login and on every action."""
+    with ServerThread(served.app, port=0, auth=True, limits=Limits(body_timeout=1.0)) as server:
+        assert _trickle(server.url, "/login", 8).startswith(b"HTTP/1.1 408")
+        assert _trickle(server.url, "/keys/pause", 8).startswith(b"HTTP/1.1 403"), "not logged in: refused first"
+    assert _trickle(served.url, "/login", 25).startswith(b"HTTP/1.1 408"), "the default limit holds too"
+
+
+def test_a_form_declared_over_the_limit_is_refused_before_it_is_read(served: Served) -> None:
+    host, port = served.url.removeprefix("http://").split(":")
+    with socket.create_connection((host, int(port)), timeout=10) as sock:
+        head = f"POST /login HTTP/1.1\r\nHost: {host}:{port}\r\nContent-Type: application/x-www-form-urlencoded\r\n"
+        sock.sendall((head + f"Content-Length: {5 * 1024 * 1024}\r\n\r\ntoken=").encode())
+        assert sock.recv(4096).startswith(b"HTTP/1.1 413"), "the server waited for a body it will refuse"
+
+
+def test_draining_a_key_asks_for_confirmation_with_the_count_and_is_audited(served: Served) -> None:
+    """D3: the first POST only counts the key's unstarted runs and asks; the confirmed POST cancels them."""
+    served.app.pause_key("ordered", "held")  # the worker must not start them while we look
+    sent = [served.app.send("ordered", {"k": "held", "n": n}) for n in range(3)]
+    runs = [run.id for event_id in sent for run in served.app.runs(event_id=event_id)]
+    client = _login(served)
+    fields = {"csrf": _csrf(client), "function": "ordered", "key": "held"}
+    first = client.post("/keys/drain", data=fields)
+    assert first.status_code == 200 and 'name="confirmed" value="yes"' in first.text
+    assert "Cancel 3 runs of key held?" in re.sub(r"<[^>]+>", "", first.text)
+    statuses = [served.app.get_run(run_id).status for run_id in runs]
+    assert statuses == [stepwell.RunStatus.QUEUED] * 3, "one click cancelled every unstarted run, unconfirmed"
+    assert client.post("/keys/drain", data={**fields, "confirmed": "no"}).status_code == 200, "only 'yes' confirms"
+    confirmed = client.post("/keys/drain", data={**fields, "confirmed": "yes"})
+    assert confirmed.status_code == 303
+    assert [served.app.get_run(run_id).status for run_id in runs] == [stepwell.RunStatus.CANCELLED] * 3
+    [entry] = [e for e in served.app.store.list_audit(limit=10) if e.action == "key.drain"]
+    assert (entry.target, entry.detail) == ("ordered/held", "3 runs cancelled")
+    unconfirmed = client.post("/keys/drain", data={**fields, "csrf": "stale", "confirmed": "yes"})
+    assert unconfirmed.status_code == 403, "the confirmed POST is an action like any other (CSRF)"

@@ -7,6 +7,9 @@ the API by `stepwell server` and `stepwell dev`.
 Every page goes through `_endpoint`: it finds the session (or sends the browser to the login page),
 re-reads the key so that a revoked key is out at once, and for an action (POST) checks the CSRF
 token, the Origin and the `operate` scope before the page's handler runs.
+
+While the database is away (or full), every page and the login answer 503 with Retry-After in general
+words: the store's message names the database's host and port, so it goes to the log only.
 """
 
 from __future__ import annotations
@@ -34,11 +37,12 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 from stepwell.app import App
 from stepwell.clock import SystemClock
 from stepwell.dashboard import views
-from stepwell.dashboard.forms import Form, FormError, read_form
+from stepwell.dashboard.forms import BODY_TIMEOUT, Form, FormError, read_form
 from stepwell.dashboard.sessions import COOKIE, LIFETIME, Session, Sessions
-from stepwell.errors import EventNotFound, RunNotFound, StepwellError
+from stepwell.errors import EventNotFound, RunNotFound, StepwellError, StoreFull, StoreUnavailable
 from stepwell.model.apikeys import Scope as KeyScope
 from stepwell.model.audit import NewAuditEntry
+from stepwell.observe.logs import escape
 
 log = logging.getLogger("stepwell.dashboard")
 T = TypeVar("T")
@@ -54,6 +58,8 @@ HEADERS = [
     (b"x-frame-options", b"DENY"),
 ]
 DEV_ACTOR = ("dev", "dev server (no keys)")
+RETRY_UNAVAILABLE = 1  # seconds a browser waits before retrying when the database is away
+RETRY_FULL = 30  # a full disk takes an operator: come back much later
 
 
 class Refused(Exception):
@@ -131,9 +137,10 @@ class PageRoute:
 
 
 class Dashboard:
-    def __init__(self, app: App, *, auth: bool) -> None:
+    def __init__(self, app: App, *, auth: bool, body_timeout: float = BODY_TIMEOUT) -> None:
         self.app = app
         self.auth = auth
+        self.body_timeout = body_timeout
         self.sessions = Sessions()
         self.threads = anyio.CapacityLimiter(16)
         loader = jinja2.FileSystemLoader(str(files("stepwell.dashboard") / "templates"))
@@ -150,6 +157,21 @@ class Dashboard:
         )  # fmt: skip
         return HTMLResponse(html, status, headers={"cache-control": "no-store"})
 
+    def unavailable(self, request: Request, err: StoreUnavailable | StoreFull) -> Response:
+        """503 in general words, with Retry-After; the store's message (host, port) goes to the log only."""
+        full = isinstance(err, StoreFull)
+        request_id = str(request.scope.get("state", {}).get("request_id", ""))  # set when served beside the API
+        log.warning("dashboard %s %s (request %s): %s", request.method, escape(request.url.path), request_id or "-",
+                    escape(str(err)))  # fmt: skip
+        message = (
+            "The database is out of space; an operator must free space." if full
+            else "The database is unavailable; try again shortly."
+        )  # fmt: skip
+        root = str(request.scope.get("root_path", "")).rstrip("/")
+        html = self.templates.get_template("unavailable.html").render(root=root, message=message, request_id=request_id)
+        retry = RETRY_FULL if full else RETRY_UNAVAILABLE
+        return HTMLResponse(html, 503, headers={"cache-control": "no-store", "retry-after": str(retry)})
+
     async def session_of(self, request: Request) -> Session | None:
         session = self.sessions.get(request.cookies.get(COOKIE))
         if session is None or not self.auth:
@@ -161,11 +183,12 @@ class Dashboard:
         return session
 
 
-def create_dashboard(app: App, *, auth: bool = True) -> Starlette:
-    """The dashboard of `app`. `auth=False` (development on loopback) acts as one operator, 'dev'."""
+def create_dashboard(app: App, *, auth: bool = True, body_timeout: float = BODY_TIMEOUT) -> Starlette:
+    """The dashboard of `app`. `auth=False` (development on loopback) acts as one operator, 'dev'.
+    `body_timeout`: seconds a browser has to send a whole form (a slower one gets 408)."""
     from stepwell.dashboard import insight, pages
 
-    dashboard = Dashboard(app, auth=auth)
+    dashboard = Dashboard(app, auth=auth, body_timeout=body_timeout)
     routes: list[Route | Mount] = [
         Route("/login", _login_page(dashboard), methods=["GET", "POST"]),
         Route("/logout", _logout(dashboard), methods=["POST"]),
@@ -217,7 +240,10 @@ class SecurityHeaders:
 
 def _endpoint(dashboard: Dashboard, route: PageRoute) -> Callable[[Request], Awaitable[Response]]:
     async def endpoint(request: Request) -> Response:
-        session = await dashboard.session_of(request)
+        try:
+            session = await dashboard.session_of(request)
+        except (StoreUnavailable, StoreFull) as err:
+            return dashboard.unavailable(request, err)
         fresh = None
         if session is None:
             if dashboard.auth:
@@ -230,9 +256,9 @@ def _endpoint(dashboard: Dashboard, route: PageRoute) -> Callable[[Request], Awa
         form = None
         if route.acts:
             try:
-                form = await read_form(request)
+                form = await read_form(request, dashboard.body_timeout)
             except FormError as err:
-                return _plain(400, str(err))
+                return _plain(err.status, str(err))
             refusal = _refuse_action(request, session, form)
             if refusal:
                 return _plain(403, refusal)
@@ -243,6 +269,8 @@ def _endpoint(dashboard: Dashboard, route: PageRoute) -> Callable[[Request], Awa
             response = page.render("error.html", err.status, message=err.message)
         except (RunNotFound, EventNotFound) as err:
             response = page.render("error.html", 404, message=str(err))
+        except (StoreUnavailable, StoreFull) as err:
+            response = dashboard.unavailable(request, err)
         except StepwellError as err:
             response = page.render("error.html", 400, message=str(err))
         if fresh is not None:
@@ -281,10 +309,13 @@ def _login_page(dashboard: Dashboard) -> Callable[[Request], Awaitable[Response]
             if not _same_origin(request):
                 return _plain(403, "refused: the request came from another site")
             try:
-                token = (await read_form(request)).get("token")
+                token = (await read_form(request, dashboard.body_timeout)).get("token")
             except FormError as err:
-                return _plain(400, str(err))
-            key = await dashboard.call(dashboard.app.check_api_key, token.strip()) if token else None
+                return _plain(err.status, str(err))
+            try:
+                key = await dashboard.call(dashboard.app.check_api_key, token.strip()) if token else None
+            except (StoreUnavailable, StoreFull) as err:
+                return dashboard.unavailable(request, err)
             if key is not None and key.allows(KeyScope.READ):
                 session = dashboard.sessions.create(key.id, key.name, can_operate=key.allows(KeyScope.OPERATE))
                 response = RedirectResponse(target, status_code=303)
@@ -301,9 +332,9 @@ def _logout(dashboard: Dashboard) -> Callable[[Request], Awaitable[Response]]:
     async def logout(request: Request) -> Response:
         session = dashboard.sessions.get(request.cookies.get(COOKIE))
         try:
-            token = (await read_form(request)).get("csrf")
+            token = (await read_form(request, dashboard.body_timeout)).get("csrf")
         except FormError as err:
-            return _plain(400, str(err))
+            return _plain(err.status, str(err))
         if session is None or not session.csrf_ok(token):
             return _plain(403, "refused: the form's CSRF token is missing or stale")
         dashboard.sessions.drop(session.id)

@@ -327,12 +327,26 @@ async def key_action(page: Page) -> Response:
     verbs = {"pause": app.pause_key, "resume": app.resume_key, "drain": app.drain_key, "skip": app.skip_key}
     if action not in verbs:
         raise Refused(404, f"no key action {action!r}")
+    if action == "drain" and page.field("confirmed") != "yes":
+        return await _drain_confirm(page, function, key)
     outcome = await page.call(verbs[action], function, key)
     detail = (
         f"{len(outcome)} runs cancelled" if isinstance(outcome, list) else ("" if outcome is None else str(outcome))
     )
     await page.audit(f"key.{action}", f"{function}/{key}", detail)
     return page.redirect("/keys", f"Key {action}: done. {detail}".strip())
+
+
+async def _drain_confirm(page: Page, function: str, key: str) -> Response:
+    """The confirmation of a drain, stating how many unstarted runs of the key it will cancel (now)."""
+
+    def unstarted(app: App) -> list[Run]:
+        queued = app.runs(function=function, key=key, status=RunStatus.QUEUED, limit=COUNT_CAP + 1)
+        return [run for run in queued if run.started_at is None]  # a retry waiting has started: drain keeps it
+
+    runs = await page.call(unstarted, page.app)
+    count = f"{COUNT_CAP}+" if len(runs) > COUNT_CAP else str(len(runs))
+    return page.render("confirm_key.html", function=function, key=key, count=count)
 
 
 # the audit log

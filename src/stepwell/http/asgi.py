@@ -57,7 +57,7 @@ def create_app(app: App, *, auth: bool = True, limits: Limits | None = None, das
         from stepwell.dashboard import create_dashboard
 
         routes.append(StarletteRoute("/api/{rest:path}", _no_route, methods=["GET", "POST", "PUT", "PATCH", "DELETE"]))
-        routes.append(Mount("/", create_dashboard(app, auth=auth)))  # type: ignore[arg-type]
+        routes.append(Mount("/", create_dashboard(app, auth=auth, body_timeout=limits.body_timeout)))  # type: ignore[arg-type]
     return Starlette(
         routes=routes,
         exception_handlers={HTTPException: _http_error},  # type: ignore[dict-item]
