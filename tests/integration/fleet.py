@@ -6,6 +6,7 @@ its one step appends one `job` line to the effects file, so the lines per run co
 
 from __future__ import annotations
 
+import os
 import threading
 import time
 from collections import Counter
@@ -23,6 +24,13 @@ from tests.integration.integration_app import FLEET_EVENT
 
 FUNCTION = "fleet-job"
 LABEL = "job"
+FULL_SCALE = os.environ.get("STEPWELL_TEST_SCALE", "short") == "full"
+
+
+def scaled(short: int, full: int) -> int:
+    """The size of a fleet scenario: `short` in CI, `full` (RELIABILITY.md's figure) with
+    STEPWELL_TEST_SCALE=full, which takes many minutes on a 2-core machine."""
+    return full if FULL_SCALE else short
 
 
 def send_jobs(client: stepwell.App, count: int, *, hold: float | None = None, chunk: int = 5000) -> list[str]:

@@ -3,13 +3,14 @@
 Idle, they cost almost no CPU; under the burst every job runs exactly once; and the database
 connections they hold never exceed workers x (stepwell_pool_max + 1 LISTEN connection).
 
-This server allows 100 connections (`max_connections`), shared with every other test run on the
-machine, so the big fleets stay near 50 connections: 50 workers with LISTEN off (polling only,
-as behind PgBouncer in transaction mode) and 24 workers with LISTEN on, each with a pool of one
-(50 workers with LISTEN on would need 100, the whole server). A pool of one is full from the
-start, so those two show that nothing opens connections beside the pool and the listener; the
-third fleet, 8 workers with pools of 3, shows that pools grow under the burst and stop at
-their maximum.
+CI runs a short version (20, 10 and 4 workers, a burst of 3,000); STEPWELL_TEST_SCALE=full runs
+RELIABILITY's 50 workers and 10,000 jobs. This server allows 100 connections (`max_connections`),
+shared with every other test run on the machine, so at full scale the big fleets stay near 50
+connections: 50 workers with LISTEN off (polling only, as behind PgBouncer in transaction mode)
+and 24 workers with LISTEN on, each with a pool of one (50 workers with LISTEN on would need
+100, the whole server). A pool of one is full from the start, so those two show that nothing
+opens connections beside the pool and the listener; the third fleet, 8 workers with pools of 3,
+shows that pools grow under the burst and stop at their maximum.
 """
 
 from __future__ import annotations
@@ -21,13 +22,20 @@ import pytest
 
 import stepwell
 from tests.conftest import database_url_for
-from tests.integration.fleet import ConnectionSampler, assert_every_job_completed, outcome, send_jobs, wait_drained
+from tests.integration.fleet import (
+    ConnectionSampler,
+    assert_every_job_completed,
+    outcome,
+    scaled,
+    send_jobs,
+    wait_drained,
+)
 from tests.integration.helpers import Effects, Workers, wait_until
 from tests.pg_helpers import listener_pids, schema_of
 
 pytestmark = [pytest.mark.slow, pytest.mark.postgres, pytest.mark.timeout(240)]
 
-BURST = 10_000
+BURST = scaled(3_000, 10_000)
 CONCURRENCY = 4  # low, yet enough that 50 processes on 2 cores drain the burst in ~20 s
 POLL_INTERVAL = 0.5  # the shipped defaults: idle cost as deployed
 RESCUE_INTERVAL = 5.0
@@ -43,8 +51,8 @@ def database_url(tmp_path: Path) -> str:
 
 @pytest.mark.parametrize(
     ("count", "listen", "pool_max"),
-    [(50, False, 1), (24, True, 1), (8, True, 3)],
-    ids=["50-polling-pool1", "24-listening-pool1", "8-listening-pool3"],
+    [(scaled(20, 50), False, 1), (scaled(10, 24), True, 1), (scaled(4, 8), True, 3)],
+    ids=["polling-pool1", "listening-pool1", "listening-pool3"],
 )
 def test_a_fleet_started_at_once_idles_cheaply_and_takes_a_burst_within_its_connections(
     count: int, listen: bool, pool_max: int, workers: Workers, effects: Effects, client: stepwell.App, database_url: str
