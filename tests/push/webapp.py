@@ -64,6 +64,21 @@ def scores(ctx: stepwell.Context) -> dict[str, int]:
     return {"total": fan.total, "completed": fan.completed}
 
 
+@app.function("reduce", trigger=stepwell.on_event("reduce.requested"), retries=0)
+def reduce(ctx: stepwell.Context) -> dict[str, Any]:
+    """The reduce side of a fan-out, pushed: the children's results are read as a pulled run reads them."""
+    items = [{"n": n} for n in range(int(ctx.event.data["count"]))] + [{"n": "bad"}]  # the last child fails
+    fan = ctx.step.fan_out("all", "score", items, tolerate=1)
+    total = ctx.step.run("sum", lambda: sum(r for r in fan.results(page_size=7) if r is not None))
+    return {"sum": total, "failed": [child.index for child in fan.failures()], "last": list(fan.results())[-2:]}
+
+
+@app.function("reduce-async", trigger=stepwell.on_event("reduce.requested"), retries=0)
+async def reduce_async(ctx: stepwell.Context) -> int:
+    fan = await ctx.step.fan_out("all", "score", [{"n": n} for n in range(int(ctx.event.data["count"]))])
+    return sum(fan.results())
+
+
 @app.function(
     "flaky",
     trigger=stepwell.on_event("flaky.requested"),

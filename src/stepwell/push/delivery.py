@@ -12,19 +12,28 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import timedelta
 
 import httpx
+import orjson
 
 from stepwell.errors import StepwellError
 from stepwell.model.ids import new_token
-from stepwell.model.records import ErrorInfo, StepKind, StepStatus
+from stepwell.model.records import ChildResult, ErrorInfo, StepKind, StepStatus
 from stepwell.model.retry import RetryPolicy
 from stepwell.push import protocol
 from stepwell.push.apply import apply_op, with_step
 from stepwell.push.guard import Guard, pinned_url
-from stepwell.push.protocol import Checkpoint, Completed, Failed, PushRequest, PushResponse, Suspended
+from stepwell.push.protocol import (
+    Checkpoint,
+    Completed,
+    Failed,
+    PushRequest,
+    PushResponse,
+    ReadChildren,
+    Suspended,
+)
 from stepwell.push.signing import SignatureError, Signer, Verifier
 from stepwell.runtime import outcomes
 from stepwell.runtime.engine import Engine
@@ -39,6 +48,14 @@ class EndpointUnreachable(StepwellError):
 
 class EndpointFailed(StepwellError):
     """The request reached the endpoint but no valid answer came back: the attempt counts."""
+
+
+class ChildrenTooLarge(StepwellError):
+    """A fan-out's children's results do not fit in one push request: the run fails (not retried)."""
+
+
+CHILDREN_PAGE = 1000
+MAX_CHILDREN_BYTES = 32 * 1024 * 1024  # under the endpoint's 64 MiB request cap, beside the steps
 
 
 @dataclass(frozen=True, slots=True)
@@ -137,7 +154,7 @@ def settle_response(
             return Suspend(claimed.lease, wake, waiting)  # type: ignore[arg-type]
         case Failed(error, retriable, retry_after):
             return outcomes.decide(outcomes.Failed(error, retriable, retry_after), claimed, policy)
-        case Checkpoint():
+        case Checkpoint() | ReadChildren():
             raise AssertionError("a checkpoint is not final")
     raise AssertionError(response.result)
 
@@ -149,12 +166,39 @@ def transport_failure(claimed: ClaimedRun, error: StepwellError, policy: RetryPo
     return outcomes.decide(outcomes.Failed(info, retriable=True), claimed, policy)
 
 
+def read_children(engine: Engine, run_id: str, step_id: str, cap: int) -> tuple[ChildResult, ...]:
+    """Every child of the run's fan-out `step_id`, in item order, a page at a time; at most `cap` bytes of results."""
+    children: list[ChildResult] = []
+    size, after = 0, -1
+    while True:
+        page = engine.store.fan_out_results(run_id, step_id, after=after, limit=CHILDREN_PAGE)
+        for child in page:
+            size += 64 + len(orjson.dumps(child.output if child.error is None else child.error.to_json()))
+        if size > cap:
+            raise ChildrenTooLarge(
+                f"fan_out({step_id!r}): the children's results are over {cap} bytes, more than one push request "
+                "carries; reduce them in a pulled function (no URL, run by a worker) that this one invokes, "
+                "or return smaller outputs from the children"
+            )
+        children.extend(page)
+        if len(page) < CHILDREN_PAGE:
+            return tuple(children)
+        after = page[-1].index
+
+
+def too_large(claimed: ClaimedRun, error: ChildrenTooLarge, policy: RetryPolicy) -> Settlement | None:
+    info = ErrorInfo("stepwell.push.ChildrenTooLarge", str(error))
+    return outcomes.decide(outcomes.Failed(info, retriable=False), claimed, policy)
+
+
 @dataclass(slots=True)
 class Exchange:
     """The state of one run's exchange with its endpoint across checkpoints."""
 
     claimed: ClaimedRun
     requests: int = 0
+    children: dict[str, tuple[ChildResult, ...]] = field(default_factory=dict)  # read for the endpoint, kept
+    max_children_bytes: int = MAX_CHILDREN_BYTES
 
     def needs_store(self) -> bool:
         return any(step.kind is StepKind.FAN_OUT and step.status is StepStatus.WAITING for step in self.claimed.steps)
@@ -162,7 +206,7 @@ class Exchange:
     def request(self, engine: Engine) -> bytes:
         counts = fan_out_counts(engine, self.claimed)
         self.requests += 1
-        return protocol.encode_request(PushRequest(self.claimed, counts))  # type: ignore[arg-type]
+        return protocol.encode_request(PushRequest(self.claimed, counts, self.children))  # type: ignore[arg-type]
 
     def store(self, engine: Engine, response: PushResponse) -> tuple[object, bool]:
         """Write the ops; returns (the last written step's wake time, whether to ask again at once)."""
@@ -175,6 +219,12 @@ class Exchange:
                 wake = applied.step.wake_at
             if applied.sealed is not None and applied.sealed.done:
                 again = True  # every child finished before the seal: go on at once, as the pull worker does
+        if isinstance(response.result, ReadChildren):
+            step_id = response.result.step_id
+            if step_id in self.children:
+                raise EndpointFailed(f"the endpoint asked twice for the children of fan_out({step_id!r})")
+            self.children[step_id] = read_children(engine, self.claimed.run_id, step_id, self.max_children_bytes)
+            again = True
         return wake, again
 
 

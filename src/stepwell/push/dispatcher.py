@@ -30,11 +30,13 @@ from stepwell.model.ids import new_token
 from stepwell.model.retry import RetryPolicy
 from stepwell.push.breaker import Breaker
 from stepwell.push.delivery import (
+    ChildrenTooLarge,
     EndpointFailed,
     EndpointUnreachable,
     Exchange,
     Transport,
     settle_response,
+    too_large,
     transport_failure,
 )
 from stepwell.push.guard import Guard
@@ -215,7 +217,15 @@ class Dispatcher:
                     settlement = transport_failure(exchange.claimed, EndpointFailed(str(error)), policy)
                     break
                 await self._endpoint_ok(url)
-                wake, again = await self._store(exchange.store, self.engine, response)
+                try:
+                    wake, again = await self._store(exchange.store, self.engine, response)
+                except ChildrenTooLarge as error:
+                    settlement = too_large(exchange.claimed, error, policy)
+                    break
+                except EndpointFailed as error:  # an answer that breaks the protocol
+                    log.warning("run %s: %s", claimed.run_id, error)
+                    settlement = transport_failure(exchange.claimed, error, policy)
+                    break
                 if not again:
                     settlement = settle_response(
                         exchange.claimed, response, wake, policy, self.options.max_output_bytes

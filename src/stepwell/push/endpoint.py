@@ -22,7 +22,16 @@ import orjson
 from stepwell.clock import Clock
 from stepwell.model.ids import new_token
 from stepwell.push import protocol
-from stepwell.push.protocol import Checkpoint, Completed, Failed, PushRequest, PushResponse, Result, Suspended
+from stepwell.push.protocol import (
+    Checkpoint,
+    Completed,
+    Failed,
+    PushRequest,
+    PushResponse,
+    ReadChildren,
+    Result,
+    Suspended,
+)
 from stepwell.push.recorder import RecordingEngine, StepRecorder
 from stepwell.push.signing import SignatureError, Signer, Verifier
 from stepwell.runtime import outcomes
@@ -159,6 +168,8 @@ def _result(recorder: StepRecorder, outcome: outcomes.Outcome) -> Result:
     """The executor's Outcome in protocol terms; a checkpoint wins over what the unwinding looked like."""
     if recorder.checkpointed:
         return Checkpoint()
+    if recorder.read is not None:
+        return ReadChildren(recorder.read)
     match outcome:
         case outcomes.Completed(output):
             return Completed(output)

@@ -10,8 +10,9 @@ flight. Parallel steps do not exist in the step API, so there is nothing to plan
 
 A response is a list of `ops` (store writes, in call order, each named after the store verb it
 becomes) and one `result`: `checkpoint` (ask again), `suspend` (sleep, wait for an event, an
-invoke or a fan-out), `complete` (the function's output) or `fail` (retriable or not,
-`retry_after_ms`).
+invoke or a fan-out), `read_children` (the function reads a finished fan-out's children, `FanOut.results()`:
+store the ops, then ask again with that step's children in `fan_out_children`), `complete` (the
+function's output) or `fail` (retriable or not, `retry_after_ms`).
 """
 
 from __future__ import annotations
@@ -24,7 +25,7 @@ from typing import Any
 import orjson
 
 from stepwell.errors import StepwellError
-from stepwell.model.records import ErrorInfo, Event, FanOutCounts, Step, StepKind, StepStatus
+from stepwell.model.records import ChildResult, ErrorInfo, Event, FanOutCounts, RunStatus, Step, StepKind, StepStatus
 from stepwell.store.base import ClaimedRun, Lease, NewChild, NewRun, NewWait, StepWrite
 
 PROTOCOL = "stepwell.push/1"
@@ -42,6 +43,7 @@ class ProtocolError(StepwellError):
 class PushRequest:
     claimed: ClaimedRun
     fan_outs: Mapping[str, FanOutCounts] = field(default_factory=dict)  # counts of waiting fan-out steps
+    children: Mapping[str, tuple[ChildResult, ...]] = field(default_factory=dict)  # of finished fan-outs, asked for
 
 
 @dataclass(frozen=True, slots=True)
@@ -117,7 +119,15 @@ class Failed:
     retry_after: timedelta | None = None
 
 
-Result = Checkpoint | Suspended | Completed | Failed
+@dataclass(frozen=True, slots=True)
+class ReadChildren:
+    """The function reads the children of the finished fan-out `step_id`: store the ops, then ask again
+    with every child of that step in the request."""
+
+    step_id: str
+
+
+Result = Checkpoint | Suspended | Completed | Failed | ReadChildren
 
 
 @dataclass(frozen=True, slots=True)
@@ -343,6 +353,38 @@ def _counts(doc: object, where: str) -> FanOutCounts:
     return FanOutCounts(total=_get(doc, "total", int, where, optional=True), done=bool(doc.get("done")), **numbers)
 
 
+def children_doc(children: tuple[ChildResult, ...]) -> list[Document]:
+    docs: list[Document] = []
+    for child in children:
+        doc: Document = {"index": child.index, "run_id": child.run_id, "status": child.status.value}
+        if child.error is not None:
+            doc["error"] = child.error.to_json()
+        else:
+            doc["data"] = child.output
+        docs.append(doc)
+    return docs
+
+
+def _children(docs: object, where: str) -> tuple[ChildResult, ...]:
+    if not isinstance(docs, list):
+        raise ProtocolError(f"{where}: expected a list")
+    children = []
+    for i, doc in enumerate(docs):
+        at = f"{where}[{i}]"
+        assert_object(doc, at)
+        assert isinstance(doc, dict)
+        children.append(
+            ChildResult(
+                index=_get(doc, "index", int, at),
+                run_id=_get(doc, "run_id", str, at),
+                status=_enum(RunStatus, doc.get("status"), f"{at}.status"),
+                output=doc.get("data"),
+                error=_error(doc.get("error"), f"{at}.error"),
+            )
+        )
+    return tuple(children)
+
+
 # --- requests -------------------------------------------------------------------------------
 
 
@@ -364,6 +406,8 @@ def encode_request(request: PushRequest) -> bytes:
         "steps": [_step_doc(step) for step in claimed.steps],
         "fan_outs": {sid: _counts_doc(counts) for sid, counts in request.fan_outs.items()},
     }
+    if request.children:
+        doc["fan_out_children"] = {sid: children_doc(children) for sid, children in request.children.items()}
     return orjson.dumps(doc)
 
 
@@ -386,7 +430,12 @@ def decode_request(body: bytes) -> PushRequest:
         steps=tuple(_step(step, f"steps[{i}]") for i, step in enumerate(steps)),
         events=tuple(_event(event, f"events[{i}]") for i, event in enumerate(events)),
     )
-    return PushRequest(claimed, {str(k): _counts(v, f"fan_outs.{k}") for k, v in fan_outs.items()})
+    children = _get(doc, "fan_out_children", dict, "request", optional=True) or {}
+    return PushRequest(
+        claimed,
+        {str(k): _counts(v, f"fan_outs.{k}") for k, v in fan_outs.items()},
+        {str(k): _children(v, f"fan_out_children.{k}") for k, v in children.items()},
+    )
 
 
 def _load(body: bytes, what: str) -> Document:
@@ -471,6 +520,8 @@ def _result_doc(result: Result) -> Document:
         case Failed(error, retriable, retry_after):
             delay = None if retry_after is None else int(retry_after.total_seconds() * 1000)
             return {"type": "fail", "error": error.to_json(), "retriable": retriable, "retry_after_ms": delay}
+        case ReadChildren(step_id):
+            return {"type": "read_children", "step_id": step_id}
     raise AssertionError(result)
 
 
@@ -490,6 +541,8 @@ def _result(doc: object, where: str) -> Result:
         delay = _get(doc, "retry_after_ms", int, where, optional=True)
         after = None if delay is None else timedelta(milliseconds=delay)
         return Failed(error, bool(doc.get("retriable")), after)
+    if kind == "read_children":
+        return ReadChildren(_get(doc, "step_id", str, where))
     raise ProtocolError(f"{where}.type: unknown result {kind!r}")
 
 
