@@ -87,6 +87,31 @@ def test_a_pushed_parent_reduces_its_childrens_results_as_a_pulled_one_does(data
         producer.close()
 
 
+def test_ctx_log_lines_of_a_pushed_run_are_stored_once_across_its_replays(
+    kind: str, database_url: str, tmp_path: Path
+) -> None:
+    web = WebApp(kind, database_url, tmp_path).start()
+    producer = stepwell.App("producer", database_url=database_url)
+    try:
+        wait_until(lambda: registered(producer), what="the web app's registration")
+        with DispatcherThread(database_url):
+            [run] = producer.runs(event_id=producer.send("chatty.requested", {"who": "ada"}))
+            done = producer.wait(run.id, timeout=30)
+            assert (done.status, done.output) == ("completed", 3), done.error
+        # three requests replayed "starting for ada" three times and "between" twice: each is stored once
+        lines = producer.run_logs(run.id).lines
+        assert [(line.level, line.message, line.step) for line in lines] == [
+            ("INFO", "starting for ada", None),
+            ("INFO", "in a", "a"),
+            ("INFO", "between", None),
+            ("WARNING", "in b", "b"),
+            ("INFO", "done", None),
+        ]
+    finally:
+        web.stop()
+        producer.close()
+
+
 def test_retries_then_dead_letter_then_redrive(database_url: str, tmp_path: Path) -> None:
     fixed = tmp_path / "fixed"
     web = WebApp("flask", database_url, tmp_path, PUSH_FIXED=str(fixed)).start()

@@ -79,6 +79,18 @@ async def reduce_async(ctx: stepwell.Context) -> int:
     return sum(fan.results())
 
 
+@app.function("chatty", trigger=stepwell.on_event("chatty.requested"), retries=0)
+def chatty(ctx: stepwell.Context) -> int:
+    """Logs outside steps (replayed by every request) and inside them (run once)."""
+    ctx.log.info("starting for %s", ctx.event.data["who"])
+    a = ctx.step.run("a", lambda: ctx.log.info("in a") or 1)
+    ctx.log.info("between")
+    b = ctx.step.run("b", lambda: ctx.log.warning("in b") or 2)
+    ctx.log.debug("below INFO: not stored")
+    ctx.log.info("done")
+    return a + b
+
+
 @app.function(
     "flaky",
     trigger=stepwell.on_event("flaky.requested"),

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import timedelta
 
 import httpx
@@ -22,6 +22,7 @@ from stepwell.errors import StepwellError
 from stepwell.model.ids import new_token
 from stepwell.model.records import ChildResult, ErrorInfo, StepKind, StepStatus
 from stepwell.model.retry import RetryPolicy
+from stepwell.observe.settings import SETTINGS
 from stepwell.push import protocol
 from stepwell.push.apply import apply_op, with_step
 from stepwell.push.guard import Guard, pinned_url
@@ -37,7 +38,7 @@ from stepwell.push.protocol import (
 from stepwell.push.signing import SignatureError, Signer, Verifier
 from stepwell.runtime import outcomes
 from stepwell.runtime.engine import Engine
-from stepwell.store.base import ClaimedRun, Release, Settlement, Suspend
+from stepwell.store.base import ClaimedRun, Release, RunLogLine, Settlement, Suspend
 
 log = logging.getLogger("stepwell.push")
 
@@ -186,6 +187,13 @@ def read_children(engine: Engine, run_id: str, step_id: str, cap: int) -> tuple[
         after = page[-1].index
 
 
+def bounded(lines: tuple[RunLogLine, ...]) -> list[RunLogLine]:
+    """The endpoint's lines within this process's bounds (lines per attempt, characters per line)."""
+    limit = SETTINGS.log_line_chars
+    kept = lines[-SETTINGS.log_lines_per_attempt :]
+    return [line if len(line.message) <= limit else replace(line, message=line.message[:limit]) for line in kept]
+
+
 def too_large(claimed: ClaimedRun, error: ChildrenTooLarge, policy: RetryPolicy) -> Settlement | None:
     info = ErrorInfo("stepwell.push.ChildrenTooLarge", str(error))
     return outcomes.decide(outcomes.Failed(info, retriable=False), claimed, policy)
@@ -209,7 +217,10 @@ class Exchange:
         return protocol.encode_request(PushRequest(self.claimed, counts, self.children))  # type: ignore[arg-type]
 
     def store(self, engine: Engine, response: PushResponse) -> tuple[object, bool]:
-        """Write the ops; returns (the last written step's wake time, whether to ask again at once)."""
+        """Write the log lines, then the ops; returns (the last written step's wake time, whether to ask
+        again at once). Lines first, as a pulled attempt writes them before the step they precede."""
+        if response.logs:
+            engine.store.append_run_logs(bounded(response.logs), max_lines=SETTINGS.log_lines_per_run)
         wake = None
         again = isinstance(response.result, Checkpoint)
         for op in response.ops:

@@ -9,7 +9,8 @@ function goes past it, and a crash of the web app at any moment re-executes at m
 flight. Parallel steps do not exist in the step API, so there is nothing to plan ahead.
 
 A response is a list of `ops` (store writes, in call order, each named after the store verb it
-becomes) and one `result`: `checkpoint` (ask again), `suspend` (sleep, wait for an event, an
+becomes), the replay's `ctx.log` lines (`logs`, keyed as a pulled attempt keys them, so that a
+replay's line is stored once) and one `result`: `checkpoint` (ask again), `suspend` (sleep, wait for an event, an
 invoke or a fan-out), `read_children` (the function reads a finished fan-out's children, `FanOut.results()`:
 store the ops, then ask again with that step's children in `fan_out_children`), `complete` (the
 function's output) or `fail` (retriable or not, `retry_after_ms`).
@@ -26,7 +27,7 @@ import orjson
 
 from stepwell.errors import StepwellError
 from stepwell.model.records import ChildResult, ErrorInfo, Event, FanOutCounts, RunStatus, Step, StepKind, StepStatus
-from stepwell.store.base import ClaimedRun, Lease, NewChild, NewRun, NewWait, StepWrite
+from stepwell.store.base import ClaimedRun, Lease, NewChild, NewRun, NewWait, RunLogLine, StepWrite
 
 PROTOCOL = "stepwell.push/1"
 Document = dict[str, Any]
@@ -134,6 +135,7 @@ Result = Checkpoint | Suspended | Completed | Failed | ReadChildren
 class PushResponse:
     ops: tuple[Op, ...]
     result: Result
+    logs: tuple[RunLogLine, ...] = ()  # ctx.log lines of this replay, keyed as a pulled attempt keys them
 
 
 # --- small codecs ---------------------------------------------------------------------------
@@ -546,16 +548,51 @@ def _result(doc: object, where: str) -> Result:
     raise ProtocolError(f"{where}.type: unknown result {kind!r}")
 
 
-def encode_response(response: PushResponse) -> bytes:
-    return orjson.dumps(
-        {"protocol": PROTOCOL, "ops": [_op_doc(op) for op in response.ops], "result": _result_doc(response.result)}
+def _line_doc(line: RunLogLine) -> Document:
+    return {
+        "segment": line.segment,
+        "attempt": line.attempt,
+        "seq": line.seq,
+        "at": _time(line.at),
+        "level": line.level,
+        "message": line.message,
+        "step": line.step,
+    }
+
+
+def _line(doc: object, where: str, run_id: str) -> RunLogLine:
+    at = _parse_time(_get(doc, "at", str, where), f"{where}.at")
+    assert at is not None
+    return RunLogLine(
+        run_id,  # never what the document says: the lines belong to the run that was pushed
+        _get(doc, "segment", int, where),
+        _get(doc, "attempt", int, where),
+        _get(doc, "seq", int, where),
+        at,
+        _get(doc, "level", str, where),
+        _get(doc, "message", str, where),
+        _get(doc, "step", str, where, optional=True),
     )
 
 
+def encode_response(response: PushResponse) -> bytes:
+    doc: Document = {
+        "protocol": PROTOCOL,
+        "ops": [_op_doc(op) for op in response.ops],
+        "result": _result_doc(response.result),
+    }
+    if response.logs:
+        doc["logs"] = [_line_doc(line) for line in response.logs]
+    return orjson.dumps(doc)
+
+
 def decode_response(body: bytes, run_id: str) -> PushResponse:
-    """`run_id`: the run that was pushed; every child the response creates is that run's child."""
+    """`run_id`: the run that was pushed; every child and log line in the response is that run's."""
     doc = _load(body, "response")
     ops = _get(doc, "ops", list, "response")
+    lines = _get(doc, "logs", list, "response", optional=True) or []
     return PushResponse(
-        tuple(_op(op, f"ops[{i}]", run_id) for i, op in enumerate(ops)), _result(doc.get("result"), "result")
+        tuple(_op(op, f"ops[{i}]", run_id) for i, op in enumerate(ops)),
+        _result(doc.get("result"), "result"),
+        tuple(_line(line, f"logs[{i}]", run_id) for i, line in enumerate(lines)),
     )
