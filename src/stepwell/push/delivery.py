@@ -12,8 +12,10 @@ from __future__ import annotations
 
 import asyncio
 import logging
+from collections.abc import Mapping
 from dataclasses import dataclass, field, replace
 from datetime import timedelta
+from urllib.parse import SplitResult
 
 import httpx
 import orjson
@@ -25,7 +27,8 @@ from stepwell.model.retry import RetryPolicy
 from stepwell.observe.settings import SETTINGS
 from stepwell.push import protocol
 from stepwell.push.apply import apply_op, with_step
-from stepwell.push.guard import Guard, pinned_url
+from stepwell.push.guard import Guard, IPAddress, pinned_url
+from stepwell.push.http1 import ConnectFailed, Http1Client, HttpFailure, TooLarge
 from stepwell.push.protocol import (
     Checkpoint,
     Completed,
@@ -61,34 +64,63 @@ MAX_CHILDREN_BYTES = 32 * 1024 * 1024  # under the endpoint's 64 MiB request cap
 
 @dataclass(frozen=True, slots=True)
 class Transport:
+    """Signs, POSTs and checks one exchange: `http://` endpoints through the lean keep-alive HTTP/1.1
+    client (push/http1.py), `https://` ones through httpx (TLS, HTTP/2 when offered)."""
+
     client: httpx.AsyncClient
     guard: Guard
     signer: Signer
     verifier: Verifier  # checks the endpoint's signed answers
     max_response_bytes: int
+    timeout: float = 30.0  # seconds for one request, answer included (the httpx client has its own)
+    plain: Http1Client = field(default_factory=Http1Client)
     connect_retries: int = 2
 
     async def post(self, url: str, body: bytes, run_id: str, now: object) -> PushResponse:
         parts, address = await self.guard.resolve(url)
-        target = pinned_url(parts, address)
         message_id = f"msg_{new_token()[:24]}"
         headers = {"content-type": "application/json", "host": parts.netloc, "user-agent": "stepwell-push/1"}
         if self.signer.keys:
             headers.update(self.signer.headers(message_id, body, now))  # type: ignore[arg-type]
-        extensions: dict[str, object] = {"sni_hostname": parts.hostname} if parts.scheme == "https" else {}
         for attempt in range(self.connect_retries + 1):
             try:
-                return await self._exchange(target, url, body, headers, extensions, run_id, now)
-            except httpx.ConnectError as error:
+                if parts.scheme == "http":
+                    status, answer_headers, raw = await self._plain(parts, address, url, body, headers)
+                else:
+                    status, answer_headers, raw = await self._httpx(parts, address, url, body, headers)
+                return self._answer(url, status, answer_headers, raw, run_id, now)
+            except (httpx.ConnectError, ConnectFailed) as error:
                 if attempt == self.connect_retries:
                     raise EndpointUnreachable(f"endpoint {url} unreachable: {error}") from None
                 await asyncio.sleep(0.05 * 4**attempt)
         raise AssertionError("unreachable")
 
-    async def _exchange(
-        self, target: str, url: str, body: bytes, headers: dict[str, str], extensions: dict[str, object],
-        run_id: str, now: object,
-    ) -> PushResponse:  # fmt: skip
+    async def _plain(
+        self, parts: SplitResult, address: IPAddress, url: str, body: bytes, headers: dict[str, str]
+    ) -> tuple[int, Mapping[str, str], bytes]:
+        target = (parts.path or "/") + (f"?{parts.query}" if parts.query else "")
+        try:
+            async with asyncio.timeout(self.timeout):
+                answer = await self.plain.post(
+                    str(address), parts.port or 80, target, headers, body, max_bytes=self.max_response_bytes
+                )
+        except ConnectFailed:
+            raise
+        except TimeoutError:
+            raise EndpointFailed(f"endpoint {url} timed out (after {self.timeout:g}s)") from None
+        except TooLarge:
+            raise EndpointFailed(
+                f"endpoint {url}: answer larger than {self.max_response_bytes} bytes (max_response_bytes)"
+            ) from None
+        except (HttpFailure, OSError, ValueError) as error:
+            raise EndpointFailed(f"endpoint {url} failed: {type(error).__name__}: {error}") from None
+        return answer.status, answer.headers, answer.body
+
+    async def _httpx(
+        self, parts: SplitResult, address: IPAddress, url: str, body: bytes, headers: dict[str, str]
+    ) -> tuple[int, Mapping[str, str], bytes]:
+        target = pinned_url(parts, address)
+        extensions: dict[str, object] = {"sni_hostname": parts.hostname}
         try:
             request = self.client.build_request("POST", target, content=body, headers=headers, extensions=extensions)
             response = await self.client.send(request, stream=True, follow_redirects=False)
@@ -102,16 +134,17 @@ class Transport:
             raise EndpointFailed(f"endpoint {url} timed out ({type(error).__name__})") from None
         except httpx.HTTPError as error:
             raise EndpointFailed(f"endpoint {url} failed: {type(error).__name__}: {error}") from None
-        if 300 <= response.status_code < 400:
-            raise EndpointFailed(
-                f"endpoint {url} answered a redirect ({response.status_code}); redirects are not followed"
-            )
-        if response.status_code != 200:  # the body only goes into the error message: it need not be trusted
-            raise EndpointFailed(
-                f"endpoint {url} answered {response.status_code}: {raw[:300].decode(errors='replace')}"
-            )
+        return response.status_code, response.headers, raw
+
+    def _answer(
+        self, url: str, status: int, headers: Mapping[str, str], raw: bytes, run_id: str, now: object
+    ) -> PushResponse:
+        if 300 <= status < 400:
+            raise EndpointFailed(f"endpoint {url} answered a redirect ({status}); redirects are not followed")
+        if status != 200:  # the body only goes into the error message: it need not be trusted
+            raise EndpointFailed(f"endpoint {url} answered {status}: {raw[:300].decode(errors='replace')}")
         try:
-            self.verifier.verify(response.headers, raw, now)  # type: ignore[arg-type]
+            self.verifier.verify(headers, raw, now)  # type: ignore[arg-type]
         except SignatureError as error:
             raise EndpointFailed(f"endpoint {url}: answer refused: {error}") from None
         try:
@@ -215,6 +248,10 @@ class Exchange:
         counts = fan_out_counts(engine, self.claimed)
         self.requests += 1
         return protocol.encode_request(PushRequest(self.claimed, counts, self.children))  # type: ignore[arg-type]
+
+    def writes(self, response: PushResponse) -> bool:
+        """Whether storing `response` touches the store (else `store` needs no thread)."""
+        return bool(response.ops or response.logs) or isinstance(response.result, ReadChildren)
 
     def store(self, engine: Engine, response: PushResponse) -> tuple[object, bool]:
         """Write the log lines, then the ops; returns (the last written step's wake time, whether to ask

@@ -40,6 +40,7 @@ from stepwell.push.delivery import (
     transport_failure,
 )
 from stepwell.push.guard import Guard
+from stepwell.push.http1 import Http1Client
 from stepwell.push.signing import Signer, Verifier
 from stepwell.runtime.engine import Engine
 from stepwell.runtime.heartbeat import Heartbeat
@@ -50,6 +51,7 @@ from stepwell.store.base import ClaimedRun, Lease, Release, Settlement, Store
 log = logging.getLogger("stepwell.push")
 T = TypeVar("T")
 ENDPOINTS_MAX_AGE = 1.0  # seconds: a newly registered endpoint is dispatched to within this
+LINGER = 0.002  # seconds a small batch of outcomes waits for others to share its transaction
 
 
 def http2_available() -> bool:
@@ -99,14 +101,19 @@ class Dispatcher:
         self.worker_id = f"push:{socket.gethostname()}:{os.getpid()}:{new_token()[:8]}"
         self.breaker = Breaker(options.breaker_threshold, options.breaker_cooldown)
         self.guard = Guard(allow_private=options.allow_private, allow_loopback=options.allow_loopback or options.dev)
-        self._held: dict[str, Lease] = {}
+        self._held: dict[str, Lease] = {}  # claimed and not yet settled
         self._tasks: set[asyncio.Task[None]] = set()
         self._busy: Counter[str] = Counter()  # runs in flight per endpoint URL
         self._endpoints: dict[str, str] = {}  # function -> URL, as last read
         self._endpoints_read_at = float("-inf")
-        self._pending: list[Settlement] = []
+        self._pending: list[Settlement] = []  # outcomes waiting to be settled
+        self._settling = 0  # outcomes in the settle now in flight
         self._pool = ThreadPoolExecutor(max_workers=4, thread_name_prefix="stepwell-push-store")
-        self.delivered = 0
+        self.delivered = 0  # attempts finished: settled, or dropped with a lost lease
+
+    def in_flight(self) -> int:
+        """Runs held: being pushed, or pushed with their outcome not yet saved (a run counts until it is)."""
+        return len(self._tasks) + len(self._pending) + self._settling
 
     async def _store(self, fn: Callable[..., T], *args: Any, **kwargs: Any) -> T:
         return await asyncio.get_running_loop().run_in_executor(self._pool, lambda: fn(*args, **kwargs))
@@ -118,6 +125,7 @@ class Dispatcher:
     async def run(self, stop: asyncio.Event) -> None:
         options = self.options
         self._wake = asyncio.Event()
+        self._settled = asyncio.Event()
         self._flush_lock = asyncio.Lock()
         loop = asyncio.get_running_loop()
 
@@ -129,51 +137,68 @@ class Dispatcher:
         heartbeat.start()
         limits = httpx.Limits(max_connections=options.concurrency, max_keepalive_connections=options.concurrency)
         timeout = httpx.Timeout(options.request_timeout, connect=min(5.0, options.request_timeout))
+        flusher = asyncio.create_task(self._flush_forever())
         async with httpx.AsyncClient(http2=options.http2, limits=limits, timeout=timeout, trust_env=False) as client:
             verifier = Verifier(options.signing_keys, allow_unsigned=options.dev and not options.signing_keys)
+            plain = Http1Client(max_idle=options.concurrency, connect_timeout=min(5.0, options.request_timeout))
             self.transport = Transport(
-                client, self.guard, Signer(options.signing_keys), verifier, options.max_response_bytes
-            )
+                client, self.guard, Signer(options.signing_keys), verifier, options.max_response_bytes,
+                options.request_timeout, plain,
+            )  # fmt: skip
             log.info("push dispatcher %s started (http2 %s)", self.worker_id, options.http2)
             try:
                 await self._claim_until(stop)
             finally:
                 if self._tasks:
                     await asyncio.wait(self._tasks, timeout=options.request_timeout)
+                flusher.cancel()
+                await asyncio.gather(flusher, return_exceptions=True)
+                try:  # save what finished; what cannot be saved in time is released below
+                    await asyncio.wait_for(self._flush(retry=False), timeout=options.request_timeout)
+                except TimeoutError:
+                    log.warning("push dispatcher: %d outcome(s) not saved at stop", len(self._pending))
                 heartbeat.stop()
                 if unsubscribe is not None:
                     unsubscribe()
+                plain.close()
                 if self._held:
                     await self._store(self.store.release_runs, list(self._held.values()))
                 self._pool.shutdown(wait=False)
 
     async def _claim_until(self, stop: asyncio.Event) -> None:
+        """Keep up to `concurrency` runs in flight, claimed in batches. A run counts from its claim until
+        its outcome is saved, so pushing never outruns settling; a settle that frees room wakes this loop."""
         while not stop.is_set():
-            self._wake.clear()
+            self._wake.clear()  # before claiming: a wake-up that arrives during the claim must not be lost
             claimed: list[ClaimedRun] = []
+            limit = 0
             try:
-                claimed = await self._claim()
+                limit, claimed = await self._claim()
             except StepwellError as error:
                 log.warning("push claim failed: %s", error)
             for run in claimed:
                 url = self._endpoints.get(run.function)
                 self._held[run.run_id] = run.lease
                 if url is None:  # unregistered between the read and the claim: give it back
-                    await self._settle(Release(run.lease))
+                    self._pending.append(Release(run.lease))
+                    self._settled.set()
                     continue
                 self._busy[url] += 1
                 self.breaker.started(url, self.clock.now())
                 task = asyncio.create_task(self._deliver(run, url))
                 self._tasks.add(task)
                 task.add_done_callback(self._tasks.discard)
-            if claimed and len(self._tasks) < self.options.concurrency:
+            if claimed and len(claimed) == limit and self.in_flight() < self.options.concurrency:
+                await asyncio.sleep(0)
                 continue
             await _wait_any(stop, self._wake, self.options.poll_interval)
 
-    async def _claim(self) -> list[ClaimedRun]:
-        room = self.options.concurrency - len(self._tasks)
-        if room <= 0 or (self._tasks and room < min(self.options.concurrency, self.options.claim_batch) // 2):
-            return []  # claim in batches, not one run per finished run
+    async def _claim(self) -> tuple[int, list[ClaimedRun]]:
+        """(the limit asked for, the runs claimed): nothing while less than half a batch has room."""
+        room = self.options.concurrency - self.in_flight()
+        batch = min(self.options.concurrency, self.options.claim_batch)
+        if room <= 0 or (self.in_flight() and room < max(batch // 2, 1)):
+            return 0, []  # claim in batches, not one run per finished run
         if not self._endpoints or self.clock.monotonic() - self._endpoints_read_at > ENDPOINTS_MAX_AGE:
             self._endpoints = await self._store(self.store.push_endpoints)
             self._endpoints_read_at = self.clock.monotonic()
@@ -181,12 +206,13 @@ class Dispatcher:
         rooms = {url: self._room(url, now) for url in set(self._endpoints.values())}
         functions = [name for name, url in self._endpoints.items() if rooms[url] > 0]
         if not functions:
-            return []
-        room = min(room, self.options.claim_batch, *(rooms[self._endpoints[name]] for name in functions))
-        return await self._store(
-            self.store.claim_runs, worker_id=self.worker_id, limit=max(room, 1), lease=self.options.lease,
+            return 0, []
+        limit = max(min(room, self.options.claim_batch, *(rooms[self._endpoints[name]] for name in functions)), 1)
+        claimed = await self._store(
+            self.store.claim_runs, worker_id=self.worker_id, limit=limit, lease=self.options.lease,
             functions=functions,
         )  # fmt: skip
+        return limit, claimed
 
     def _room(self, url: str, now: datetime) -> int:
         """Runs of this endpoint that may be claimed now: none while its circuit is open, one to probe it."""
@@ -218,7 +244,10 @@ class Dispatcher:
                     break
                 await self._endpoint_ok(url)
                 try:
-                    wake, again = await self._store(exchange.store, self.engine, response)
+                    if exchange.writes(response):
+                        wake, again = await self._store(exchange.store, self.engine, response)
+                    else:  # nothing to write (a final answer without ops): no thread hop
+                        wake, again = exchange.store(self.engine, response)
                 except ChildrenTooLarge as error:
                     settlement = too_large(exchange.claimed, error, policy)
                     break
@@ -233,34 +262,55 @@ class Dispatcher:
                     break
         except LeaseLost:
             log.warning("run %s: lease lost while pushing; another claim owns it", claimed.run_id)
-            self._held.pop(claimed.run_id, None)
             settlement = None
         except Exception:
             log.exception("run %s could not be pushed", claimed.run_id)
             settlement = None  # the lease expires and rescue requeues the run
-            self._held.pop(claimed.run_id, None)
         finally:
             self._busy[url] -= 1
+        if settlement is None:
+            self._held.pop(claimed.run_id, None)
+            self.delivered += 1
             self._wake.set()
-        if settlement is not None:
-            await self._settle(settlement)
-        self.delivered += 1
+        else:
+            self._pending.append(settlement)  # counted in flight until saved
+            self._settled.set()
 
-    async def _settle(self, settlement: Settlement) -> None:
-        """Group commit: outcomes that finish while a settle is in flight share the next transaction.
-        Returns once this outcome's transaction has ended."""
-        self._pending.append(settlement)
+    async def _flush_forever(self) -> None:
+        while True:
+            await self._settled.wait()
+            if LINGER and len(self._pending) < self.options.concurrency // 2:
+                await asyncio.sleep(LINGER)  # let outcomes finishing together share one transaction
+            self._settled.clear()
+            await self._flush()
+
+    async def _flush(self, *, retry: bool = True) -> None:
+        """Settle every pending outcome, a batch per transaction; a failed settle is tried again (backoff)."""
         async with self._flush_lock:
+            failures = 0
             while self._pending:
                 batch, self._pending = self._pending, []
+                self._settling = len(batch)
                 try:
                     lost = await self._store(self.store.settle_runs, batch)
-                    if lost:
-                        log.warning("%d outcome(s) refused: the lease was lost: %s", len(lost), ", ".join(lost[:5]))
                 except StepwellError as error:
-                    log.warning("settling %d run(s) failed (%s); their leases will expire", len(batch), error)
+                    self._pending = batch + self._pending
+                    failures += 1
+                    if not retry:
+                        log.warning("settling %d run(s) failed (%s); their leases will expire", len(batch), error)
+                        return
+                    delay = min(0.1 * 2**failures, 5.0)
+                    log.warning("settling %d run(s) failed (%s); retrying in %.1fs", len(batch), error, delay)
+                    await asyncio.sleep(delay)
+                    continue
+                finally:
+                    self._settling = 0
+                if lost:
+                    log.warning("%d outcome(s) refused: the lease was lost: %s", len(lost), ", ".join(lost[:5]))
                 for done in batch:
                     self._held.pop(done.lease.run_id, None)
+                self.delivered += len(batch)  # attempts pushed and settled (or refused)
+                self._wake.set()  # room to claim again
 
     async def _endpoint_failed(self, url: str) -> None:
         until = self.breaker.failed(url, self.clock.now())
