@@ -15,7 +15,7 @@ import asyncio
 import logging
 import os
 import socket
-from collections import Counter
+from collections import Counter, deque
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
@@ -42,6 +42,7 @@ from stepwell.push.delivery import (
 from stepwell.push.guard import Guard
 from stepwell.push.http1 import Http1Client
 from stepwell.push.signing import Signer, Verifier
+from stepwell.runtime.deadlines import LeaseDeadlines
 from stepwell.runtime.engine import Engine
 from stepwell.runtime.heartbeat import Heartbeat
 from stepwell.runtime.registry import Registry
@@ -71,6 +72,7 @@ class PushOptions:
     request_timeout: float = 30.0  # seconds for one request, answer included
     lease: timedelta = timedelta(seconds=30)
     claim_batch: int = 50
+    prefetch: int | None = None  # runs claimed ahead (at most per_endpoint per endpoint); default: concurrency
     poll_interval: float = 0.5
     max_response_bytes: int = 16 * 1024 * 1024
     breaker_threshold: int = 5
@@ -92,6 +94,15 @@ class PushOptions:
                 raise StepwellError(f"push dispatcher: {name} must be >= 1")
         if not self.request_timeout > 0:
             raise StepwellError("push dispatcher: request_timeout must be > 0 seconds")
+        if self.prefetch is None:
+            object.__setattr__(self, "prefetch", self.concurrency)
+        elif self.prefetch < 0:
+            raise StepwellError("push dispatcher: prefetch must be >= 0")
+
+    @property
+    def capacity(self) -> int:
+        """The most runs held at once: buffered, being pushed, or waiting for their outcome to be saved."""
+        return self.concurrency + (self.prefetch or 0)
 
 
 class Dispatcher:
@@ -102,8 +113,11 @@ class Dispatcher:
         self.breaker = Breaker(options.breaker_threshold, options.breaker_cooldown)
         self.guard = Guard(allow_private=options.allow_private, allow_loopback=options.allow_loopback or options.dev)
         self._held: dict[str, Lease] = {}  # claimed and not yet settled
+        self._buffer: deque[tuple[ClaimedRun, str]] = deque()  # claimed ahead, not pushed yet, with their URL
         self._tasks: set[asyncio.Task[None]] = set()
-        self._busy: Counter[str] = Counter()  # runs in flight per endpoint URL
+        self._busy: Counter[str] = Counter()  # runs being pushed per endpoint URL
+        self._buffered: Counter[str] = Counter()  # runs buffered per endpoint URL
+        self._deadlines = LeaseDeadlines(options.lease)  # no request of a run past its local lease deadline
         self._endpoints: dict[str, str] = {}  # function -> URL, as last read
         self._endpoints_read_at = float("-inf")
         self._pending: list[Settlement] = []  # outcomes waiting to be settled
@@ -112,8 +126,8 @@ class Dispatcher:
         self.delivered = 0  # attempts finished: settled, or dropped with a lost lease
 
     def in_flight(self) -> int:
-        """Runs held: being pushed, or pushed with their outcome not yet saved (a run counts until it is)."""
-        return len(self._tasks) + len(self._pending) + self._settling
+        """Runs held: buffered, being pushed, or pushed with their outcome not yet saved (until it is)."""
+        return len(self._buffer) + len(self._tasks) + len(self._pending) + self._settling
 
     async def _store(self, fn: Callable[..., T], *args: Any, **kwargs: Any) -> T:
         return await asyncio.get_running_loop().run_in_executor(self._pool, lambda: fn(*args, **kwargs))
@@ -133,7 +147,7 @@ class Dispatcher:
             loop.call_soon_threadsafe(self._wake.set)
 
         unsubscribe = await self._store(self.store.subscribe, on_work)  # live before the first claim
-        heartbeat = Heartbeat(self.store, options.lease, lambda: list(self._held.values()), self._lost)
+        heartbeat = Heartbeat(self.store, options.lease, lambda: list(self._held.values()), self._lost, self._deadlines)
         heartbeat.start()
         limits = httpx.Limits(max_connections=options.concurrency, max_keepalive_connections=options.concurrency)
         timeout = httpx.Timeout(options.request_timeout, connect=min(5.0, options.request_timeout))
@@ -149,6 +163,7 @@ class Dispatcher:
             try:
                 await self._claim_until(stop)
             finally:
+                self._buffer.clear()  # never pushed: released below with everything else held
                 if self._tasks:
                     await asyncio.wait(self._tasks, timeout=options.request_timeout)
                 flusher.cancel()
@@ -166,16 +181,24 @@ class Dispatcher:
                 self._pool.shutdown(wait=False)
 
     async def _claim_until(self, stop: asyncio.Event) -> None:
-        """Keep up to `concurrency` runs in flight, claimed in batches. A run counts from its claim until
-        its outcome is saved, so pushing never outruns settling; a settle that frees room wakes this loop."""
+        """Keep up to `concurrency` runs being pushed, from a small buffer refilled in batches (up to
+        `prefetch` ahead). Outcomes waiting to be saved do not take the room of runs to push (a request
+        takes far longer than a settle), but `capacity` of them stop claiming until a settle, which
+        wakes this loop: pushing never outruns settling for long, and memory stays bounded."""
+        capacity = self.options.capacity
         while not stop.is_set():
             self._wake.clear()  # before claiming: a wake-up that arrives during the claim must not be lost
             claimed: list[ClaimedRun] = []
             limit = 0
-            try:
-                limit, claimed = await self._claim()
-            except StepwellError as error:
-                log.warning("push claim failed: %s", error)
+            room = capacity - len(self._buffer) - len(self._tasks)
+            saving = len(self._pending) + self._settling  # outcomes not saved yet: back-pressure when many
+            if room > 0 and saving < capacity and (not self._buffer or room >= capacity // 2):
+                since = self._deadlines.now()
+                try:
+                    limit, claimed = await self._claim(room)
+                except StepwellError as error:
+                    log.warning("push claim failed: %s", error)
+                self._deadlines.granted([run.run_id for run in claimed], since)
             for run in claimed:
                 url = self._endpoints.get(run.function)
                 self._held[run.run_id] = run.lease
@@ -183,22 +206,16 @@ class Dispatcher:
                     self._pending.append(Release(run.lease))
                     self._settled.set()
                     continue
-                self._busy[url] += 1
-                self.breaker.started(url, self.clock.now())
-                task = asyncio.create_task(self._deliver(run, url))
-                self._tasks.add(task)
-                task.add_done_callback(self._tasks.discard)
-            if claimed and len(claimed) == limit and self.in_flight() < self.options.concurrency:
+                self._buffer.append((run, url))
+                self._buffered[url] += 1
+            self._start_buffered()
+            if claimed and len(claimed) == limit and len(self._buffer) + len(self._tasks) < capacity:
                 await asyncio.sleep(0)
                 continue
             await _wait_any(stop, self._wake, self.options.poll_interval)
 
-    async def _claim(self) -> tuple[int, list[ClaimedRun]]:
-        """(the limit asked for, the runs claimed): nothing while less than half a batch has room."""
-        room = self.options.concurrency - self.in_flight()
-        batch = min(self.options.concurrency, self.options.claim_batch)
-        if room <= 0 or (self.in_flight() and room < max(batch // 2, 1)):
-            return 0, []  # claim in batches, not one run per finished run
+    async def _claim(self, room: int) -> tuple[int, list[ClaimedRun]]:
+        """(the limit asked for, the runs claimed) of the functions whose endpoint has room."""
         if not self._endpoints or self.clock.monotonic() - self._endpoints_read_at > ENDPOINTS_MAX_AGE:
             self._endpoints = await self._store(self.store.push_endpoints)
             self._endpoints_read_at = self.clock.monotonic()
@@ -215,11 +232,45 @@ class Dispatcher:
         return limit, claimed
 
     def _room(self, url: str, now: datetime) -> int:
-        """Runs of this endpoint that may be claimed now: none while its circuit is open, one to probe it."""
+        """Runs of this endpoint that may be claimed now: none while its circuit is open, one to probe it;
+        else `per_endpoint` being pushed and as many again (at most `prefetch`) buffered."""
         if not self.breaker.allows(url, now):
             return 0
-        limit = 1 if self.breaker.open_until(url) is not None else self.options.per_endpoint
-        return max(limit - self._busy[url], 0)
+        per_endpoint = self.options.per_endpoint
+        ahead = min(self.options.prefetch or 0, per_endpoint)
+        limit = 1 if self.breaker.open_until(url) is not None else per_endpoint + ahead
+        return max(limit - self._busy[url] - self._buffered[url], 0)
+
+    def _start_buffered(self) -> None:
+        """Push buffered runs, in claim order, while there is room overall and at their endpoint."""
+        if not self._buffer:
+            return
+        kept: deque[tuple[ClaimedRun, str]] = deque()
+        while self._buffer:
+            run, url = self._buffer.popleft()
+            if len(self._tasks) >= self.options.concurrency or self._busy[url] >= self.options.per_endpoint:
+                kept.append((run, url))
+                continue
+            self._buffered[url] -= 1
+            if run.run_id not in self._held or not self._deadlines.alive(run.run_id):
+                self._drop(run.run_id)  # lost, or paused past its lease while buffered: maybe pushed elsewhere
+                continue
+            self._busy[url] += 1
+            self.breaker.started(url, self.clock.now())
+            task = asyncio.create_task(self._deliver(run, url))
+            self._tasks.add(task)
+            task.add_done_callback(self._finished)
+        self._buffer = kept
+
+    def _finished(self, task: asyncio.Task[None]) -> None:
+        self._tasks.discard(task)
+        self._start_buffered()  # room now, at its endpoint and overall
+
+    def _drop(self, run_id: str) -> None:
+        """Forget a run whose lease is gone without pushing it; its lease expires in the store."""
+        self._held.pop(run_id, None)
+        self._deadlines.forget(run_id)
+        log.warning("run %s not pushed: its lease ran out while it waited in the buffer", run_id)
 
     async def _deliver(self, claimed: ClaimedRun, url: str) -> None:
         policy = self._policy(claimed.function)
@@ -227,6 +278,8 @@ class Dispatcher:
         settlement: Settlement | None = None
         try:
             while True:
+                if not self._deadlines.alive(claimed.run_id):  # no request past the local lease deadline
+                    raise LeaseLost(f"run {claimed.run_id}: local lease deadline passed")
                 if exchange.needs_store():
                     body = await self._store(exchange.request, self.engine)
                 else:  # no fan-out counts to read: no thread hop
@@ -270,6 +323,7 @@ class Dispatcher:
             self._busy[url] -= 1
         if settlement is None:
             self._held.pop(claimed.run_id, None)
+            self._deadlines.forget(claimed.run_id)
             self.delivered += 1
             self._wake.set()
         else:
@@ -309,6 +363,7 @@ class Dispatcher:
                     log.warning("%d outcome(s) refused: the lease was lost: %s", len(lost), ", ".join(lost[:5]))
                 for done in batch:
                     self._held.pop(done.lease.run_id, None)
+                    self._deadlines.forget(done.lease.run_id)
                 self.delivered += len(batch)  # attempts pushed and settled (or refused)
                 self._wake.set()  # room to claim again
 
@@ -324,6 +379,8 @@ class Dispatcher:
             await self._store(self.store.set_push_circuit, url, None)
 
     def _lost(self, run_ids: list[str]) -> None:
+        """On the heartbeat thread: the deadlines expire at once (no further request of those runs)."""
+        self._deadlines.lost(run_ids)
         for run_id in run_ids:
             self._held.pop(run_id, None)
 
