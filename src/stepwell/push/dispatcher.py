@@ -5,8 +5,11 @@ pushed functions' names, renewed by the same heartbeat while the request is in f
 store verbs for each step, the same `outcomes.decide`. Per endpoint: a concurrency limit (runs
 are claimed only while their endpoint has room) and a circuit breaker (an endpoint that keeps
 failing is not claimed for until its cooldown ends; the open circuit is written to the store so
-that every process can tell why those runs wait). One `httpx.AsyncClient` keeps connections
-alive per endpoint, HTTP/2 when `h2` is installed.
+that every process can tell why those runs wait). Like the pull worker it claims in batches into
+a small buffer (`prefetch`), checks each run's local lease deadline before every request, and
+settles outcomes in batches with a short linger. `http://` endpoints go through the lean
+keep-alive HTTP/1.1 client (`push/http1.py`); `https://` ones through one `httpx.AsyncClient`,
+HTTP/2 when `h2` is installed.
 """
 
 from __future__ import annotations
