@@ -20,7 +20,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from stepwell.errors import ConfigurationError, Suspend
+from stepwell.errors import ConfigurationError
 from stepwell.model.event import EventIn
 from stepwell.model.jsonvalue import decode
 from stepwell.model.records import ChildResult, ErrorInfo, FanOutCounts, Step, StepStatus
@@ -37,15 +37,25 @@ from stepwell.push.protocol import (
     TimeOutStep,
 )
 from stepwell.runtime.engine import Engine
+from stepwell.runtime.steps import SuspendRun
 from stepwell.store.base import AcceptedEvent, Lease, NewChild, NewWait, StepWrite
 
 
-class CheckpointReached(Suspend):
-    """Internal: a step's result is new; stop here so that it is stored before the function goes on."""
+class CheckpointReached(SuspendRun):
+    """Internal: a step's result is new; stop here so that it is stored before the function goes on.
+
+    A SuspendRun, so that the executor maps it to an outcome without formatting a traceback (a
+    checkpoint ends most requests); the endpoint answers `checkpoint` whatever that outcome says."""
+
+    def __init__(self) -> None:
+        super().__init__(None)
 
 
-class ChildrenNeeded(Suspend):
+class ChildrenNeeded(SuspendRun):
     """Internal: the function reads a finished fan-out's children, which the request does not carry yet."""
+
+    def __init__(self) -> None:
+        super().__init__(None)
 
 
 class StepRecorder:
