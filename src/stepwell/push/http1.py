@@ -82,6 +82,7 @@ class Http1Client:
         connection = await self._connection(key)
         try:
             connection.writer.write(head + body)
+            await connection.writer.drain()  # flow control for a large body; at once for a small one
             answer, keep = await _read_answer(connection.reader, max_bytes)
         except BaseException:
             connection.close()  # never retried here: the endpoint may have seen the request
