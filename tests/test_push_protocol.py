@@ -11,7 +11,7 @@ from stepwell.model.records import ChildResult, ErrorInfo, Event, RunStatus, Ste
 from stepwell.push import protocol
 from stepwell.push.endpoint import Endpoint
 from stepwell.push.signing import Verifier
-from stepwell.store.base import ClaimedRun, Lease
+from stepwell.store.base import ClaimedRun, Lease, RunLogLine
 
 NOW = datetime(2030, 1, 1, tzinfo=UTC)
 app = stepwell.App("proto", database_url="sqlite:///:memory:")
@@ -97,6 +97,20 @@ def test_a_finished_fan_outs_children_are_asked_for_then_read_from_the_request()
     assert protocol.decode_request(protocol.encode_request(request)).children == {"all": children}
     answer = endpoint.handle_sync("POST", {}, protocol.encode_request(request))
     assert protocol.decode_response(answer.body, "run-1").result == protocol.Completed(b'[3,null,{"x":[1]}]')
+
+
+def test_log_lines_in_an_answer_belong_to_the_pushed_run_whatever_the_document_says() -> None:
+    line = RunLogLine("someone-else", 2, 0, 1, NOW, "INFO", "hello", None)
+    body = protocol.encode_response(protocol.PushResponse((), protocol.Checkpoint(), (line,)))
+    [decoded] = protocol.decode_response(body, "run-1").logs
+    assert decoded == RunLogLine("run-1", 2, 0, 1, NOW, "INFO", "hello", None)
+    bad = body.replace(b'"seq":1', b'"seq":"one"')
+    try:
+        protocol.decode_response(bad, "run-1")
+    except protocol.ProtocolError as error:
+        assert "logs[0].seq" in str(error)
+    else:
+        raise AssertionError("a bad log line was accepted")
 
 
 def test_documents_round_trip() -> None:
