@@ -169,12 +169,12 @@ class Dispatcher:
                 self._buffer.clear()  # never pushed: released below with everything else held
                 if self._tasks:
                     await asyncio.wait(self._tasks, timeout=options.request_timeout)
-                flusher.cancel()
-                await asyncio.gather(flusher, return_exceptions=True)
-                try:  # save what finished; what cannot be saved in time is released below
+                try:  # save what finished (after a settle in flight); what cannot be saved in time is released
                     await asyncio.wait_for(self._flush(retry=False), timeout=options.request_timeout)
                 except TimeoutError:
                     log.warning("push dispatcher: %d outcome(s) not saved at stop", len(self._pending))
+                flusher.cancel()
+                await asyncio.gather(flusher, return_exceptions=True)
                 heartbeat.stop()
                 if unsubscribe is not None:
                     unsubscribe()
