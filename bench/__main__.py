@@ -38,6 +38,8 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m bench", description=__doc__)
     parser.add_argument("name", choices=[*BENCHMARKS, "all", "list"])
     parser.add_argument("--quick", action="store_true", help="a tiny version that runs in a few seconds")
+    parser.add_argument("--runs", type=int, help="dashboard only: runs to seed (default 1,000,000)")
+    parser.add_argument("--dead-letters", type=int, help="dashboard only: dead letters to seed (default runs / 10)")
     args = parser.parse_args(argv)
     if args.name == "list":
         for name, (_, about) in BENCHMARKS.items():
@@ -51,7 +53,10 @@ def main(argv: list[str] | None = None) -> int:
     )
     for name in names:
         begun = time.perf_counter()
-        BENCHMARKS[name][0](args.quick)
+        if name == "dashboard" and (args.runs or args.dead_letters is not None):
+            dashboard.dashboard(args.quick, args.runs, args.dead_letters)
+        else:
+            BENCHMARKS[name][0](args.quick)
         load = ", ".join(f"{x:.1f}" for x in os.getloadavg())
         print(f"# {name} took {time.perf_counter() - begun:.1f}s (load average after: {load})")
     return 0

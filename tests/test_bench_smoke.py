@@ -130,6 +130,8 @@ def test_dashboard_prints_every_page_on_both_stores() -> None:
     output = run_quick("dashboard")
     for store in ("SQLite", "PostgreSQL"):
         assert f"{store}: 2,000 runs" in output, output
-    for page in ("/runs ", "/runs?status=failed", "/dead-letters ", "/functions", "/queue", "/audit"):
+    assert "server time over 5 loads" in output and "p95 ms" in output, output
+    for page in ("/runs ", "/runs?status=failed", "/runs?payload=", "/dead-letters ", "/functions", "/queue", "/audit",
+                 "/fan-outs"):  # fmt: skip
         line = row(output, page)
         assert "nan" not in line and len(numbers(line)) >= 2, line

@@ -74,6 +74,16 @@ def test_the_claim_picks_ready_runs_through_the_runs_ready_index(
     assert not any(kind == "Seq Scan" for kind, _ in scans), json.dumps(scans)
 
 
+def test_the_claim_walks_runs_ready_while_a_function_is_paused(seeded: tuple[Store, str]) -> None:
+    """The pause filter (set_function_paused) must not turn the claim into a sort of every ready run: in this
+    queue every run is of one function, whose statistics would predict that the filter passes nothing."""
+    _, url = seeded
+    plan = _plan(url, "INSERT INTO function_pauses (function, paused_at) VALUES ('other', now())")
+    scans = _scans_of_runs(plan)
+    assert ("Index Scan", "runs_ready") in scans, json.dumps(scans)
+    assert '"Sort"' not in json.dumps(_picking_subplan(plan)), "the index order must serve ORDER BY"
+
+
 def test_the_index_serves_the_claim_even_when_the_planner_may_not_scan_the_table(seeded: tuple[Store, str]) -> None:
     _, url = seeded
     plan = _plan(url, "SET LOCAL enable_seqscan = off", "SET LOCAL enable_bitmapscan = off")

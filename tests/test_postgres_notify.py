@@ -157,3 +157,20 @@ def test_a_transactional_enqueue_wakes_the_worker_at_commit(
             committed_at = time.monotonic()
         got, at = started.get(timeout=10)
         assert got == 7 and at - committed_at < FAST
+
+
+def test_resuming_a_function_from_another_app_wakes_the_worker_through_notify(
+    worker_app: stepwell.App, sender: stepwell.App, started: queue.Queue[tuple[int, float]], pg_url: str
+) -> None:
+    schema = schema_of(pg_url)
+    with WorkerThread(worker_app, WorkerOptions(poll_interval=30)):
+        wait_until(lambda: len(listener_pids(schema)) == 1, 10, "the LISTEN connection")
+        time.sleep(0.2)
+        sender.pause_function("record-start")
+        sender.send("job.sent", {"n": 5})
+        time.sleep(0.5)  # the send's NOTIFY woke the worker: it found the run paused
+        assert started.empty()
+        resumed_at = time.monotonic()
+        sender.resume_function("record-start")
+        got, at = started.get(timeout=10)
+        assert got == 5 and at - resumed_at < FAST, "the resume's NOTIFY, not the 30 s poll"

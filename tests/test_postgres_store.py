@@ -47,7 +47,7 @@ def test_stepwell_parameters_are_read_from_the_url_and_hidden_from_libpq() -> No
 def test_pooled_sessions_carry_the_timeouts_and_utc(pg_url: str) -> None:
     store = PostgresStore(pg_url + "&stepwell_statement_timeout=1500ms&stepwell_pool_max=2")
     try:
-        with store._pool.connection() as conn:
+        with store._open_pool().connection() as conn:
             settings = conn.execute(
                 "SELECT current_setting('statement_timeout'), current_setting('idle_in_transaction_session_timeout'),"
                 " current_setting('TimeZone'), current_setting('application_name')"

@@ -176,6 +176,14 @@ def test_the_cli_syncs_lists_and_sends_without_an_app(database_url: str) -> None
     assert paused.exit_code == 0, paused.output
     unknown = runner.invoke(main, ["keys", "pause", "ghost", "c", "--database-url", database_url])
     assert unknown.exit_code == 1 and "no function 'ghost'" in unknown.output
+    stopped = runner.invoke(main, ["functions", "pause", "ship", "--database-url", database_url])
+    assert stopped.exit_code == 0 and "ship: paused since" in stopped.output, stopped.output
+    listed = runner.invoke(main, ["registry", "ls", "--json", "--database-url", database_url])
+    assert {e["name"]: e["paused_at"] for e in map(orjson.loads, listed.output.splitlines())}["ship"] is not None
+    ghost = runner.invoke(main, ["functions", "pause", "ghost", "--database-url", database_url])
+    assert ghost.exit_code == 1 and "no function 'ghost'" in ghost.output
+    resumed = runner.invoke(main, ["functions", "resume", "ship", "--database-url", database_url])
+    assert resumed.exit_code == 0 and "ship: resumed" in resumed.output, resumed.output
     assert "new run" in replayed.output  # (deduplicated by ship's idempotency key: the original is the owner)
     reader.close()
 

@@ -134,7 +134,10 @@ def _database_blocked(database_url: str) -> Iterator[None]:
             conn.close()
         return
     with psycopg.connect(database_url) as pg:
-        pg.execute("SELECT id FROM runs WHERE status = 'running' FOR SHARE")
+        # One table lock, not row locks: FOR SHARE on the running rows could deadlock with a settle
+        # already locking some of them in another order (it did, in CI), and PostgreSQL then
+        # aborted the block instead of the worker's write.
+        pg.execute("LOCK TABLE runs IN SHARE MODE")
         yield
         pg.rollback()
 

@@ -38,6 +38,7 @@ from stepwell.model.expressions import compile_expression
 from stepwell.model.flow import Batch, CancelOn, Concurrency, Debounce, FlowOptions, RateLimit, Throttle
 from stepwell.model.function import FunctionSpec, OnEvent, Trigger, check_name
 from stepwell.model.jsonvalue import decode, encode
+from stepwell.model.payload import parse_payload_filter
 from stepwell.model.records import DeadLetter, EventRecord, FanOutCounts, Run, RunStatus
 from stepwell.model.retry import Backoff, RetryPolicy
 from stepwell.model.schedule import Cron
@@ -55,12 +56,15 @@ if TYPE_CHECKING:
     from stepwell.push.dispatcher import PushOptions
 
 from stepwell.store.base import (
+    FanOutSummary,
     RedriveRequest,
     RegisteredFunction,
     RegistryChange,
     Retention,
+    RunDurations,
     RunFilter,
     RunLogs,
+    RunSearch,
     Store,
     transactional,
 )
@@ -397,6 +401,44 @@ class App:
         )
         return self._explain(self.store.list_runs(query))
 
+    def search_runs(
+        self,
+        payload: str,
+        *,
+        event_id: str | None = None,
+        function: str | None = None,
+        status: str | RunStatus | None = None,
+        parent: str | None = None,
+        key: str | None = None,
+        limit: int = 100,
+        since: datetime | None = None,
+        until: datetime | None = None,
+        after: tuple[datetime, str] | None = None,
+        scan_limit: int = 10_000,
+    ) -> RunSearch:
+        """Runs whose input has a field equal to a value: `payload` is `data.customer_id = 42`
+        (InvalidPayloadFilter names what is wrong). One call reads at most `scan_limit` runs of the
+        other filters, newest first; `RunSearch.resume_after` continues the search with `after=`."""
+        found = self.store.search_runs(
+            RunFilter(
+                event_id, function, RunStatus(status) if status else None, parent, limit, key, since, until, after
+            ),
+            parse_payload_filter(payload),
+            scan_limit=scan_limit,
+        )
+        return RunSearch(self._explain(found.runs), found.resume_after, found.scanned)
+
+    def function_durations(self, window: Duration = "1h", *, limit: int = 10_000) -> RunDurations:
+        """p50/p95 run duration and failure rate per function over the last `window` (at most the
+        newest `limit` endings: `sampled_from` says when the sample was full)."""
+        now = self.clock.now()
+        since = now - parse_duration(window, option="window")
+        return self.store.function_durations(since=since, now=now, limit=limit)
+
+    def fan_outs(self, *, limit: int = 50, before: tuple[datetime, str, str] | None = None) -> list[FanOutSummary]:
+        """Fan-outs newest first, with their children's progress (counts bounded; see Store.list_fan_outs)."""
+        return self.store.list_fan_outs(limit=limit, before=before)
+
     def get_run(self, run_id: str) -> Run:
         run = self.store.get_run(run_id)
         if run is None:
@@ -473,6 +515,23 @@ class App:
     def resume_key(self, function: str, key: str) -> None:
         self._routable(function)
         self.store.set_key_paused(function, key, False)
+        self.wakeups.notify()
+
+    def pause_function(self, function: str) -> datetime:
+        """Stop starting runs of a whole function: workers and the push dispatcher claim none of them (queued,
+        or due to resume after a sleep) until `resume_function`. A run in progress carries on; events still
+        start runs, which wait with the reason. Returns when it was paused (the first time, if it already was)."""
+        self._routable(function)
+        paused_at = self.store.set_function_paused(function, True)
+        assert paused_at is not None
+        return paused_at
+
+    def resume_function(self, function: str) -> None:
+        """Let a paused function's runs start again, at once (resuming a function that runs is harmless).
+        A paused function that no app serves any more can be resumed too."""
+        if not any(f.name == function and f.paused_at is not None for f in self.functions()):
+            self._routable(function)
+        self.store.set_function_paused(function, False)
         self.wakeups.notify()
 
     def drain_key(self, function: str, key: str) -> list[str]:

@@ -168,6 +168,21 @@ class Client:
                        since: datetime | None = None, fan_out: str | None = None) -> list[str]:  # fmt: skip
         return list((await self._acall(_redrive_request(run_ids, function, since, fan_out)))["redriven"])
 
+    # functions
+
+    def pause_function(self, function: str) -> datetime:
+        """As App.pause_function: when it was paused (needs a key with the operate scope)."""
+        return _paused_at(self._call(_function_request("pause", function)))
+
+    async def apause_function(self, function: str) -> datetime:
+        return _paused_at(await self._acall(_function_request("pause", function)))
+
+    def resume_function(self, function: str) -> None:
+        self._call(_function_request("resume", function))
+
+    async def aresume_function(self, function: str) -> None:
+        await self._acall(_function_request("resume", function))
+
     # transport
 
     def close(self) -> None:
@@ -387,3 +402,11 @@ def _dead_letter(data: dict[str, Any]) -> DeadLetter:
 def _fan_out(data: dict[str, Any]) -> FanOutCounts:
     counts = {name: int(data[name]) for name in ("queued", "running", "completed", "failed", "cancelled")}
     return FanOutCounts(data["total"], **counts, done=bool(data["done"]))
+
+
+def _function_request(action: str, function: str) -> _Request:
+    return _Request("POST", f"/api/v1/functions/{action}", body={"function": function})
+
+
+def _paused_at(answer: dict[str, Any]) -> datetime:
+    return datetime.fromisoformat(answer["paused_at"])

@@ -191,3 +191,7 @@ class RemoteError(StepwellError):
         self.status, self.code, self.field = status, code, field
         where = f" (field {field})" if field else ""
         super().__init__(f"{status} {code}: {message}{where}")
+
+
+class InvalidPayloadFilter(ConfigurationError):
+    """A payload search could not be read; write a field path and a value, like `data.customer_id = 42`."""

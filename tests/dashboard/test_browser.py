@@ -3,7 +3,8 @@
 One walk per backend, as an operator would: log in with a key, load every page (desktop and 390 px,
 screenshots under .artifacts/dashboard/), follow a run from the list to its timeline, redrive a dead
 letter by clicking and watch its run complete, pause an ordering key and see a run wait with the
-reason. Hostile strings in event data, keys and errors stay text: no dialog ever opens.
+reason, pause a whole function (confirming) and see a new event's run wait with the reason, then resume
+it and see the run complete. Hostile strings in event data, keys and errors stay text: no dialog ever opens.
 """
 
 from __future__ import annotations
@@ -16,7 +17,7 @@ from stepwell.model.records import RunStatus
 from tests.dashboard.conftest import Served
 from tests.dashboard.helpers import FLAKY, HOSTILE
 
-PAGES = ["runs", "dead-letters", "events", "functions", "keys", "queue", "audit"]
+PAGES = ["runs", "dead-letters", "events", "fan-outs", "functions", "keys", "queue", "audit"]
 
 
 def _wait_for(predicate: Any, seconds: float = 15.0) -> None:
@@ -109,6 +110,32 @@ def test_an_operator_walks_the_dashboard(served: Served, browser: Any, artifacts
     page.click("#key-resume")
     assert app.wait(waiting, timeout=15).status is RunStatus.COMPLETED
 
+    # pause a whole function (confirming); a run of a new event waits and says why; resume, and it completes
+    page.goto(f"{served.url}/functions")
+    page.click('button.fn-pause[data-function="ordered"]')
+    assert page.locator("h1").inner_text() == "Pause function ordered?"
+    assert "ready run" in page.locator("#confirm-what").inner_text()
+    page.click("#confirm")
+    page.wait_for_url("**/functions")
+    assert "Function ordered: paused since" in page.locator(".flash").inner_text()
+    assert page.locator('button.fn-resume[data-function="ordered"]').count() == 1, "the paused state is shown"
+    [held] = [run.id for run in app.runs(event_id=app.send("ordered", {"k": "acct-8"}))]
+    time.sleep(0.5)  # the worker polls every 20 ms: long enough to have started it, were it free to
+    page.goto(f"{served.url}/runs/{held}")
+    assert page.locator("h1 .status").inner_text() == "queued"
+    assert page.locator("#waiting-reason").inner_text() == "function ordered is paused"
+    page.screenshot(path=str(artifacts / "function-paused.png"), full_page=True)
+    page.goto(f"{served.url}/functions")
+    page.screenshot(path=str(artifacts / "functions-paused.png"), full_page=True)
+    page.click('button.fn-resume[data-function="ordered"]')
+    assert page.locator("h1").inner_text() == "Resume function ordered?"
+    page.click("#confirm")
+    page.wait_for_url("**/functions")
+    assert "Function ordered: resumed" in page.locator(".flash").inner_text()
+    assert app.wait(held, timeout=15).status is RunStatus.COMPLETED
+    page.goto(f"{served.url}/runs/{held}")
+    assert page.locator("h1 .status").inner_text() == "completed"
+
     # the event stream, and one event's disposition
     page.goto(f"{served.url}/events")
     assert page.locator("tbody tr[data-href]").count() >= len(started)
@@ -118,7 +145,7 @@ def test_an_operator_walks_the_dashboard(served: Served, browser: Any, artifacts
     # the audit log names who did what
     page.goto(f"{served.url}/audit")
     text = page.locator("table").inner_text()
-    for action in ("dead_letters.redrive", "key.pause", "key.resume"):
+    for action in ("dead_letters.redrive", "key.pause", "key.resume", "function.pause", "function.resume"):
         assert action in text
     assert "operate key" in text
     page.screenshot(path=str(artifacts / "audit.png"), full_page=True)

@@ -57,7 +57,7 @@ def test_sqlite_reads_every_filter_through_an_index(tmp_path: Path) -> None:
         assert "USING INDEX" in plan and "SCAN runs" not in plan, f"{name}: {plan}"
     endings = load_queries("stepwell.store.sqlite", "audit.sql")["recent_endings"]
     plan = conn.execute("EXPLAIN QUERY PLAN " + endings, {"status": "completed", "since": 0, "limit": 10}).fetchall()
-    assert "USING INDEX runs_status_ended" in plan[0][3] and len(plan) == 1, plan  # no sort: the index is the order
+    assert "COVERING INDEX runs_status_ended" in plan[0][3] and len(plan) == 1, plan  # no sort, no row read
     events = load_queries("stepwell.store.sqlite", "audit.sql")["list_recent_events"]
     plan = conn.execute("EXPLAIN QUERY PLAN " + events, {"before_at": None, "before_id": None, "limit": 50}).fetchall()
     assert "USING INDEX events_received_at" in plan[0][3], plan
@@ -66,6 +66,30 @@ def test_sqlite_reads_every_filter_through_an_index(tmp_path: Path) -> None:
         {"function": None, "limit": 100},
     ).fetchall()
     assert "USING INDEX" in dead[0][3], dead
+    _sqlite_insight_plans(conn)
+
+
+def _sqlite_insight_plans(conn: sqlite3.Connection) -> None:
+    """Payload search reads its window through the filter's index; percentiles and the fan-out list too."""
+    insight = load_queries("stepwell.store.sqlite", "insight.sql")
+    payload = {"scan_limit": 100, "kind": "number", "path": '$."a"', "value": 1}
+    for name, query in FILTERS.items():
+        statement = insight["search_runs_by_" + statement_for(query).removeprefix("list_runs_by_")]
+        plan = " | ".join(
+            row[3] for row in conn.execute("EXPLAIN QUERY PLAN " + statement, {**_params(query, _stamp), **payload})
+        )
+        assert "SEARCH runs USING INDEX" in plan and "SCAN runs" not in plan, f"search {name}: {plan}"
+    window = {"since": 0, "now": 10, "limit": 10}
+    plan = " | ".join(row[3] for row in conn.execute("EXPLAIN QUERY PLAN " + insight["function_durations"], window))
+    assert plan.count("USING COVERING INDEX runs_status_ended") == 2 and "SCAN runs" not in plan, plan
+    cursor = {"limit": 10, "count_limit": 10, "before_at": 5, "before_parent": "p", "before_step": "s"}
+    plan = " | ".join(row[3] for row in conn.execute("EXPLAIN QUERY PLAN " + insight["list_fan_outs"], cursor))
+    for index in ("fan_outs_created", "runs_unfinished_children", "runs_failed_children"):
+        assert f"USING INDEX {index}" in plan, plan
+
+
+def _stamp(moment: datetime | None) -> int | None:
+    return None if moment is None else int(moment.timestamp() * 1_000_000)
 
 
 @pytest.fixture
@@ -99,3 +123,14 @@ def test_postgres_reads_every_filter_through_an_index(seeded_postgres: str) -> N
             [[plan]] = conn.execute("EXPLAIN (FORMAT JSON) " + statement, _params(query, lambda m: m)).fetchall()  # type: ignore[arg-type]
             scans = _scans(plan[0]["Plan"])
             assert scans and "Seq Scan" not in scans, f"{name}: {scans}"
+        insight = load_queries("stepwell.store.postgres", "insight.sql")
+        payload = {"scan_limit": 100, "path": ["a"], "value": "1"}
+        for name, query in FILTERS.items():
+            params = {**_params(query, lambda m: m), **payload}
+            [[plan]] = conn.execute("EXPLAIN (FORMAT JSON) " + insight["search_runs"], params).fetchall()  # type: ignore[arg-type]
+            scans = _scans(plan[0]["Plan"])
+            assert scans and "Seq Scan" not in scans, f"search {name}: {scans}"
+        window = {"since": datetime(2029, 1, 1, tzinfo=UTC), "now": datetime(2031, 1, 1, tzinfo=UTC), "limit": 10_000}
+        [[plan]] = conn.execute("EXPLAIN (FORMAT JSON) " + insight["function_durations"], window).fetchall()  # type: ignore[arg-type]
+        scans = _scans(plan[0]["Plan"])
+        assert scans and "Seq Scan" not in scans, f"function_durations: {scans}"

@@ -14,7 +14,7 @@ from stepwell.http import ServerThread
 from tests.dashboard.conftest import Served
 from tests.dashboard.helpers import FLAKY, HOSTILE
 
-PAGES = ["/runs", "/dead-letters", "/events", "/functions", "/keys", "/queue", "/audit"]
+PAGES = ["/runs", "/dead-letters", "/events", "/fan-outs", "/functions", "/keys", "/queue", "/audit"]
 LONG = "n" * 100_000  # a 100 KB value
 
 
@@ -78,6 +78,33 @@ def test_a_read_key_cannot_act(served: Served) -> None:
     assert served.app.store.list_audit() == []
 
 
+def test_a_function_pause_needs_the_csrf_token_and_the_operate_scope_and_is_audited(served: Served) -> None:
+    client = _login(served)
+    for path in ("/functions/confirm", "/functions/pause"):
+        response = client.post(path, data={"function": "ordered", "action": "pause"})
+        assert response.status_code == 403 and "CSRF" in response.text
+    token = _csrf(client, "/functions")
+    confirm = client.post("/functions/confirm", data={"function": "ordered", "action": "pause", "csrf": token})
+    assert confirm.status_code == 200 and re.search(
+        r"<h1>Pause function <span[^>]*>ordered</span>\?</h1>", confirm.text
+    )
+    assert [f.paused_at for f in served.app.functions() if f.name == "ordered"] == [None], "confirming changes nothing"
+    ghost = client.post("/functions/confirm", data={"function": "<b>ghost</b>", "action": "pause", "csrf": token})
+    assert ghost.status_code == 404 and "&lt;b&gt;ghost&lt;/b&gt;" in ghost.text and "<b>ghost" not in ghost.text
+    unknown = client.post("/functions/pause", data={"function": "ghost", "csrf": token})
+    assert unknown.status_code == 400 and "no function &#39;ghost&#39;" in unknown.text
+    assert client.post("/functions/pause", data={"function": "ordered", "csrf": token}).status_code == 303
+    assert [f.paused_at is not None for f in served.app.functions() if f.name == "ordered"] == [True]
+    assert client.post("/functions/resume", data={"function": "ordered", "csrf": token}).status_code == 303
+    assert client.post("/functions/stop", data={"function": "ordered", "csrf": token}).status_code == 404
+    audit = [(entry.action, entry.target) for entry in served.app.store.list_audit()]
+    assert sorted(audit) == [("function.pause", "ordered"), ("function.resume", "ordered")]
+    reader = _login(served, "read")
+    refused = reader.post("/functions/pause", data={"function": "ordered", "csrf": _csrf(reader, "/runs")})
+    assert refused.status_code == 403 and "operate" in refused.text
+    assert "fn-pause" not in reader.get("/functions").text, "no pause button for a read key"
+
+
 def test_a_revoked_key_is_logged_out_at_once(served: Served) -> None:
     client = _login(served, "read")
     [key] = [key for key in served.app.api_keys() if key.name == "read key"]
@@ -111,7 +138,15 @@ def test_hostile_strings_are_escaped_on_every_page(served: Served, where: str) -
     [run] = app.runs(event_id=event_id)
     app.pause_key("ordered", HOSTILE)
     client.post("/keys/pause", data={"function": "ordered", "key": HOSTILE, "csrf": _csrf(client)})
-    for path in [*PAGES, f"/runs/{run.id}", f"/events/{event_id}", f"/runs?key={HOSTILE}", f"/runs?q={HOSTILE}"]:
+    for path in [
+        *PAGES,
+        f"/runs/{run.id}",
+        f"/events/{event_id}",
+        f"/runs?key={HOSTILE}",
+        f"/runs?q={HOSTILE}",
+        f"/runs?payload=data.x = {HOSTILE}",
+        f"/runs?payload={HOSTILE}",
+    ]:
         html = client.get(path, follow_redirects=True).text
         assert "<script>alert" not in html and "<img src=x" not in html, path
     assert "&lt;script&gt;alert" in client.get(f"/runs/{run.id}").text
@@ -125,6 +160,14 @@ def test_bad_filters_get_a_clear_error(served: Served) -> None:
     response = client.get("/runs?since=yesterday")
     assert response.status_code == 400 and "since must be a date and time" in response.text
     assert client.get("/runs?cursor=garbage").status_code == 400
+    response = client.get("/runs", params={"payload": "customer_id = 42"})
+    assert (
+        response.status_code == 400
+        and "payload field &#39;customer_id&#39; must start with &#39;data.&#39;" in response.text
+    )
+    response = client.get("/runs", params={"payload": "data.customer_id"})
+    assert response.status_code == 400 and "has no &#39;=&#39;" in response.text
+    assert client.get("/fan-outs?cursor=garbage").status_code == 400
     assert client.get("/runs/nope").status_code == 404
 
 

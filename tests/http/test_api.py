@@ -80,6 +80,15 @@ def test_runs_filter_by_time_range(served: Served) -> None:
     assert len(inside["runs"]) == 1 and later["runs"] == []
 
 
+def test_runs_search_by_a_payload_field_and_a_bad_search_names_the_problem(served: Served) -> None:
+    _, body = post(served, "/api/v1/events", [{"name": "user.created", "data": {"name": n}} for n in ("ada", "bo")])
+    [ada] = served.app.runs(event_id=body["ids"][0])
+    status, page = get(served, "/api/v1/runs", "read", payload='data.name = "ada"')
+    assert (status, [run["id"] for run in page["runs"]], page["next_cursor"]) == (200, [ada.id], None)
+    status, bad = get(served, "/api/v1/runs", "read", payload="name = ada")
+    assert status == 422 and "must start with 'data.'" in bad["message"], bad
+
+
 def test_get_run_has_steps_input_output_and_the_error_with_its_traceback(served: Served) -> None:
     _, ok = post(served, "/api/v1/events", {"name": "user.created", "data": {"name": "ada"}})
     _, bad = post(served, "/api/v1/events", {"name": "boom", "data": {"x": 1}})
@@ -191,6 +200,30 @@ def test_ordering_keys_pause_resume_drain_skip(served: Served) -> None:
     assert post(served, "/api/v1/ordering-keys/skip", key)[1] == {"parked": False, "next_run_id": None}
     status, body = post(served, "/api/v1/ordering-keys/pause", {"function": "nope", "key": "a"})
     assert status == 404 and body["code"] == "not_found"
+
+
+def test_functions_pause_and_resume(served: Served) -> None:
+    status, body = post(served, "/api/v1/functions/pause", {"function": "greet"}, "operate")
+    assert (status, body["function"], body["paused"]) == (200, "greet", True)
+    paused_at = body["paused_at"]
+    assert post(served, "/api/v1/functions/pause", {"function": "greet"})[1]["paused_at"] == paused_at, "idempotent"
+    _, sent = post(served, "/api/v1/events", {"name": "user.created", "data": {"name": "ada"}}, "ingest")
+    served.drain(seconds=1)
+    [run] = served.app.runs(event_id=sent["id"])
+    _, shown = get(served, f"/api/v1/runs/{run.id}", "read")
+    assert (shown["status"], shown["waiting_reason"]) == ("queued", "function greet is paused")
+    _, listed = get(served, "/api/v1/functions", "read")
+    assert {f["name"]: f["paused_at"] for f in listed["functions"]}["greet"] == paused_at
+    assert post(served, "/api/v1/functions/resume", {"function": "greet"}, "operate") == (
+        200,
+        {"function": "greet", "paused": False, "paused_at": None},
+    )
+    served.drain()
+    assert served.app.get_run(run.id).status.value == "completed"
+    status, body = post(served, "/api/v1/functions/pause", {"function": "nope"})
+    assert status == 404 and body["code"] == "not_found"
+    status, body = post(served, "/api/v1/functions/pause", {"name": "greet"})
+    assert status == 422 and body["field"] in ("name", "function")
 
 
 def test_fan_out_progress(served: Served) -> None:

@@ -65,6 +65,31 @@ def test_send_runs_and_dlq_against_a_remote_server(served: Served) -> None:
     assert code != 0 and "403 forbidden" in out
 
 
+def test_functions_pause_and_resume_against_a_remote_server(served: Served) -> None:
+    env = {
+        "STEPWELL_SERVER": served.url,
+        "STEPWELL_TOKEN": served.tokens["operate"],
+        "STEPWELL_DATABASE_URL": "sqlite:///nowhere",
+    }
+    code, out = run_cli("functions", "pause", "greet", env=env)
+    assert code == 0 and "greet: paused since" in out, out
+    [greet] = [f for f in served.app.functions() if f.name == "greet"]
+    assert greet.paused_at is not None
+    code, out = run_cli(
+        "send", "user.created", '{"name": "held"}', "--id", "held", env={**env, "STEPWELL_TOKEN": served.admin}
+    )
+    [run] = served.app.runs(event_id="held")
+    served.drain(seconds=1)
+    code, out = run_cli("runs", "show", run.id, env={**env, "STEPWELL_TOKEN": served.admin})
+    assert "function greet is paused" in out, out
+    code, out = run_cli("functions", "resume", "greet", env=env)
+    assert code == 0 and "greet: resumed" in out, out
+    served.drain()
+    assert served.app.get_run(run.id).status.value == "completed"
+    code, out = run_cli("functions", "pause", "greet", env={**env, "STEPWELL_TOKEN": served.tokens["read"]})
+    assert code != 0 and "403 forbidden" in out
+
+
 def _free_port() -> int:
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))

@@ -155,7 +155,7 @@ def test_malformed_bodies_are_refused_with_a_clear_error_and_store_nothing(
     assert response.status_code == status, response.text
     if code is not None:
         error = response.json()
-        assert error["code"] == code and error["message"] and set(error) == {"code", "message", "field"}
+        assert error["code"] == code and error["message"] and set(error) == {"code", "message", "field", "request_id"}
     assert served.app.runs() == []
 
 
@@ -211,6 +211,8 @@ def test_hostile_names_are_refused_and_nothing_is_stored(served: Served, name: s
     assert response.status_code == 422 and response.json()["field"] in (None, "body", "name")
     key = served.http.post("/api/v1/ordering-keys/pause", json={"function": name, "key": "k"}, headers=served.headers())
     assert key.status_code in (404, 422) and key.json()["code"] in ("not_found", "invalid")
+    paused = served.http.post("/api/v1/functions/pause", json={"function": name}, headers=served.headers())
+    assert paused.status_code in (404, 422) and paused.json()["code"] in ("not_found", "invalid")
     assert served.app.runs() == []
 
 

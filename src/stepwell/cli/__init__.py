@@ -6,12 +6,13 @@ registers itself on `main` when imported here. A new family is a new module plus
 
 from __future__ import annotations
 
-from stepwell.cli import dlq, events, keys, migrate, observe, registry, runs, server, tokens, workers
+from stepwell.cli import dlq, events, functions, keys, migrate, observe, registry, runs, server, tokens, workers
 from stepwell.cli.common import load_app, main
 
 __all__ = [
     "dlq",
     "events",
+    "functions",
     "keys",
     "load_app",
     "main",

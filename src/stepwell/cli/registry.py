@@ -39,17 +39,19 @@ def registry_ls(show_all: bool, as_json: bool, database_url: str | None) -> None
                 "name": entry.name,
                 "version": entry.version,
                 "retired_at": None if entry.retired_at is None else entry.retired_at.isoformat(),
+                "paused_at": None if entry.paused_at is None else entry.paused_at.isoformat(),
                 "definition": orjson.loads(entry.definition),
             }
             click.echo(orjson.dumps(line).decode())
         return
     table = Table(title=f"{len(found)} function(s)")
-    for column in ("app", "function", "triggers", "version", "updated", "retired"):
+    for column in ("app", "function", "triggers", "version", "updated", "retired", "paused"):
         table.add_column(column, overflow="fold")
     for entry in found:
         document = orjson.loads(entry.definition)
         triggers = [*document["events"], *(f"cron {c['cron']} {c['tz']}" for c in document["crons"])]
         retired = "" if entry.retired_at is None else f"{entry.retired_at:%Y-%m-%d %H:%M:%S}"
+        paused = "" if entry.paused_at is None else f"{entry.paused_at:%Y-%m-%d %H:%M:%S}"
         table.add_row(
             entry.app,
             entry.name,
@@ -57,6 +59,7 @@ def registry_ls(show_all: bool, as_json: bool, database_url: str | None) -> None
             entry.version[:12],
             f"{entry.updated_at:%Y-%m-%d %H:%M:%S}",
             retired,
+            paused,
         )
     console.print(table)
 

@@ -15,7 +15,12 @@ if TYPE_CHECKING:
 
 
 def remote_options(fn: Any) -> Any:
-    fn = click.option("--token", envvar="STEPWELL_TOKEN", default=None, help="API key for --server")(fn)
+    fn = click.option(
+        "--token",
+        envvar="STEPWELL_TOKEN",
+        default=None,
+        help="API key for --server (prefer STEPWELL_TOKEN: a value on the command line shows in `ps`)",
+    )(fn)
     return click.option(
         "--server",
         envvar="STEPWELL_SERVER",

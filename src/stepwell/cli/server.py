@@ -36,7 +36,8 @@ if TYPE_CHECKING:
     "--signing-key",
     envvar="STEPWELL_SIGNING_KEY",
     default=None,
-    help="key(s) that sign push requests (comma-separated while rotating); without one, no push dispatcher",
+    help="key(s) that sign push requests (comma-separated while rotating; prefer the environment variable: a "
+    "value on the command line shows in `ps`); without one, no push dispatcher",
 )
 @click.option("--no-push", is_flag=True, help="do not deliver runs of pushed functions (another server does)")
 @click.option(

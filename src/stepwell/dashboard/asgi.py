@@ -32,6 +32,7 @@ from starlette.staticfiles import StaticFiles
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from stepwell.app import App
+from stepwell.clock import SystemClock
 from stepwell.dashboard import views
 from stepwell.dashboard.forms import Form, FormError, read_form
 from stepwell.dashboard.sessions import COOKIE, LIFETIME, Session, Sessions
@@ -162,7 +163,7 @@ class Dashboard:
 
 def create_dashboard(app: App, *, auth: bool = True) -> Starlette:
     """The dashboard of `app`. `auth=False` (development on loopback) acts as one operator, 'dev'."""
-    from stepwell.dashboard import pages
+    from stepwell.dashboard import insight, pages
 
     dashboard = Dashboard(app, auth=auth)
     routes: list[Route | Mount] = [
@@ -172,10 +173,31 @@ def create_dashboard(app: App, *, auth: bool = True) -> Starlette:
     ]
     routes += [
         Route(route.path, _endpoint(dashboard, route), methods=[route.method], name=route.path)
-        for route in pages.ROUTES
+        for route in (*pages.ROUTES, *insight.ROUTES)
     ]
     handlers = {HTTPException: _not_found}
-    return Starlette(routes=routes, exception_handlers=handlers, middleware=[Middleware(SecurityHeaders)])  # type: ignore[arg-type]
+    middleware = [Middleware(ServerTiming), Middleware(SecurityHeaders)]
+    return Starlette(routes=routes, exception_handlers=handlers, middleware=middleware)  # type: ignore[arg-type]
+
+
+class ServerTiming:
+    """`Server-Timing: app;dur=<ms>` on every page: the server's own time, which the dashboard
+    benchmark reports (no network in it), and which a browser's devtools show beside each request."""
+
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+        self.clock = SystemClock()  # real elapsed time, even when the app runs on a virtual clock
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        begun = self.clock.monotonic()
+
+        async def send_with_timing(message: Message) -> None:
+            if message["type"] == "http.response.start":
+                took = (self.clock.monotonic() - begun) * 1000
+                message["headers"] = [*message.get("headers", []), (b"server-timing", f"app;dur={took:.1f}".encode())]
+            await send(message)
+
+        await self.app(scope, receive, send_with_timing)
 
 
 class SecurityHeaders:

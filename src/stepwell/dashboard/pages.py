@@ -24,7 +24,9 @@ PAGE = 50  # runs per page
 DEAD_PAGE = 100  # dead letters per page
 COUNT_CAP = 10_000  # beyond this a bulk count is shown as "10000+"
 SAMPLE = 5_000  # newest endings read per status for rates
-EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+SEARCH_SCAN = 10_000  # runs a payload search reads per page (then "search older runs")
+STATS_WINDOW = timedelta(hours=1)  # p50/p95 and failure rate on the functions page
+STATS_SAMPLE = 5_000  # newest endings those figures read at most
 
 
 async def home(page: Page) -> Response:
@@ -44,6 +46,7 @@ class RunQuery:
     since: datetime | None
     until: datetime | None
     after: tuple[datetime, str] | None
+    payload: str | None = None  # `data.customer_id = 42`: a bounded search (App.search_runs)
 
     @classmethod
     def parse(cls, page: Page) -> RunQuery:
@@ -55,14 +58,21 @@ class RunQuery:
         return cls(
             page.query("function", 200), parsed_status, page.query("key", 1000), page.query("event", 100),
             page.query("parent", 100), _time(page.query("since", 40), "since"), _time(page.query("until", 40), "until"),
-            decode_cursor(page.query("cursor", 400)),
+            decode_cursor(page.query("cursor", 400)), page.query("payload", 1000),
         )  # fmt: skip
 
-    def runs(self, app: App) -> list[Run]:
-        return app.runs(
+    def runs(self, app: App) -> tuple[list[Run], str | None, int | None]:
+        """A page of runs, the next page's cursor, and (for a payload search) how many runs it scanned."""
+        filters: dict[str, Any] = dict(
             function=self.function, status=self.status, key=self.key, event_id=self.event, parent=self.parent,
             since=self.since, until=self.until, after=self.after, limit=PAGE,
         )  # fmt: skip
+        if self.payload:
+            found = app.search_runs(self.payload, scan_limit=SEARCH_SCAN, **filters)
+            following = found.resume_after
+            return found.runs, encode_cursor_at(*following) if following else None, found.scanned
+        runs = app.runs(**filters)
+        return runs, encode_cursor(runs[-1]) if len(runs) == PAGE else None, None
 
 
 async def runs_page(page: Page) -> Response:
@@ -73,12 +83,11 @@ async def runs_page(page: Page) -> Response:
             return page.redirect(found)
         page.session.flash = f"nothing has the id {search!r} (runs accept a unique prefix; events need the full id)"
     query = RunQuery.parse(page)
-    runs = await page.call(query.runs, page.app)
-    cursor = encode_cursor(runs[-1]) if len(runs) == PAGE else None
+    runs, cursor, scanned = await page.call(query.runs, page.app)
     template = "runs_rows.html" if page.query("partial") else "runs.html"
     names = await page.call(_function_names, page.app)
     return page.render(template, runs=runs, cursor=cursor, query=query, statuses=list(RunStatus), functions=names,
-                       args=_args(page, "cursor", "partial", "q"))  # fmt: skip
+                       args=_args(page, "cursor", "partial", "q"), scanned=scanned)  # fmt: skip
 
 
 def _find(app: App, search: str) -> str | None:
@@ -184,20 +193,6 @@ async def dead_letters_confirm(page: Page) -> Response:
     return page.render("confirm.html", count=count, function=function, everything=everything, ids=ids)
 
 
-async def dead_letters_redrive(page: Page) -> Response:
-    function, everything, ids = page.field("function", 200), page.field("scope") == "matching", page.fields("run_id")
-    if everything:
-        redriven = await page.call(page.app.redrive, function=function, since=None if function else EPOCH)
-        target = f"all matching function={function or '*'}"
-    elif ids:
-        redriven = await page.call(page.app.redrive, ids)
-        target = ", ".join(ids[:20]) + (" ..." if len(ids) > 20 else "")
-    else:
-        raise Refused(400, "select at least one dead letter, or choose all matching the filter")
-    await page.audit("dead_letters.redrive", target, f"{len(redriven)} redriven")
-    return page.redirect("/dead-letters", f"{len(redriven)} dead letter(s) redriven.")
-
-
 # events
 
 
@@ -244,7 +239,52 @@ def _function_rows(app: App, now: datetime) -> list[dict[str, Any]]:
             "ready": queue.ready if queue else 0, "capped": queue.capped if queue else False,
             "oldest": queue.oldest_ready_at if queue else None,
         })  # fmt: skip
+    return _with_durations(app, rows)
+
+
+def _with_durations(app: App, rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """p50/p95 and the failure rate from the store, over STATS_WINDOW (at most STATS_SAMPLE endings)."""
+    stats = app.function_durations(STATS_WINDOW, limit=STATS_SAMPLE)
+    by_name = {figures.function: figures for figures in stats.functions}
+    for row in rows:
+        figures = by_name.get(row["function"].name)
+        row["p50"] = figures.p50 if figures else None
+        row["p95"] = figures.p95 if figures else None
+        row["failure_rate"] = figures.failure_rate if figures else None
+        row["stats_from"] = stats.sampled_from
     return rows
+
+
+async def function_confirm(page: Page) -> Response:
+    """The confirmation of a pause or resume, stating what it does and how many ready runs it touches."""
+    function, action = _function_form(page)
+    if function not in await page.call(_function_names, page.app):
+        raise Refused(404, f"no function {function!r} in the registry")
+    queues = await page.call(page.app.store.queue_gauges, now=page.now(), scan_limit=COUNT_CAP)
+    queue = next((q for q in queues if q.function == function), None)
+    ready = "0" if queue is None else f"{queue.ready}{'+' if queue.capped else ''}"
+    return page.render("confirm_function.html", function=function, action=action, ready=ready)
+
+
+async def function_action(page: Page) -> Response:
+    function, action = _function_form(page, str(page.request.path_params["action"]))
+    if action == "pause":
+        paused_at = await page.call(page.app.pause_function, function)
+        detail = f"paused since {paused_at.isoformat()}"
+    else:
+        await page.call(page.app.resume_function, function)
+        detail = "resumed"
+    await page.audit(f"function.{action}", function, detail)
+    return page.redirect("/functions", f"Function {function}: {detail}.")
+
+
+def _function_form(page: Page, action: str | None = None) -> tuple[str, str]:
+    function, action = page.field("function", 200), action or page.field("action", 20)
+    if action not in ("pause", "resume"):
+        raise Refused(404, f"no function action {action!r}")
+    if not function:
+        raise Refused(400, "name the function")
+    return function, action
 
 
 def _throughput(app: App, since: datetime, now: datetime) -> views.Throughput:
@@ -311,7 +351,11 @@ async def audit_page(page: Page) -> Response:
 
 
 def encode_cursor(run: Run) -> str:
-    return base64.urlsafe_b64encode(orjson.dumps([run.created_at.isoformat(), run.id])).decode().rstrip("=")
+    return encode_cursor_at(run.created_at, run.id)
+
+
+def encode_cursor_at(created_at: datetime, run_id: str) -> str:
+    return base64.urlsafe_b64encode(orjson.dumps([created_at.isoformat(), run_id])).decode().rstrip("=")
 
 
 def decode_cursor(value: str | None) -> tuple[datetime, str] | None:
@@ -368,10 +412,11 @@ ROUTES = [
     PageRoute("POST", "/runs/{run_id}/redrive", run_redrive, acts=True),
     PageRoute("GET", "/dead-letters", dead_letters_page),
     PageRoute("POST", "/dead-letters/confirm", dead_letters_confirm, acts=True),
-    PageRoute("POST", "/dead-letters/redrive", dead_letters_redrive, acts=True),
     PageRoute("GET", "/events", events_page),
     PageRoute("GET", "/events/{event_id}", event_page),
     PageRoute("GET", "/functions", functions_page),
+    PageRoute("POST", "/functions/confirm", function_confirm, acts=True),
+    PageRoute("POST", "/functions/{action}", function_action, acts=True),
     PageRoute("GET", "/queue", queue_page),
     PageRoute("GET", "/keys", keys_page),
     PageRoute("POST", "/keys/{action}", key_action, acts=True),

@@ -5,7 +5,8 @@ Built on the App (never on a concrete store): `create_app(app)` is the ASGI appl
 """
 
 from stepwell.http.asgi import create_app
+from stepwell.http.envelope import is_loopback
 from stepwell.http.limits import Limits
-from stepwell.http.server import ServerThread, is_loopback, serve
+from stepwell.http.server import ServerThread, serve
 
 __all__ = ["Limits", "ServerThread", "create_app", "is_loopback", "serve"]

@@ -2,7 +2,8 @@
 
 `create_app(app)` serves one `stepwell.App`, and `/metrics` (Prometheus text). With `auth=True`
 every route but health, readiness and the OpenAPI document needs `Authorization: Bearer <token>`
-of a key holding the route's scope.
+of a key holding the route's scope; with `auth=False` (development) the server answers requests
+addressed to a loopback name only (DNS rebinding, see envelope.py). Every answer carries a request id.
 """
 
 from __future__ import annotations
@@ -13,6 +14,7 @@ from typing import Any
 
 from starlette.applications import Starlette
 from starlette.exceptions import HTTPException
+from starlette.middleware import Middleware
 from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Mount
@@ -21,6 +23,7 @@ from starlette.routing import Route as StarletteRoute
 from stepwell.app import App
 from stepwell.errors import StepwellError
 from stepwell.http.call import Call, Pools
+from stepwell.http.envelope import Envelope, request_id
 from stepwell.http.errors import ApiError, from_stepwell
 from stepwell.http.limits import Limits
 from stepwell.http.openapi import document
@@ -55,7 +58,11 @@ def create_app(app: App, *, auth: bool = True, limits: Limits | None = None, das
 
         routes.append(StarletteRoute("/api/{rest:path}", _no_route, methods=["GET", "POST", "PUT", "PATCH", "DELETE"]))
         routes.append(Mount("/", create_dashboard(app, auth=auth)))  # type: ignore[arg-type]
-    return Starlette(routes=routes, exception_handlers={HTTPException: _http_error})  # type: ignore[dict-item]
+    return Starlette(
+        routes=routes,
+        exception_handlers={HTTPException: _http_error},  # type: ignore[dict-item]
+        middleware=[Middleware(Envelope, keyless=not auth)],  # type: ignore[arg-type]
+    )
 
 
 def _endpoint(
@@ -63,17 +70,20 @@ def _endpoint(
 ) -> Callable[[Request], Coroutine[Any, Any, Response]]:
     async def endpoint(request: Request) -> Response:
         call = Call(request, app, limits, pools())
+        rid = request_id(request)
         try:
             if auth and route.scope is not None:
                 await _authorize(call, route.scope)
             return await route.handler(call)
         except ApiError as err:
-            return error_response(err)
+            return error_response(err, rid)
         except StepwellError as err:
-            return error_response(from_stepwell(err))
+            return error_response(from_stepwell(err, rid), rid)
         except Exception:
-            log.exception("%s %s failed", route.method, request.url.path)
-            return error_response(ApiError(500, "internal", "the server failed; the error is in its log"))
+            log.exception("request %s: %s %s failed", rid, route.method, request.url.path)
+            return error_response(
+                ApiError(500, "internal", "the server failed; the error is in its log under this request_id"), rid
+            )
 
     return endpoint
 
@@ -98,14 +108,14 @@ def _static(data: dict[str, Any]) -> Callable[[Request], Coroutine[Any, Any, Res
 
 
 async def _no_route(request: Request) -> Response:
-    return error_response(ApiError(404, "not_found", "no such route"))
+    return error_response(ApiError(404, "not_found", "no such route"), request_id(request))
 
 
 async def _http_error(request: Request, exc: HTTPException) -> Response:
     """Starlette's own refusals (no such route, wrong method) in the API's error shape."""
     code = {404: "not_found", 405: "method_not_allowed"}.get(exc.status_code, "bad_request")
     message = "no such route" if exc.status_code == 404 else str(exc.detail)
-    response = error_response(ApiError(exc.status_code, code, message))
+    response = error_response(ApiError(exc.status_code, code, message), request_id(request))
     if exc.headers:
         response.headers.update(exc.headers)
     return response

@@ -1,5 +1,11 @@
 """One request as a route sees it: the App, the limits, the checked body, and a way to call the App
-off the event loop (its methods block on the store) with back-pressure on writes."""
+off the event loop (its methods block on the store) with back-pressure on writes.
+
+A store call that does not return within `Limits.store_timeout` is abandoned (its thread finishes
+on its own) and answered 504: a database that is frozen, or cut off without a reset, would
+otherwise hold the request until TCP gives up, a quarter of an hour later. The default is above
+the store's own limits (pool wait 5 s, statement timeout 30 s), so only a database that does not
+answer at all reaches it. The outcome of a write is then unknown, and the answer says so."""
 
 from __future__ import annotations
 
@@ -55,8 +61,17 @@ class Call:
         return parse_json(self.request, await read_body(self.request, self.limits), self.limits)
 
     async def read(self, fn: Callable[..., T], *args: Any, **kwargs: Any) -> T:
-        """Call a blocking App method on a worker thread."""
-        return await anyio.to_thread.run_sync(lambda: fn(*args, **kwargs), limiter=self.pools.threads)
+        """Call a blocking App method on a worker thread, for at most `store_timeout` (then 504)."""
+        with anyio.move_on_after(self.limits.store_timeout):
+            return await anyio.to_thread.run_sync(
+                lambda: fn(*args, **kwargs), limiter=self.pools.threads, abandon_on_cancel=True
+            )
+        raise ApiError(
+            504, "store_timeout",
+            f"the database did not answer within {self.limits.store_timeout:g} s; what this request wrote may "
+            "or may not be stored: retry it (events with the same ids are accepted once)",
+            retry_after=RETRY_SATURATED,
+        )  # fmt: skip
 
     async def write(self, fn: Callable[..., T], *args: Any, **kwargs: Any) -> T:
         """As `read`, holding one of the server's write slots: when every slot stays busy for

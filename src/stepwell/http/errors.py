@@ -3,6 +3,10 @@
 Routes raise `ApiError` for what they refuse themselves; `from_stepwell` maps the App's own errors
 (a refused event is 422, a missing run 404, an unreachable database 503 with Retry-After). Anything
 else is a bug: it is logged with its traceback and answered with a plain 500 that carries none.
+
+Every error body carries the request's id (`request_id`, also the `X-Request-Id` header). An outage
+is answered in general words: the store's own message names the database's host and port, and
+readiness answers anyone, so those details go to the log only, under the request id.
 """
 
 from __future__ import annotations
@@ -37,8 +41,8 @@ class ApiError(Exception):
         super().__init__(message)
         self.status, self.code, self.message, self.field, self.retry_after = status, code, message, field, retry_after
 
-    def body(self) -> dict[str, str | None]:
-        return {"code": self.code, "message": self.message, "field": self.field}
+    def body(self, request_id: str) -> dict[str, str | None]:
+        return {"code": self.code, "message": self.message, "field": self.field, "request_id": request_id}
 
 
 def bad_request(message: str, field: str | None = None) -> ApiError:
@@ -52,13 +56,25 @@ def invalid(message: str, field: str | None = None) -> ApiError:
 _EVENT_INDEX = re.compile(r"^event #(\d+)")
 
 
-def from_stepwell(err: StepwellError) -> ApiError:
+def from_stepwell(err: StepwellError, request_id: str) -> ApiError:
     """The HTTP answer for an error the App raised on purpose."""
     message = str(err)
+    if isinstance(err, StoreUnavailable | StoreFull):
+        log.warning("request %s: %s", request_id, message)
     if isinstance(err, StoreUnavailable):
-        return ApiError(503, "store_unavailable", message, retry_after=RETRY_UNAVAILABLE)
+        return ApiError(
+            503, "store_unavailable",
+            f"the database is unavailable; nothing was stored; retry in {RETRY_UNAVAILABLE} s "
+            "(the cause is in the server's log under this request_id)",
+            retry_after=RETRY_UNAVAILABLE,
+        )  # fmt: skip
     if isinstance(err, StoreFull):
-        return ApiError(503, "store_full", message, retry_after=RETRY_FULL)
+        return ApiError(
+            503, "store_full",
+            "the database is out of space; nothing was stored; an operator must free space "
+            "(the cause is in the server's log under this request_id)",
+            retry_after=RETRY_FULL,
+        )  # fmt: skip
     if isinstance(err, RunNotFound | EventNotFound | UnknownFunction):
         return ApiError(404, "not_found", message)
     if isinstance(err, EventRejected):
@@ -68,5 +84,5 @@ def from_stepwell(err: StepwellError) -> ApiError:
         return ApiError(409, "not_finished", message)
     if isinstance(err, ConfigurationError):
         return invalid(message)
-    log.error("unexpected StepwellError from the app: %s", message, exc_info=err)
+    log.error("request %s: unexpected StepwellError from the app: %s", request_id, message, exc_info=err)
     return ApiError(500, "internal", "the server failed; the error is in its log")

@@ -1,4 +1,5 @@
-"""Limits enforced before a body is parsed: size (declared and counted), read time, JSON depth.
+"""Limits enforced before a body is parsed: size (declared and counted), read time, JSON depth;
+and strict JSON once it is (no duplicate keys).
 
 A body is read in chunks and counted, so a client that lies in Content-Length (or sends none,
 chunked) is cut off at the limit without buffering more; a client that trickles its body is
@@ -8,6 +9,7 @@ orjson sees the bytes, so a 10,000-deep document costs a linear scan and nothing
 
 from __future__ import annotations
 
+import json
 import re
 from dataclasses import dataclass
 from typing import Any
@@ -36,6 +38,7 @@ class Limits:
     header_timeout: float = 10.0  # seconds to receive a request's headers: a slower client is disconnected
     max_inflight_writes: int = 32  # store writes in progress at once (ingest and operations)
     queue_timeout: float = 2.0  # how long a write waits for a free slot before 429
+    store_timeout: float = 40.0  # seconds a store call may take before 504 (a frozen or cut-off database)
 
 
 async def read_body(request: Request, limits: Limits) -> bytes:
@@ -86,7 +89,8 @@ def check_depth(body: bytes, limit: int) -> None:
 
 
 def parse_json(request: Request, body: bytes, limits: Limits) -> Any:
-    """Strict JSON (RFC 8259: no NaN or Infinity, valid UTF-8) from a body sent as application/json."""
+    """Strict JSON (RFC 8259: no NaN or Infinity, valid UTF-8, no duplicate keys) from a body sent as
+    application/json."""
     media_type = request.headers.get("content-type", "").split(";")[0].strip().lower()
     if media_type != "application/json":
         raise ApiError(415, "unsupported_media_type", "send the body as Content-Type: application/json", "Content-Type")
@@ -94,6 +98,20 @@ def parse_json(request: Request, body: bytes, limits: Limits) -> Any:
         raise bad_request("the body is empty; send a JSON document", "body")
     check_depth(body, limits.max_json_depth)
     try:
-        return orjson.loads(body)
+        value = orjson.loads(body)
     except orjson.JSONDecodeError as err:
         raise bad_request(f"the body is not valid JSON: {err}", "body") from None
+    if b'"' in body:
+        json.loads(body, object_pairs_hook=_unique_keys)  # orjson keeps the last of duplicates, silently
+    return value
+
+
+def _unique_keys(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
+    """An object of a body that orjson accepted: refused when a key repeats (parsers disagree on which
+    one wins, so a proxy or a signature check could read another document than the store)."""
+    seen: set[str] = set()
+    for key, _ in pairs:
+        if key in seen:
+            raise bad_request(f"the body has a duplicate key {key[:100]!r} in one object; send each key once", "body")
+        seen.add(key)
+    return dict(pairs)

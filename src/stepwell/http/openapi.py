@@ -59,11 +59,12 @@ _RUN = {
 COMPONENTS: dict[str, dict[str, Any]] = {
     "Error": {
         "type": "object",
-        "required": ["code", "message", "field"],
+        "required": ["code", "message", "field", "request_id"],
         "properties": {
             "code": {"type": "string"},
             "message": {"type": "string"},
             "field": {"type": ["string", "null"]},
+            "request_id": {"type": "string", "description": "also the X-Request-Id header; the log names it"},
         },
     },
     "Object": {"type": "object"},
@@ -127,6 +128,17 @@ COMPONENTS: dict[str, dict[str, Any]] = {
         },
     },
     "Functions": {"type": "object", "properties": {"functions": {"type": "array"}}},
+    "FunctionName": {
+        "type": "object",
+        "required": ["function"],
+        "additionalProperties": False,
+        "properties": {"function": _NAME},
+    },
+    "FunctionPause": {
+        "type": "object",
+        "required": ["function", "paused", "paused_at"],
+        "properties": {"function": {"type": "string"}, "paused": {"type": "boolean"}, "paused_at": _NULL_TIME},
+    },
     "OrderingKey": {
         "type": "object",
         "required": ["function", "key"],
@@ -167,6 +179,7 @@ _DESCRIPTIONS = {
     422: "the request is well-formed but refused",
     429: "saturated: retry after Retry-After seconds",
     503: "the database is unavailable: retry after Retry-After seconds",
+    504: "the database did not answer in time: the outcome is unknown, retry after Retry-After seconds",
 }
 _CONVERTER = re.compile(r"\{(\w+):\w+\}")
 
@@ -197,6 +210,8 @@ def document(routes: Sequence[Route], *, auth: bool) -> dict[str, Any]:
 def _operation(route: Route, path: str, auth: bool) -> dict[str, Any]:
     error = {"content": {"application/json": {"schema": {"$ref": "#/components/schemas/Error"}}}}
     statuses = {400, 404, *route.extra_statuses} | ({401, 403} if auth and route.scope else set())
+    if 503 in statuses:  # a route that names the database's outage also names its silence
+        statuses.add(504)
     responses: dict[str, Any] = {
         str(route.status): {
             "description": "success",

@@ -14,8 +14,8 @@ def json_response(data: Any, status: int = 200, headers: dict[str, str] | None =
     return Response(orjson.dumps(data), status, headers, media_type="application/json")
 
 
-def error_response(error: ApiError) -> Response:
+def error_response(error: ApiError, request_id: str) -> Response:
     headers = {"Retry-After": str(error.retry_after)} if error.retry_after is not None else {}
     if error.status == 401:
         headers["WWW-Authenticate"] = 'Bearer realm="stepwell"'
-    return json_response(error.body(), error.status, headers)
+    return json_response(error.body(request_id), error.status, headers)

@@ -102,8 +102,8 @@ async def get_event(call: Call) -> Response:
 async def list_runs(call: Call) -> Response:
     query, n = call.query, call.limits.max_name_length
     limit = shapes.integer(query, "limit", 100, 1, call.limits.max_page)
-    found = await call.read(
-        call.app.runs,
+    payload = shapes.text(query, "payload", 1000)
+    filters: dict[str, Any] = dict(
         function=shapes.text(query, "function", n),
         status=shapes.status(query),
         key=shapes.text(query, "key", n),
@@ -114,6 +114,12 @@ async def list_runs(call: Call) -> Response:
         after=shapes.decode_cursor(shapes.text(query, "cursor", 400)),
         limit=limit,
     )
+    if payload is not None:  # a bounded scan: a page may hold fewer runs and still have a next_cursor
+        search = await call.read(call.app.search_runs, payload, **filters)
+        following = search.resume_after
+        cursor = shapes.encode_cursor_at(*following) if following else None
+        return json_response({"runs": [shapes.run_json(run) for run in search.runs], "next_cursor": cursor})
+    found = await call.read(call.app.runs, **filters)
     cursor = shapes.encode_cursor(found[-1]) if len(found) == limit else None
     return json_response({"runs": [shapes.run_json(run) for run in found], "next_cursor": cursor})
 
@@ -221,6 +227,19 @@ async def register_functions(call: Call) -> Response:
     )
 
 
+def _function_action(action: str) -> Handler:
+    async def handler(call: Call) -> Response:
+        body = shapes.object_body(await call.json(), frozenset({"function"}))
+        function = shapes.required_text(body, "function", call.limits.max_name_length)
+        if action == "pause":
+            paused_at = await call.write(call.app.pause_function, function)
+            return json_response({"function": function, "paused": True, "paused_at": shapes.when(paused_at)})
+        await call.write(call.app.resume_function, function)
+        return json_response({"function": function, "paused": False, "paused_at": None})
+
+    return handler
+
+
 def _key_action(action: str) -> Handler:
     async def handler(call: Call) -> Response:
         body = shapes.object_body(await call.json(), frozenset({"function", "key"}))
@@ -313,7 +332,10 @@ ROUTES: tuple[Route, ...] = (
         Scope.READ,
         list_runs,
         "Runs, newest first, filtered, paginated by cursor",
-        query=_RUN_FILTERS,
+        query=(
+            *_RUN_FILTERS,
+            Param("payload", {"type": "string", "maxLength": 1000}, "input field = value: data.customer_id = 42"),
+        ),
         returns="RunPage",
     ),
     Route(
@@ -409,6 +431,22 @@ ROUTES: tuple[Route, ...] = (
         body="RegistrationIn",
         returns="Object",
         extra_statuses=(422,),
+    ),
+    *(
+        Route(
+            "POST",
+            f"/api/v1/functions/{action}",
+            Scope.OPERATE,
+            _function_action(action),
+            summary,
+            body="FunctionName",
+            returns="FunctionPause",
+            extra_statuses=(404, 422, 429),
+        )
+        for action, summary in (
+            ("pause", "Stop starting runs of a whole function (runs in progress carry on; events still start runs)"),
+            ("resume", "Start runs of the paused function again, at once"),
+        )
     ),
     *(
         Route(

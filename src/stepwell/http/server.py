@@ -9,7 +9,6 @@ after 5 s.
 from __future__ import annotations
 
 import asyncio
-import ipaddress
 import socket
 import threading
 from typing import Any
@@ -21,19 +20,11 @@ from uvicorn.protocols.http.h11_impl import H11Protocol
 from stepwell.app import App
 from stepwell.errors import ConfigurationError
 from stepwell.http.asgi import create_app
+from stepwell.http.envelope import is_loopback
 from stepwell.http.limits import Limits
 
 DEFAULT_HOST = "127.0.0.1"
 DEFAULT_PORT = 8288
-
-
-def is_loopback(host: str) -> bool:
-    if host == "localhost":
-        return True
-    try:
-        return ipaddress.ip_address(host).is_loopback
-    except ValueError:
-        return False
 
 
 def check_bind(host: str, auth: bool) -> None:

@@ -137,6 +137,7 @@ def function_json(function: RegisteredFunction) -> dict[str, Any]:
         "registered_at": when(function.registered_at),
         "updated_at": when(function.updated_at),
         "retired_at": when(function.retired_at),
+        "paused_at": when(function.paused_at),
     }
 
 
@@ -291,7 +292,11 @@ def object_body(body: Any, allowed: frozenset[str]) -> dict[str, Any]:
 
 def encode_cursor(run: Run) -> str:
     """Where the next page starts: after this run, in the list's order (newest first)."""
-    return base64.urlsafe_b64encode(orjson.dumps([run.created_at.isoformat(), run.id])).decode().rstrip("=")
+    return encode_cursor_at(run.created_at, run.id)
+
+
+def encode_cursor_at(created_at: datetime, run_id: str) -> str:
+    return base64.urlsafe_b64encode(orjson.dumps([created_at.isoformat(), run_id])).decode().rstrip("=")
 
 
 def decode_cursor(value: str | None) -> tuple[datetime, str] | None:

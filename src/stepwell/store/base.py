@@ -19,6 +19,7 @@ from stepwell.errors import ConfigurationError
 from stepwell.model.apikeys import ApiKey, NewApiKey, StoredApiKey
 from stepwell.model.audit import AuditEntry, NewAuditEntry
 from stepwell.model.definition import FunctionDefinition
+from stepwell.model.payload import PayloadFilter
 from stepwell.model.records import (
     ChildResult,
     DeadLetter,
@@ -285,6 +286,7 @@ class RegisteredFunction:
     registered_at: datetime  # first registered
     updated_at: datetime  # the current version's registration (or the retirement)
     retired_at: datetime | None = None  # set when the app re-registered without it (or another app took the name)
+    paused_at: datetime | None = None  # set while the function is paused (set_function_paused), by name
 
 
 @dataclass(frozen=True, slots=True)
@@ -511,7 +513,16 @@ class Store(Protocol):
         ...
 
     def list_functions(self) -> RegistryListing:
-        """The registry (served and retired functions) with its generation, read in one snapshot."""
+        """The registry (served and retired functions) with its generation, read in one snapshot; each row
+        with `paused_at` when its function (by name) is paused."""
+        ...
+
+    def set_function_paused(self, function: str, paused: bool, *, now: datetime | None = None) -> datetime | None:
+        """Pause (or resume) a whole function, by name: while paused, no claim (pull worker or push dispatcher)
+        takes its runs, queued or due to resume; a run already in progress carries on, and ingest still creates
+        runs (they wait, saying why). Idempotent: pausing a paused function keeps its first `paused_at`.
+        Resuming makes its ready runs claimable at once (and wakes workers). Returns `paused_at`, None when
+        resumed. Any name is accepted (App checks that the function exists)."""
         ...
 
     # API keys of the HTTP API (store/*/apikeys.py)
@@ -605,6 +616,25 @@ class Store(Protocol):
         (received_at, id) of the last event of the previous page."""
         ...
 
+    def search_runs(self, query: RunFilter, payload: PayloadFilter, *, scan_limit: int = 10_000) -> RunSearch:
+        """Runs matching `query` whose input has `payload.value` at `payload.path`, newest first: at most
+        `query.limit` of them, found among the next `scan_limit` runs matching `query` from its page
+        cursor (read through the same index as list_runs), so one call is bounded whatever the table's
+        size; `RunSearch.resume_after` continues the scan."""
+        ...
+
+    def function_durations(self, *, since: datetime, now: datetime, limit: int = 10_000) -> RunDurations:
+        """p50/p95 duration (ended_at minus started_at) and completed/failed counts per function, over
+        the newest `limit` runs that ended in [since, now] (read through the (status, ended_at) index)."""
+        ...
+
+    def list_fan_outs(
+        self, *, limit: int = 50, before: tuple[datetime, str, str] | None = None, count_limit: int = 1000
+    ) -> list[FanOutSummary]:
+        """Fan-outs newest first; `before`: the (created_at, parent_id, step_id) of the previous page's
+        last. Unfinished and failed children are counted up to `count_limit` each (index-only)."""
+        ...
+
 
 @runtime_checkable
 class TransactionalEnqueue(Protocol):
@@ -696,6 +726,57 @@ class FunctionQueue:
     ready: int
     oldest_ready_at: datetime | None
     capped: bool = False  # the scan stopped at its limit: at least `ready` runs are ready
+
+
+@dataclass(frozen=True, slots=True)
+class RunSearch:
+    """A page of a payload search. `resume_after`: the (created_at, id) the next page starts after
+    (the last match when the page is full, else the last run scanned), None when the scan reached the end."""
+
+    runs: list[Run]
+    resume_after: tuple[datetime, str] | None
+    scanned: int
+
+
+@dataclass(frozen=True, slots=True)
+class FunctionDurations:
+    function: str
+    completed: int
+    failed: int
+    p50: float  # seconds, nearest rank
+    p95: float
+
+    @property
+    def failure_rate(self) -> float:
+        return self.failed / max(self.completed + self.failed, 1)
+
+
+@dataclass(frozen=True, slots=True)
+class RunDurations:
+    """Per-function figures; `sampled_from` is set when the sample filled up: the figures then cover
+    only the runs that ended from that moment on (the newest `limit`), not the whole window."""
+
+    functions: list[FunctionDurations]
+    sampled_from: datetime | None
+
+
+@dataclass(frozen=True, slots=True)
+class FanOutSummary:
+    parent_id: str
+    step_id: str
+    function: str
+    created_at: datetime
+    total: int | None  # None while children are still being created
+    tolerate: float
+    done: bool
+    unfinished: int  # up to the count limit
+    failed: int  # up to the count limit
+    capped: bool  # one of the counts reached the limit: shown as "N+"
+
+    @property
+    def finished(self) -> int | None:
+        """Children that ended (completed, failed or cancelled): exact unless capped (then a lower bound)."""
+        return None if self.total is None else max(self.total - self.unfinished, 0)
 
 
 @dataclass(frozen=True, slots=True)

@@ -70,11 +70,15 @@ class Waiting:
     key_parked: bool = False
     slot: tuple[str, str, int, int] | None = None  # (scope, key, limit, in use) of the slot it waits for
     wait_event: str | None = None  # the event a waiting step waits for
+    function: str | None = None
+    function_paused: bool = False  # its function is paused (set_function_paused)
 
 
 def waiting_reason(w: Waiting) -> str | None:
     """Why the run has not started (or resumed), in the words `Run.waiting_reason` uses."""
     when = w.available_at.isoformat()
+    if w.function_paused and (w.status == "queued" or (w.status in ("sleeping", "waiting") and not w.later)):
+        return f"function {w.function} is paused"  # first: nothing of it starts before it is resumed
     if w.status == "queued":
         if w.hold in ("ordering", "paused", "parked"):
             if w.key_paused:

@@ -199,7 +199,8 @@ def skip_parked(conn: Connection, function: str, key: str) -> str | None:
 
 def explain(row: Sequence[Any]) -> str | None:
     """Run.waiting_reason from an explain_run row."""
-    status, hold, note, key, available_at, attempt, later, head, paused, parked, *slot, wait_event = row
+    *line, function, function_paused = row
+    status, hold, note, key, available_at, attempt, later, head, paused, parked, *slot, wait_event = line
     return waiting_reason(
         Waiting(
             status=status,
@@ -215,5 +216,7 @@ def explain(row: Sequence[Any]) -> str | None:
             key_parked=parked,
             slot=None if slot[0] is None else (slot[0], slot[1], slot[2], slot[3]),
             wait_event=wait_event,
+            function=function,
+            function_paused=bool(function_paused),
         )
     )

@@ -234,6 +234,7 @@ WITH picked AS (
     WHERE r.status IN ('queued', 'sleeping', 'waiting') AND r.hold IS NULL
       AND r.available_at <= coalesce(%(now)s::timestamptz, now())
       AND (%(functions)s::text[] IS NULL OR r.function = ANY(%(functions)s::text[]))
+      AND (r.function || '') <> ALL(ARRAY(SELECT function FROM function_pauses))  -- paused: as in claim_runs
     ORDER BY r.priority DESC, r.available_at, r.seq
     LIMIT %(limit)s
     FOR UPDATE SKIP LOCKED
@@ -495,12 +496,14 @@ LIMIT %(limit)s
 FOR NO KEY UPDATE SKIP LOCKED;
 
 -- name: explain_run
--- Why a run has not started (or resumed): its hold, its key, the slot it waits for, its wait.
+-- Why a run has not started (or resumed): its hold, its key, the slot it waits for, its wait, a pause
+-- of its function.
 SELECT r.status, r.hold, r.note, r.ordering_key, r.available_at, r.attempt,
        r.available_at > coalesce(%(now)s::timestamptz, now()),
        k.head, coalesce(k.paused, false), coalesce(k.parked, false),
        ws.scope, ws.key, ws.lim, coalesce(sl.in_use, 0),
-       (SELECT w.event_name FROM waits w WHERE w.run_id = r.id AND w.kind = 'wait' LIMIT 1)
+       (SELECT w.event_name FROM waits w WHERE w.run_id = r.id AND w.kind = 'wait' LIMIT 1),
+       r.function, EXISTS (SELECT 1 FROM function_pauses p WHERE p.function = r.function)
 FROM runs r
 LEFT JOIN ordering_keys k ON k.function = r.function AND k.key = r.ordering_key
 LEFT JOIN LATERAL (

@@ -118,6 +118,11 @@ WITH picked AS (
     WHERE status IN ('queued', 'sleeping', 'waiting') AND hold IS NULL
       AND available_at <= coalesce(%(now)s::timestamptz, now())
       AND (%(functions)s::text[] IS NULL OR function = ANY(%(functions)s::text[]))  -- the worker's functions
+      -- a paused function's runs wait. `function || ''`, not the column: the planner then estimates the
+      -- filter from defaults (nearly every run passes) instead of the column's statistics, which in a
+      -- queue of one function predict that none does, and would sort every ready run instead of
+      -- walking runs_ready (tests/test_postgres_explain.py).
+      AND (function || '') <> ALL(ARRAY(SELECT function FROM function_pauses))
     ORDER BY priority DESC, available_at, seq
     LIMIT %(limit)s
     FOR UPDATE SKIP LOCKED

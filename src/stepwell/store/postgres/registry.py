@@ -1,4 +1,5 @@
-"""The function registry on PostgreSQL: register an app's functions, list them, gate ingest on the generation.
+"""The function registry on PostgreSQL: register an app's functions, list them, gate ingest on the generation,
+pause them.
 
 Registrations take the registry lock (an advisory lock per schema) exclusively; ingest takes it
 shared, for the rest of its transaction, and only then reads the generation (in a later statement,
@@ -131,8 +132,18 @@ def _rows_for(conn: Connection, app: str, names: list[str]) -> list[RegisteredFu
     return [_row(row) for row in _run(conn, "registry_rows_for", {"app": app, "names": names}).fetchall()]
 
 
+def set_paused(conn: Connection, function: str, paused: bool, at: datetime | None) -> datetime | None:
+    """One statement: the pause row written (its first time kept) or deleted, which notifies the workers."""
+    if not paused:
+        _run(conn, "resume_function", {"function": function})
+        return None
+    row = _run(conn, "pause_function", {"function": function, "now": at}).fetchone()
+    assert row is not None  # INSERT ... ON CONFLICT DO UPDATE ... RETURNING: always the row
+    return row[0]  # type: ignore[no-any-return]
+
+
 def _row(row: Sequence[Any]) -> RegisteredFunction:
-    app, name, version, definition, registered_at, updated_at, retired_at = row
+    app, name, version, definition, registered_at, updated_at, retired_at, *paused_at = row
     return RegisteredFunction(
         app=app,
         name=name,
@@ -141,6 +152,7 @@ def _row(row: Sequence[Any]) -> RegisteredFunction:
         registered_at=registered_at,
         updated_at=updated_at,
         retired_at=retired_at,
+        paused_at=paused_at[0] if paused_at else None,
     )
 
 

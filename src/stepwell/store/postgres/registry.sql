@@ -18,8 +18,10 @@ SELECT app, name, version, definition::text, registered_at, updated_at, retired_
 WHERE app = %(app)s OR (retired_at IS NULL AND name = ANY(%(names)s::text[]));
 
 -- name: registry_all
-SELECT generation, app, name, version, definition::text, registered_at, updated_at, retired_at
+-- With the time each function was paused (NULL: not paused), by name as runs are keyed.
+SELECT generation, app, name, version, definition::text, registered_at, updated_at, retired_at, p.paused_at
 FROM registry_state LEFT JOIN registry ON true
+LEFT JOIN function_pauses p ON p.function = registry.name
 WHERE registry_state.id = 1
 ORDER BY app, name;
 
@@ -45,3 +47,21 @@ UPDATE registry_state SET generation = %(generation)s WHERE id = 1;
 -- name: registry_check
 -- The first statement of an ingest transaction: raises SW001 unless the registry is at %(generation)s.
 SELECT stepwell_registry_check(%(generation)s::bigint);
+
+-- Pausing a whole function (migration 0015). The claim (queries.sql: claim_runs; flow.sql:
+-- claim_candidates) skips the runs of a paused function; nothing else changes, so resuming is
+-- deleting the row, and a notification wakes the workers to claim what it released.
+
+-- name: pause_function
+-- The row as it is after the statement: a second pause keeps the first time (the no-op update
+-- returns the row, and waits for a concurrent pause or resume of the same function).
+INSERT INTO function_pauses AS p (function, paused_at)
+VALUES (%(function)s, coalesce(%(now)s::timestamptz, now()))
+ON CONFLICT (function) DO UPDATE SET paused_at = p.paused_at
+RETURNING p.paused_at;
+
+-- name: resume_function
+WITH resumed AS (
+    DELETE FROM function_pauses WHERE function = %(function)s RETURNING 1
+)
+SELECT (SELECT pg_notify('stepwell', current_schema())::text WHERE EXISTS (SELECT 1 FROM resumed)) IS NOT NULL;

@@ -65,6 +65,7 @@ from stepwell.store.postgres import admission, cron, flow, registry, waiting
 from stepwell.store.postgres import params as p
 from stepwell.store.postgres.apikeys import ApiKeyVerbs
 from stepwell.store.postgres.audit import DashboardVerbs
+from stepwell.store.postgres.insight import InsightVerbs
 from stepwell.store.postgres.listener import Listener
 from stepwell.store.postgres.logs import ObservabilityVerbs
 from stepwell.store.postgres.options import (
@@ -86,7 +87,7 @@ log = logging.getLogger("stepwell.store.postgres")
 _ADMITTING_STREAK = 32  # after a pick with runs to admit, claims skip the one-statement try this many times
 
 
-class PostgresStore(ApiKeyVerbs, ObservabilityVerbs, PushVerbs, DashboardVerbs):
+class PostgresStore(ApiKeyVerbs, ObservabilityVerbs, PushVerbs, DashboardVerbs, InsightVerbs):
     def __init__(self, url: str, *, clock: Clock | None = None, options: PostgresOptions | None = None) -> None:
         """`clock=None`: the database clock rules every time; a clock pins it (tests pass a VirtualClock).
 
@@ -749,6 +750,10 @@ class PostgresStore(ApiKeyVerbs, ObservabilityVerbs, PushVerbs, DashboardVerbs):
     def list_functions(self) -> RegistryListing:
         with self._connection("list_functions") as conn:
             return registry.listing(conn)
+
+    def set_function_paused(self, function: str, paused: bool, *, now: datetime | None = None) -> datetime | None:
+        with self._connection("set_function_paused") as conn, conn.transaction():
+            return registry.set_paused(conn, function, paused, self._at(now))
 
 
 def migration_script() -> str:

@@ -184,7 +184,7 @@ def explain(conn: sqlite3.Connection, run_id: str, now: int) -> str | None:
     row = conn.execute(Q["explain_run"], {"run_id": run_id}).fetchone()
     if row is None:
         return None
-    status, hold, note, key, available_at, attempt, function = row
+    status, hold, note, key, available_at, attempt, function, function_paused = row
     head = paused = parked = None
     if hold in ("ordering", "paused", "parked"):
         head, paused, parked = conn.execute(Q["key_state"], {"function": function, "key": key}).fetchone()
@@ -205,5 +205,7 @@ def explain(conn: sqlite3.Connection, run_id: str, now: int) -> str | None:
             key_parked=bool(parked),
             slot=tuple(slot) if slot else None,
             wait_event=wait[0] if wait else None,
+            function=function,
+            function_paused=bool(function_paused),
         )
     )

@@ -292,6 +292,7 @@ VALUES (:id, :function, :event_id, :input, :input_name, :parent_id, :replay_of, 
 SELECT 1 FROM runs
 WHERE status IN ('queued', 'sleeping', 'waiting') AND hold IS NULL AND available_at <= :now
   AND (:functions IS NULL OR function IN (SELECT value FROM json_each(:functions)))
+  AND function NOT IN (SELECT function FROM function_pauses)  -- a paused function's runs wait
 LIMIT 1;
 
 -- name: claim_candidates
@@ -299,6 +300,7 @@ LIMIT 1;
 SELECT id, flow, throttle, started_at IS NULL FROM runs
 WHERE status IN ('queued', 'sleeping', 'waiting') AND hold IS NULL AND available_at <= :now
   AND (:functions IS NULL OR function IN (SELECT value FROM json_each(:functions)))
+  AND function NOT IN (SELECT function FROM function_pauses)  -- a paused function's runs wait
 ORDER BY priority DESC, available_at
 LIMIT :limit;
 
@@ -414,7 +416,9 @@ WHERE id = :run_id AND status IN ('queued', 'running', 'sleeping', 'waiting')
 RETURNING function, attempt, on_failure, event_id, input, input_name, flow;
 
 -- name: explain_run
-SELECT status, hold, note, ordering_key, available_at, attempt, function FROM runs WHERE id = :run_id;
+SELECT status, hold, note, ordering_key, available_at, attempt, function,
+       EXISTS (SELECT 1 FROM function_pauses p WHERE p.function = runs.function)
+FROM runs WHERE id = :run_id;
 
 -- name: waiting_slot
 SELECT s.scope, s.key, s.lim, coalesce(sl.in_use, 0) FROM run_slots s

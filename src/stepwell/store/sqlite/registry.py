@@ -1,4 +1,4 @@
-"""The function registry on SQLite: register an app's functions, list them, check the generation.
+"""The function registry on SQLite: register an app's functions, list them, check the generation, pause them.
 
 Functions over the store's connections. BEGIN IMMEDIATE already serialises every writer of the
 file, so a registration and an ingest never interleave: the generation an ingest reads inside its
@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import sqlite3
 from collections.abc import Sequence
+from datetime import datetime
 
 import orjson
 
@@ -52,6 +53,16 @@ def listing(conn: sqlite3.Connection) -> RegistryListing:
         conn.execute("COMMIT")
 
 
+def set_paused(conn: sqlite3.Connection, function: str, paused: bool, at: int) -> datetime | None:
+    """Inside the caller's write transaction: the pause row written (its first time kept) or deleted."""
+    if not paused:
+        conn.execute(R["resume_function"], {"function": function})
+        return None
+    conn.execute(R["pause_function"], {"function": function, "now": at})
+    [paused_at] = conn.execute(R["function_paused_at"], {"function": function}).fetchone()
+    return moment(paused_at)
+
+
 def check_generation(conn: sqlite3.Connection, expected: int | None) -> None:
     """Raise RegistryChanged (the caller's transaction then rolls back) unless the registry is at `expected`."""
     if expected is not None and (current := generation(conn)) != expected:
@@ -64,7 +75,7 @@ def generation(conn: sqlite3.Connection) -> int:
 
 
 def _row(row: tuple[object, ...]) -> RegisteredFunction:
-    app, name, version, definition, registered_at, updated_at, retired_at = row
+    app, name, version, definition, registered_at, updated_at, retired_at, *paused_at = row
     assert isinstance(definition, bytes)
     return RegisteredFunction(
         app=str(app),
@@ -74,4 +85,5 @@ def _row(row: tuple[object, ...]) -> RegisteredFunction:
         registered_at=moment(registered_at),  # type: ignore[arg-type]
         updated_at=moment(updated_at),  # type: ignore[arg-type]
         retired_at=moment_or_none(retired_at),  # type: ignore[arg-type]
+        paused_at=moment_or_none(paused_at[0]) if paused_at else None,  # type: ignore[arg-type]
     )

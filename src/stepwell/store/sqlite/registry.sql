@@ -10,7 +10,10 @@ SELECT app, name, version, definition, registered_at, updated_at, retired_at FRO
 WHERE app = :app OR (retired_at IS NULL AND name IN (SELECT value FROM json_each(:names)));
 
 -- name: registry_all
-SELECT app, name, version, definition, registered_at, updated_at, retired_at FROM registry ORDER BY app, name;
+-- With the time each function was paused (NULL: not paused), by name as runs are keyed.
+SELECT r.app, r.name, r.version, r.definition, r.registered_at, r.updated_at, r.retired_at, p.paused_at
+FROM registry r LEFT JOIN function_pauses p ON p.function = r.name
+ORDER BY r.app, r.name;
 
 -- name: registry_retire
 UPDATE registry SET retired_at = :now, updated_at = :now WHERE app = :app AND name = :name;
@@ -28,3 +31,15 @@ VALUES (:now, :app, :name, :change, :old_version, :new_version);
 
 -- name: registry_bump
 UPDATE registry_state SET generation = :generation WHERE id = 1;
+
+-- Pausing a whole function (migration 0015). The claim (queries.sql: any_ready, claim_candidates)
+-- skips the runs of a paused function; nothing else changes, so resuming is deleting the row.
+
+-- name: pause_function
+INSERT INTO function_pauses (function, paused_at) VALUES (:function, :now) ON CONFLICT (function) DO NOTHING;
+
+-- name: resume_function
+DELETE FROM function_pauses WHERE function = :function;
+
+-- name: function_paused_at
+SELECT paused_at FROM function_pauses WHERE function = :function;

@@ -60,6 +60,7 @@ from stepwell.store.rows import error_bytes, json_or_none, step_from_row
 from stepwell.store.sqlite import cron, flow, lifecycle, reads, registry, schema, waiting
 from stepwell.store.sqlite.apikeys import ApiKeyVerbs
 from stepwell.store.sqlite.audit import DashboardVerbs
+from stepwell.store.sqlite.insight import InsightVerbs
 from stepwell.store.sqlite.logs import ObservabilityVerbs
 from stepwell.store.sqlite.push import PushVerbs
 from stepwell.store.sqlite.rows import ClaimRow, candidate_rows, claim_rows
@@ -72,7 +73,7 @@ from stepwell.store.sqlite.writelock import begin_immediate
 __all__ = ["SQLiteStore", "migration_script"]
 
 
-class SQLiteStore(ApiKeyVerbs, ObservabilityVerbs, PushVerbs, DashboardVerbs):
+class SQLiteStore(ApiKeyVerbs, ObservabilityVerbs, PushVerbs, DashboardVerbs, InsightVerbs):
     def __init__(
         self,
         path: str | os.PathLike[str],
@@ -522,3 +523,8 @@ class SQLiteStore(ApiKeyVerbs, ObservabilityVerbs, PushVerbs, DashboardVerbs):
     def list_functions(self) -> RegistryListing:
         with self._read("list_functions") as conn:
             return registry.listing(conn)
+
+    def set_function_paused(self, function: str, paused: bool, *, now: datetime | None = None) -> datetime | None:
+        at = self._now(now)
+        with self._write("set_function_paused") as conn:
+            return registry.set_paused(conn, function, paused, at)

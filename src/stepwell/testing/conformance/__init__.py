@@ -22,7 +22,9 @@ itself takes precedence. Tests are grouped by the protocol verbs they exercise: 
 (append_events, create_runs), queue (claim_runs, extend_leases, record_step, settle_runs,
 release_runs, rescue_expired_leases, cancel_runs, redrive), waiting (register_wait,
 start_child, time_out_step, fan-outs), maintenance (migrate, purge, list_runs, queue_stats),
-cron (fire_cron_tick), keys (set_key_paused, drain_key, skip_key, fail_overdue_runs), reads
-(get_run, get_run_input, get_event, list_dead_letters) and flow_concurrency (claim_runs under
+cron (fire_cron_tick), keys (set_key_paused, drain_key, skip_key, fail_overdue_runs), functions
+(set_function_paused, list_functions' pause state), reads
+(get_run, get_run_input, get_event, list_dead_letters), insight (search_runs,
+function_durations, list_fan_outs) and flow_concurrency (claim_runs under
 many workers). Each test is named after the verb it exercises: test_<verb>_<what it shows>.
 """

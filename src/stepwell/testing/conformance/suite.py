@@ -3,6 +3,8 @@
 from stepwell.testing.conformance.cron import *  # noqa: F403
 from stepwell.testing.conformance.events import *  # noqa: F403
 from stepwell.testing.conformance.flow_concurrency import *  # noqa: F403
+from stepwell.testing.conformance.functions import *  # noqa: F403
+from stepwell.testing.conformance.insight import *  # noqa: F403
 from stepwell.testing.conformance.keys import *  # noqa: F403
 from stepwell.testing.conformance.maintenance import *  # noqa: F403
 from stepwell.testing.conformance.queue import *  # noqa: F403
