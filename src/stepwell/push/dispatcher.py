@@ -258,8 +258,13 @@ class Dispatcher:
             if run.run_id not in self._held or not self._deadlines.alive(run.run_id):
                 self._drop(run.run_id)  # lost, or paused past its lease while buffered: maybe pushed elsewhere
                 continue
+            now = self.clock.now()
+            if not self.breaker.allows(url, now):  # the circuit opened while it waited: back to the queue
+                self._pending.append(Release(run.lease))
+                self._settled.set()
+                continue
             self._busy[url] += 1
-            self.breaker.started(url, self.clock.now())
+            self.breaker.started(url, now)
             task = asyncio.create_task(self._deliver(run, url))
             self._tasks.add(task)
             task.add_done_callback(self._finished)
