@@ -98,6 +98,15 @@ def children_of(pid: int) -> list[int]:
     return found
 
 
+def cpu_seconds(pid: int | None = None) -> float:
+    """User + system CPU seconds of a process (this one by default), through /proc (no psutil)."""
+    if pid is None:
+        return time.process_time()
+    with open(f"/proc/{pid}/stat") as handle:
+        fields = handle.read().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
 def peak_rss_mb(pid: int) -> float:
     """VmHWM (peak resident set) of one process, in MiB; 0 when it is gone."""
     try:

@@ -6,7 +6,10 @@ dispatcher runs in this process. Two figures each way:
 - a no-op drain (runs/s): N runs of a function that does nothing;
 - the cost per step (median and p99): runs of a ten-step function, one at a time, timed between
   the steps' stored end times, so each sample is one step: a round trip to the endpoint plus a
-  stored write in push mode, a stored write in pull mode.
+  stored write in push mode, a stored write in pull mode;
+- CPU per no-op run (ms): the worker's process, or the dispatcher's plus the web app's. Wall figures
+  move with whatever else the machine runs; CPU time per run moves much less, so compare it on a
+  shared machine.
 
 Targets: per-step overhead (push minus pull) <= 2 ms median; push drain >= 50% of the pull drain.
 Figures are machine-dependent: measure on a quiet machine.
@@ -21,7 +24,7 @@ from itertools import pairwise
 from pathlib import Path
 
 import stepwell
-from bench.common import median, percentile, scratch_dir, spawn, stop, table
+from bench.common import cpu_seconds, median, percentile, scratch_dir, spawn, stop, table
 from bench.push_app import app_named
 from stepwell.push.dispatcher import Dispatcher, PushOptions
 from stepwell.runtime.worker import WorkerOptions
@@ -74,23 +77,25 @@ async def _one_at_a_time(app: object, runs: int) -> list[str]:
     return sent
 
 
-async def _pull(url: str, noop: int, stepped: int) -> tuple[float, list[float]]:
+async def _pull(url: str, noop: int, stepped: int) -> tuple[float, float, list[float]]:
     app = app_named("bench-pull", url)
     try:
         _send(app, "bench.noop", noop)
         worker = app.worker(WorkerOptions(concurrency=10, poll_interval=0.05, maintenance=False))
         stop_event = asyncio.Event()
+        cpu = cpu_seconds()
         task = asyncio.create_task(worker.run(stop_event))
         rate = noop / await _until(lambda: worker.processed, noop)
+        cpu_ms = (cpu_seconds() - cpu) * 1000 / noop
         stepped_ids = await _one_at_a_time(app, stepped)
         stop_event.set()
         await task
-        return rate, _step_times(app, stepped_ids)
+        return rate, cpu_ms, _step_times(app, stepped_ids)
     finally:
         app.close()
 
 
-async def _push(url: str, tmp: Path, noop: int, stepped: int) -> tuple[float, list[float]]:
+async def _push(url: str, tmp: Path, noop: int, stepped: int) -> tuple[float, float, list[float]]:
     port = _free_port()
     env = {"STEPWELL_DATABASE_URL": url, "STEPWELL_SERVE_URL": f"http://127.0.0.1:{port}/"}
     web = spawn(
@@ -109,28 +114,34 @@ async def _push(url: str, tmp: Path, noop: int, stepped: int) -> tuple[float, li
         stop_event = asyncio.Event()
         task = asyncio.create_task(dispatcher.run(stop_event))
         _send(server, "bench.noop", noop)
+        cpu = cpu_seconds() + cpu_seconds(web.pid)
         rate = noop / await _until(lambda: dispatcher.delivered, noop)
+        cpu_ms = (cpu_seconds() + cpu_seconds(web.pid) - cpu) * 1000 / noop
         stepped_ids = await _one_at_a_time(server, stepped)
         stop_event.set()
         await task
-        return rate, _step_times(server, stepped_ids)
+        return rate, cpu_ms, _step_times(server, stepped_ids)
     finally:
         server.close()
         stop(web)
 
 
+def _row(mode: str, rate: float, cpu_ms: float, steps: list[float]) -> list[object]:
+    return [mode, round(rate), round(cpu_ms, 3), round(median(steps), 2), round(percentile(steps, 99), 2)]
+
+
 def push_overhead(quick: bool) -> None:
     noop, stepped = (30, 2) if quick else (5_000, 50)
     with scratch_dir() as tmp:
-        pull_rate, pull_steps = asyncio.run(_pull(f"sqlite:///{tmp}/pull.db", noop, stepped))
-        push_rate, push_steps = asyncio.run(_push(f"sqlite:///{tmp}/push.db", tmp, noop, stepped))
+        pull_rate, pull_cpu, pull_steps = asyncio.run(_pull(f"sqlite:///{tmp}/pull.db", noop, stepped))
+        push_rate, push_cpu, push_steps = asyncio.run(_push(f"sqlite:///{tmp}/push.db", tmp, noop, stepped))
     overhead = median(push_steps) - median(pull_steps)
     table(
         f"push vs pull on loopback, SQLite ({noop:,} no-op runs; {stepped} runs of 10 steps, one at a time)",
-        ["mode", "no-op runs/s", "step median ms", "step p99 ms"],
+        ["mode", "no-op runs/s", "CPU ms/run", "step median ms", "step p99 ms"],
         [
-            ["pull worker", round(pull_rate), round(median(pull_steps), 2), round(percentile(pull_steps, 99), 2)],
-            ["push", round(push_rate), round(median(push_steps), 2), round(percentile(push_steps, 99), 2)],
+            _row("pull worker", pull_rate, pull_cpu, pull_steps),
+            _row("push (dispatcher + web app)", push_rate, push_cpu, push_steps),
         ],
         note=f"per-step overhead (median, push - pull): {overhead:.2f} ms (target <= 2); "
         f"push drain {push_rate / pull_rate:.0%} of pull (target >= 50%)",

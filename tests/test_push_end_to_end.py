@@ -67,6 +67,51 @@ def test_fan_out_children_are_pushed_and_the_parent_completes(database_url: str,
         producer.close()
 
 
+def test_a_pushed_parent_reduces_its_childrens_results_as_a_pulled_one_does(database_url: str, tmp_path: Path) -> None:
+    web = WebApp("fastapi", database_url, tmp_path).start()
+    producer = stepwell.App("producer", database_url=database_url)
+    try:
+        wait_until(lambda: registered(producer), what="the web app's registration")
+        with DispatcherThread(database_url, per_endpoint=16, concurrency=32):
+            event_id = producer.send("reduce.requested", {"count": 30})
+            runs = {run.function: run for run in producer.runs(event_id=event_id)}
+            done = producer.wait(runs["reduce"].id, timeout=60)
+            assert done.status == "completed", done.error
+            # 30 scores of n * 10, read in pages of 7; the 31st child failed (tolerated) and reads as None
+            assert done.output == {"sum": 4350, "failed": [30], "last": [290, None]}
+            assert [step.id for step in done.steps] == ["all", "sum"]
+            async_done = producer.wait(runs["reduce-async"].id, timeout=60)
+            assert (async_done.status, async_done.output) == ("completed", 4350), async_done.error
+    finally:
+        web.stop()
+        producer.close()
+
+
+def test_ctx_log_lines_of_a_pushed_run_are_stored_once_across_its_replays(
+    kind: str, database_url: str, tmp_path: Path
+) -> None:
+    web = WebApp(kind, database_url, tmp_path).start()
+    producer = stepwell.App("producer", database_url=database_url)
+    try:
+        wait_until(lambda: registered(producer), what="the web app's registration")
+        with DispatcherThread(database_url):
+            [run] = producer.runs(event_id=producer.send("chatty.requested", {"who": "ada"}))
+            done = producer.wait(run.id, timeout=30)
+            assert (done.status, done.output) == ("completed", 3), done.error
+        # three requests replayed "starting for ada" three times and "between" twice: each is stored once
+        lines = producer.run_logs(run.id).lines
+        assert [(line.level, line.message, line.step) for line in lines] == [
+            ("INFO", "starting for ada", None),
+            ("INFO", "in a", "a"),
+            ("INFO", "between", None),
+            ("WARNING", "in b", "b"),
+            ("INFO", "done", None),
+        ]
+    finally:
+        web.stop()
+        producer.close()
+
+
 def test_retries_then_dead_letter_then_redrive(database_url: str, tmp_path: Path) -> None:
     fixed = tmp_path / "fixed"
     web = WebApp("flask", database_url, tmp_path, PUSH_FIXED=str(fixed)).start()

@@ -44,6 +44,19 @@ def test_a_name_is_checked_after_resolution() -> None:
         asyncio.run(PRODUCTION.resolve("http://localhost:9/push"))  # resolves to 127.0.0.1 / ::1
 
 
+def test_a_checked_answer_is_reused_for_a_while_and_a_refusal_is_never_remembered() -> None:
+    lenient = Guard(allow_loopback=True)
+    url = "http://localhost:9/push"
+    first = asyncio.run(lenient.resolve(url))
+    assert first[1].is_loopback and asyncio.run(lenient.resolve(url)) == first  # checked after its resolution
+    parts, address, until = lenient._checked[url]
+    assert (parts, address) == first and until < float("inf")  # a name is resolved again after RESOLVED_TTL
+    for _ in range(2):
+        with pytest.raises(UnsafeEndpoint, match="loopback"):
+            asyncio.run(PRODUCTION.resolve(url))
+    assert not PRODUCTION._checked
+
+
 def test_configuration_allows_private_and_loopback_but_never_unspecified() -> None:
     lenient = Guard(allow_private=True, allow_loopback=True)
     for url in ("http://10.1.2.3/", "http://169.254.169.254/", "http://127.0.0.1:1/"):

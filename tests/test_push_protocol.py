@@ -7,11 +7,11 @@ from datetime import UTC, datetime, timedelta
 import orjson
 
 import stepwell
-from stepwell.model.records import Event, Step, StepKind, StepStatus
+from stepwell.model.records import ChildResult, ErrorInfo, Event, RunStatus, Step, StepKind, StepStatus
 from stepwell.push import protocol
 from stepwell.push.endpoint import Endpoint
 from stepwell.push.signing import Verifier
-from stepwell.store.base import ClaimedRun, Lease
+from stepwell.store.base import ClaimedRun, Lease, RunLogLine
 
 NOW = datetime(2030, 1, 1, tzinfo=UTC)
 app = stepwell.App("proto", database_url="sqlite:///:memory:")
@@ -24,6 +24,12 @@ def two_steps(ctx: stepwell.Context) -> int:
     b = ctx.step.run("b", lambda: calls.append("b") or 2)
     ctx.step.sleep("nap", "1h")
     return a + b
+
+
+@app.function("reduce")
+def reduce(ctx: stepwell.Context) -> list[int | None]:
+    fan = ctx.step.fan_out("all", "two-steps", [{}, {}, {}])
+    return list(fan.results(page_size=2))
 
 
 endpoint = Endpoint(app.registry, app.clock, Verifier.dev(), max_event_bytes=1 << 20, max_output_bytes=1 << 20)
@@ -67,6 +73,44 @@ def test_a_reordered_replay_is_a_non_retriable_failure_naming_the_step() -> None
     response = push((wrong,))
     assert isinstance(response.result, protocol.Failed) and not response.result.retriable
     assert "NonDeterminism" in response.result.error.type
+
+
+def test_a_finished_fan_outs_children_are_asked_for_then_read_from_the_request() -> None:
+    fanned = Step(
+        "all",
+        StepKind.FAN_OUT,
+        StepStatus.COMPLETED,
+        1,
+        {"total": 3, "completed": 2, "failed": 1, "cancelled": 0},
+        position=0,
+    )
+    claimed = ClaimedRun(Lease("run-1", "t", NOW), "reduce", 1, 1, Event("e", "go", {}, NOW), NOW, (fanned,))
+    answer = endpoint.handle_sync("POST", {}, protocol.encode_request(protocol.PushRequest(claimed)))
+    asked = protocol.decode_response(answer.body, "run-1")
+    assert asked == protocol.PushResponse((), protocol.ReadChildren("all"))
+    children = (
+        ChildResult(0, "c0", RunStatus.COMPLETED, 3),
+        ChildResult(1, "c1", RunStatus.FAILED, None, ErrorInfo("ValueError", "no")),
+        ChildResult(2, "c2", RunStatus.COMPLETED, {"x": [1]}),
+    )
+    request = protocol.PushRequest(claimed, {}, {"all": children})
+    assert protocol.decode_request(protocol.encode_request(request)).children == {"all": children}
+    answer = endpoint.handle_sync("POST", {}, protocol.encode_request(request))
+    assert protocol.decode_response(answer.body, "run-1").result == protocol.Completed(b'[3,null,{"x":[1]}]')
+
+
+def test_log_lines_in_an_answer_belong_to_the_pushed_run_whatever_the_document_says() -> None:
+    line = RunLogLine("someone-else", 2, 0, 1, NOW, "INFO", "hello", None)
+    body = protocol.encode_response(protocol.PushResponse((), protocol.Checkpoint(), (line,)))
+    [decoded] = protocol.decode_response(body, "run-1").logs
+    assert decoded == RunLogLine("run-1", 2, 0, 1, NOW, "INFO", "hello", None)
+    bad = body.replace(b'"seq":1', b'"seq":"one"')
+    try:
+        protocol.decode_response(bad, "run-1")
+    except protocol.ProtocolError as error:
+        assert "logs[0].seq" in str(error)
+    else:
+        raise AssertionError("a bad log line was accepted")
 
 
 def test_documents_round_trip() -> None:

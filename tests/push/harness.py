@@ -21,7 +21,7 @@ from stepwell.push.dispatcher import Dispatcher, PushOptions
 from stepwell.push.signing import parse_keys
 
 ROOT = Path(__file__).resolve().parents[2]
-FUNCTIONS = {"checkout", "receipt", "score", "scores", "flaky"}
+FUNCTIONS = {"checkout", "receipt", "score", "scores", "flaky", "reduce", "reduce-async", "chatty"}
 
 
 def free_port() -> int:

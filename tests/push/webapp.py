@@ -64,6 +64,33 @@ def scores(ctx: stepwell.Context) -> dict[str, int]:
     return {"total": fan.total, "completed": fan.completed}
 
 
+@app.function("reduce", trigger=stepwell.on_event("reduce.requested"), retries=0)
+def reduce(ctx: stepwell.Context) -> dict[str, Any]:
+    """The reduce side of a fan-out, pushed: the children's results are read as a pulled run reads them."""
+    items = [{"n": n} for n in range(int(ctx.event.data["count"]))] + [{"n": "bad"}]  # the last child fails
+    fan = ctx.step.fan_out("all", "score", items, tolerate=1)
+    total = ctx.step.run("sum", lambda: sum(r for r in fan.results(page_size=7) if r is not None))
+    return {"sum": total, "failed": [child.index for child in fan.failures()], "last": list(fan.results())[-2:]}
+
+
+@app.function("reduce-async", trigger=stepwell.on_event("reduce.requested"), retries=0)
+async def reduce_async(ctx: stepwell.Context) -> int:
+    fan = await ctx.step.fan_out("all", "score", [{"n": n} for n in range(int(ctx.event.data["count"]))])
+    return sum(fan.results())
+
+
+@app.function("chatty", trigger=stepwell.on_event("chatty.requested"), retries=0)
+def chatty(ctx: stepwell.Context) -> int:
+    """Logs outside steps (replayed by every request) and inside them (run once)."""
+    ctx.log.info("starting for %s", ctx.event.data["who"])
+    a = ctx.step.run("a", lambda: ctx.log.info("in a") or 1)
+    ctx.log.info("between")
+    b = ctx.step.run("b", lambda: ctx.log.warning("in b") or 2)
+    ctx.log.debug("below INFO: not stored")
+    ctx.log.info("done")
+    return a + b
+
+
 @app.function(
     "flaky",
     trigger=stepwell.on_event("flaky.requested"),

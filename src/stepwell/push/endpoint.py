@@ -4,7 +4,8 @@ Framework-free: `Endpoint.handle(method, headers, body)` returns status, headers
 ASGI and WSGI adapters (`push/adapters.py`) only move bytes. The replay is the runtime's own
 executor and step API (`runtime/executor.py`, `runtime/steps.py`) over a `StepRecorder` instead
 of a store, so replay order, memoization, non-determinism checks and error mapping are the pull
-worker's, not a second engine's.
+worker's, not a second engine's. `ctx.log` lines are buffered in an attempt scope as in a pulled
+attempt and go back in the answer; the dispatcher stores them under the same keys.
 """
 
 from __future__ import annotations
@@ -21,13 +22,24 @@ import orjson
 
 from stepwell.clock import Clock
 from stepwell.model.ids import new_token
+from stepwell.observe import scope
 from stepwell.push import protocol
-from stepwell.push.protocol import Checkpoint, Completed, Failed, PushRequest, PushResponse, Result, Suspended
+from stepwell.push.protocol import (
+    Checkpoint,
+    Completed,
+    Failed,
+    PushRequest,
+    PushResponse,
+    ReadChildren,
+    Result,
+    Suspended,
+)
 from stepwell.push.recorder import RecordingEngine, StepRecorder
 from stepwell.push.signing import SignatureError, Signer, Verifier
 from stepwell.runtime import outcomes
 from stepwell.runtime.executor import execute_async, execute_sync
 from stepwell.runtime.registry import Registry
+from stepwell.store.base import RunLogLine
 
 if TYPE_CHECKING:
     from stepwell.model.function import FunctionSpec
@@ -110,9 +122,18 @@ class Endpoint:
             recorder=recorder,
         )
 
-    def _respond(self, recorder: StepRecorder, outcome: outcomes.Outcome, message_id: str) -> Answer:
-        response = PushResponse(tuple(recorder.ops), _result(recorder, outcome))
+    def _respond(
+        self, recorder: StepRecorder, outcome: outcomes.Outcome, lines: list[RunLogLine], message_id: str
+    ) -> Answer:
+        response = PushResponse(tuple(recorder.ops), _result(recorder, outcome), tuple(lines))
         return self._answer(200, protocol.encode_response(response), message_id)
+
+    def _attempt(self, request: PushRequest) -> scope.AttemptScope:
+        """The replay's attempt scope: `ctx.log` buffers its lines there, keyed as in a pulled attempt."""
+        claimed = request.claimed
+        return scope.AttemptScope(
+            claimed.run_id, claimed.function, claimed.attempt, claimed.event.id, now=self.clock.now
+        )
 
     def _accept(
         self, method: str, headers: Mapping[str, str], body: bytes
@@ -134,11 +155,16 @@ class Endpoint:
         if isinstance(accepted, Answer):
             return accepted
         request, spec, recorder, engine, message_id = accepted
-        if spec.is_async:
-            outcome = asyncio.run(execute_async(spec, request.claimed, engine))
-        else:
-            outcome = execute_sync(spec, request.claimed, engine)
-        return self._respond(recorder, outcome, message_id)
+        attempt = self._attempt(request)
+        token = scope.ATTEMPT.set(attempt)
+        try:
+            if spec.is_async:
+                outcome = asyncio.run(execute_async(spec, request.claimed, engine))
+            else:
+                outcome = execute_sync(spec, request.claimed, engine)
+        finally:
+            scope.ATTEMPT.reset(token)
+        return self._respond(recorder, outcome, attempt.take_lines(), message_id)
 
     async def handle(self, method: str, headers: Mapping[str, str], body: bytes) -> Answer:
         """For ASGI: async functions on the running loop, sync ones on this endpoint's threads."""
@@ -146,19 +172,27 @@ class Endpoint:
         if isinstance(accepted, Answer):
             return accepted
         request, spec, recorder, engine, message_id = accepted
-        if spec.is_async:
-            outcome = await execute_async(spec, request.claimed, engine)
-        else:
-            context = contextvars.copy_context()
-            loop = asyncio.get_running_loop()
-            outcome = await loop.run_in_executor(self._pool, context.run, execute_sync, spec, request.claimed, engine)
-        return self._respond(recorder, outcome, message_id)
+        attempt = self._attempt(request)
+        token = scope.ATTEMPT.set(attempt)
+        try:
+            if spec.is_async:
+                outcome = await execute_async(spec, request.claimed, engine)
+            else:
+                context = contextvars.copy_context()
+                loop = asyncio.get_running_loop()
+                claimed = request.claimed
+                outcome = await loop.run_in_executor(self._pool, context.run, execute_sync, spec, claimed, engine)
+        finally:
+            scope.ATTEMPT.reset(token)
+        return self._respond(recorder, outcome, attempt.take_lines(), message_id)
 
 
 def _result(recorder: StepRecorder, outcome: outcomes.Outcome) -> Result:
     """The executor's Outcome in protocol terms; a checkpoint wins over what the unwinding looked like."""
     if recorder.checkpointed:
         return Checkpoint()
+    if recorder.read is not None:
+        return ReadChildren(recorder.read)
     match outcome:
         case outcomes.Completed(output):
             return Completed(output)

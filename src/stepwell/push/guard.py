@@ -7,7 +7,9 @@ unless `allow_private`; loopback only with `allow_loopback` (development); unspe
 multicast and reserved addresses always. The check runs on every address the name resolves to,
 and the request then goes to the checked address itself (Host header and TLS server name kept),
 so a DNS answer that changes between check and connect (rebinding) cannot slip through. Redirects
-are never followed.
+are never followed. A checked answer is reused for `RESOLVED_TTL` seconds (an IP literal for good):
+the dispatcher does not resolve a name per request, and every address it connects to is still one
+that was checked after its resolution.
 """
 
 from __future__ import annotations
@@ -15,7 +17,8 @@ from __future__ import annotations
 import asyncio
 import ipaddress
 import socket
-from dataclasses import dataclass
+import time
+from dataclasses import dataclass, field
 from urllib.parse import SplitResult, urlsplit
 
 from stepwell.errors import ConfigurationError
@@ -24,6 +27,8 @@ IPAddress = ipaddress.IPv4Address | ipaddress.IPv6Address
 METADATA = frozenset(
     ipaddress.ip_address(a) for a in ("169.254.169.254", "169.254.170.2", "100.100.100.200", "fd00:ec2::254")
 )
+RESOLVED_TTL = 5.0  # seconds a checked DNS answer is reused
+RESOLVED_MAX = 1024  # URLs remembered
 
 
 class UnsafeEndpoint(ConfigurationError):
@@ -35,6 +40,7 @@ class UnsafeEndpoint(ConfigurationError):
 class Guard:
     allow_private: bool = False
     allow_loopback: bool = False
+    _checked: dict[str, tuple[SplitResult, IPAddress, float]] = field(default_factory=dict, compare=False, repr=False)
 
     def check_address(self, address: IPAddress, url: str) -> None:
         if isinstance(address, ipaddress.IPv6Address) and address.ipv4_mapped is not None:
@@ -54,6 +60,17 @@ class Guard:
 
     async def resolve(self, url: str) -> tuple[SplitResult, IPAddress]:
         """Check the URL's form and every address its host resolves to; returns the address to connect to."""
+        now = time.monotonic()
+        checked = self._checked.get(url)
+        if checked is not None and checked[2] > now:
+            return checked[0], checked[1]
+        parts, address, literal = await self._resolve(url)
+        if len(self._checked) >= RESOLVED_MAX:
+            self._checked.clear()
+        self._checked[url] = (parts, address, float("inf") if literal else now + RESOLVED_TTL)
+        return parts, address
+
+    async def _resolve(self, url: str) -> tuple[SplitResult, IPAddress, bool]:
         parts = check_url(url)
         host = parts.hostname
         assert host is not None
@@ -63,7 +80,7 @@ class Guard:
             literal = None
         if literal is not None:
             self.check_address(literal, url)
-            return parts, literal
+            return parts, literal, True
         port = parts.port or (443 if parts.scheme == "https" else 80)
         try:
             infos = await asyncio.get_running_loop().getaddrinfo(host, port, type=socket.SOCK_STREAM)
@@ -74,7 +91,7 @@ class Guard:
             raise UnsafeEndpoint(f"endpoint {url}: {host!r} has no address")
         for address in addresses:
             self.check_address(address, url)
-        return parts, addresses[0]
+        return parts, addresses[0], False
 
 
 def check_url(url: str) -> SplitResult:

@@ -9,9 +9,11 @@ function goes past it, and a crash of the web app at any moment re-executes at m
 flight. Parallel steps do not exist in the step API, so there is nothing to plan ahead.
 
 A response is a list of `ops` (store writes, in call order, each named after the store verb it
-becomes) and one `result`: `checkpoint` (ask again), `suspend` (sleep, wait for an event, an
-invoke or a fan-out), `complete` (the function's output) or `fail` (retriable or not,
-`retry_after_ms`).
+becomes), the replay's `ctx.log` lines (`logs`, keyed as a pulled attempt keys them, so that a
+replay's line is stored once) and one `result`: `checkpoint` (ask again), `suspend` (sleep, wait for an event, an
+invoke or a fan-out), `read_children` (the function reads a finished fan-out's children, `FanOut.results()`:
+store the ops, then ask again with that step's children in `fan_out_children`), `complete` (the
+function's output) or `fail` (retriable or not, `retry_after_ms`).
 """
 
 from __future__ import annotations
@@ -24,8 +26,8 @@ from typing import Any
 import orjson
 
 from stepwell.errors import StepwellError
-from stepwell.model.records import ErrorInfo, Event, FanOutCounts, Step, StepKind, StepStatus
-from stepwell.store.base import ClaimedRun, Lease, NewChild, NewRun, NewWait, StepWrite
+from stepwell.model.records import ChildResult, ErrorInfo, Event, FanOutCounts, RunStatus, Step, StepKind, StepStatus
+from stepwell.store.base import ClaimedRun, Lease, NewChild, NewRun, NewWait, RunLogLine, StepWrite
 
 PROTOCOL = "stepwell.push/1"
 Document = dict[str, Any]
@@ -42,6 +44,7 @@ class ProtocolError(StepwellError):
 class PushRequest:
     claimed: ClaimedRun
     fan_outs: Mapping[str, FanOutCounts] = field(default_factory=dict)  # counts of waiting fan-out steps
+    children: Mapping[str, tuple[ChildResult, ...]] = field(default_factory=dict)  # of finished fan-outs, asked for
 
 
 @dataclass(frozen=True, slots=True)
@@ -117,13 +120,22 @@ class Failed:
     retry_after: timedelta | None = None
 
 
-Result = Checkpoint | Suspended | Completed | Failed
+@dataclass(frozen=True, slots=True)
+class ReadChildren:
+    """The function reads the children of the finished fan-out `step_id`: store the ops, then ask again
+    with every child of that step in the request."""
+
+    step_id: str
+
+
+Result = Checkpoint | Suspended | Completed | Failed | ReadChildren
 
 
 @dataclass(frozen=True, slots=True)
 class PushResponse:
     ops: tuple[Op, ...]
     result: Result
+    logs: tuple[RunLogLine, ...] = ()  # ctx.log lines of this replay, keyed as a pulled attempt keys them
 
 
 # --- small codecs ---------------------------------------------------------------------------
@@ -343,6 +355,38 @@ def _counts(doc: object, where: str) -> FanOutCounts:
     return FanOutCounts(total=_get(doc, "total", int, where, optional=True), done=bool(doc.get("done")), **numbers)
 
 
+def children_doc(children: tuple[ChildResult, ...]) -> list[Document]:
+    docs: list[Document] = []
+    for child in children:
+        doc: Document = {"index": child.index, "run_id": child.run_id, "status": child.status.value}
+        if child.error is not None:
+            doc["error"] = child.error.to_json()
+        else:
+            doc["data"] = child.output
+        docs.append(doc)
+    return docs
+
+
+def _children(docs: object, where: str) -> tuple[ChildResult, ...]:
+    if not isinstance(docs, list):
+        raise ProtocolError(f"{where}: expected a list")
+    children = []
+    for i, doc in enumerate(docs):
+        at = f"{where}[{i}]"
+        assert_object(doc, at)
+        assert isinstance(doc, dict)
+        children.append(
+            ChildResult(
+                index=_get(doc, "index", int, at),
+                run_id=_get(doc, "run_id", str, at),
+                status=_enum(RunStatus, doc.get("status"), f"{at}.status"),
+                output=doc.get("data"),
+                error=_error(doc.get("error"), f"{at}.error"),
+            )
+        )
+    return tuple(children)
+
+
 # --- requests -------------------------------------------------------------------------------
 
 
@@ -364,6 +408,8 @@ def encode_request(request: PushRequest) -> bytes:
         "steps": [_step_doc(step) for step in claimed.steps],
         "fan_outs": {sid: _counts_doc(counts) for sid, counts in request.fan_outs.items()},
     }
+    if request.children:
+        doc["fan_out_children"] = {sid: children_doc(children) for sid, children in request.children.items()}
     return orjson.dumps(doc)
 
 
@@ -386,7 +432,12 @@ def decode_request(body: bytes) -> PushRequest:
         steps=tuple(_step(step, f"steps[{i}]") for i, step in enumerate(steps)),
         events=tuple(_event(event, f"events[{i}]") for i, event in enumerate(events)),
     )
-    return PushRequest(claimed, {str(k): _counts(v, f"fan_outs.{k}") for k, v in fan_outs.items()})
+    children = _get(doc, "fan_out_children", dict, "request", optional=True) or {}
+    return PushRequest(
+        claimed,
+        {str(k): _counts(v, f"fan_outs.{k}") for k, v in fan_outs.items()},
+        {str(k): _children(v, f"fan_out_children.{k}") for k, v in children.items()},
+    )
 
 
 def _load(body: bytes, what: str) -> Document:
@@ -471,6 +522,8 @@ def _result_doc(result: Result) -> Document:
         case Failed(error, retriable, retry_after):
             delay = None if retry_after is None else int(retry_after.total_seconds() * 1000)
             return {"type": "fail", "error": error.to_json(), "retriable": retriable, "retry_after_ms": delay}
+        case ReadChildren(step_id):
+            return {"type": "read_children", "step_id": step_id}
     raise AssertionError(result)
 
 
@@ -490,19 +543,56 @@ def _result(doc: object, where: str) -> Result:
         delay = _get(doc, "retry_after_ms", int, where, optional=True)
         after = None if delay is None else timedelta(milliseconds=delay)
         return Failed(error, bool(doc.get("retriable")), after)
+    if kind == "read_children":
+        return ReadChildren(_get(doc, "step_id", str, where))
     raise ProtocolError(f"{where}.type: unknown result {kind!r}")
 
 
-def encode_response(response: PushResponse) -> bytes:
-    return orjson.dumps(
-        {"protocol": PROTOCOL, "ops": [_op_doc(op) for op in response.ops], "result": _result_doc(response.result)}
+def _line_doc(line: RunLogLine) -> Document:
+    return {
+        "segment": line.segment,
+        "attempt": line.attempt,
+        "seq": line.seq,
+        "at": _time(line.at),
+        "level": line.level,
+        "message": line.message,
+        "step": line.step,
+    }
+
+
+def _line(doc: object, where: str, run_id: str) -> RunLogLine:
+    at = _parse_time(_get(doc, "at", str, where), f"{where}.at")
+    assert at is not None
+    return RunLogLine(
+        run_id,  # never what the document says: the lines belong to the run that was pushed
+        _get(doc, "segment", int, where),
+        _get(doc, "attempt", int, where),
+        _get(doc, "seq", int, where),
+        at,
+        _get(doc, "level", str, where),
+        _get(doc, "message", str, where),
+        _get(doc, "step", str, where, optional=True),
     )
 
 
+def encode_response(response: PushResponse) -> bytes:
+    doc: Document = {
+        "protocol": PROTOCOL,
+        "ops": [_op_doc(op) for op in response.ops],
+        "result": _result_doc(response.result),
+    }
+    if response.logs:
+        doc["logs"] = [_line_doc(line) for line in response.logs]
+    return orjson.dumps(doc)
+
+
 def decode_response(body: bytes, run_id: str) -> PushResponse:
-    """`run_id`: the run that was pushed; every child the response creates is that run's child."""
+    """`run_id`: the run that was pushed; every child and log line in the response is that run's."""
     doc = _load(body, "response")
     ops = _get(doc, "ops", list, "response")
+    lines = _get(doc, "logs", list, "response", optional=True) or []
     return PushResponse(
-        tuple(_op(op, f"ops[{i}]", run_id) for i, op in enumerate(ops)), _result(doc.get("result"), "result")
+        tuple(_op(op, f"ops[{i}]", run_id) for i, op in enumerate(ops)),
+        _result(doc.get("result"), "result"),
+        tuple(_line(line, f"logs[{i}]", run_id) for i, line in enumerate(lines)),
     )

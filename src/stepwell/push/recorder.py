@@ -6,17 +6,21 @@ list (what the dispatcher will write under the real lease) and answering what th
 have answered, from the request. When a verb makes a step's result new and the function would go
 past it (a completed step, a timed-out wait), it raises `CheckpointReached`, which unwinds user
 code like a suspension: the dispatcher stores the result, then asks again. Reads the step API
-makes (fan-out counts) come from the request; a fan-out's children's results cannot be read.
+makes come from the request: the counts of waiting fan-outs always, the children of a finished
+fan-out (`FanOut.results()`, `children()`, `failures()`) once asked for: the first read of a step's
+children raises `ChildrenNeeded`, the dispatcher stores the ops, reads every child of that step
+and asks again with them, and the replay reads them from the request as a pulled run reads the store.
 """
 
 from __future__ import annotations
 
+import bisect
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from stepwell.errors import ConfigurationError, Suspend
+from stepwell.errors import ConfigurationError
 from stepwell.model.event import EventIn
 from stepwell.model.jsonvalue import decode
 from stepwell.model.records import ChildResult, ErrorInfo, FanOutCounts, Step, StepStatus
@@ -33,11 +37,25 @@ from stepwell.push.protocol import (
     TimeOutStep,
 )
 from stepwell.runtime.engine import Engine
+from stepwell.runtime.steps import SuspendRun
 from stepwell.store.base import AcceptedEvent, Lease, NewChild, NewWait, StepWrite
 
 
-class CheckpointReached(Suspend):
-    """Internal: a step's result is new; stop here so that it is stored before the function goes on."""
+class CheckpointReached(SuspendRun):
+    """Internal: a step's result is new; stop here so that it is stored before the function goes on.
+
+    A SuspendRun, so that the executor maps it to an outcome without formatting a traceback (a
+    checkpoint ends most requests); the endpoint answers `checkpoint` whatever that outcome says."""
+
+    def __init__(self) -> None:
+        super().__init__(None)
+
+
+class ChildrenNeeded(SuspendRun):
+    """Internal: the function reads a finished fan-out's children, which the request does not carry yet."""
+
+    def __init__(self) -> None:
+        super().__init__(None)
 
 
 class StepRecorder:
@@ -46,8 +64,10 @@ class StepRecorder:
     def __init__(self, request: PushRequest) -> None:
         self.now = request.claimed.claimed_at
         self.fan_outs = dict(request.fan_outs)
+        self.children = request.children
         self.ops: list[Op] = []
         self.checkpointed = False
+        self.read: str | None = None  # a fan-out step whose children the function asked for
 
     def _checkpoint(self) -> CheckpointReached:
         self.checkpointed = True
@@ -111,10 +131,12 @@ class StepRecorder:
         return FanOutCounts(total=total, queued=total, done=total == 0)
 
     def fan_out_results(self, parent_id: str, step_id: str, *, after: int, limit: int) -> list[ChildResult]:
-        raise ConfigurationError(
-            f"fan_out({step_id!r}).results(): a pushed function cannot read its children's results "
-            "(the web app has no database); read them in a pulled function, or through the HTTP API"
-        )
+        children = self.children.get(step_id)
+        if children is None:
+            self.read = step_id
+            raise ChildrenNeeded()
+        start = bisect.bisect_right(children, after, key=lambda child: child.index)
+        return list(children[start : start + limit])
 
 
 @dataclass(frozen=True, slots=True)
