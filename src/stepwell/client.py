@@ -183,6 +183,34 @@ class Client:
     async def aresume_function(self, function: str) -> None:
         await self._acall(_function_request("resume", function))
 
+    # ordering keys (each as App's method of the same name; a key with the operate scope)
+
+    def pause_key(self, function: str, key: str) -> None:
+        self._call(_key_request("pause", function, key))
+
+    async def apause_key(self, function: str, key: str) -> None:
+        await self._acall(_key_request("pause", function, key))
+
+    def resume_key(self, function: str, key: str) -> None:
+        self._call(_key_request("resume", function, key))
+
+    async def aresume_key(self, function: str, key: str) -> None:
+        await self._acall(_key_request("resume", function, key))
+
+    def drain_key(self, function: str, key: str) -> list[str]:
+        """The ids of the runs cancelled."""
+        return list(self._call(_key_request("drain", function, key))["cancelled"])
+
+    async def adrain_key(self, function: str, key: str) -> list[str]:
+        return list((await self._acall(_key_request("drain", function, key)))["cancelled"])
+
+    def skip_key(self, function: str, key: str) -> str | None:
+        """None when the key was not parked, else the run it moved on to ("" for none)."""
+        return _skipped(self._call(_key_request("skip", function, key)))
+
+    async def askip_key(self, function: str, key: str) -> str | None:
+        return _skipped(await self._acall(_key_request("skip", function, key)))
+
     # transport
 
     def close(self) -> None:
@@ -406,6 +434,14 @@ def _fan_out(data: dict[str, Any]) -> FanOutCounts:
 
 def _function_request(action: str, function: str) -> _Request:
     return _Request("POST", f"/api/v1/functions/{action}", body={"function": function})
+
+
+def _key_request(action: str, function: str, key: str) -> _Request:
+    return _Request("POST", f"/api/v1/ordering-keys/{action}", body={"function": function, "key": key})
+
+
+def _skipped(answer: dict[str, Any]) -> str | None:
+    return (answer["next_run_id"] or "") if answer["parked"] else None
 
 
 def _paused_at(answer: dict[str, Any]) -> datetime:

@@ -90,6 +90,28 @@ def test_functions_pause_and_resume_against_a_remote_server(served: Served) -> N
     assert code != 0 and "403 forbidden" in out
 
 
+def test_keys_pause_resume_drain_and_skip_against_a_remote_server(served: Served) -> None:
+    env = {
+        "STEPWELL_SERVER": served.url,
+        "STEPWELL_TOKEN": served.tokens["operate"],
+        "STEPWELL_DATABASE_URL": "sqlite:///nowhere",
+    }
+    code, out = run_cli("keys", "pause", "ordered", "k1", env=env)
+    assert code == 0 and "ordered key k1: pause — done" in out, out
+    served.app.send([{"name": "ordered", "data": {"k": "k1"}, "id": f"k1-{i}"} for i in range(3)])
+    served.drain(seconds=1)
+    assert {r.status.value for r in served.app.runs(function="ordered")} == {"queued"}  # the key is paused
+    code, out = run_cli("keys", "drain", "ordered", "k1", env=env)
+    assert code == 0 and "cancelled 3 run(s)" in out, out
+    assert {r.status.value for r in served.app.runs(function="ordered")} == {"cancelled"}
+    code, out = run_cli("keys", "resume", "ordered", "k1", env=env)
+    assert code == 0 and "resume — done" in out, out
+    code, out = run_cli("keys", "skip", "ordered", "k1", env=env)
+    assert code == 0 and "not parked" in out, out
+    code, out = run_cli("keys", "pause", "ordered", "k1", env={**env, "STEPWELL_TOKEN": served.tokens["read"]})
+    assert code != 0 and "403 forbidden" in out
+
+
 def _free_port() -> int:
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))

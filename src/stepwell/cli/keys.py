@@ -5,6 +5,7 @@ from __future__ import annotations
 import click
 
 from stepwell.cli.common import DB_HELP, console, existing_app, main
+from stepwell.cli.remote import endpoint, remote_options
 
 
 @main.group()
@@ -32,8 +33,12 @@ def _key_command(name: str, doc: str) -> None:
         help="optional: the app that defines FUNCTION (else its definition is read from the registry)",
     )
     @click.option("--database-url", envvar="STEPWELL_DATABASE_URL", help=DB_HELP)
-    def command(function: str, key: str, app_target: str | None, database_url: str | None) -> None:
-        app = existing_app(database_url, app_target)  # the function is looked up in the registry without --app
+    @remote_options
+    def command(
+        function: str, key: str, app_target: str | None, database_url: str | None, server: str | None, token: str | None
+    ) -> None:
+        # without --app the function is looked up in the registry; with --server the server does it
+        app = endpoint(server, token, lambda: existing_app(database_url, app_target))
         result = {"pause": app.pause_key, "resume": app.resume_key, "drain": app.drain_key, "skip": app.skip_key}[name](
             function, key
         )
