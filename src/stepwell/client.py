@@ -247,7 +247,7 @@ class Client:
                     raise StoreUnavailable(f"{request.method} {self.url}{request.path}: {err}") from err
                 time.sleep(_backoff(attempt))
                 continue
-            if response.status_code not in RETRY_STATUSES or attempt == self.retries:
+            if not _retriable(request, response.status_code) or attempt == self.retries:
                 return _answer(request, response)
             time.sleep(self._pause(response, attempt))
         raise AssertionError("unreachable")
@@ -264,7 +264,7 @@ class Client:
                     raise StoreUnavailable(f"{request.method} {self.url}{request.path}: {err}") from err
                 await asyncio.sleep(_backoff(attempt))
                 continue
-            if response.status_code not in RETRY_STATUSES or attempt == self.retries:
+            if not _retriable(request, response.status_code) or attempt == self.retries:
                 return _answer(request, response)
             await asyncio.sleep(self._pause(response, attempt))
         raise AssertionError("unreachable")
@@ -277,6 +277,12 @@ class Client:
         except ValueError:
             wait = _backoff(attempt)
         return min(max(wait, 0.0), self.max_retry_wait)
+
+
+def _retriable(request: _Request, status: int) -> bool:
+    """429 and 503 mean nothing was written; 504 (the server gave up waiting for the store) means the
+    write may or may not be stored, so only a request that is safe to repeat is sent again."""
+    return status in RETRY_STATUSES or (status == 504 and request.idempotent)
 
 
 def _backoff(attempt: int) -> float:

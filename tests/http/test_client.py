@@ -75,8 +75,9 @@ class Flaky:
     """A proxy in front of the real server that loses answers: the first `lose` POSTs are forwarded
     (and committed) but answered 503, the next `busy` are refused 429 unforwarded, both with Retry-After."""
 
-    def __init__(self, upstream: str, *, lose: int, busy: int, retry_after: str = "1") -> None:
+    def __init__(self, upstream: str, *, lose: int, busy: int, retry_after: str = "1", lost_status: int = 503) -> None:
         self.upstream, self.lose, self.busy, self.retry_after = upstream, lose, busy, retry_after
+        self.lost_status = lost_status  # 503, or 504: the server gave up waiting for the store
         self.bodies: list[bytes] = []
         self.times: list[float] = []
 
@@ -92,7 +93,7 @@ class Flaky:
             answer = await upstream.request(request.method, self.upstream + request.url.path, content=body,
                                             params=request.query_params, headers=headers)  # fmt: skip
         if len(self.bodies) <= self.lose:
-            return Response(b'{"code":"store_unavailable","message":"lost","field":null}', 503,
+            return Response(b'{"code":"store_unavailable","message":"lost","field":null}', self.lost_status,
                             {"Retry-After": self.retry_after}, media_type="application/json")  # fmt: skip
         return Response(answer.content, answer.status_code, media_type="application/json")
 
@@ -111,8 +112,9 @@ def _run_asgi(app: Starlette) -> Iterator[str]:
     sock.close()
 
 
-def test_retries_honour_retry_after_and_a_lost_answer_never_duplicates(served: Served) -> None:
-    flaky = Flaky(served.url, lose=1, busy=1)
+@pytest.mark.parametrize("lost_status", [503, 504])
+def test_retries_honour_retry_after_and_a_lost_answer_never_duplicates(served: Served, lost_status: int) -> None:
+    flaky = Flaky(served.url, lose=1, busy=1, lost_status=lost_status)
     proxy = Starlette(routes=[Route("/{path:path}", flaky.handle, methods=["GET", "POST"])])
     for url in _run_asgi(proxy):
         begun = time.monotonic()
