@@ -146,3 +146,70 @@ def test_garbage_is_a_failure_and_a_refused_connection_sends_nothing() -> None:
             await client.post("127.0.0.1", 1, "/", {}, b"1", max_bytes=10)
 
     serve(garbage, test)
+
+
+@pytest.mark.parametrize(
+    ("answer", "what"),
+    [
+        (b"HTTP/1.1 2x0 OK\r\ncontent-length: 2\r\n\r\n{}", "status line"),
+        (b"HTTP/1.1 200 OK\r\nno colon here\r\ncontent-length: 2\r\n\r\n{}", "header"),
+        (b"HTTP/1.1 200 OK\r\ncontent-length: two\r\n\r\n{}", "content-length"),
+        (b"HTTP/1.1 200 OK\r\ncontent-length: 2\r\ncontent-length: 3\r\n\r\n{}", "content-length"),
+        (b"HTTP/1.1 200 OK\r\ntransfer-encoding: chunked\r\n\r\nzz\r\nabc\r\n0\r\n\r\n", "chunk"),
+        (b"HTTP/1.1 200 OK\r\ntransfer-encoding: chunked\r\n\r\n3\r\nabcdef\r\n0\r\n\r\n", "chunk"),
+        (b"HTTP/1.1 200 OK\r\ntransfer-encoding: gzip\r\n\r\n{}", "transfer-encoding"),
+        (b"HTTP/1.1 200 OK\r\nx-long: " + b"a" * 70_000, "too long"),
+    ],
+)
+def test_an_answer_h11_refuses_is_a_failure_at_once_not_a_hang(answer: bytes, what: str) -> None:
+    """The server sends a malformed answer and keeps the connection open: the client fails on what
+    it read (HttpFailure naming the fault, never TooLarge), without waiting for the close."""
+
+    async def script(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        await read_request(reader)
+        writer.write(answer)
+        await writer.drain()
+        await reader.read()  # until the client closes
+
+    async def test(client: Http1Client, port: int, connections: list[int]) -> None:
+        with pytest.raises(HttpFailure, match=f"(?i){what}") as failure:
+            await client.post("127.0.0.1", port, "/", {}, b"1", max_bytes=100)
+        assert not isinstance(failure.value, TooLarge)
+        assert not client._idle.get(("127.0.0.1", port))  # a connection that failed is not kept
+
+    serve(script, test)
+
+
+def test_an_answer_cut_in_its_body_is_a_failure() -> None:
+    async def script(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        await read_request(reader)
+        writer.write(b"HTTP/1.1 200 OK\r\ncontent-length: 10\r\n\r\n01234")
+        await writer.drain()  # then the handler closes the connection
+
+    async def test(client: Http1Client, port: int, connections: list[int]) -> None:
+        with pytest.raises(HttpFailure, match="closed in the middle of the answer"):
+            await client.post("127.0.0.1", port, "/", {}, b"1", max_bytes=100)
+
+    serve(script, test)
+
+
+def test_the_request_head_names_the_address_as_host_and_carries_the_body_length() -> None:
+    heads: list[bytes] = []
+
+    async def script(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        while True:
+            heads.append(await read_request(reader))
+            writer.write(OK)
+            await writer.drain()
+
+    async def test(client: Http1Client, port: int, connections: list[int]) -> None:
+        await client.post("127.0.0.1", port, "/a?b=1", {"content-length": "999"}, b"12345", max_bytes=100)
+        await client.post("127.0.0.1", port, "/", {"Host": "svc.example"}, b"", max_bytes=100)
+        first, second = (head.lower().split(b"\r\n") for head in heads)
+        assert first[0] == b"post /a?b=1 http/1.1"
+        assert f"host: 127.0.0.1:{port}".encode() in first and b"content-length: 5" in first
+        assert heads[0].endswith(b"\r\n\r\n12345")
+        assert b"host: svc.example" in second and b"content-length: 0" in second
+        assert sum(line.startswith(b"host:") for line in second) == 1
+
+    serve(script, test)

@@ -3,16 +3,27 @@
 The dispatcher makes one small POST per step, so the cost of the HTTP client is most of the cost
 of push mode. httpx/httpcore spent about 1.5 ms of CPU per request on loopback (pool bookkeeping
 and a liveness probe of every pooled connection per request); this client spends a small fraction
-of that: one write per request (head and body together), a head read to the blank line, a body
-read by Content-Length (or chunked), and connections kept alive per address and reused while
-young. A request is never sent twice by this client: whatever happens after the write counts.
+of that: one write per request (head and body together), reads fed to `h11` until the answer ends,
+and connections kept alive per address and reused while young. All HTTP/1.1 framing and parsing
+(the request head, the status line and headers, Content-Length, chunked and close-delimited
+bodies, interim answers, whether a connection may be reused) is h11's, the sans-I/O library
+httpcore itself is built on; this module only moves bytes and keeps connections.
+
+Measured on loopback (2,000 POSTs to a uvicorn app, 8 at a time, CPU of the client process, six
+interleaved rounds): about 0.15 ms of CPU per request, against 0.08 ms for the hand-written parser
+it replaced and 1.2-1.6 ms for httpx; the difference buys parsing that is not ours to get wrong.
+
+A request is never sent twice by this client: whatever happens after the write counts.
 
 It is used for `http://` endpoints only (httpx would speak HTTP/1.1 to them too: HTTP/2 needs TLS
 there); `https://` endpoints keep httpx, for its TLS handling and HTTP/2. It connects to the address
 the SSRF guard checked (it never resolves a name itself) and follows no redirects.
 
 Errors: `ConnectFailed` (nothing was sent: the endpoint did not see the request) and `HttpFailure`
-for anything after the request was sent. The caller bounds the time a request takes.
+for anything after the request was sent (an answer h11 refuses included); `TooLarge` (an
+`HttpFailure`) when the body passes the cap, found while reading. A request head HTTP forbids
+(a line break in a header or the target) is a `ValueError` before anything is sent. The caller
+bounds the time a request takes.
 """
 
 from __future__ import annotations
@@ -24,7 +35,10 @@ from collections import deque
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 
-HEAD_LIMIT = 64 * 1024  # bytes of status line and headers
+import h11
+
+HEAD_LIMIT = 64 * 1024  # bytes of status line and headers (h11's max_incomplete_event_size)
+READ_SIZE = 64 * 1024  # bytes asked of the socket per read
 
 
 class ConnectFailed(Exception):
@@ -50,6 +64,9 @@ class Answer:
 class _Connection:
     reader: asyncio.StreamReader
     writer: asyncio.StreamWriter
+    http: h11.Connection = field(
+        default_factory=lambda: h11.Connection(h11.CLIENT, max_incomplete_event_size=HEAD_LIMIT)
+    )
     idle_since: float = 0.0
 
     def usable(self, fresh_since: float) -> bool:
@@ -58,6 +75,65 @@ class _Connection:
         after its keep-alive timeout (2 s for gunicorn, 5 s for uvicorn), and a request written as it
         closes one is lost and counts as a failed attempt; a fresh connection avoids that race."""
         return self.idle_since >= fresh_since and not (self.reader.at_eof() or self.writer.is_closing())
+
+    async def exchange(self, request: h11.Request, body: bytes, max_bytes: int) -> Answer:
+        """Send the request in one write and read its answer (after any interim ones)."""
+        http = self.http
+        self.writer.write(http.send(request) + http.send(h11.Data(data=body)) + http.send(h11.EndOfMessage()))
+        received = False
+        try:
+            await self.writer.drain()  # flow control for a large body; at once for a small one
+            while True:
+                event = http.next_event()
+                if event is h11.NEED_DATA:
+                    data = await self.reader.read(READ_SIZE)
+                    if not data and not received:
+                        raise HttpFailure("connection closed before an answer")
+                    received = True
+                    http.receive_data(data)
+                elif isinstance(event, h11.Response):
+                    return await self._rest(event, max_bytes)
+                elif not isinstance(event, h11.InformationalResponse):  # 100 Continue: the real one follows
+                    raise HttpFailure(f"unexpected {type(event).__name__} before the answer")
+        except h11.RemoteProtocolError as error:
+            if self.reader.at_eof():
+                raise HttpFailure(f"connection closed in the middle of the answer ({error})") from None
+            raise HttpFailure(f"bad answer: {error}") from None
+        except ConnectionError as error:
+            raise HttpFailure(f"connection reset: {error}") from None
+
+    async def _rest(self, response: h11.Response, max_bytes: int) -> Answer:
+        """The answer's headers and its body, read up to the cap."""
+        headers = {name.decode("latin-1"): value.decode("latin-1") for name, value in response.headers}
+        length = headers.get("content-length")  # h11 checked that it is a number
+        if length is not None and int(length) > max_bytes:
+            raise TooLarge(f"answer larger than {max_bytes} bytes")
+        http = self.http
+        chunks: list[bytes] = []
+        size = 0
+        while True:
+            event = http.next_event()
+            if event is h11.NEED_DATA:
+                http.receive_data(await self.reader.read(READ_SIZE))
+            elif isinstance(event, h11.Data):
+                size += len(event.data)
+                if size > max_bytes:
+                    raise TooLarge(f"answer larger than {max_bytes} bytes")
+                chunks.append(event.data)
+            elif isinstance(event, h11.EndOfMessage):
+                return Answer(response.status_code, headers, b"".join(chunks))
+            else:
+                raise HttpFailure(f"unexpected {type(event).__name__} in the answer's body")
+
+    def reusable(self) -> bool:
+        """Whether both sides are done and the answer left the connection open (HTTP/1.1, no
+        `connection: close`, not delimited by the close, nothing more sent); if so, ready for the
+        next request. h11 answers `ConnectionClosed` after an answer that ended with the connection."""
+        http = self.http
+        if http.our_state is h11.DONE and http.their_state is h11.DONE and http.next_event() is h11.NEED_DATA:
+            http.start_next_cycle()
+            return True
+        return False
 
     def close(self) -> None:
         with contextlib.suppress(Exception):
@@ -77,17 +153,15 @@ class Http1Client:
         self, address: str, port: int, target: str, headers: Mapping[str, str], body: bytes, *, max_bytes: int
     ) -> Answer:
         """POST `body` to `target` (path and query) at address:port."""
-        head = _head(target, headers, len(body))
+        request = _request(address, port, target, headers, len(body))
         key = (address, port)
         connection = await self._connection(key)
         try:
-            connection.writer.write(head + body)
-            await connection.writer.drain()  # flow control for a large body; at once for a small one
-            answer, keep = await _read_answer(connection.reader, max_bytes)
+            answer = await connection.exchange(request, body, max_bytes)
         except BaseException:
             connection.close()  # never retried here: the endpoint may have seen the request
             raise
-        if keep:
+        if connection.reusable():
             self._release(key, connection)
         else:
             connection.close()
@@ -103,7 +177,7 @@ class Http1Client:
             connection.close()
         try:
             async with asyncio.timeout(self.connect_timeout):
-                reader, writer = await asyncio.open_connection(key[0], key[1], limit=HEAD_LIMIT)
+                reader, writer = await asyncio.open_connection(key[0], key[1])
         except (OSError, TimeoutError) as error:
             raise ConnectFailed(f"{type(error).__name__}: {error}") from None
         return _Connection(reader, writer)
@@ -123,98 +197,17 @@ class Http1Client:
         self._idle.clear()
 
 
-def _head(target: str, headers: Mapping[str, str], length: int) -> bytes:
-    lines = [f"POST {target} HTTP/1.1"]
-    lines += [f"{name}: {value}" for name, value in headers.items() if name.lower() != "content-length"]
-    lines.append(f"content-length: {length}")
-    if any("\r" in line or "\n" in line for line in lines):
-        raise ValueError("a request header or target contains a line break")
-    return ("\r\n".join(lines) + "\r\n\r\n").encode("latin-1")
-
-
-async def _read_answer(reader: asyncio.StreamReader, max_bytes: int) -> tuple[Answer, bool]:
-    """The answer and whether the connection may be reused."""
-    first = True
-    while True:
-        try:
-            raw = await reader.readuntil(b"\r\n\r\n")
-        except asyncio.IncompleteReadError as error:
-            where = "before an answer" if first and not error.partial else "in the middle of the answer's head"
-            raise HttpFailure(f"connection closed {where}") from None
-        except asyncio.LimitOverrunError:
-            raise HttpFailure(f"answer head over {HEAD_LIMIT} bytes") from None
-        except (ConnectionResetError, BrokenPipeError) as error:
-            raise HttpFailure(f"connection reset: {error}") from None
-        first = False
-        version, status, headers = _parse_head(raw)
-        if 100 <= status < 200:  # an interim answer (100 Continue): the real one follows
-            continue
-        body = await _read_body(reader, headers, max_bytes)
-        keep = version == "HTTP/1.1" and headers.get("connection", "").lower() != "close"
-        return Answer(status, headers, body), keep
-
-
-def _parse_head(raw: bytes) -> tuple[str, int, dict[str, str]]:
-    lines = raw[:-4].decode("latin-1").split("\r\n")
-    parts = lines[0].split(" ", 2)
-    if len(parts) < 2 or not parts[0].startswith("HTTP/1.") or not parts[1].isdigit():
-        raise HttpFailure(f"not an HTTP/1.x status line: {lines[0][:80]!r}")
-    headers: dict[str, str] = {}
-    for line in lines[1:]:
-        name, colon, value = line.partition(":")
-        if not colon:
-            raise HttpFailure(f"bad header line: {line[:80]!r}")
-        headers[name.strip().lower()] = value.strip()
-    return parts[0], int(parts[1]), headers
-
-
-async def _read_body(reader: asyncio.StreamReader, headers: dict[str, str], max_bytes: int) -> bytes:
+def _request(address: str, port: int, target: str, headers: Mapping[str, str], length: int) -> h11.Request:
+    """The request head, checked by h11 before anything is sent; HTTP/1.1 needs a Host header, so
+    one naming the address is added when the caller gave none."""
+    fields = [(name, value) for name, value in headers.items() if name.lower() != "content-length"]
+    fields.append(("content-length", str(length)))
+    if not any(name.lower() == "host" for name, _ in fields):
+        host = f"[{address}]" if ":" in address else address
+        fields.append(("host", host if port == 80 else f"{host}:{port}"))
     try:
-        if "chunked" in headers.get("transfer-encoding", "").lower():
-            return await _read_chunked(reader, max_bytes)
-        length = headers.get("content-length")
-        if length is None:  # delimited by the end of the connection: never kept alive
-            headers["connection"] = "close"
-            return await _read_to_end(reader, max_bytes)
-        if not length.isdigit():
-            raise HttpFailure(f"bad content-length {length[:40]!r}")
-        if int(length) > max_bytes:
-            raise TooLarge(f"answer larger than {max_bytes} bytes")
-        return await reader.readexactly(int(length))
-    except asyncio.IncompleteReadError:
-        raise HttpFailure("connection closed in the middle of the answer's body") from None
-    except asyncio.LimitOverrunError:
-        raise HttpFailure("a chunk size line over the head limit") from None
-    except (ConnectionResetError, BrokenPipeError) as error:
-        raise HttpFailure(f"connection reset: {error}") from None
-
-
-async def _read_chunked(reader: asyncio.StreamReader, max_bytes: int) -> bytes:
-    chunks: list[bytes] = []
-    size = 0
-    while True:
-        line = await reader.readuntil(b"\r\n")
-        try:
-            length = int(line.split(b";", 1)[0].strip(), 16)
-        except ValueError:
-            raise HttpFailure(f"bad chunk size line {line[:40]!r}") from None
-        if length == 0:
-            while (await reader.readuntil(b"\r\n")) != b"\r\n":  # trailers, ignored
-                pass
-            return b"".join(chunks)
-        size += length
-        if size > max_bytes:
-            raise TooLarge(f"answer larger than {max_bytes} bytes")
-        chunks.append(await reader.readexactly(length))
-        await reader.readexactly(2)
-
-
-async def _read_to_end(reader: asyncio.StreamReader, max_bytes: int) -> bytes:
-    chunks: list[bytes] = []
-    size = 0
-    while data := await reader.read(64 * 1024):
-        size += len(data)
-        if size > max_bytes:
-            raise TooLarge(f"answer larger than {max_bytes} bytes")
-        chunks.append(data)
-    return b"".join(chunks)
+        return h11.Request(method="POST", target=target, headers=fields)
+    except h11.LocalProtocolError as error:
+        raise ValueError(
+            f"a request header or target HTTP forbids (a line break or another illegal character): {error}"
+        ) from None
