@@ -6,12 +6,13 @@ dispatcher gives every request a fresh `webhook-id` (a connection retry resends 
 delivered), so an id seen twice is a replay: the endpoint answers it 409 `duplicate`.
 
 An id is kept for twice the tolerance (a signature stamped up to one tolerance ahead of this clock
-stays valid until one tolerance after it), at most `capacity` ids (100,000 by default, a few tens of
-MiB at most). Past the capacity the oldest id is forgotten early and a warning is logged: that takes
-more than `capacity` signed requests within twice the tolerance (about 160 a second per process).
-The memory is per process: web processes behind a balancer each keep their own, so a replay sent to
-another process runs there. Its answer goes back to whoever replayed it, never to the dispatcher, and
-nothing the endpoint does is stored by the endpoint itself (it has no database).
+stays valid until one tolerance after it), at most `capacity` ids (100,000 by default: about 20 MiB
+with the dispatcher's ids). Past the capacity the oldest id is forgotten early and a warning is
+logged: that takes more than `capacity` signed requests within twice the tolerance (about 160 a
+second per process). The memory is per process: web processes behind a balancer each keep their
+own, so a replay sent to another process runs there. What it produces is never stored: the
+endpoint has no database, its answer goes back to whoever replayed the request, and the dispatcher
+stores only the answer signed with its own request's id, under its lease (token-fenced writes).
 """
 
 from __future__ import annotations
