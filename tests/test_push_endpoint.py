@@ -1,7 +1,10 @@
-"""The web app's endpoint over real HTTP: signed requests only, signed answers, clear refusals."""
+"""The web app's endpoint over real HTTP: signed requests only, signed answers, clear refusals,
+no replays (finding P1 of the review of 2026-11-29), and a development endpoint that answers only
+requests addressed to loopback and not relayed by a proxy (finding P3)."""
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
@@ -76,9 +79,77 @@ def test_bad_documents_and_unknown_functions_are_refused_by_name(web: WebApp) ->
         (b"{}", 400, "protocol"),
         (request_body("nope"), 404, "'nope' is not served here"),
     ):
-        response = post(web, body, signer.headers("m", body, datetime.now(UTC)))
+        response = post(web, body, signer.headers(f"m{status}", body, datetime.now(UTC)))  # ids never repeat
         assert response.status_code == status
         assert words in response.json()["error"]["message"]
+
+
+@pytest.fixture(params=["fastapi", "flask"])
+def signed_web(request: pytest.FixtureRequest, database_url: str, tmp_path: Path) -> Iterator[WebApp]:
+    web = WebApp(request.param, database_url, tmp_path, key=KEY).start()
+    yield web
+    web.stop()
+
+
+def test_a_replayed_signed_request_runs_no_user_code_again(signed_web: WebApp) -> None:
+    """P1: a request captured on the way and sent again within the signature's tolerance is refused
+    (409 `duplicate`) and runs nothing; a fresh id, as the dispatcher sends, is not a replay."""
+    body = request_body("flaky")
+    signer = Signer(parse_keys(KEY))
+    headers = signer.headers("msg_once", body, datetime.now(UTC))
+    first = post(signed_web, body, headers)
+    assert first.status_code == 200 and signed_web.executions("boom") == 1
+    replayed = post(signed_web, body, headers)
+    assert signed_web.executions("boom") == 1, "the replayed request ran the step's code again"
+    assert replayed.status_code == 409
+    assert replayed.json()["error"]["code"] == "duplicate" and "msg_once" in replayed.json()["error"]["message"]
+    Verifier(parse_keys(KEY)).verify(replayed.headers, replayed.content, datetime.now(UTC))  # signed, like every answer
+    assert post(signed_web, body, signer.headers("msg_fresh", body, datetime.now(UTC))).status_code == 200
+    assert signed_web.executions("boom") == 2
+
+
+@pytest.fixture(params=["fastapi", "flask"])
+def dev_web(request: pytest.FixtureRequest, database_url: str, tmp_path: Path) -> Iterator[WebApp]:
+    web = WebApp(request.param, database_url, tmp_path).start()  # no key: dev=True, unsigned, loopback only
+    yield web
+    web.stop()
+
+
+@pytest.mark.parametrize(
+    ("kind", "headers", "status"),
+    [
+        ("fastapi", {"x-real-ip": "203.0.113.7"}, 421),  # nginx on this host, proxying the internet
+        ("flask", {"x-real-ip": "203.0.113.7"}, 421),
+        ("fastapi", {"forwarded": "for=203.0.113.7"}, 421),
+        # uvicorn applies X-Forwarded-For from 127.0.0.1 itself: the peer is then the forwarded address.
+        # (waitress removes Forwarded and X-Forwarded-* before the app sees them; WSGI servers that pass
+        # them on are covered in process by test_push_protocol.py::test_development_mode_…)
+        ("fastapi", {"x-forwarded-for": "203.0.113.7"}, 403),
+        ("fastapi", {"host": "rebound.evil.example"}, 421),  # a page whose name was re-pointed at 127.0.0.1
+        ("flask", {"host": "rebound.evil.example"}, 421),
+        ("fastapi", {"host": "rebound.evil.example:8000"}, 421),
+        ("flask", {"host": "rebound.evil.example:8000"}, 421),
+    ],
+)
+def test_the_unsigned_dev_endpoint_refuses_proxied_and_rebound_requests(
+    database_url: str, tmp_path: Path, kind: str, headers: dict[str, str], status: int
+) -> None:
+    """P3: in development mode the peer being loopback is not enough (a local proxy, a rebound page)."""
+    web = WebApp(kind, database_url, tmp_path).start()  # no key: dev=True, unsigned, loopback only
+    try:
+        answer = post(web, request_body("flaky"), headers)
+        assert web.executions("boom") == 0, "an unsigned request from beyond the host ran user code"
+        assert answer.status_code == status
+        assert answer.json()["error"]["code"] == {421: "misdirected", 403: "dev_mode"}[status]
+    finally:
+        web.stop()
+
+
+@pytest.mark.parametrize("host", ["127.0.0.1", "localhost", "[::1]"])
+def test_the_unsigned_dev_endpoint_answers_requests_addressed_to_a_loopback_name(dev_web: WebApp, host: str) -> None:
+    answer = post(dev_web, request_body(), {"host": f"{host}:{dev_web.port}"})
+    assert answer.status_code == 200
+    assert protocol.decode_response(answer.content, "run-1").result == protocol.Completed(b"40")
 
 
 def test_end_to_end_signed_both_ways(database_url: str, tmp_path: Path) -> None:

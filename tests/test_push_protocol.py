@@ -138,10 +138,23 @@ def test_development_mode_answers_loopback_clients_only() -> None:
     )
     statuses: list[str] = []
 
-    def call(remote: str) -> bytes:
+    def call(remote: str, **headers: str) -> bytes:
         environ = {"REQUEST_METHOD": "POST", "CONTENT_LENGTH": str(len(body)), "wsgi.input": io.BytesIO(body)}
-        return b"".join(wsgi({**environ, "REMOTE_ADDR": remote}, lambda status, headers: statuses.append(status)))
+        environ = {**environ, "HTTP_HOST": "127.0.0.1:8000", **headers, "REMOTE_ADDR": remote}
+        return b"".join(wsgi(environ, lambda status, headers: statuses.append(status)))
 
     assert b"dev_mode" in call("10.0.0.5") and statuses[-1].startswith("403")
     call("127.0.0.1")
     assert statuses[-1].startswith("200")
+    call("::1", HTTP_HOST="localhost:8000")
+    assert statuses[-1].startswith("200")
+    # a loopback peer is not enough (finding P3 of the review of 2026-11-29): a proxy on this host (as a WSGI
+    # server that passes forwarding headers on shows them), a page re-pointed at 127.0.0.1, no Host at all
+    for headers in (
+        {"HTTP_FORWARDED": "for=203.0.113.7"},
+        {"HTTP_X_FORWARDED_FOR": "203.0.113.7"},
+        {"HTTP_X_REAL_IP": "203.0.113.7"},
+        {"HTTP_HOST": "rebound.evil.example"},
+        {"HTTP_HOST": ""},
+    ):
+        assert b"misdirected" in call("127.0.0.1", **headers) and statuses[-1].startswith("421"), headers

@@ -10,37 +10,22 @@
   is re-pointed at 127.0.0.1, the browser treats the server as that page's own origin, and only
   the Host header (the attacker's name) tells the difference. Such a request gets 421, and so does
   one that came through a reverse proxy (Forwarded, X-Forwarded-For, X-Real-IP): a proxy on this
-  host would hand the keyless server to whoever reaches the proxy.
+  host would hand the keyless server to whoever reaches the proxy. The rule is `stepwell.loopback`
+  (the unsigned development push endpoint applies it too).
 """
 
 from __future__ import annotations
 
-import ipaddress
 import secrets
 
 import orjson
 from starlette.requests import Request
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from stepwell.loopback import addressed_locally
+from stepwell.loopback import is_loopback as is_loopback  # re-exported: http/__init__.py, http/server.py
+
 NOSNIFF = (b"x-content-type-options", b"nosniff")
-PROXIED = frozenset({b"forwarded", b"x-forwarded-for", b"x-real-ip"})
-
-
-def is_loopback(host: str) -> bool:
-    """`localhost` or a loopback address (127.0.0.0/8, ::1)."""
-    if host in ("localhost", "localhost."):
-        return True
-    try:
-        return ipaddress.ip_address(host).is_loopback
-    except ValueError:
-        return False
-
-
-def host_name(header: str) -> str:
-    """The name of a Host header without its port (`[::1]:8288` -> `::1`, `localhost:8288` -> `localhost`)."""
-    if header.startswith("["):
-        return header[1 : header.find("]")] if "]" in header else ""
-    return header.rsplit(":", 1)[0] if header.count(":") == 1 else header
 
 
 def new_request_id() -> str:
@@ -85,10 +70,8 @@ class Envelope:
     @staticmethod
     def _local(scope: Scope) -> bool:
         """Addressed to a loopback name, and not relayed by a proxy."""
-        if any(name in PROXIED for name, _ in scope["headers"]):
-            return False
-        host = next((value for name, value in scope["headers"] if name == b"host"), b"")
-        return is_loopback(host_name(host.decode("latin-1")))
+        headers = {name.decode("latin-1").lower(): value for name, value in scope["headers"]}
+        return addressed_locally(headers.get("host", b"").decode("latin-1"), headers)
 
     @staticmethod
     async def _misdirected(send: Send, rid: str) -> None:

@@ -1,16 +1,21 @@
 """ASGI and WSGI adapters around an `Endpoint`: they only move bytes and headers.
 
 Development mode (no signing key, `dev=True`) answers unsigned requests from loopback clients
-only; any other client is refused, so a dev setting shipped by mistake fails closed off-host.
+only; any other client is refused (403 `dev_mode`), so a dev setting shipped by mistake fails
+closed off-host. A loopback peer is not enough either: a reverse proxy on the same host makes every
+client loopback, and a web page whose name is re-pointed at 127.0.0.1 (DNS rebinding) reaches the
+endpoint from the browser. So an unsigned request must also be addressed to a loopback name and
+carry no forwarding header (the HTTP API's rule for a keyless server, `stepwell.loopback`); else
+421 `misdirected`. Signed requests are not affected: the signature, not the address, admits them.
 """
 
 from __future__ import annotations
 
-import ipaddress
-from collections.abc import Awaitable, Callable, Iterable, MutableMapping
+from collections.abc import Awaitable, Callable, Iterable, Mapping, MutableMapping
 from http import HTTPStatus
 from typing import Any
 
+from stepwell.loopback import addressed_locally, is_loopback
 from stepwell.push.endpoint import MAX_REQUEST_BYTES, Answer, Endpoint
 
 Scope = MutableMapping[str, Any]
@@ -20,18 +25,21 @@ Send = Callable[[Message], Awaitable[None]]
 StartResponse = Callable[..., Any]
 
 
-def _loopback(host: str | None) -> bool:
-    if not host:
-        return False
-    try:
-        return ipaddress.ip_address(host).is_loopback
-    except ValueError:
-        return host == "localhost"
-
-
-def _dev_refusal(endpoint: Endpoint, host: str | None) -> Answer | None:
-    if endpoint.verifier.allow_unsigned and not _loopback(host):
+def _dev_refusal(endpoint: Endpoint, peer: str | None, headers: Mapping[str, str]) -> Answer | None:
+    """Development mode only: a refusal unless the peer is loopback and the request is addressed to a
+    loopback name, not relayed by a proxy. `headers`: lower-case names."""
+    if not endpoint.verifier.allow_unsigned:
+        return None
+    if not peer or not is_loopback(peer):
         return endpoint.refusal(403, "dev_mode", "development mode (unsigned) serves loopback clients only")
+    if not addressed_locally(headers.get("host", ""), headers):
+        return endpoint.refusal(
+            421,
+            "misdirected",
+            "development mode (unsigned) answers only requests addressed to a loopback name (127.0.0.1, "
+            "localhost, [::1]) and not relayed by a proxy (Forwarded, X-Forwarded-For, X-Real-IP); "
+            "configure a signing key to serve it under another name or through a proxy",
+        )
     return None
 
 
@@ -49,13 +57,13 @@ class AsgiEndpoint:
         if scope["type"] != "http":
             return
         client = scope.get("client")
-        answer = _dev_refusal(self.endpoint, client[0] if client else None)
+        headers = {key.decode("latin-1").lower(): value.decode("latin-1") for key, value in scope["headers"]}
+        answer = _dev_refusal(self.endpoint, client[0] if client else None, headers)
         if answer is None:
             body = await _read_body(receive)
             if body is None:
                 answer = self.endpoint.refusal(413, "too_large", "request body too large")
             else:
-                headers = {key.decode("latin-1").lower(): value.decode("latin-1") for key, value in scope["headers"]}
                 answer = await self.endpoint.handle(scope["method"], headers, body)
         raw = [(key.encode(), value.encode()) for key, value in answer.headers.items()]
         raw.append((b"content-length", str(len(answer.body)).encode()))
@@ -95,7 +103,10 @@ class WsgiEndpoint:
         self.endpoint = endpoint
 
     def __call__(self, environ: dict[str, Any], start_response: StartResponse) -> Iterable[bytes]:
-        answer = _dev_refusal(self.endpoint, environ.get("REMOTE_ADDR"))
+        headers = {
+            key[5:].replace("_", "-").lower(): value for key, value in environ.items() if key.startswith("HTTP_")
+        }
+        answer = _dev_refusal(self.endpoint, environ.get("REMOTE_ADDR"), headers)
         if answer is None:
             try:
                 length = int(environ.get("CONTENT_LENGTH") or 0)
@@ -105,11 +116,6 @@ class WsgiEndpoint:
                 answer = self.endpoint.refusal(413, "too_large", "request body missing a length, or too large")
             else:
                 body = environ["wsgi.input"].read(length)
-                headers = {
-                    key[5:].replace("_", "-").lower(): value
-                    for key, value in environ.items()
-                    if key.startswith("HTTP_")
-                }
                 answer = self.endpoint.handle_sync(environ["REQUEST_METHOD"], headers, body)
         status = f"{answer.status} {HTTPStatus(answer.status).phrase}"
         start_response(status, [*answer.headers.items(), ("content-length", str(len(answer.body)))])

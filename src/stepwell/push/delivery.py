@@ -88,7 +88,7 @@ class Transport:
                     status, answer_headers, raw = await self._plain(parts, address, url, body, headers)
                 else:
                     status, answer_headers, raw = await self._httpx(parts, address, url, body, headers)
-                return self._answer(url, status, answer_headers, raw, run_id, now)
+                return self._answer(url, status, answer_headers, raw, run_id, now, message_id)
             except (httpx.ConnectError, ConnectFailed) as error:
                 if attempt == self.connect_retries:
                     raise EndpointUnreachable(f"endpoint {url} unreachable: {error}") from None
@@ -137,16 +137,23 @@ class Transport:
         return response.status_code, response.headers, raw
 
     def _answer(
-        self, url: str, status: int, headers: Mapping[str, str], raw: bytes, run_id: str, now: object
+        self, url: str, status: int, headers: Mapping[str, str], raw: bytes, run_id: str, now: object, message_id: str
     ) -> PushResponse:
+        """The endpoint signs its answer with the request's id: an answer signed for another request
+        (a recorded answer, replayed by anyone on the path) is refused, and the attempt counts."""
         if 300 <= status < 400:
             raise EndpointFailed(f"endpoint {url} answered a redirect ({status}); redirects are not followed")
         if status != 200:  # the body only goes into the error message: it need not be trusted
             raise EndpointFailed(f"endpoint {url} answered {status}: {raw[:300].decode(errors='replace')}")
         try:
-            self.verifier.verify(headers, raw, now)  # type: ignore[arg-type]
+            answered = self.verifier.verify(headers, raw, now)  # type: ignore[arg-type]
         except SignatureError as error:
             raise EndpointFailed(f"endpoint {url}: answer refused: {error}") from None
+        if self.verifier.keys and answered != message_id:
+            raise EndpointFailed(
+                f"endpoint {url}: answer refused: signed for another request "
+                f"(webhook-id {answered[:60]!r}, the request's is {message_id!r})"
+            )
         try:
             return protocol.decode_response(raw, run_id)
         except protocol.ProtocolError as error:

@@ -35,6 +35,7 @@ from stepwell.push.protocol import (
     Suspended,
 )
 from stepwell.push.recorder import RecordingEngine, StepRecorder
+from stepwell.push.seen import SeenIds
 from stepwell.push.signing import SignatureError, Signer, Verifier
 from stepwell.runtime import outcomes
 from stepwell.runtime.executor import execute_async, execute_sync
@@ -73,6 +74,7 @@ class Endpoint:
         self.signer = Signer(verifier.keys)
         self.max_event_bytes, self.max_output_bytes = max_event_bytes, max_output_bytes
         self._pool = ThreadPoolExecutor(max_workers=threads, thread_name_prefix="stepwell-push")
+        self.seen = SeenIds(2 * verifier.tolerance)  # replays refused (push/seen.py)
 
     def _answer(self, status: int, body: bytes, message_id: str) -> Answer:
         headers = dict(JSON_HEADERS)
@@ -85,7 +87,9 @@ class Endpoint:
         return self._answer(status, body, message_id or f"msg_{new_token()[:16]}")
 
     def check(self, method: str, headers: Mapping[str, str], body: bytes) -> tuple[Answer | None, str]:
-        """Signature and shape checks shared by both adapters: an Answer when refused, else the message id."""
+        """Signature, replay and shape checks shared by both adapters: an Answer when refused, else the message id.
+
+        A message id is remembered once its signature is good; the same id again is a replay (409)."""
         if method != "POST":
             return self.refusal(405, "method_not_allowed", "push endpoints take POST only"), ""
         if len(body) > MAX_REQUEST_BYTES:
@@ -95,6 +99,10 @@ class Endpoint:
         except SignatureError as error:
             log.warning("push request refused: %s", error)
             return self.refusal(401, "bad_signature", str(error)), ""
+        if self.verifier.keys and not self.seen.first_time(message_id, self.clock.now()):
+            log.warning("push request refused: message id %r was already received (a replay)", message_id)
+            message = f"message id {message_id!r} was already received: a replayed request runs nothing"
+            return self.refusal(409, "duplicate", message, message_id), ""
         return None, message_id
 
     def _prepare(self, body: bytes, message_id: str) -> tuple[Answer | None, PushRequest | None, FunctionSpec | None]:
