@@ -38,6 +38,7 @@ class Load:
         seq = 0
         while not self._stop.wait(1 / self.rate):
             n = self.sent
+            data: dict[str, object]
             if self.push and n % 6 == 5:
                 event, name, data = f"pushed-{n}", PUSHED, {"pause": 0.1 * self.scale}
             elif n % 5 == 4:
