@@ -118,8 +118,12 @@ def test_observe_prints_the_cost_of_each_part_against_off() -> None:
 
 def test_soak_quick_runs_faults_and_the_checkers_find_nothing() -> None:
     output = run_quick("soak")
+    assert "push mode on" in row(output, "# soak:")
     assert numbers(row(output, "events sent"))[0] != "0"
-    assert "kill" in row(output, "faults") or "pause" in row(output, "faults")
+    faults = row(output, "faults")
+    assert "'kill': 1" in faults and "'web-kill': 1" in faults and "'dispatcher-kill': 1" in faults, output
+    pushed = numbers(row(output, "pushed runs"))
+    assert int(pushed[0]) > 0 and pushed[0] == pushed[1], output  # every pushed run completed
     assert row(output, "problems").endswith("none"), output
     assert row(output, "slowest recovery")
 

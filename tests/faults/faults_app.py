@@ -2,11 +2,14 @@
 
 Every execution of user code writes `start` and `end` lines to the effect ledger ($STEPWELL_FAULTS_LEDGER).
 `data["pause"]` (seconds) holds a step between its two lines, so faults find work in flight.
+`push_web` is the web app (FastAPI) that serves the function `pushed` by push mode through
+`app.asgi()`, for the soak: its steps write the same ledger from the web app's process.
 """
 
 from __future__ import annotations
 
 import time
+from datetime import timedelta
 from typing import Any
 
 import stepwell
@@ -16,7 +19,10 @@ JOB = "faults.job"
 ORDERED = "faults.ordered"
 LIMITED = "faults.limited"
 MIXED = "faults.mixed"
+PUSHED = "faults.pushed"
+PUSHED_FUNCTION = "pushed"
 LIMIT = 3
+FAST = stepwell.Backoff(timedelta(milliseconds=100), jitter=0)
 
 
 def effect(ctx: stepwell.Context[Any], step: str, **keys: Any) -> dict[str, Any]:
@@ -68,7 +74,29 @@ def build_app(database_url: str | None = None) -> stepwell.App:
         total: int = ctx.step.run("sum", lambda: effect(ctx, "sum") and sum(done.results()))
         return total
 
+    @app.function(PUSHED_FUNCTION, trigger=stepwell.on_event(PUSHED), retries=10, backoff=FAST)
+    def pushed(ctx: stepwell.Context[Any]) -> dict[str, Any]:
+        """Three steps, served by `push_web` when it is registered (one request per new step)."""
+        for step in ("a", "b", "c"):
+            ctx.step.run(step, effect, ctx, step)
+        return {"attempt": ctx.attempt}
+
     return app
 
 
 app = build_app()
+
+
+def push_web() -> Any:
+    """`uvicorn --factory tests.faults.faults_app:push_web`: FastAPI with `/health` and the function
+    `pushed` mounted at /api/stepwell (unsigned: loopback only), registered at $STEPWELL_SERVE_URL."""
+    from fastapi import FastAPI
+
+    web = FastAPI()
+
+    @web.get("/health")
+    def health() -> dict[str, str]:
+        return {"ok": "yes"}
+
+    web.mount("/api/stepwell", app.asgi(functions=[PUSHED_FUNCTION], dev=True))
+    return web

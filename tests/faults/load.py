@@ -6,18 +6,21 @@ import threading
 import time
 
 import stepwell
-from tests.faults.faults_app import JOB, LIMITED, MIXED, ORDERED
+from tests.faults.faults_app import JOB, LIMITED, MIXED, ORDERED, PUSHED
 from tests.faults.history import History
 
 
 class Load:
     """Sends a mix of events at a steady pace on its own thread, so that pauses find runs in flight
     and claimed ahead: jobs of three steps with gaps, ordered keys, a concurrency limit, and runs
-    that sleep, fan out, wait and reduce."""
+    that sleep, fan out, wait and reduce; with `push`, also jobs of three steps of the pushed function."""
 
-    def __init__(self, client: stepwell.App, history: History, rate: float, *, scale: float = 1.0) -> None:
-        """`rate`: events per second; `scale`: multiplies every pause inside the steps."""
-        self.client, self.history, self.rate, self.scale = client, history, rate, scale
+    def __init__(
+        self, client: stepwell.App, history: History, rate: float, *, scale: float = 1.0, push: bool = False
+    ) -> None:
+        """`rate`: events per second; `scale`: multiplies every pause inside the steps; `push`: one event
+        in six starts the pushed function (served by a web app: see tests/faults/push.py)."""
+        self.client, self.history, self.rate, self.scale, self.push = client, history, rate, scale, push
         self.sent = 0
         self.errors: list[str] = []  # anything a send raised that the history does not classify
         self._stop = threading.Event()
@@ -35,7 +38,10 @@ class Load:
         seq = 0
         while not self._stop.wait(1 / self.rate):
             n = self.sent
-            if n % 5 == 4:
+            data: dict[str, object]
+            if self.push and n % 6 == 5:
+                event, name, data = f"pushed-{n}", PUSHED, {"pause": 0.1 * self.scale}
+            elif n % 5 == 4:
                 event, name, data = f"mixed-{n}", MIXED, {"pause": 0.05 * self.scale}
             elif n % 4 == 3:
                 key = n % 3
