@@ -7,8 +7,9 @@ import logging
 import os
 import sys
 import traceback
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import click
 
@@ -26,6 +27,15 @@ DB_HELP = (
 )
 APP_HELP = "the App to load, as module:attribute (the current folder is importable) [env: STEPWELL_APP]"
 _DATABASE_KEY = "stepwell.database"
+_Command = TypeVar("_Command", bound=Callable[..., Any])
+
+
+def optional_app(help_text: str) -> Callable[[_Command], _Command]:
+    """The `--app MODULE:APP` option of commands that work without one (from the registry); `help_text`
+    says what it adds for that command."""
+    return click.option(
+        "--app", "app_target", envvar="STEPWELL_APP", default=None, metavar="MODULE:APP", help=help_text
+    )
 
 
 def load_app(target: str, database_url: str | None = None) -> App:

@@ -8,7 +8,7 @@ import click
 import orjson
 
 from stepwell.app import App
-from stepwell.cli.common import DB_HELP, console, main, plain_app, warn
+from stepwell.cli.common import DB_HELP, console, main, optional_app, plain_app, warn
 from stepwell.cli.remote import endpoint, remote_options
 from stepwell.model.records import Disposition
 
@@ -16,14 +16,7 @@ from stepwell.model.records import Disposition
 @main.command()
 @click.argument("name")
 @click.argument("data", default="{}")
-@click.option(
-    "--app",
-    "app_target",
-    envvar="STEPWELL_APP",
-    default=None,
-    metavar="MODULE:APP",
-    help="optional: an app to register before sending (events are routed from the database's registry)",
-)
+@optional_app("optional: an app to register before sending (events are routed from the database's registry)")
 @click.option("--id", "event_id", default=None, help="idempotency id: a repeat is accepted and ignored")
 @click.option("--database-url", envvar="STEPWELL_DATABASE_URL", help=DB_HELP)
 @remote_options

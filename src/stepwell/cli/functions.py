@@ -2,11 +2,9 @@
 
 from __future__ import annotations
 
-from typing import Any
-
 import click
 
-from stepwell.cli.common import DB_HELP, console, existing_app, main
+from stepwell.cli.common import DB_HELP, console, existing_app, main, optional_app
 from stepwell.cli.remote import endpoint, remote_options
 
 
@@ -21,15 +19,7 @@ def functions() -> None:
     """
 
 
-def _app_option(fn: Any) -> Any:
-    return click.option(
-        "--app",
-        "app_target",
-        envvar="STEPWELL_APP",
-        default=None,
-        metavar="MODULE:APP",
-        help="optional: the app that defines FUNCTION (else it is looked up in the registry)",
-    )(fn)
+_app_option = optional_app("optional: the app that defines FUNCTION (else it is looked up in the registry)")
 
 
 @functions.command("pause")

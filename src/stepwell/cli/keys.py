@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import click
 
-from stepwell.cli.common import DB_HELP, console, existing_app, main
+from stepwell.cli.common import DB_HELP, console, existing_app, main, optional_app
 from stepwell.cli.remote import endpoint, remote_options
 
 
@@ -24,14 +24,7 @@ def _key_command(name: str, doc: str) -> None:
     @keys.command(name, help=doc + example)
     @click.argument("function")
     @click.argument("key")
-    @click.option(
-        "--app",
-        "app_target",
-        envvar="STEPWELL_APP",
-        default=None,
-        metavar="MODULE:APP",
-        help="optional: the app that defines FUNCTION (else its definition is read from the registry)",
-    )
+    @optional_app("optional: the app that defines FUNCTION (else its definition is read from the registry)")
     @click.option("--database-url", envvar="STEPWELL_DATABASE_URL", help=DB_HELP)
     @remote_options
     def command(

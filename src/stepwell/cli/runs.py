@@ -8,7 +8,7 @@ import click
 import orjson
 
 from stepwell.app import App
-from stepwell.cli.common import DB_HELP, console, existing_app, main
+from stepwell.cli.common import DB_HELP, console, existing_app, main, optional_app
 from stepwell.cli.observe import resolve, show_run
 from stepwell.cli.remote import endpoint, remote_options
 from stepwell.render import run_timeline, runs_table
@@ -146,14 +146,7 @@ def runs_cancel(run_ids: tuple[str, ...], database_url: str | None) -> None:
 
 @runs.command("replay")
 @click.argument("run_id")
-@click.option(
-    "--app",
-    "app_target",
-    envvar="STEPWELL_APP",
-    default=None,
-    metavar="MODULE:APP",
-    help="optional: the app that defines the function (else its definition is read from the registry)",
-)
+@optional_app("optional: the app that defines the function (else its definition is read from the registry)")
 @click.option("--database-url", envvar="STEPWELL_DATABASE_URL", help=DB_HELP)
 def runs_replay(run_id: str, app_target: str | None, database_url: str | None) -> None:
     """Start a new run of the same function from the same input, from scratch; RUN_ID may be a prefix.

@@ -7,7 +7,7 @@ from typing import TYPE_CHECKING
 import click
 
 from stepwell.app import App
-from stepwell.cli.common import DB_HELP, console, main, plain_app, setup_logging
+from stepwell.cli.common import DB_HELP, console, main, optional_app, plain_app, setup_logging
 from stepwell.errors import StepwellError
 
 if TYPE_CHECKING:
@@ -15,14 +15,7 @@ if TYPE_CHECKING:
 
 
 @main.command()
-@click.option(
-    "--app",
-    "app_target",
-    envvar="STEPWELL_APP",
-    default=None,
-    metavar="MODULE:APP",
-    help="the app whose functions events start (default: a bare app on the database)",
-)
+@optional_app("the app whose functions events start (default: a bare app on the database)")
 @click.option("--host", default="127.0.0.1", show_default=True, help="address to listen on")
 @click.option("--port", default=8288, show_default=True, help="port to listen on")
 @click.option("--no-auth", is_flag=True, help="serve without API keys (refused unless --host is loopback)")
