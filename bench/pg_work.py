@@ -10,6 +10,7 @@ own reads are not counted.
 
 from __future__ import annotations
 
+import os
 import time
 from dataclasses import dataclass, field
 from typing import Any
@@ -38,6 +39,7 @@ WHERE block_ref LIKE %(relations)s OR (resource_manager = 'Transaction' AND xid 
 GROUP BY 1 ORDER BY 3 DESC
 """
 BACKENDS = "SELECT pid FROM pg_stat_activity WHERE datname = %(db)s AND backend_type = 'client backend'"
+KEEP_WAL = "SELECT pg_create_physical_replication_slot(%(slot)s, true, true)"  # reserve now; temporary
 WAL_SINCE = "SELECT pg_wal_lsn_diff(pg_current_wal_flush_lsn(), %(lsn)s::pg_lsn)"
 
 
@@ -67,6 +69,7 @@ class PgWorkMeter:
         import psycopg
 
         self.admin = psycopg.connect(PG_ADMIN_URL, autocommit=True)
+        self._keep_wal()
         self.own = set(self._backends())
         self.proc_readable = _process_cpu(int(self.admin.execute("SELECT pg_backend_pid()").fetchone()[0])) is not None
         self.idle_wal_per_s = self._idle_wal_rate()
@@ -93,8 +96,18 @@ class PgWorkMeter:
         time.sleep(STATS_FLUSH)
         self.after = self._counters()
         self.cluster_wal = float(self.admin.execute(WAL_SINCE, {"lsn": self.before[1]}).fetchone()[0])
-        self.admin.close()
         self.own_wal = self._own_wal()
+        self.admin.close()  # drops the slot
+
+    def _keep_wal(self) -> None:
+        """A temporary replication slot, held by the admin connection until the WAL is read back: a
+        checkpoint during the drain (another database's DROP, say) must not recycle its segments."""
+        import psycopg
+
+        try:
+            self.admin.execute(KEEP_WAL, {"slot": f"stepwell_bench_work_{os.getpid()}"})
+        except psycopg.Error as err:  # no slots to spare: the WAL is most likely still there
+            print(f"# pg-work: no replication slot to keep the WAL ({type(err).__name__}: {err})")
 
     def _own_wal(self) -> list[tuple[str, int, int, int]] | str:
         """Read after the counters, over a connection to the bench database (its transactions are no
