@@ -45,7 +45,7 @@ WAL_SINCE = "SELECT pg_wal_lsn_diff(pg_current_wal_flush_lsn(), %(lsn)s::pg_lsn)
 
 @dataclass
 class PgWorkMeter:
-    """Counters of one database around a drain: commits, WAL (cluster-wide), the serving backends' CPU.
+    """One database's work around a drain: commits, its own WAL and the cluster's, the serving backends' CPU.
 
     Backends are those of the database that were not there before the worker started (the bench's
     own connections were); each one's CPU is its whole life up to the last sample, connecting and
@@ -197,6 +197,8 @@ def _row(label: str, n: int, rate: float, polls: int, meter: PgWorkMeter) -> lis
         wal: list[object] = [meter.own_wal, "", ""]
     else:
         wal = [sum(kind[i] for kind in meter.own_wal) / n for i in (2, 1, 3)]
+    # Without /proc access to the server (another host, another namespace) there is no per-backend CPU
+    # to read; pg_stat_statements' times would need the extension preloaded, so say so instead.
     server: object = sum(meter.backend_cpu.values()) * 1e6 / n if meter.proc_readable else "n/a (no /proc)"
     return [label, rate, commits / n, *wal, meter.cluster_wal / n, server, meter.worker_cpu * 1e6 / n,
             len(meter.backend_cpu)]  # fmt: skip
