@@ -12,7 +12,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 import stepwell
-from bench import dashboard, flow, http_ingest, observe, peers, postgres, push, soak, sqlite
+from bench import dashboard, flow, http_ingest, observe, peers, pg_work, postgres, push, soak, sqlite
 from bench.common import ROOT
 
 BENCHMARKS: dict[str, tuple[Callable[[bool], None], str]] = {
@@ -20,6 +20,7 @@ BENCHMARKS: dict[str, tuple[Callable[[bool], None], str]] = {
     "sqlite-ops": (sqlite.sqlite_ops, "step.run cost, bulk enqueue, single send vs bare sqlite3 on SQLite"),
     "peers": (peers.peers, "no-op drains side by side: bare psycopg, pgqueuer, procrastinate, celery, dramatiq"),
     "pg-ops": (postgres.pg_ops, "step.run cost, bulk enqueue, single send vs bare psycopg on PostgreSQL"),
+    "pg-work": (pg_work.pg_work, "database work per no-op run on PostgreSQL: commits, WAL bytes, server CPU"),
     "latency": (postgres.latency, "send -> first step start at a steady 200 events/s, PostgreSQL (and SQLite)"),
     "ordered": (flow.ordered, "drain with an ordering key over 10,000 keys and a keyed concurrency limit vs unordered"),
     "fanout": (flow.fanout, "one parent fans out 1,000,000 children: create, drain, reduce, worker RSS"),

@@ -10,9 +10,10 @@ import contextlib
 import sqlite3
 import time
 from collections import Counter
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any, Protocol
 
 import stepwell
 from bench.apps import make_app
@@ -36,19 +37,30 @@ def preload(app: stepwell.App, function: str, n: int, batch: int = 1000, keys: i
         app.send([{"name": name, "data": {"i": i, "key": f"k{i % keys}"}} for i in range(start, min(n, start + batch))])
 
 
-def any_left(url: str) -> Callable[[], bool]:
-    """A cheap "is any run still queued or running?" for polling: index lookups, not a count."""
-    sql = (
+class AnyLeft:
+    """A cheap "is any run still queued or running?" for polling: index lookups, not a count.
+
+    Close it before reading PostgreSQL's counters: an idle backend reports its transactions (these
+    polls) only every 10 s, or when it exits."""
+
+    SQL = (
         "SELECT EXISTS (SELECT 1 FROM runs WHERE status IN ('queued', 'sleeping'))"
         " OR EXISTS (SELECT 1 FROM runs WHERE status = 'running')"
     )
-    if url.startswith("sqlite:///"):
-        conn = sqlite3.connect(url.removeprefix("sqlite:///"), isolation_level=None)
-        return lambda: bool(conn.execute(sql).fetchone()[0])
-    import psycopg
 
-    pg = psycopg.connect(url, autocommit=True)
-    return lambda: bool(pg.execute(sql).fetchone()[0])  # type: ignore[index]
+    def __init__(self, url: str) -> None:
+        if url.startswith("sqlite:///"):
+            self._conn: Any = sqlite3.connect(url.removeprefix("sqlite:///"), isolation_level=None)
+        else:
+            import psycopg
+
+            self._conn = psycopg.connect(url, autocommit=True)
+
+    def __call__(self) -> bool:
+        return bool(self._conn.execute(self.SQL).fetchone()[0])
+
+    def close(self) -> None:
+        self._conn.close()
 
 
 def drain_window(app: stepwell.App, n: int) -> tuple[int, float]:
@@ -61,10 +73,23 @@ def drain_window(app: stepwell.App, n: int) -> tuple[int, float]:
     return len(runs), (max(ends) - min(starts)).total_seconds()
 
 
+class DrainMeter(Protocol):
+    """Measures something around a drain (bench/pg_work.py: the database's work), without touching the
+    bench database itself: `begin` before the worker starts, `sample` at each of the bench's polls
+    while it runs (with the worker's pid), `end` once it has stopped."""
+
+    def begin(self) -> None: ...
+
+    def sample(self, worker_pid: int) -> None: ...
+
+    def end(self) -> None: ...
+
+
 @dataclass(frozen=True, slots=True)
 class WorkerDrain:
     drain: Drain
     commits: int | None = None  # transactions counted while draining, when the backend can count them
+    polls: int = 0  # the bench's own transactions in the database while draining (one per poll)
 
 
 def drain_with_workers(
@@ -78,40 +103,53 @@ def drain_with_workers(
     log: Path | None = None,
     count_commits: bool = False,
     keys: int = 10_000,
+    meter: DrainMeter | None = None,
 ) -> WorkerDrain:
     """Pre-load `n` runs, start the worker (processes x concurrency), wait until none is left.
 
     The rate comes from the runs' own timestamps (first started_at to last ended_at), so process
     start-up is left out; the bench polls only a cheap existence check every 20 ms.
     """
+    loader = make_app(url)
+    try:
+        preload(loader, function, n, keys=keys)
+    finally:
+        loader.close()  # its backends exit, and so report their transactions, before any counting begins
+    left = AnyLeft(url)
+    assert left()
+    commits_before = _pg_commits(url, settle=True) if count_commits else None
+    polls = 0
+    argv = worker_command("bench.apps:app", url, concurrency=concurrency, processes=processes)
+    if meter:
+        meter.begin()
+    started = time.perf_counter()
+    proc = spawn(argv, log=log)
+    try:
+        while proc.poll() is None and time.perf_counter() - started < limit:
+            polls += 1
+            busy = left()
+            if meter:
+                meter.sample(proc.pid)
+            if not busy:
+                break
+            time.sleep(0.02)
+        wall = time.perf_counter() - started
+        memory = tree_memory(proc.pid)
+    finally:
+        stop(proc)
+        left.close()  # an idle backend reports its transactions only every 10 s, or when it exits
+    if meter:
+        meter.end()
+    commits = None
+    if commits_before is not None:
+        # less our own: the polls, the check before them, and the connection that read commits_before
+        commits = _pg_commits(url, settle=True) - commits_before - polls - 2
     app = make_app(url)
     try:
-        preload(app, function, n, keys=keys)
-        left = any_left(url)
-        assert left()
-        commits_before = _pg_commits(url) if count_commits else None
-        polls = 0
-        argv = worker_command("bench.apps:app", url, concurrency=concurrency, processes=processes)
-        started = time.perf_counter()
-        proc = spawn(argv, log=log)
-        try:
-            while proc.poll() is None and time.perf_counter() - started < limit:
-                polls += 1
-                if not left():
-                    break
-                time.sleep(0.02)
-            wall = time.perf_counter() - started
-            memory = tree_memory(proc.pid)
-        finally:
-            stop(proc)
         done, seconds = drain_window(app, n)
-        drain = Drain(done, seconds, wall, done == n, memory)
-        commits = None
-        if commits_before is not None:
-            commits = _pg_commits(url, settle=True) - commits_before - polls - 1  # less our own reads
-        return WorkerDrain(drain, commits)
     finally:
         app.close()
+    return WorkerDrain(Drain(done, seconds, wall, done == n, memory), commits, polls)
 
 
 def _pg_commits(url: str, settle: bool = False) -> int:

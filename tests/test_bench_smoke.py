@@ -80,6 +80,20 @@ def test_latency_prints_percentiles() -> None:
         assert "nan" not in postgres and len(numbers(postgres)) >= 7, postgres
 
 
+def test_pg_work_prints_commits_wal_and_server_cpu_per_run_when_the_store_is_there() -> None:
+    output = run_quick("pg-work")
+    if _postgres_ops_or_not_ready(output):
+        for label in ("defaults (sync, concurrency 10)", "async, concurrency 100"):
+            line = row(output, label)
+            assert "nan" not in line and "n/a" not in line, line
+            # runs/s, commits, WAL bytes, records, FPI, cluster WAL bytes, server CPU, worker CPU, backends
+            assert len(numbers(line)) >= 10, line  # the label's own "10" / "100" too
+            assert int(numbers(line)[-1]) >= 1, line  # found the backends that served the worker
+        assert "CLUSTER-WIDE" in output and "Where the WAL goes" in output
+        kinds = row(output.split("Where the WAL goes")[1], "async, concurrency 100")
+        assert len(numbers(kinds)) >= 4, kinds  # the label's "100", records, bytes, FPI per run
+
+
 def test_flow_control_drains_print_ratios_to_the_unordered_drain() -> None:
     output = run_quick("ordered")
     for label in ("sqlite  unordered", "sqlite  ordering_key", "sqlite  Concurrency"):
