@@ -86,6 +86,23 @@ class Endpoint:
         body = orjson.dumps({"error": {"code": code, "message": message}})
         return self._answer(status, body, message_id or f"msg_{new_token()[:16]}")
 
+    def precheck(self, method: str, headers: Mapping[str, str]) -> Answer | None:
+        """What can be refused before the body is read (both adapters call it first): the method, a
+        declared length over `MAX_REQUEST_BYTES`, and the signature's headers (present, well-formed,
+        within the tolerance, a key configured). An unsigned or stale client with a huge body gets
+        its answer at once, without the endpoint buffering a byte of that body."""
+        if method != "POST":
+            return self.refusal(405, "method_not_allowed", "push endpoints take POST only")
+        try:
+            self.verifier.precheck(headers, self.clock.now())
+        except SignatureError as error:
+            log.warning("push request refused before its body was read: %s", error)
+            return self.refusal(401, "bad_signature", str(error))
+        declared = headers.get("content-length", "")
+        if declared.isdigit() and int(declared) > MAX_REQUEST_BYTES:
+            return self.refusal(413, "too_large", f"request body over {MAX_REQUEST_BYTES} bytes")
+        return None
+
     def check(self, method: str, headers: Mapping[str, str], body: bytes) -> tuple[Answer | None, str]:
         """Signature, replay and shape checks shared by both adapters: an Answer when refused, else the message id.
 
