@@ -97,6 +97,8 @@ class PushOptions:
                 raise StepwellError(f"push dispatcher: {name} must be >= 1")
         if not self.request_timeout > 0:
             raise StepwellError("push dispatcher: request_timeout must be > 0 seconds")
+        if self.lease < timedelta(seconds=1):
+            raise StepwellError(f"push dispatcher: lease must be at least 1 second, got {self.lease.total_seconds():g}")
         if self.prefetch is None:
             object.__setattr__(self, "prefetch", self.concurrency)
         elif self.prefetch < 0:
