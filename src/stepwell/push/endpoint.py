@@ -15,14 +15,15 @@ import contextvars
 import logging
 from collections.abc import Mapping
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import TYPE_CHECKING
 
 import orjson
 
 from stepwell.clock import Clock
 from stepwell.model.ids import new_token
-from stepwell.observe import scope
+from stepwell.observe import scope, tracing
+from stepwell.observe.attempt import PushedAttempt, observe_pushed
 from stepwell.push import protocol
 from stepwell.push.protocol import (
     Checkpoint,
@@ -148,9 +149,16 @@ class Endpoint:
         )
 
     def _respond(
-        self, recorder: StepRecorder, outcome: outcomes.Outcome, lines: list[RunLogLine], message_id: str
+        self,
+        recorder: StepRecorder,
+        outcome: outcomes.Outcome,
+        lines: list[RunLogLine],
+        message_id: str,
+        pushed: PushedAttempt,
     ) -> Answer:
-        response = PushResponse(tuple(recorder.ops), _result(recorder, outcome), tuple(lines))
+        result = _result(recorder, outcome)
+        pushed.ended(type(result).__name__.lower(), isinstance(result, Failed))
+        response = PushResponse(tuple(recorder.ops), result, tuple(lines))
         return self._answer(200, protocol.encode_response(response), message_id)
 
     def _attempt(self, request: PushRequest) -> scope.AttemptScope:
@@ -183,13 +191,14 @@ class Endpoint:
         attempt = self._attempt(request)
         token = scope.ATTEMPT.set(attempt)
         try:
-            if spec.is_async:
-                outcome = asyncio.run(execute_async(spec, request.claimed, engine))
-            else:
-                outcome = execute_sync(spec, request.claimed, engine)
+            with _observed(request, attempt, headers) as pushed:
+                if spec.is_async:
+                    outcome = asyncio.run(execute_async(spec, request.claimed, engine))
+                else:
+                    outcome = execute_sync(spec, request.claimed, engine)
+                return self._respond(recorder, outcome, attempt.take_lines(), message_id, pushed)
         finally:
             scope.ATTEMPT.reset(token)
-        return self._respond(recorder, outcome, attempt.take_lines(), message_id)
 
     async def handle(self, method: str, headers: Mapping[str, str], body: bytes) -> Answer:
         """For ASGI: async functions on the running loop, sync ones on this endpoint's threads."""
@@ -200,16 +209,24 @@ class Endpoint:
         attempt = self._attempt(request)
         token = scope.ATTEMPT.set(attempt)
         try:
-            if spec.is_async:
-                outcome = await execute_async(spec, request.claimed, engine)
-            else:
-                context = contextvars.copy_context()
-                loop = asyncio.get_running_loop()
-                claimed = request.claimed
-                outcome = await loop.run_in_executor(self._pool, context.run, execute_sync, spec, claimed, engine)
+            with _observed(request, attempt, headers) as pushed:  # before copy_context: the threads see the span
+                if spec.is_async:
+                    outcome = await execute_async(spec, request.claimed, engine)
+                else:
+                    context = contextvars.copy_context()
+                    loop = asyncio.get_running_loop()
+                    claimed = request.claimed
+                    outcome = await loop.run_in_executor(self._pool, context.run, execute_sync, spec, claimed, engine)
+                return self._respond(recorder, outcome, attempt.take_lines(), message_id, pushed)
         finally:
             scope.ATTEMPT.reset(token)
-        return self._respond(recorder, outcome, attempt.take_lines(), message_id)
+
+
+def _observed(request: PushRequest, attempt: scope.AttemptScope, headers: Mapping[str, str]) -> PushedAttempt:
+    """The request's run span, continuing (or linking to) the trace context the dispatcher sent."""
+    stored, continued = tracing.pushed_trace(headers)
+    claimed = request.claimed if stored is None else replace(request.claimed, trace=stored)
+    return observe_pushed(claimed, attempt, continued)
 
 
 def _result(recorder: StepRecorder, outcome: outcomes.Outcome) -> Result:
