@@ -134,7 +134,9 @@ def run_flow(function: str, options: FlowOptions, scope: dict[str, Any]) -> RunF
 def bounded_key(function: str, option: str, expression: str | None, key: str | None) -> str | None:
     """`key`, unless it is longer than MAX_KEY_BYTES in UTF-8: then EventRejected, which names the
     function and its key expression (raised while the runs are decided, before anything is written)."""
-    size = 0 if key is None else len(key.encode("utf-8", "surrogatepass"))
+    if key is None or len(key) <= MAX_KEY_BYTES // 4:  # at most 4 bytes a character: no need to encode
+        return key
+    size = len(key.encode("utf-8", "surrogatepass"))
     if size > MAX_KEY_BYTES:
         raise EventRejected(
             f"function {function!r}: its {option} {expression!r} evaluated to a key of {size} bytes, over the "
