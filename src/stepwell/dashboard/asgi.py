@@ -20,7 +20,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from importlib.resources import files
 from typing import Any, TypeVar
-from urllib.parse import urlsplit
+from urllib.parse import quote, urlsplit
 
 import anyio
 import anyio.to_thread
@@ -269,8 +269,9 @@ def _endpoint(dashboard: Dashboard, route: PageRoute) -> Callable[[Request], Awa
                 if route.method != "GET":
                     return _plain(403, "log in first")
                 root = str(request.scope.get("root_path", "")).rstrip("/")
-                target = request.url.path + (f"?{request.url.query}" if request.url.query else "")
-                return RedirectResponse(f"{root}/login?next={_quote(target)}", status_code=303)
+                path = quote(str(request.scope["path"]), safe="/")  # decoded in the scope; `url.path` is half-encoded
+                target = path + (f"?{request.url.query}" if request.url.query else "")
+                return RedirectResponse(f"{root}/login?next={quote(target, safe='/')}", status_code=303)
             session = fresh = dashboard.sessions.create(*DEV_ACTOR, can_operate=True)
         form = None
         if route.acts:
@@ -378,12 +379,6 @@ def _set_cookie(response: Response, request: Request, session: Session, lifetime
         COOKIE, session.id, max_age=int(lifetime), path=root or "/", httponly=True, samesite="strict",
         secure=request.url.scheme == "https",
     )  # fmt: skip
-
-
-def _quote(path: str) -> str:
-    from urllib.parse import quote
-
-    return quote(path, safe="/")
 
 
 def _plain(status: int, message: str) -> Response:
