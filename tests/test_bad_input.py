@@ -259,3 +259,15 @@ def test_a_step_output_over_the_limit_fails_the_step_and_exactly_the_limit_is_ac
             run.error
         )
         assert run.step("too-big").output is None
+
+
+@pytest.mark.parametrize("data", [5, "text", [1, 2], True, 1.5])
+def test_send_takes_an_object_as_the_http_api_does_and_none_means_empty(data: object) -> None:
+    app = stepwell.App("t")
+    with TestEnv(app) as env:
+        with pytest.raises(EventRejected, match=rf"event 'go' data must be an object .*got {type(data).__name__} "):
+            env.app.send("go", data)
+        with pytest.raises(EventRejected, match=r"event #1 'go' data must be an object"):
+            env.app.send([{"name": "go", "data": {}}, {"name": "go", "data": data}])
+        assert app.store.list_recent_events(limit=10) == []
+        assert app.event(env.app.send("go", None)).data == {}

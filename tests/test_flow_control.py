@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import re
 from datetime import timedelta
+from typing import Any
 
 import pytest
 
@@ -434,3 +435,34 @@ def test_an_event_does_not_cancel_the_run_it_starts(test_env: EnvFactory) -> Non
         env.send("order.updated", {"order": 1})
         assert app.get_run(first.id).status == RunStatus.CANCELLED, "a later matching event does"
         assert len(app.runs(status="queued")) == 1
+
+
+KEYED_OPTIONS: dict[str, dict[str, Any]] = {
+    "ordering_key": {"ordering_key": "event.data.k"},
+    "concurrency key": {"concurrency": [stepwell.Concurrency(limit=1, key="event.data.k")]},
+    "throttle key": {"throttle": stepwell.Throttle(limit=10, period="1m", key="event.data.k")},
+    "rate_limit key": {"rate_limit": stepwell.RateLimit(limit=1, period="1h", key="event.data.k")},
+    "debounce key": {"debounce": stepwell.Debounce(period="5m", key="event.data.k")},
+    "batch key": {"batch": stepwell.Batch(size=10, timeout="10s", key="event.data.k")},
+    "idempotency key": {"idempotency": "event.data.k"},
+}
+
+
+@pytest.mark.parametrize("option", list(KEYED_OPTIONS))
+def test_a_key_longer_than_512_bytes_is_refused_naming_the_function_and_the_expression(
+    test_env: EnvFactory, option: str
+) -> None:
+    app = stepwell.App("t")
+
+    @app.function("keyed", trigger=stepwell.on_event("go"), **KEYED_OPTIONS[option])
+    def keyed(ctx: stepwell.Context) -> None: ...
+
+    with test_env(app) as env:
+        env.send("go", {"k": "é" * 256})  # 512 bytes in UTF-8: at the limit
+        with pytest.raises(stepwell.EventRejected) as refused:
+            env.send("go", {"k": "é" * 256 + "x"}, id="too-long")
+        assert f"function 'keyed': its {option} 'event.data.k' evaluated to a key of 513 bytes" in str(refused.value)
+        assert "nothing was stored" in str(refused.value)
+        with pytest.raises(stepwell.EventNotFound):
+            app.event("too-long")
+        assert len(app.runs()) == 1

@@ -220,3 +220,71 @@ def test_the_stored_context_is_what_the_w3c_propagator_writes() -> None:
             assert stored is not None and stored.traceparent == carrier["traceparent"]
             assert stored.tracestate == carrier.get("tracestate", "")
     assert carrier_of(trace.INVALID_SPAN) is None
+
+
+def test_a_pushed_run_continues_the_producers_trace_over_http(database_url: str) -> None:
+    """Push mode: the dispatcher sends `traceparent`; the endpoint's run spans (one per request, one
+    request per checkpoint) are children of the producer's `send`, and its step spans theirs."""
+    import threading
+    import time
+
+    import uvicorn
+
+    from tests.push.harness import DispatcherThread
+
+    exporter = span_exporter()
+    web = stepwell.App("traces-web", database_url=database_url)
+
+    @web.function("pushed", trigger=stepwell.on_event("trace.push"), retries=0)
+    def pushed(ctx: stepwell.Context[Any]) -> int:
+        return int(ctx.step.run("work", lambda: 2)) + int(ctx.step.run("more", lambda: 3))
+
+    server = uvicorn.Server(uvicorn.Config(web.asgi(dev=True), host="127.0.0.1", port=0, lifespan="off",
+                                           log_level="warning"))  # fmt: skip
+    thread = threading.Thread(target=server.run, daemon=True)
+    thread.start()
+    try:
+        while not server.started:
+            time.sleep(0.01)
+        port = server.servers[0].sockets[0].getsockname()[1]
+        web.register()
+        web.store.set_push_endpoints(web.name, {"pushed": f"http://127.0.0.1:{port}/"})
+        with DispatcherThread(database_url):
+            [run] = web.runs(event_id=web.send("trace.push", {}))
+            assert web.wait(run.id, timeout=30).output == 5
+    finally:
+        server.should_exit = True
+        thread.join(10)
+        web.close()
+    spans = exporter.get_finished_spans()
+    [send] = named(spans, "send trace.push")
+    runs = named(spans, "run pushed")
+    assert len(runs) == 3, "one request per step, and one that completes"
+    for span in runs:
+        assert span.kind == SpanKind.CONSUMER and _parent_of(span) == _id(send) and _trace(span) == _trace(send)
+    [work] = named(spans, "step work")
+    [more] = named(spans, "step more")
+    assert {_parent_of(work), _parent_of(more)} <= {_id(span) for span in runs} and _trace(work) == _trace(send)
+    outcomes = sorted(str((span.attributes or {}).get("stepwell.outcome")) for span in runs)
+    assert outcomes == ["checkpoint", "checkpoint", "completed"]
+
+
+def test_push_headers_tell_the_endpoint_to_continue_a_first_attempt_and_link_a_retry() -> None:
+    from dataclasses import replace
+    from datetime import UTC, datetime, timedelta
+
+    from stepwell.model.records import Event
+    from stepwell.observe.tracing import push_headers, pushed_trace
+    from stepwell.store.base import ClaimedRun, Lease, TraceContext
+
+    now = datetime.now(UTC)
+    context = TraceContext("00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01", "vendor=1")
+    fresh = ClaimedRun(Lease("r", "t", now + timedelta(seconds=30)), "f", 1, 3, Event("e", "go", {}, now), now,
+                       trace=context)  # fmt: skip
+    assert push_headers(fresh) == {
+        "traceparent": context.traceparent, "tracestate": "vendor=1", "stepwell-trace": "continue"
+    }  # fmt: skip
+    assert pushed_trace(push_headers(fresh)) == (context, True)
+    assert pushed_trace(push_headers(replace(fresh, attempt=2))) == (context, False)
+    assert push_headers(replace(fresh, trace=None)) == {} and pushed_trace({}) == (None, None)
+    assert pushed_trace({"traceparent": "x" * 600}) == (None, None)

@@ -91,3 +91,45 @@ def test_the_breaker_opens_after_the_threshold_probes_once_and_closes_on_success
     breaker.started(url, again)
     assert breaker.succeeded(url) is True
     assert breaker.allows(url, again) and breaker.open_until(url) is None
+
+
+def _ipv6_forms(ipv4: str) -> dict[str, str]:
+    """`ipv4` carried by each IPv6 form that embeds an IPv4 address (Teredo: as its client, behind a public server)."""
+    value = int(ipaddress.IPv4Address(ipv4))
+    teredo_server = int(ipaddress.IPv4Address("65.54.227.120"))
+    return {
+        "6to4": str(ipaddress.IPv6Address((0x2002 << 112) | (value << 80) | 1)),
+        "nat64": str(ipaddress.IPv6Address((0x64FF9B << 96) | value)),
+        "mapped": str(ipaddress.IPv6Address((0xFFFF << 32) | value)),
+        "compatible": str(ipaddress.IPv6Address(value)),
+        "teredo": str(ipaddress.IPv6Address((0x20010000 << 96) | (teredo_server << 64) | (value ^ 0xFFFFFFFF))),
+    }
+
+
+@pytest.mark.parametrize("form", ["6to4", "nat64", "mapped", "compatible", "teredo"])
+@pytest.mark.parametrize(
+    ("ipv4", "reason"),
+    [("10.1.2.3", "private"), ("127.0.0.1", "loopback"), ("169.254.10.1", "link-local"),
+     ("169.254.169.254", "metadata"), ("100.64.0.1", "private")],
+)  # fmt: skip
+def test_an_ipv6_form_that_carries_an_ipv4_address_is_judged_by_it(form: str, ipv4: str, reason: str) -> None:
+    address = _ipv6_forms(ipv4)[form]
+    with pytest.raises(UnsafeEndpoint, match=rf"{reason} address {ipv4} \(carried by {address}\)"):
+        asyncio.run(PRODUCTION.resolve(f"http://[{address}]/push"))
+    if reason == "loopback":  # allowing private addresses does not allow loopback
+        with pytest.raises(UnsafeEndpoint, match="loopback"):
+            asyncio.run(Guard(allow_private=True).resolve(f"http://[{address}]/push"))
+
+
+@pytest.mark.parametrize("form", ["6to4", "nat64", "mapped", "compatible", "teredo"])
+def test_an_ipv6_form_that_carries_a_public_ipv4_address_passes(form: str) -> None:
+    address = _ipv6_forms("8.8.8.8")[form]
+    _, checked = asyncio.run(Guard().resolve(f"http://[{address}]/push"))
+    assert str(checked) == address
+
+
+def test_a_teredo_address_with_a_private_server_is_refused() -> None:
+    server, client = int(ipaddress.IPv4Address("10.0.0.1")), int(ipaddress.IPv4Address("8.8.8.8"))
+    address = ipaddress.IPv6Address((0x20010000 << 96) | (server << 64) | (client ^ 0xFFFFFFFF))
+    with pytest.raises(UnsafeEndpoint, match=r"private address 10\.0\.0\.1 \(carried by"):
+        asyncio.run(PRODUCTION.resolve(f"http://[{address}]/push"))

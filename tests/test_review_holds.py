@@ -33,9 +33,9 @@ __all__ = ["served"]  # the dashboard's fixture, imported for pytest
         ("http://localhost:8000/push", "loopback"),  # a name: judged on what it resolves to
         ("http://[fe80::1]/push", "link-local"),
         ("http://[fd12:3456::1]/push", "private"),  # unique local
-        ("http://[::169.254.169.254]/push", "can never be called"),  # IPv4-compatible (deprecated)
+        ("http://[::169.254.169.254]/push", "metadata"),  # IPv4-compatible (deprecated), judged as IPv4
         ("http://[::ffff:169.254.169.254]/push", "metadata"),  # IPv4-mapped
-        ("http://[64:ff9b::a9fe:a9fe]/push", "can never be called"),  # NAT64 of the metadata address
+        ("http://[64:ff9b::a9fe:a9fe]/push", "metadata"),  # NAT64 of the metadata address
     ],
 )
 def test_the_ssrf_guard_sees_through_other_spellings_of_an_address(url: str, reason: str) -> None:

@@ -10,7 +10,9 @@ import httpx
 import pytest
 
 import stepwell
+from stepwell.clock import VirtualClock
 from stepwell.dashboard import create_dashboard
+from stepwell.dashboard.sessions import Sessions
 from stepwell.http import Limits, ServerThread
 from tests.dashboard.conftest import Served
 from tests.dashboard.helpers import FLAKY, HOSTILE
@@ -132,7 +134,7 @@ def test_hostile_strings_are_escaped_on_every_page(served: Served, where: str) -
     if where == "data":
         event_id = app.send("sermon.uploaded", {HOSTILE: HOSTILE, "long": LONG, "name": HOSTILE + LONG})
     elif where == "key":
-        event_id = app.send("ordered", {"k": HOSTILE + LONG[:1000]})
+        event_id = app.send("ordered", {"k": HOSTILE + LONG[:400]})  # keys are at most 512 bytes
     else:
         event_id = app.send("invoice.due", {"note": HOSTILE})
     _settle(app)
@@ -340,3 +342,39 @@ def test_draining_a_key_asks_for_confirmation_with_the_count_and_is_audited(serv
     assert (entry.target, entry.detail) == ("ordered/held", "3 runs cancelled")
     unconfirmed = client.post("/keys/drain", data={**fields, "csrf": "stale", "confirmed": "yes"})
     assert unconfirmed.status_code == 403, "the confirmed POST is an action like any other (CSRF)"
+
+
+def test_a_session_ends_twelve_hours_after_the_login_however_busy(database_url: str) -> None:
+    """Review leftover: sessions had an idle timeout only, so a busy (or stolen) session never ended."""
+    clock = VirtualClock()
+    app = stepwell.App("lifetime", database_url=database_url, clock=clock)
+    token = app.create_api_key("reader", ["read"])[1]
+    with ServerThread(app, port=0, auth=True) as server:
+        client = httpx.Client(base_url=server.url)
+        login = client.post("/login", data={"token": token})
+        assert "Max-Age=43200" in login.headers["set-cookie"]
+        for _ in range(11):  # used every hour: never idle
+            clock.advance(hours=1)
+            assert client.get("/runs").status_code == 200
+        clock.advance(hours=1, seconds=1)
+        assert client.get("/runs").headers["location"].startswith("/login?next=")
+        assert client.post("/login", data={"token": token}).status_code == 303, "a new login starts a new lifetime"
+        clock.advance(hours=12, seconds=1)  # unused for longer than the idle timeout
+        assert client.get("/runs").status_code == 303
+    app.close()
+
+
+def test_the_session_lifetime_and_idle_timeout_are_configurable() -> None:
+    clock = VirtualClock()
+    sessions = Sessions(clock, idle=60, lifetime=150)
+    session = sessions.create("k", "key", can_operate=False)
+    for _ in range(2):
+        clock.advance(seconds=59)
+        assert sessions.get(session.id) is session
+    clock.advance(seconds=59)  # 177 s after the login, 59 s after its last use
+    assert sessions.get(session.id) is None and sessions.get(session.id) is None
+    idle = sessions.create("k", "key", can_operate=False)
+    clock.advance(seconds=61)
+    assert sessions.get(idle.id) is None
+    with pytest.raises(stepwell.ConfigurationError, match="session_lifetime must be a positive"):
+        Sessions(clock, lifetime=0)

@@ -44,6 +44,17 @@ def test_a_batch_answers_the_ids_in_order_and_a_repeated_id_is_a_no_op(served: S
     assert len(served.app.runs(function="greet")) == 5, "the repeated id started nothing"
 
 
+def test_event_data_must_be_an_object_as_in_python_and_null_means_empty(served: Served) -> None:
+    for index, data in enumerate([5, "text", [1, 2], True]):
+        batch = [{"name": "user.created"}, {"name": "user.created", "data": data}]
+        status, body = post(served, "/api/v1/events", batch, "ingest")
+        assert (status, body["code"], body["field"]) == (422, "invalid", "[1].data"), (index, body)
+        assert "data must be an object" in body["message"]
+    assert served.app.store.list_recent_events(limit=10) == []
+    status, body = post(served, "/api/v1/events", {"name": "user.created", "data": None}, "ingest")
+    assert status == 202 and served.app.event(body["id"]).data == {}
+
+
 def test_an_event_that_matches_nothing_says_why(served: Served) -> None:
     _, body = post(served, "/api/v1/events", {"name": "nobody.listens", "ts": "2030-01-01T00:00:00Z"}, "ingest")
     _, record = get(served, f"/api/v1/events/{body['id']}")

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from datetime import timedelta
 from typing import TYPE_CHECKING
 
 import click
@@ -12,6 +13,12 @@ from stepwell.errors import StepwellError
 
 if TYPE_CHECKING:
     from stepwell.push.dispatcher import PushOptions
+
+PUSH_LEASE = 30.0
+PUSH_LEASE_HELP = (
+    "seconds a pushed run's lease lasts, renewed every third of it while its request is in flight; "
+    "runs of a dispatcher that dies are pushed again after it"
+)
 
 
 @main.command()
@@ -38,6 +45,7 @@ if TYPE_CHECKING:
 )
 @click.option("--push-per-endpoint", default=16, show_default=True, help="push requests in flight per endpoint")
 @click.option("--push-timeout", default=30.0, show_default=True, help="seconds one push request may take")
+@click.option("--push-lease", default=30.0, show_default=True, type=click.FloatRange(min=1), help=PUSH_LEASE_HELP)
 @click.option("-v", "--verbose", is_flag=True, help="log every request and debug details")
 def server(
     app_target: str | None,
@@ -51,6 +59,7 @@ def server(
     push_allow_private: bool,
     push_per_endpoint: int,
     push_timeout: float,
+    push_lease: float,
     verbose: bool,
 ) -> None:
     """Serve the HTTP API (/api/v1) until SIGTERM/SIGINT.
@@ -62,8 +71,9 @@ def server(
     runs of functions registered with a URL (push mode) to that URL.
 
     \b
-    Example:
+    Examples:
       stepwell server --port 8288 --database-url postgresql://app@db/stepwell
+      stepwell server --push-lease 60 --push-timeout 45   # pushed runs held 60 s between renewals
     """
     from stepwell.http import serve
     from stepwell.http.server import check_bind
@@ -77,7 +87,7 @@ def server(
     push = None
     if not no_push:
         push = push_options(signing_key, dev=no_auth, allow_private=push_allow_private,
-                            per_endpoint=push_per_endpoint, timeout=push_timeout)  # fmt: skip
+                            per_endpoint=push_per_endpoint, timeout=push_timeout, lease=push_lease)  # fmt: skip
     console.print(f"dashboard on http://{host}:{port}/ (log in with an API key{'' if not no_auth else ': not needed'})")
     if no_scheduler and push is None:
         serve(app, host=host, port=port, auth=not no_auth, log_level="debug" if verbose else "warning")
@@ -94,7 +104,13 @@ def server(
 
 
 def push_options(
-    signing_key: str | None, *, dev: bool, allow_private: bool = False, per_endpoint: int = 16, timeout: float = 30.0
+    signing_key: str | None,
+    *,
+    dev: bool,
+    allow_private: bool = False,
+    per_endpoint: int = 16,
+    timeout: float = 30.0,
+    lease: float = PUSH_LEASE,
 ) -> PushOptions | None:
     """The dispatcher's options; None (with a note) when there is no key outside development: it fails closed."""
     from stepwell.push.dispatcher import PushOptions
@@ -116,6 +132,7 @@ def push_options(
         allow_private=allow_private,
         per_endpoint=per_endpoint,
         request_timeout=timeout,
+        lease=timedelta(seconds=lease),
     )
 
 
@@ -131,9 +148,9 @@ def serve_dev_api(app: App, port: int) -> None:
     console.print(f"dashboard on {started.url}/")
 
 
-def dev_push(database_url: str | None, port: int) -> None:
+def dev_push(database_url: str | None, port: int, lease: float = PUSH_LEASE) -> None:
     """`stepwell dev` without an app: the API without keys, maintenance, and an unsigned loopback-only dispatcher."""
     app = plain_app(database_url, None)
     if port:
         serve_dev_api(app, port)
-    app.run_scheduler(push=push_options(None, dev=True))
+    app.run_scheduler(push=push_options(None, dev=True, lease=lease))

@@ -11,7 +11,7 @@ from typing import Any
 import click
 
 from stepwell.cli.common import DB_HELP, console, load_app, main
-from stepwell.cli.server import serve_dev_api
+from stepwell.cli.server import PUSH_LEASE, PUSH_LEASE_HELP, serve_dev_api
 from stepwell.observe.logs import configure_logging
 
 
@@ -160,7 +160,12 @@ def _spawn(app_target: str, processes: int, options: dict[str, Any]) -> None:
 @click.argument("app_target", metavar="[MODULE:APP]", required=False)
 @_worker_options
 @click.option("--port", default=8288, show_default=True, help="serve the HTTP API on 127.0.0.1:PORT; 0: do not")
-def dev(app_target: str | None, port: int, **options: Any) -> None:
+@click.option(
+    "--push-lease",
+    type=click.FloatRange(min=1),
+    help=f"push mode (no MODULE:APP) only: {PUSH_LEASE_HELP} (default {PUSH_LEASE:g}; with an app, use --lease)",
+)
+def dev(app_target: str | None, port: int, push_lease: float | None, **options: Any) -> None:
     """All in one process for development: worker, maintenance and the HTTP API, SQLite by default.
 
     Prints a banner (the database, the functions and their triggers, the API's URL) and every run's lifecycle.
@@ -171,11 +176,14 @@ def dev(app_target: str | None, port: int, **options: Any) -> None:
     Examples:
       stepwell dev sermons:app
       stepwell dev            # push mode: the API and the dispatcher, no worker
+      stepwell dev --push-lease 60
     """
     if app_target is None:
         from stepwell.cli.server import dev_push
 
         configure_logging(options["log_format"], verbose=options["verbose"], runs_debug=True)  # type: ignore[arg-type]
-        dev_push(options["database_url"], port)
+        dev_push(options["database_url"], port, PUSH_LEASE if push_lease is None else push_lease)
         return
+    if push_lease is not None:
+        raise click.UsageError("--push-lease applies to push mode (stepwell dev without MODULE:APP); use --lease")
     _run_worker(app_target, dev=True, api_port=port, **options)

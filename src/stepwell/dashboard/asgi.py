@@ -20,7 +20,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from importlib.resources import files
 from typing import Any, TypeVar
-from urllib.parse import urlsplit
+from urllib.parse import quote, urlsplit
 
 import anyio
 import anyio.to_thread
@@ -38,7 +38,7 @@ from stepwell.app import App
 from stepwell.clock import SystemClock
 from stepwell.dashboard import views
 from stepwell.dashboard.forms import BODY_TIMEOUT, Form, FormError, read_form
-from stepwell.dashboard.sessions import COOKIE, LIFETIME, Session, Sessions
+from stepwell.dashboard.sessions import COOKIE, IDLE, LIFETIME, Session, Sessions
 from stepwell.errors import EventNotFound, RunNotFound, StepwellError, StoreFull, StoreUnavailable
 from stepwell.model.apikeys import Scope as KeyScope
 from stepwell.model.audit import NewAuditEntry
@@ -137,15 +137,24 @@ class PageRoute:
 
 
 class Dashboard:
-    def __init__(self, app: App, *, auth: bool, body_timeout: float = BODY_TIMEOUT) -> None:
+    def __init__(
+        self,
+        app: App,
+        *,
+        auth: bool,
+        body_timeout: float = BODY_TIMEOUT,
+        session_idle: float = IDLE,
+        session_lifetime: float = LIFETIME,
+    ) -> None:
         self.app = app
         self.auth = auth
         self.body_timeout = body_timeout
-        self.sessions = Sessions()
+        self.sessions = Sessions(app.clock, idle=session_idle, lifetime=session_lifetime)
         self.threads = anyio.CapacityLimiter(16)
         loader = jinja2.FileSystemLoader(str(files("stepwell.dashboard") / "templates"))
         self.templates = jinja2.Environment(loader=loader, autoescape=True, undefined=jinja2.StrictUndefined)
         self.templates.globals.update(duration=views.duration, ago=views.ago)
+        self.templates.filters["segment"] = views.segment  # a path segment; `urlencode` for query values
 
     async def call(self, fn: Callable[..., T], *args: Any, **kwargs: Any) -> T:
         return await anyio.to_thread.run_sync(lambda: fn(*args, **kwargs), limiter=self.threads)
@@ -183,12 +192,22 @@ class Dashboard:
         return session
 
 
-def create_dashboard(app: App, *, auth: bool = True, body_timeout: float = BODY_TIMEOUT) -> Starlette:
+def create_dashboard(
+    app: App,
+    *,
+    auth: bool = True,
+    body_timeout: float = BODY_TIMEOUT,
+    session_idle: float = IDLE,
+    session_lifetime: float = LIFETIME,
+) -> Starlette:
     """The dashboard of `app`. `auth=False` (development on loopback) acts as one operator, 'dev'.
-    `body_timeout`: seconds a browser has to send a whole form (a slower one gets 408)."""
+    `body_timeout`: seconds a browser has to send a whole form (a slower one gets 408).
+    `session_idle` / `session_lifetime`: seconds a login lasts without use / at most (12 h each)."""
     from stepwell.dashboard import insight, pages
 
-    dashboard = Dashboard(app, auth=auth, body_timeout=body_timeout)
+    dashboard = Dashboard(
+        app, auth=auth, body_timeout=body_timeout, session_idle=session_idle, session_lifetime=session_lifetime
+    )
     routes: list[Route | Mount] = [
         Route("/login", _login_page(dashboard), methods=["GET", "POST"]),
         Route("/logout", _logout(dashboard), methods=["POST"]),
@@ -250,8 +269,9 @@ def _endpoint(dashboard: Dashboard, route: PageRoute) -> Callable[[Request], Awa
                 if route.method != "GET":
                     return _plain(403, "log in first")
                 root = str(request.scope.get("root_path", "")).rstrip("/")
-                target = request.url.path + (f"?{request.url.query}" if request.url.query else "")
-                return RedirectResponse(f"{root}/login?next={_quote(target)}", status_code=303)
+                path = quote(str(request.scope["path"]), safe="/")  # decoded in the scope; `url.path` is half-encoded
+                target = path + (f"?{request.url.query}" if request.url.query else "")
+                return RedirectResponse(f"{root}/login?next={quote(target, safe='/')}", status_code=303)
             session = fresh = dashboard.sessions.create(*DEV_ACTOR, can_operate=True)
         form = None
         if route.acts:
@@ -274,7 +294,7 @@ def _endpoint(dashboard: Dashboard, route: PageRoute) -> Callable[[Request], Awa
         except StepwellError as err:
             response = page.render("error.html", 400, message=str(err))
         if fresh is not None:
-            _set_cookie(response, request, fresh)
+            _set_cookie(response, request, fresh, dashboard.sessions.lifetime)
         return response
 
     return endpoint
@@ -319,7 +339,7 @@ def _login_page(dashboard: Dashboard) -> Callable[[Request], Awaitable[Response]
             if key is not None and key.allows(KeyScope.READ):
                 session = dashboard.sessions.create(key.id, key.name, can_operate=key.allows(KeyScope.OPERATE))
                 response = RedirectResponse(target, status_code=303)
-                _set_cookie(response, request, session)
+                _set_cookie(response, request, session, dashboard.sessions.lifetime)
                 return response
             error = "That API key is unknown, revoked, or lacks the 'read' scope."
         html = dashboard.templates.get_template("login.html").render(root=root, error=error, next=target)
@@ -353,18 +373,12 @@ def _safe_next(target: str | None, root: str) -> str:
     return target
 
 
-def _set_cookie(response: Response, request: Request, session: Session) -> None:
+def _set_cookie(response: Response, request: Request, session: Session, lifetime: float) -> None:
     root = str(request.scope.get("root_path", "")).rstrip("/")
     response.set_cookie(
-        COOKIE, session.id, max_age=int(LIFETIME), path=root or "/", httponly=True, samesite="strict",
+        COOKIE, session.id, max_age=int(lifetime), path=root or "/", httponly=True, samesite="strict",
         secure=request.url.scheme == "https",
     )  # fmt: skip
-
-
-def _quote(path: str) -> str:
-    from urllib.parse import quote
-
-    return quote(path, safe="/")
 
 
 def _plain(status: int, message: str) -> Response:

@@ -93,11 +93,11 @@ async def runs_page(page: Page) -> Response:
 def _find(app: App, search: str) -> str | None:
     """A run (by id or unique prefix) or an event (by id), as a dashboard path."""
     try:
-        return f"/runs/{app.resolve_run_id(search)}"
+        return f"/runs/{views.segment(app.resolve_run_id(search))}"
     except RunNotFound:
         pass
     try:
-        return f"/events/{app.event(search).id}"
+        return f"/events/{views.segment(app.event(search).id)}"
     except EventNotFound:
         return None
 
@@ -149,14 +149,16 @@ async def run_cancel(page: Page) -> Response:
     run_id = str(page.request.path_params["run_id"])
     cancelled = await page.call(page.app.cancel, run_id)
     await page.audit("run.cancel", run_id, "cancelled" if cancelled else "had already ended")
-    return page.redirect(f"/runs/{run_id}", "Run cancelled." if cancelled else "The run had already ended.")
+    return page.redirect(
+        f"/runs/{views.segment(run_id)}", "Run cancelled." if cancelled else "The run had already ended."
+    )
 
 
 async def run_replay(page: Page) -> Response:
     run_id = str(page.request.path_params["run_id"])
     new_id = await page.call(page.app.replay, run_id)
     await page.audit("run.replay", run_id, f"new run {new_id}")
-    return page.redirect(f"/runs/{new_id}", f"Replay of {run_id} started.")
+    return page.redirect(f"/runs/{views.segment(new_id)}", f"Replay of {run_id} started.")
 
 
 async def run_redrive(page: Page) -> Response:
@@ -165,7 +167,7 @@ async def run_redrive(page: Page) -> Response:
     ids = await page.call(page.app.redrive, None if fan_out else [run_id], fan_out=run_id if fan_out else None)
     action = "fan_out.redrive_failed" if fan_out else "run.redrive"
     await page.audit(action, run_id, f"{len(ids)} redriven")
-    return page.redirect(f"/runs/{run_id}", f"{len(ids)} run(s) redriven.")
+    return page.redirect(f"/runs/{views.segment(run_id)}", f"{len(ids)} run(s) redriven.")
 
 
 # dead letters
@@ -199,7 +201,7 @@ async def dead_letters_confirm(page: Page) -> Response:
 async def events_page(page: Page) -> Response:
     event_id = page.query("id", 100)
     if event_id:
-        return page.redirect(f"/events/{event_id}")
+        return page.redirect(f"/events/{views.segment(event_id)}")
     before = decode_event_cursor(page.query("before", 400))
     events = await page.call(page.app.store.list_recent_events, limit=PAGE, before=before)
     following = encode_event_cursor(events[-1].received_at, events[-1].id) if len(events) == PAGE else None
@@ -427,7 +429,7 @@ ROUTES = [
     PageRoute("GET", "/dead-letters", dead_letters_page),
     PageRoute("POST", "/dead-letters/confirm", dead_letters_confirm, acts=True),
     PageRoute("GET", "/events", events_page),
-    PageRoute("GET", "/events/{event_id}", event_page),
+    PageRoute("GET", "/events/{event_id:path}", event_page),  # an event id may hold '/'
     PageRoute("GET", "/functions", functions_page),
     PageRoute("POST", "/functions/confirm", function_confirm, acts=True),
     PageRoute("POST", "/functions/{action}", function_action, acts=True),

@@ -4,6 +4,10 @@ A session remembers which key logged in (id and name, for the audit log), whethe
 its CSRF token. Sessions live in the server process's memory: a restart logs everyone out, and a
 fleet of servers behind a load balancer needs sticky sessions (documented in the dashboard guide).
 Every request re-reads the key, so revoking it ends its sessions at once.
+
+A session ends after `idle` seconds without use, and in any case `lifetime` seconds after the login
+(12 hours each by default): a session cookie stolen from a busy operator's browser stops working
+within the lifetime, however often it is used. Time comes from the app's clock.
 """
 
 from __future__ import annotations
@@ -11,11 +15,14 @@ from __future__ import annotations
 import hmac
 import secrets
 import threading
-import time
 from dataclasses import dataclass
 
+from stepwell.clock import Clock
+from stepwell.errors import ConfigurationError
+
 COOKIE = "stepwell_session"
-LIFETIME = 12 * 3600.0  # seconds a session lasts without being used
+IDLE = 12 * 3600.0  # seconds a session lasts without being used
+LIFETIME = 12 * 3600.0  # seconds a session lasts after its login, however busy: then log in again
 MAX_SESSIONS = 10_000  # beyond: the least recently used is forgotten
 
 
@@ -26,7 +33,8 @@ class Session:
     actor_name: str
     can_operate: bool
     csrf: str
-    used: float
+    used: float  # the clock's monotonic seconds at the last request
+    created: float  # ... at the login
     flash: str = ""  # one message shown on the next page (the outcome of an action)
 
     def csrf_ok(self, token: str | None) -> bool:
@@ -38,14 +46,18 @@ class Session:
 
 
 class Sessions:
-    def __init__(self, lifetime: float = LIFETIME) -> None:
-        self._lifetime = lifetime
+    def __init__(self, clock: Clock, *, idle: float = IDLE, lifetime: float = LIFETIME) -> None:
+        for name, value in (("session_idle", idle), ("session_lifetime", lifetime)):
+            if not value > 0:
+                raise ConfigurationError(f"{name} must be a positive number of seconds, got {value!r}")
+        self.clock, self.idle, self.lifetime = clock, idle, lifetime
         self._by_id: dict[str, Session] = {}
         self._lock = threading.Lock()
 
     def create(self, actor_id: str, actor_name: str, *, can_operate: bool) -> Session:
+        now = self.clock.monotonic()
         session = Session(
-            secrets.token_urlsafe(32), actor_id, actor_name, can_operate, secrets.token_urlsafe(32), time.monotonic()
+            secrets.token_urlsafe(32), actor_id, actor_name, can_operate, secrets.token_urlsafe(32), now, now
         )
         with self._lock:
             if len(self._by_id) >= MAX_SESSIONS:
@@ -55,14 +67,15 @@ class Sessions:
         return session
 
     def get(self, session_id: str | None) -> Session | None:
+        """The live session of that id, marked as used now; None (and forgotten) once idle or too old."""
         if not session_id:
             return None
-        now = time.monotonic()
+        now = self.clock.monotonic()
         with self._lock:
             session = self._by_id.get(session_id)
             if session is None:
                 return None
-            if now - session.used > self._lifetime:
+            if now - session.used > self.idle or now - session.created > self.lifetime:
                 del self._by_id[session_id]
                 return None
             session.used = now

@@ -10,6 +10,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any
+from urllib.parse import quote
 
 import orjson
 
@@ -20,6 +21,13 @@ JSON_NODES = 300  # nodes of a JSON value rendered as a tree; the rest is behind
 JSON_STRING = 400  # characters of one string shown in the tree
 RAW_CHUNK = 64 * 1024  # characters of pretty JSON sent per "show more"
 WIDTH = 1000.0  # the waterfall's SVG user units
+
+
+def segment(value: object) -> str:
+    """`value` as one URL path segment, every reserved character percent-encoded (`/`, `?`, `#`, `%`,
+    space, non-ASCII): an event id is any printable string, and HTML escaping alone leaves a link
+    to `a/b?c` pointing at another path with a query. The templates' `segment` filter."""
+    return quote(str(value), safe="")
 
 
 def duration(seconds: float | None) -> str:

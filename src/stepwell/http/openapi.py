@@ -28,7 +28,7 @@ _EVENT_IN = {
     "additionalProperties": False,
     "properties": {
         "name": {"type": "string", "pattern": "^[A-Za-z0-9][A-Za-z0-9_.:/-]{0,199}$"},
-        "data": {"description": "any JSON value; {} when absent"},
+        "data": {"type": ["object", "null"], "description": "a JSON object; {} when absent or null"},
         "id": {
             "type": "string",
             "minLength": 1,

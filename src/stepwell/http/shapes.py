@@ -195,9 +195,12 @@ def _event_in(item: Any, index: int | None) -> EventIn:
     event_id = item.get("id")
     if event_id is not None and not isinstance(event_id, str):
         raise invalid("id must be a string", f"{where}.id".lstrip("."))
+    data = item.get("data")
+    if data is not None and not isinstance(data, dict):
+        raise invalid("data must be an object (or null, meaning {}), as app.send requires", f"{where}.data".lstrip("."))
     ts = item.get("ts")
     moment = None if ts is None else timestamp(ts, f"{where}.ts".lstrip("."))
-    return EventIn(item["name"], item.get("data"), event_id, moment)
+    return EventIn(item["name"], data, event_id, moment)
 
 
 def timestamp(value: Any, field: str) -> datetime:

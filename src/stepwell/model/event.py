@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
@@ -17,7 +17,7 @@ MAX_BATCH_EVENTS = 10_000  # events per `send(list)` call: one transaction, boun
 
 @dataclass(frozen=True, slots=True)
 class EventIn:
-    """An event as a producer sends it."""
+    """An event as a producer sends it; `data` is an object (None means {}), in Python as over HTTP."""
 
     name: str
     data: Any = None
@@ -46,6 +46,12 @@ def validate_event(event: EventIn, *, max_bytes: int, index: int | None = None) 
     if event.ts is not None and (not isinstance(event.ts, datetime) or event.ts.tzinfo is None):
         raise EventRejected(f"{where} ts {event.ts!r} must be a timezone-aware datetime")
     ts = None if event.ts is None else _in_utc(event.ts, where)
+    if event.data is not None and not isinstance(event.data, Mapping):
+        raise EventRejected(
+            f"{where} {event.name!r} data must be an object (a dict; None means {{}}), got "
+            f"{type(event.data).__name__} {repr(event.data)[:40]}; nothing was stored. Functions read "
+            "ctx.event.data[...]: wrap the value, as in {'value': ...}"
+        )
     try:
         data = encode({} if event.data is None else event.data, where=f"{where} {event.name!r} data")
     except OutputNotSerializable as err:

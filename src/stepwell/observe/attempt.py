@@ -165,3 +165,42 @@ def run_logger(function: str, position: Callable[[], int]) -> runlog.RunLogger:
         attempt.position = position
         return runlog.RunLogger(function, attempt)
     return runlog.RunLogger(function)
+
+
+class PushedAttempt:
+    """The run span of one push request, at the endpoint: the pull worker's span (`start_run_span`)
+    continuing, or linking to, the context the dispatcher sent; current while the function runs, so
+    its steps' spans are its children. Metrics and lifecycle records stay with the dispatcher."""
+
+    __slots__ = ("_span_token", "attempt", "claimed", "continued", "span")
+
+    def __init__(self, claimed: ClaimedRun, attempt: scope.AttemptScope, continued: bool | None) -> None:
+        self.claimed, self.attempt, self.continued = claimed, attempt, continued
+        self.span: Span | None = None
+        self._span_token: Any = None
+
+    def __enter__(self) -> PushedAttempt:
+        found = tracing.tracer()
+        if found is not None:
+            self.span = span = tracing.start_run_span(found, self.claimed, continued=self.continued)
+            self._span_token = tracing.activate(span)
+            self.attempt.traced = span.is_recording()
+        return self
+
+    def ended(self, outcome: str, failed: bool) -> None:
+        """How the request ended (the protocol's result): the span's `stepwell.outcome`, and its status."""
+        span = self.span
+        if span is not None and span.is_recording():
+            span.set_attribute("stepwell.outcome", outcome)
+            if failed:
+                tracing.fail(span, outcome)
+
+    def __exit__(self, *exc: object) -> None:
+        if self.span is not None:
+            self.span.end()
+            tracing.deactivate(self._span_token)
+
+
+def observe_pushed(claimed: ClaimedRun, attempt: scope.AttemptScope, continued: bool | None) -> PushedAttempt:
+    """`with observe_pushed(...) as pushed:` around a push endpoint's replay of one request."""
+    return PushedAttempt(claimed, attempt, continued)

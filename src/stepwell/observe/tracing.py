@@ -9,6 +9,12 @@ differs (a child run: its parent's; a replay: the original's, as a link).
 Incoming contexts: `App.send` reads the current OpenTelemetry context, so a caller that has a
 span open (a web framework's instrumentation) is the producer's parent. Code that holds only a
 carrier (HTTP headers with `traceparent`) wraps the send in `with incoming(headers): app.send(...)`.
+
+Push mode: the dispatcher sends the run's context as `traceparent` / `tracestate` headers, and
+`stepwell-trace: continue|link` with the pull worker's rule decided on the claim (`continues`), so
+that every request of one attempt (one per checkpoint) continues the producer's trace, or starts a
+new one linked to it, as that attempt would in a pull worker. The endpoint reads them back
+(`pushed_trace`) and starts its run span with the decision it was sent.
 """
 
 from __future__ import annotations
@@ -26,6 +32,8 @@ from stepwell.observe.settings import SETTINGS
 from stepwell.store.base import ClaimedRun, TraceContext
 
 SYSTEM = "stepwell"
+MODE_HEADER = "stepwell-trace"  # push requests: "continue" the traceparent, or "link" to it
+MAX_TRACE_HEADER = 512  # characters of traceparent / tracestate read from a push request
 _PROPAGATOR = TraceContextTextMapPropagator()
 _resolved: tuple[object, trace.Tracer | None] = (None, None)  # (the provider last seen, its tracer)
 
@@ -109,15 +117,48 @@ def producer_span(operation: str, destination: str, count: int) -> Iterator[Trac
         yield carrier_of(span)
 
 
-def start_run_span(found: trace.Tracer, claimed: ClaimedRun) -> Span:
+def continues(claimed: ClaimedRun) -> bool:
+    """Whether the attempt's run span continues its stored context (a first attempt, not resumed, not
+    a replay) rather than starting a new trace linked to it."""
+    stored = claimed.trace
+    return stored is not None and claimed.attempt == 1 and not claimed.steps and not stored.link
+
+
+def push_headers(claimed: ClaimedRun) -> dict[str, str]:
+    """The W3C headers a push request carries for `claimed` (none without a stored context), with
+    `stepwell-trace` saying whether the endpoint's run span continues the trace or links to it."""
+    stored = claimed.trace
+    if stored is None:
+        return {}
+    headers = {"traceparent": stored.traceparent, MODE_HEADER: "continue" if continues(claimed) else "link"}
+    if stored.tracestate:
+        headers["tracestate"] = stored.tracestate
+    return headers
+
+
+def pushed_trace(headers: Mapping[str, str]) -> tuple[TraceContext | None, bool | None]:
+    """What a push endpoint was sent (`headers`: lower-case names): the context and whether to continue
+    it (None: not said, so decided by the pull worker's rule on the request as received)."""
+    parent = headers.get("traceparent", "")
+    if not parent or len(parent) > MAX_TRACE_HEADER:
+        return None, None
+    state = headers.get("tracestate", "")
+    mode = headers.get(MODE_HEADER)
+    return TraceContext(parent, state if len(state) <= MAX_TRACE_HEADER else ""), (
+        None if mode not in ("continue", "link") else mode == "continue"
+    )
+
+
+def start_run_span(found: trace.Tracer, claimed: ClaimedRun, *, continued: bool | None = None) -> Span:
     """`run {function}` for one attempt: the first attempt continues the producer's trace; a retry, a
-    resumption (after a sleep or a wait) or a replay starts a new trace linked to it."""
+    resumption (after a sleep or a wait) or a replay starts a new trace linked to it. `continued`:
+    that decision made elsewhere (a push endpoint is told it by the dispatcher)."""
     stored = claimed.trace
     parent: otel_context.Context | None = _ROOT  # a root, unless continued below
     links: list[Link] | None = None
     if stored is not None:
         remote = _context_of(stored)
-        if claimed.attempt == 1 and not claimed.steps and not stored.link:
+        if continues(claimed) if continued is None else continued:
             parent = remote
         else:
             links = [Link(trace.get_current_span(remote).get_span_context())]

@@ -7,6 +7,12 @@ client loopback, and a web page whose name is re-pointed at 127.0.0.1 (DNS rebin
 endpoint from the browser. So an unsigned request must also be addressed to a loopback name and
 carry no forwarding header (the HTTP API's rule for a keyless server, `stepwell.loopback`); else
 421 `misdirected`. Signed requests are not affected: the signature, not the address, admits them.
+
+Both adapters ask `Endpoint.precheck` before reading a byte of the body: an unsigned, stale or
+malformed request, or one declaring a body over the limit, is answered at once; the body is then
+read with the limit counted while it streams, and only then is the signature verified. (A WSGI
+server that buffers whole requests before calling the app, as waitress does, reads the body first
+anyway; put such a server behind its own body limit.)
 """
 
 from __future__ import annotations
@@ -59,6 +65,7 @@ class AsgiEndpoint:
         client = scope.get("client")
         headers = {key.decode("latin-1").lower(): value.decode("latin-1") for key, value in scope["headers"]}
         answer = _dev_refusal(self.endpoint, client[0] if client else None, headers)
+        answer = answer or self.endpoint.precheck(scope["method"], headers)
         if answer is None:
             body = await _read_body(receive)
             if body is None:
@@ -106,7 +113,10 @@ class WsgiEndpoint:
         headers = {
             key[5:].replace("_", "-").lower(): value for key, value in environ.items() if key.startswith("HTTP_")
         }
+        if environ.get("CONTENT_LENGTH"):
+            headers["content-length"] = environ["CONTENT_LENGTH"]  # WSGI keeps it out of the HTTP_ names
         answer = _dev_refusal(self.endpoint, environ.get("REMOTE_ADDR"), headers)
+        answer = answer or self.endpoint.precheck(environ["REQUEST_METHOD"], headers)
         if answer is None:
             try:
                 length = int(environ.get("CONTENT_LENGTH") or 0)

@@ -76,10 +76,14 @@ class Transport:
     plain: Http1Client = field(default_factory=Http1Client)
     connect_retries: int = 2
 
-    async def post(self, url: str, body: bytes, run_id: str, now: object) -> PushResponse:
+    async def post(
+        self, url: str, body: bytes, run_id: str, now: object, extra: Mapping[str, str] | None = None
+    ) -> PushResponse:
+        """`extra`: more headers (the run's W3C trace context, `observe.tracing.push_headers`)."""
         parts, address = await self.guard.resolve(url)
         message_id = f"msg_{new_token()[:24]}"
         headers = {"content-type": "application/json", "host": parts.netloc, "user-agent": "stepwell-push/1"}
+        headers.update(extra or {})
         if self.signer.keys:
             headers.update(self.signer.headers(message_id, body, now))  # type: ignore[arg-type]
         for attempt in range(self.connect_retries + 1):

@@ -31,6 +31,7 @@ from stepwell.clock import Clock
 from stepwell.errors import LeaseLost, StepwellError
 from stepwell.model.ids import new_token
 from stepwell.model.retry import RetryPolicy
+from stepwell.observe import tracing
 from stepwell.push.breaker import Breaker
 from stepwell.push.delivery import (
     ChildrenTooLarge,
@@ -97,6 +98,8 @@ class PushOptions:
                 raise StepwellError(f"push dispatcher: {name} must be >= 1")
         if not self.request_timeout > 0:
             raise StepwellError("push dispatcher: request_timeout must be > 0 seconds")
+        if self.lease < timedelta(seconds=1):
+            raise StepwellError(f"push dispatcher: lease must be at least 1 second, got {self.lease.total_seconds():g}")
         if self.prefetch is None:
             object.__setattr__(self, "prefetch", self.concurrency)
         elif self.prefetch < 0:
@@ -283,6 +286,7 @@ class Dispatcher:
     async def _deliver(self, claimed: ClaimedRun, url: str) -> None:
         policy = self._policy(claimed.function)
         exchange = Exchange(claimed)
+        trace_headers = tracing.push_headers(claimed)  # decided on the claim: every checkpoint's request alike
         settlement: Settlement | None = None
         try:
             while True:
@@ -293,7 +297,7 @@ class Dispatcher:
                 else:  # no fan-out counts to read: no thread hop
                     body = exchange.request(self.engine)
                 try:
-                    response = await self.transport.post(url, body, claimed.run_id, self.clock.now())
+                    response = await self.transport.post(url, body, claimed.run_id, self.clock.now(), trace_headers)
                 except (EndpointUnreachable, EndpointFailed) as error:
                     log.warning("run %s: %s", claimed.run_id, error)
                     await self._endpoint_failed(url)

@@ -15,14 +15,15 @@ import contextvars
 import logging
 from collections.abc import Mapping
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import TYPE_CHECKING
 
 import orjson
 
 from stepwell.clock import Clock
 from stepwell.model.ids import new_token
-from stepwell.observe import scope
+from stepwell.observe import scope, tracing
+from stepwell.observe.attempt import PushedAttempt, observe_pushed
 from stepwell.push import protocol
 from stepwell.push.protocol import (
     Checkpoint,
@@ -86,6 +87,23 @@ class Endpoint:
         body = orjson.dumps({"error": {"code": code, "message": message}})
         return self._answer(status, body, message_id or f"msg_{new_token()[:16]}")
 
+    def precheck(self, method: str, headers: Mapping[str, str]) -> Answer | None:
+        """What can be refused before the body is read (both adapters call it first): the method, a
+        declared length over `MAX_REQUEST_BYTES`, and the signature's headers (present, well-formed,
+        within the tolerance, a key configured). An unsigned or stale client with a huge body gets
+        its answer at once, without the endpoint buffering a byte of that body."""
+        if method != "POST":
+            return self.refusal(405, "method_not_allowed", "push endpoints take POST only")
+        try:
+            self.verifier.precheck(headers, self.clock.now())
+        except SignatureError as error:
+            log.warning("push request refused before its body was read: %s", error)
+            return self.refusal(401, "bad_signature", str(error))
+        declared = headers.get("content-length", "")
+        if declared.isdigit() and int(declared) > MAX_REQUEST_BYTES:
+            return self.refusal(413, "too_large", f"request body over {MAX_REQUEST_BYTES} bytes")
+        return None
+
     def check(self, method: str, headers: Mapping[str, str], body: bytes) -> tuple[Answer | None, str]:
         """Signature, replay and shape checks shared by both adapters: an Answer when refused, else the message id.
 
@@ -131,9 +149,16 @@ class Endpoint:
         )
 
     def _respond(
-        self, recorder: StepRecorder, outcome: outcomes.Outcome, lines: list[RunLogLine], message_id: str
+        self,
+        recorder: StepRecorder,
+        outcome: outcomes.Outcome,
+        lines: list[RunLogLine],
+        message_id: str,
+        pushed: PushedAttempt,
     ) -> Answer:
-        response = PushResponse(tuple(recorder.ops), _result(recorder, outcome), tuple(lines))
+        result = _result(recorder, outcome)
+        pushed.ended(type(result).__name__.lower(), isinstance(result, Failed))
+        response = PushResponse(tuple(recorder.ops), result, tuple(lines))
         return self._answer(200, protocol.encode_response(response), message_id)
 
     def _attempt(self, request: PushRequest) -> scope.AttemptScope:
@@ -166,13 +191,14 @@ class Endpoint:
         attempt = self._attempt(request)
         token = scope.ATTEMPT.set(attempt)
         try:
-            if spec.is_async:
-                outcome = asyncio.run(execute_async(spec, request.claimed, engine))
-            else:
-                outcome = execute_sync(spec, request.claimed, engine)
+            with _observed(request, attempt, headers) as pushed:
+                if spec.is_async:
+                    outcome = asyncio.run(execute_async(spec, request.claimed, engine))
+                else:
+                    outcome = execute_sync(spec, request.claimed, engine)
+                return self._respond(recorder, outcome, attempt.take_lines(), message_id, pushed)
         finally:
             scope.ATTEMPT.reset(token)
-        return self._respond(recorder, outcome, attempt.take_lines(), message_id)
 
     async def handle(self, method: str, headers: Mapping[str, str], body: bytes) -> Answer:
         """For ASGI: async functions on the running loop, sync ones on this endpoint's threads."""
@@ -183,16 +209,24 @@ class Endpoint:
         attempt = self._attempt(request)
         token = scope.ATTEMPT.set(attempt)
         try:
-            if spec.is_async:
-                outcome = await execute_async(spec, request.claimed, engine)
-            else:
-                context = contextvars.copy_context()
-                loop = asyncio.get_running_loop()
-                claimed = request.claimed
-                outcome = await loop.run_in_executor(self._pool, context.run, execute_sync, spec, claimed, engine)
+            with _observed(request, attempt, headers) as pushed:  # before copy_context: the threads see the span
+                if spec.is_async:
+                    outcome = await execute_async(spec, request.claimed, engine)
+                else:
+                    context = contextvars.copy_context()
+                    loop = asyncio.get_running_loop()
+                    claimed = request.claimed
+                    outcome = await loop.run_in_executor(self._pool, context.run, execute_sync, spec, claimed, engine)
+                return self._respond(recorder, outcome, attempt.take_lines(), message_id, pushed)
         finally:
             scope.ATTEMPT.reset(token)
-        return self._respond(recorder, outcome, attempt.take_lines(), message_id)
+
+
+def _observed(request: PushRequest, attempt: scope.AttemptScope, headers: Mapping[str, str]) -> PushedAttempt:
+    """The request's run span, continuing (or linking to) the trace context the dispatcher sent."""
+    stored, continued = tracing.pushed_trace(headers)
+    claimed = request.claimed if stored is None else replace(request.claimed, trace=stored)
+    return observe_pushed(claimed, attempt, continued)
 
 
 def _result(recorder: StepRecorder, outcome: outcomes.Outcome) -> Result:

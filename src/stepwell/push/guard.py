@@ -1,15 +1,16 @@
 """The dispatcher's SSRF guard: which endpoint addresses it may call.
 
 A registered URL comes from whoever holds a token that may register, so the server must not be
-turned into a proxy into its own network: link-local (169.254.0.0/16, where cloud metadata
-lives), private, shared and unique-local ranges, and the known metadata addresses are refused
-unless `allow_private`; loopback only with `allow_loopback` (development); unspecified,
-multicast and reserved addresses always. The check runs on every address the name resolves to,
-and the request then goes to the checked address itself (Host header and TLS server name kept),
-so a DNS answer that changes between check and connect (rebinding) cannot slip through. Redirects
-are never followed. A checked answer is reused for `RESOLVED_TTL` seconds (an IP literal for good):
-the dispatcher does not resolve a name per request, and every address it connects to is still one
-that was checked after its resolution.
+turned into a proxy into its own network: link-local (169.254.0.0/16, where cloud metadata lives),
+private, shared and unique-local ranges, and the known metadata addresses are refused unless
+`allow_private`; loopback only with `allow_loopback` (development); unspecified, multicast and
+reserved addresses always. An IPv6 address that carries an IPv4 address (IPv4-mapped or -compatible,
+6to4, NAT64, Teredo) is judged by the IPv4 address it carries. The check runs on every address the
+name resolves to, and the request then goes to the checked address itself (Host header and TLS
+server name kept), so a DNS answer that changes between check and connect (rebinding) cannot slip
+through. Redirects are never followed. A checked answer is reused for `RESOLVED_TTL` seconds (an IP
+literal for good): the dispatcher does not resolve a name per request, and every address it connects
+to is still one that was checked after its resolution.
 """
 
 from __future__ import annotations
@@ -27,6 +28,8 @@ IPAddress = ipaddress.IPv4Address | ipaddress.IPv6Address
 METADATA = frozenset(
     ipaddress.ip_address(a) for a in ("169.254.169.254", "169.254.170.2", "100.100.100.200", "fd00:ec2::254")
 )
+NAT64 = ipaddress.IPv6Network("64:ff9b::/96")  # the well-known prefix: the IPv4 address is the last 32 bits
+COMPATIBLE = ipaddress.IPv6Network("::/96")  # IPv4-compatible (deprecated), also the last 32 bits
 RESOLVED_TTL = 5.0  # seconds a checked DNS answer is reused
 RESOLVED_MAX = 1024  # URLs remembered
 
@@ -43,20 +46,28 @@ class Guard:
     _checked: dict[str, tuple[SplitResult, IPAddress, float]] = field(default_factory=dict, compare=False, repr=False)
 
     def check_address(self, address: IPAddress, url: str) -> None:
-        if isinstance(address, ipaddress.IPv6Address) and address.ipv4_mapped is not None:
-            address = address.ipv4_mapped
+        """UnsafeEndpoint unless `address` may be called. An IPv6 form that carries an IPv4 address
+        (`embedded_ipv4`) is judged by what it carries, as that IPv4 address itself would be."""
+        if isinstance(address, ipaddress.IPv6Address):
+            carried = embedded_ipv4(address)
+            for inner in carried:
+                self._judge(inner, url, f" (carried by {address})")
+            if carried:
+                return
+        self._judge(address, url, "")
+
+    def _judge(self, address: IPAddress, url: str, carried: str) -> None:
+        shown = f"{address}{carried}"
         if address.is_loopback:  # before `is_reserved`: ::1 lies in a reserved IPv6 block
             if not self.allow_loopback:
-                raise UnsafeEndpoint(f"endpoint {url}: loopback address {address} is allowed in development only")
+                raise UnsafeEndpoint(f"endpoint {url}: loopback address {shown} is allowed in development only")
             return
         if address.is_unspecified or address.is_multicast or address.is_reserved:
-            raise UnsafeEndpoint(f"endpoint {url}: address {address} can never be called")
+            raise UnsafeEndpoint(f"endpoint {url}: address {shown} can never be called")
         restricted = address in METADATA or address.is_link_local or address.is_private or not address.is_global
         if restricted and not self.allow_private:
             kind = "metadata" if address in METADATA else "link-local" if address.is_link_local else "private"
-            raise UnsafeEndpoint(
-                f"endpoint {url}: {kind} address {address} refused (configure allow_private to call it)"
-            )
+            raise UnsafeEndpoint(f"endpoint {url}: {kind} address {shown} refused (configure allow_private to call it)")
 
     async def resolve(self, url: str) -> tuple[SplitResult, IPAddress]:
         """Check the URL's form and every address its host resolves to; returns the address to connect to."""
@@ -92,6 +103,23 @@ class Guard:
         for address in addresses:
             self.check_address(address, url)
         return parts, addresses[0], False
+
+
+def embedded_ipv4(address: ipaddress.IPv6Address) -> tuple[ipaddress.IPv4Address, ...]:
+    """The IPv4 addresses an IPv6 address carries, which a router or relay turns it into: IPv4-mapped
+    (`::ffff:a.b.c.d`), IPv4-compatible (`::a.b.c.d`, deprecated; not `::` or `::1`), 6to4
+    (2002::/16), NAT64 (64:ff9b::/96, RFC 6052) and Teredo (2001::/32: its client and its server).
+    Without this, `2002:a00:1::` would pass as a global address while it reaches 10.0.0.1."""
+    if address.ipv4_mapped is not None:
+        return (address.ipv4_mapped,)
+    if address.sixtofour is not None:
+        return (address.sixtofour,)
+    if address.teredo is not None:
+        server, client = address.teredo
+        return (client, server)
+    if address in NAT64 or (address in COMPATIBLE and int(address) > 1):
+        return (ipaddress.IPv4Address(int(address) & 0xFFFFFFFF),)
+    return ()
 
 
 def check_url(url: str) -> SplitResult:

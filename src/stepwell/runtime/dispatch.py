@@ -7,6 +7,7 @@ from typing import Any, Protocol
 
 import orjson
 
+from stepwell.errors import EventRejected
 from stepwell.model.durations import Duration, parse_duration
 from stepwell.model.expressions import evaluate
 from stepwell.model.flow import FlowOptions
@@ -16,6 +17,7 @@ from stepwell.model.retry import RetryPolicy
 from stepwell.store.base import Gate, Gathering, NewRun, NewWait, RunFlow, SlotClaim
 
 PRIORITY_RANGE = (-100, 100)
+MAX_KEY_BYTES = 512  # UTF-8 bytes of one evaluated key: keys are stored, indexed and compared per claim
 
 
 class Routable(Protocol):
@@ -67,24 +69,29 @@ def new_run(
 
 
 def run_flow(function: str, options: FlowOptions, scope: dict[str, Any]) -> RunFlow:
-    """Every key of the function's flow control, evaluated against this event."""
+    """Every key of the function's flow control, evaluated against this event; EventRejected when a key
+    is longer than MAX_KEY_BYTES (naming the function and the expression), so nothing is written."""
+
+    def key(expression: str | None, option: str) -> str | None:
+        return bounded_key(function, option, expression, key_value(expression, scope))
+
     throttle = options.throttle
     rate = options.rate_limit
     debounce = options.debounce
     batch = options.batch
     origin = orjson.dumps(scope["event"]) if options.cancel_on else b""
     return RunFlow(
-        ordering_key=key_value(options.ordering_key, scope),
+        ordering_key=key(options.ordering_key, "ordering_key"),
         park_on_dead_letter=options.on_dead_letter == "park",
         slots=tuple(
-            SlotClaim(f"{function}#c{index}", key_value(limit.key, scope) or "*", limit.limit)
+            SlotClaim(f"{function}#c{index}", key(limit.key, "concurrency key") or "*", limit.limit)
             for index, limit in enumerate(options.concurrency)
         ),
         throttle=None
         if throttle is None
         else Gate(
             f"{function}#throttle",
-            key_value(throttle.key, scope) or "*",
+            key(throttle.key, "throttle key") or "*",
             throttle.limit,
             _duration(throttle.period),
             throttle.burst or throttle.limit,
@@ -93,7 +100,7 @@ def run_flow(function: str, options: FlowOptions, scope: dict[str, Any]) -> RunF
         if rate is None
         else Gate(
             f"{function}#rate",
-            key_value(rate.key, scope) or "*",
+            key(rate.key, "rate_limit key") or "*",
             rate.limit,
             _duration(rate.period),
             rate.limit,
@@ -101,14 +108,14 @@ def run_flow(function: str, options: FlowOptions, scope: dict[str, Any]) -> RunF
         debounce=None
         if debounce is None
         else Gathering(
-            key_value(debounce.key, scope) or "*",
+            key(debounce.key, "debounce key") or "*",
             _duration(debounce.period),
             None if debounce.max_wait is None else _duration(debounce.max_wait),
         ),
         batch=None
         if batch is None
-        else Gathering(key_value(batch.key, scope) or "*", _duration(batch.timeout), size=batch.size),
-        idempotency_key=key_value(options.idempotency, scope),
+        else Gathering(key(batch.key, "batch key") or "*", _duration(batch.timeout), size=batch.size),
+        idempotency_key=key(options.idempotency, "idempotency key"),
         timeout=options.timeout,
         cancel_on=tuple(
             NewWait(
@@ -122,6 +129,20 @@ def run_flow(function: str, options: FlowOptions, scope: dict[str, Any]) -> RunF
             for cancel in options.cancel_on
         ),
     )
+
+
+def bounded_key(function: str, option: str, expression: str | None, key: str | None) -> str | None:
+    """`key`, unless it is longer than MAX_KEY_BYTES in UTF-8: then EventRejected, which names the
+    function and its key expression (raised while the runs are decided, before anything is written)."""
+    if key is None or len(key) <= MAX_KEY_BYTES // 4:  # at most 4 bytes a character: no need to encode
+        return key
+    size = len(key.encode("utf-8", "surrogatepass"))
+    if size > MAX_KEY_BYTES:
+        raise EventRejected(
+            f"function {function!r}: its {option} {expression!r} evaluated to a key of {size} bytes, over the "
+            f"limit of {MAX_KEY_BYTES} bytes (UTF-8); nothing was stored. Key on a shorter field, or send a hash"
+        )
+    return key
 
 
 def key_value(expression: str | None, scope: dict[str, Any]) -> str | None:
