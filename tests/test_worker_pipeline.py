@@ -116,7 +116,10 @@ def test_options_name_what_is_wrong() -> None:
         with pytest.raises(ValueError, match=named):
             WorkerOptions(**bad)  # type: ignore[arg-type]
     assert WorkerOptions(concurrency=8, prefetch=24).capacity == 32
-    assert WorkerOptions(concurrency=8).capacity == 16  # prefetch defaults to the concurrency
+    # prefetch defaults to the claim batch, whatever the concurrency: claims fill up at any concurrency
+    assert WorkerOptions(concurrency=8).capacity == 8 + 100
+    assert WorkerOptions(concurrency=200, claim_batch=50).capacity == 250
+    assert WorkerOptions(concurrency=8, prefetch=0).capacity == 8  # 0 is kept: no claiming ahead
 
 
 @contextmanager
