@@ -11,12 +11,11 @@ Each drain runs in a fresh process, so that two source trees can be compared in 
 `git archive main src | tar -x -C /tmp/before`, then `--against /tmp/before/src`). Rounds
 interleave the variants in an order that rotates from round to round; the table shows medians
 over rounds, and each variant's ratio to the first (the median of the per-round ratios, so that
-drift hits both sides). Variants:
-
-- this tree at defaults;
-- this tree with `prefetch` = concurrency (the old claim-ahead default), which separates the
-  thread hand-off's share from the claim-ahead's;
-- with `--against`: the other tree at its defaults.
+drift hits both sides). Every tree is drained with `prefetch` set to the default concurrency (10:
+the default before this change) and to the default claim batch (100: the default after it), so
+that the two parts of the change show apart: the sync hand-off (compare the trees at one
+prefetch) and the claim-ahead default (compare the prefetches in one tree). Each tree's own
+default is marked "(default)".
 
 The bench/ code (the app, the preload, the counting store) is this tree's in every variant;
 only `stepwell` comes from the tree measured.
@@ -46,9 +45,13 @@ WARM_UP = 300  # runs drained first in each process (first calls, lazy imports):
 
 @dataclass(frozen=True)
 class Variant:
-    label: str
+    tree: str
     src: Path  # the `src/` folder whose stepwell is measured
-    prefetch: int | None = None  # None: the tree's default
+    prefetch: int
+
+    @property
+    def label(self) -> str:
+        return f"{self.tree}, prefetch {self.prefetch}"
 
 
 @dataclass(frozen=True)
@@ -59,17 +62,21 @@ class Sample:
     settles_per_run: float
     rate: float  # runs per wall-clock second (noise on a shared machine)
     source: str  # where the drain's stepwell came from
+    default_prefetch: int  # that tree's WorkerOptions().prefetch
 
 
 def sync_drain(quick: bool, against: str | None = None) -> None:
     """`RUNS` runs per drain, `ROUNDS` rounds (quick: 300 runs, one round)."""
     runs, rounds = (300, 1) if quick else (RUNS, ROUNDS)
-    variants = [Variant("this tree, defaults", ROOT / "src"), Variant("this tree, prefetch 10", ROOT / "src", 10)]
+    trees = [("this tree", ROOT / "src")]
     if against is not None:
         other = Path(against).resolve()
         if not (other / "stepwell" / "__init__.py").is_file():
             raise SystemExit(f"--against {against}: no stepwell package there (give a tree's src/ folder)")
-        variants.insert(0, Variant(f"{other}, defaults", other))
+        trees.insert(0, (str(other), other))
+    defaults = WorkerOptions()
+    prefetches = (defaults.concurrency, defaults.claim_batch)
+    variants = [Variant(tree, src, prefetch) for tree, src in trees for prefetch in prefetches]
     samples: dict[Variant, list[Sample]] = {variant: [] for variant in variants}
     with scratch_dir() as tmp:
         for index in range(rounds):
@@ -80,13 +87,15 @@ def sync_drain(quick: bool, against: str | None = None) -> None:
     rows = []
     for variant, found in samples.items():
         ratio = median([s.cpu_per_run / f.cpu_per_run for s, f in zip(found, first, strict=True)])
+        default = " (default)" if found[0].default_prefetch == variant.prefetch else ""
         rows.append([
-            variant.label, runs, rounds, median([s.cpu_per_run * 1e6 for s in found]), f"{ratio:.3f}",
+            variant.label + default, runs, rounds, median([s.cpu_per_run * 1e6 for s in found]), f"{ratio:.3f}",
             median([s.commits_per_run for s in found]), median([s.claims_per_run for s in found]),
             median([s.settles_per_run for s in found]), median([s.rate for s in found]),
         ])  # fmt: skip
     table(
-        "Sync no-op drain at defaults: in-process SQLite worker, CPU time and commits per run",
+        f"Sync no-op drain at defaults (concurrency {defaults.concurrency}, claim batch {defaults.claim_batch}): "
+        "in-process SQLite worker, CPU time and commits per run",
         ["variant", "runs", "rounds", "CPU µs/run", "CPU ratio", "commits/run", "claims/run", "settles/run", "runs/s"],
         rows,
         note="CPU time of the whole drain process (all threads) per run, medians over rounds; the ratio is to the "
@@ -97,8 +106,7 @@ def sync_drain(quick: bool, against: str | None = None) -> None:
 
 def _drain_in_child(variant: Variant, runs: int, path: Path) -> Sample:
     argv = [sys.executable, "-m", "bench.sync_drain", "--runs", str(runs), "--db", str(path)]
-    if variant.prefetch is not None:
-        argv += ["--prefetch", str(variant.prefetch)]
+    argv += ["--prefetch", str(variant.prefetch)]
     env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(variant.src), str(ROOT)])}
     done = subprocess.run(argv, cwd=ROOT, env=env, capture_output=True, text=True, timeout=600)
     if done.returncode != 0:
@@ -109,12 +117,12 @@ def _drain_in_child(variant: Variant, runs: int, path: Path) -> Sample:
     return sample
 
 
-def _child(runs: int, path: Path, prefetch: int | None) -> Sample:
+def _child(runs: int, path: Path, prefetch: int) -> Sample:
     """One measured drain (after a small warm-up drain) in this process; stepwell from PYTHONPATH."""
     from bench.apps import make_app
     from bench.stepwell_drain import CountingSQLiteStore, preload
 
-    options = WorkerOptions() if prefetch is None else WorkerOptions(prefetch=prefetch)
+    options = WorkerOptions(prefetch=prefetch)  # every other option at its default
     store = CountingSQLiteStore(path)
     store.migrate()
     app = make_app()
@@ -138,6 +146,7 @@ def _child(runs: int, path: Path, prefetch: int | None) -> Sample:
             settles_per_run=commits["settle_runs"] / runs,
             rate=runs / wall,
             source=stepwell.__file__,
+            default_prefetch=WorkerOptions().prefetch or 0,
         )
     finally:
         app.close()
@@ -158,7 +167,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description="one measured drain; prints its Sample as JSON (see bench sync-drain)")
     parser.add_argument("--runs", type=int, required=True, help="runs in the measured drain")
     parser.add_argument("--db", type=Path, required=True, help="the SQLite file to create")
-    parser.add_argument("--prefetch", type=int, help="WorkerOptions(prefetch=); the tree's default if not given")
+    parser.add_argument("--prefetch", type=int, required=True, help="WorkerOptions(prefetch=)")
     args = parser.parse_args()
     sample = _child(args.runs, args.db, args.prefetch)
     print(json.dumps(dataclasses.asdict(sample)))

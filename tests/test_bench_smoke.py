@@ -159,11 +159,12 @@ def test_sync_drain_prints_cpu_and_commits_per_run_for_each_tree() -> None:
     )
     assert done.returncode == 0, f"bench sync-drain --quick failed:\n{done.stdout}\n{done.stderr}"
     figures = {}
-    for label in (f"{ROOT / 'src'}, defaults", "this tree, defaults", "this tree, prefetch 10"):
-        line = row(done.stdout, label)[len(label) :]  # the label (a path) may hold digits
-        assert "nan" not in line and len(numbers(line)) == 8, line  # runs, rounds, CPU, ratio, 3 commits, runs/s
-        figures[label] = numbers(line)
-    assert figures[f"{ROOT / 'src'}, defaults"][3] == "1.000"  # the first row is the base of the ratios
+    for tree in (str(ROOT / "src"), "this tree"):
+        for label in (f"{tree}, prefetch 10  ", f"{tree}, prefetch 100 (default)"):
+            line = row(done.stdout, label)[len(label) :]  # the label (a path) may hold digits
+            assert "nan" not in line and len(numbers(line)) == 8, line  # runs, rounds, CPU, ratio, 3 commits, runs/s
+            figures[label] = numbers(line)
+    assert figures[f"{ROOT / 'src'}, prefetch 10  "][3] == "1.000"  # the first row is the base of the ratios
     assert "# sync-drain took" in done.stdout
 
 
