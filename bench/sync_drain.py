@@ -19,23 +19,31 @@ default is marked "(default)".
 
 The bench/ code (the app, the preload, the counting store) is this tree's in every variant;
 only `stepwell` comes from the tree measured.
+
+A second table times the hand-off alone, in this process: a no-op sync call through
+`loop.run_in_executor` on a thread pool against `UserThreads.call`, in batches of the default
+concurrency, with `asyncio.gather` alone (no thread) for the floor.
 """
 
 from __future__ import annotations
 
 import argparse
 import asyncio
+import concurrent.futures
 import dataclasses
+import functools
 import json
 import os
 import subprocess
 import sys
 import time
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from pathlib import Path
 
 import stepwell
 from bench.common import ROOT, median, scratch_dir, table
+from stepwell.runtime.userthreads import UserThreads
 from stepwell.runtime.worker import WorkerOptions
 
 RUNS = 10_000
@@ -101,6 +109,52 @@ def sync_drain(quick: bool, against: str | None = None) -> None:
         note="CPU time of the whole drain process (all threads) per run, medians over rounds; the ratio is to the "
         "first row, paired per round. Commits: write transactions (BEGIN IMMEDIATE ... COMMIT). runs/s is "
         "wall-clock and means little on a shared machine.",
+    )
+    _hand_off(defaults.concurrency, 2_000 if quick else 100_000, rounds)
+
+
+def _noop() -> None:
+    return None
+
+
+async def _calls(call: Callable[[], Awaitable[None]], n: int, batch: int) -> None:
+    for _ in range(n // batch):
+        await asyncio.gather(*(call() for _ in range(batch)))
+
+
+def _in_pool(pool: concurrent.futures.ThreadPoolExecutor) -> Awaitable[None]:
+    return asyncio.get_running_loop().run_in_executor(pool, _noop)
+
+
+def _hand_off(concurrency: int, n: int, rounds: int) -> None:
+    """CPU µs per no-op sync call: the thread pool's hand-off against the user threads'."""
+    cpu: dict[str, list[float]] = {}
+    wakeups: dict[str, str] = {"run_in_executor": "1", "no thread (gather alone)": "-"}
+
+    async def inline() -> None:
+        return _noop()
+
+    for _ in range(rounds):
+        pool = concurrent.futures.ThreadPoolExecutor(concurrency)
+        threads = UserThreads(concurrency)
+        calls: dict[str, Callable[[], Awaitable[None]]] = {
+            "run_in_executor": functools.partial(_in_pool, pool),
+            "UserThreads.call": functools.partial(threads.call, _noop),
+            "no thread (gather alone)": inline,
+        }
+        for label, call in calls.items():
+            began = time.process_time()
+            asyncio.run(_calls(call, n, concurrency))
+            cpu.setdefault(label, []).append((time.process_time() - began) / n * 1e6)
+        wakeups["UserThreads.call"] = f"{threads.wakeups / n:.2f}"
+        pool.shutdown()
+        threads.close()
+    table(
+        f"The sync hand-off alone: no-op calls in batches of {concurrency}, CPU time per call",
+        ["hand-off", "calls", "rounds", "CPU µs/call", "loop wake-ups/call"],
+        [[label, n, rounds, median(values), wakeups[label]] for label, values in cpu.items()],
+        note="run_in_executor wakes the loop once per call (call_soon_threadsafe); UserThreads once per batch of "
+        "results that end together.",
     )
 
 

@@ -165,6 +165,9 @@ def test_sync_drain_prints_cpu_and_commits_per_run_for_each_tree() -> None:
             assert "nan" not in line and len(numbers(line)) == 8, line  # runs, rounds, CPU, ratio, 3 commits, runs/s
             figures[label] = numbers(line)
     assert figures[f"{ROOT / 'src'}, prefetch 10  "][3] == "1.000"  # the first row is the base of the ratios
+    for label in ("run_in_executor", "UserThreads.call", "no thread (gather alone)"):
+        line = row(done.stdout, label)
+        assert "nan" not in line and len(numbers(line)) >= 3, line  # calls, rounds, CPU µs/call
     assert "# sync-drain took" in done.stdout
 
 

@@ -58,7 +58,7 @@ class UserThreads:
         self.handed_back = 0  # results handed back to their loop (cancelled calls' results excluded)
         self._queue: queue.SimpleQueue[_Call | None] = queue.SimpleQueue()
         self._threads: list[threading.Thread] = []
-        self._idle = threading.Semaphore(0)  # released by a thread as it waits for its next call
+        self._idle = 0  # threads done with their last call (waiting, or about to wait, for the next); under _lock
         self._ended: dict[asyncio.AbstractEventLoop, list[_Ended]] = {}
         self._lock = threading.Lock()
         self._closed = False
@@ -88,8 +88,10 @@ class UserThreads:
             self._queue.put(None)
 
     def _ensure_thread(self) -> None:
-        if self._idle.acquire(blocking=False):  # a thread waits for work: it takes this call
-            return
+        with self._lock:
+            if self._idle:  # a thread waits for work: it takes this call
+                self._idle -= 1
+                return
         if len(self._threads) < self.size:
             thread = threading.Thread(target=self._work, name=f"{self.name}_{len(self._threads)}", daemon=True)
             self._threads.append(thread)
@@ -100,20 +102,24 @@ class UserThreads:
             item = self._queue.get()
             if item is None:
                 return
-            if not item.future.cancelled():  # cancelled before it started: never start it
+            if item.future.cancelled():  # cancelled before it started: never start it
+                with self._lock:
+                    self._idle += 1
+            else:
                 self._run(item)
-            self._idle.release()
 
     def _run(self, item: _Call) -> None:
         try:
             ended = _Ended(item.future, result=item.fn(*item.args))
         except BaseException as error:  # noqa: BLE001 - handed back to the caller as the pool did
             ended = _Ended(item.future, error=error)
-        self._hand_back(item.loop, ended)
+        self._hand_back(item.loop, ended, idle=True)
 
-    def _hand_back(self, loop: asyncio.AbstractEventLoop, ended: _Ended) -> None:
-        """Add a result to the loop's list; the first one into an empty list wakes the loop."""
+    def _hand_back(self, loop: asyncio.AbstractEventLoop, ended: _Ended, *, idle: bool = False) -> None:
+        """Add a result to the loop's list; the first one into an empty list wakes the loop.
+        `idle`: the calling thread is done and goes back to the queue (counted in the same lock)."""
         with self._lock:
+            self._idle += idle
             batch = self._ended.setdefault(loop, [])
             batch.append(ended)
             first = len(batch) == 1
