@@ -43,7 +43,6 @@ from pathlib import Path
 
 import stepwell
 from bench.common import ROOT, median, scratch_dir, table
-from stepwell.runtime.userthreads import UserThreads
 from stepwell.runtime.worker import WorkerOptions
 
 RUNS = 10_000
@@ -128,6 +127,8 @@ def _in_pool(pool: concurrent.futures.ThreadPoolExecutor) -> Awaitable[None]:
 
 def _hand_off(concurrency: int, n: int, rounds: int) -> None:
     """CPU µs per no-op sync call: the thread pool's hand-off against the user threads'."""
+    from stepwell.runtime.userthreads import UserThreads  # here: the drains also run trees without it
+
     cpu: dict[str, list[float]] = {}
     wakeups: dict[str, str] = {"run_in_executor": "1", "no thread (gather alone)": "-"}
 
