@@ -12,7 +12,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 import stepwell
-from bench import dashboard, flow, http_ingest, observe, peers, pg_work, postgres, push, soak, sqlite
+from bench import dashboard, flow, http_ingest, observe, peers, pg_work, postgres, push, soak, sqlite, sync_drain
 from bench.common import ROOT
 
 BENCHMARKS: dict[str, tuple[Callable[[bool], None], str]] = {
@@ -32,6 +32,10 @@ BENCHMARKS: dict[str, tuple[Callable[[bool], None], str]] = {
     "observe": (observe.observe_overhead, "no-op drain, each part of observability vs all off: CPU cost"),
     "soak": (soak.quick, "mixed load with periodic faults, then the fault checkers (full: python -m bench.soak)"),
     "push": (push.push_overhead, "push mode on loopback beside the pull worker: no-op drain, cost per step"),
+    "sync-drain": (
+        sync_drain.sync_drain,
+        "sync no-op drain at defaults, SQLite in-process: CPU and commits per run (--against: another src/)",
+    ),
 }
 
 
@@ -41,6 +45,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--quick", action="store_true", help="a tiny version that runs in a few seconds")
     parser.add_argument("--runs", type=int, help="dashboard only: runs to seed (default 1,000,000)")
     parser.add_argument("--dead-letters", type=int, help="dashboard only: dead letters to seed (default runs / 10)")
+    parser.add_argument(
+        "--against", help="sync-drain only: another tree's src/ folder, measured interleaved with this one"
+    )
     args = parser.parse_args(argv)
     if args.name == "list":
         for name, (_, about) in BENCHMARKS.items():
@@ -56,6 +63,8 @@ def main(argv: list[str] | None = None) -> int:
         begun = time.perf_counter()
         if name == "dashboard" and (args.runs or args.dead_letters is not None):
             dashboard.dashboard(args.quick, args.runs, args.dead_letters)
+        elif name == "sync-drain":
+            sync_drain.sync_drain(args.quick, args.against)
         else:
             BENCHMARKS[name][0](args.quick)
         load = ", ".join(f"{x:.1f}" for x in os.getloadavg())

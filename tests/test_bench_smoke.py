@@ -159,3 +159,38 @@ def test_dashboard_prints_every_page_on_both_stores() -> None:
                  "/fan-outs"):  # fmt: skip
         line = row(output, page)
         assert "nan" not in line and len(numbers(line)) >= 2, line
+
+
+def test_sync_drain_prints_cpu_and_commits_per_run_for_each_tree() -> None:
+    """`--against` is given this tree's own src/ here: the other tree's row must come from a child
+    process that imported stepwell from the path given (the bench checks where it came from)."""
+    done = subprocess.run(
+        [sys.executable, "-m", "bench", "sync-drain", "--quick", "--against", str(ROOT / "src")],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert done.returncode == 0, f"bench sync-drain --quick failed:\n{done.stdout}\n{done.stderr}"
+    figures = {}
+    for tree in (str(ROOT / "src"), "this tree"):
+        for label in (f"{tree}, prefetch 10  ", f"{tree}, prefetch 100 (default)"):
+            line = row(done.stdout, label)[len(label) :]  # the label (a path) may hold digits
+            assert "nan" not in line and len(numbers(line)) == 8, line  # runs, rounds, CPU, ratio, 3 commits, runs/s
+            figures[label] = numbers(line)
+    assert figures[f"{ROOT / 'src'}, prefetch 10  "][3] == "1.000"  # the first row is the base of the ratios
+    for label in ("run_in_executor", "UserThreads.call", "no thread (gather alone)"):
+        line = row(done.stdout, label)
+        assert "nan" not in line and len(numbers(line)) >= 3, line  # calls, rounds, CPU µs/call
+    assert "# sync-drain took" in done.stdout
+
+
+def test_sync_drain_refuses_a_folder_without_stepwell(tmp_path: Path) -> None:
+    done = subprocess.run(
+        [sys.executable, "-m", "bench", "sync-drain", "--quick", "--against", str(tmp_path)],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert done.returncode != 0 and "no stepwell package there" in done.stderr, done.stderr

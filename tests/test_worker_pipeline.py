@@ -16,6 +16,7 @@ from collections import Counter
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
+from typing import Any
 
 import psycopg
 import pytest
@@ -105,6 +106,42 @@ async def _drain(worker: Worker, runs: int) -> None:
     assert worker.processed == runs, f"only {worker.processed} of {runs} runs processed in time"
 
 
+def test_a_default_worker_claims_in_batches_whatever_its_concurrency(database_url: str) -> None:
+    """Claim-ahead defaults to the claim batch: at concurrency 2 a drain is a few large claims,
+    not one claim per couple of finished runs (prefetch used to default to the concurrency)."""
+    app = stepwell.App("pipeline", database_url=database_url)
+
+    @app.function("noop", trigger=stepwell.on_event("noop"), retries=0)
+    def noop(ctx: stepwell.Context) -> None:  # type: ignore[type-arg]
+        return None
+
+    runs = 1000
+    app.send([{"name": "noop", "data": {"i": i}} for i in range(runs)])
+    options = WorkerOptions(concurrency=2, poll_interval=0.05, maintenance=False)
+    worker = app.worker(options)
+    limits: list[int] = []
+    claimed: list[int] = []  # runs per claim that got any
+    claim = worker.store.claim_runs
+
+    def counted(**kwargs: Any) -> Any:
+        limits.append(kwargs["limit"])
+        got = claim(**kwargs)
+        if got:
+            claimed.append(len(got))
+        return got
+
+    worker.store.claim_runs = counted  # type: ignore[method-assign]
+    asyncio.run(_drain(worker, runs))
+
+    assert options.capacity == 2 + 100
+    assert limits[0] == 100, limits[:5]
+    # prefetch = concurrency (2) took 250 claims at least; here ~15-25
+    assert sum(claimed) == runs and len(claimed) <= runs // 20, f"{len(claimed)} claims of {claimed}"
+    assert worker.peak_in_flight <= options.capacity
+    assert len(app.runs(status="completed", limit=runs + 1)) == runs
+    app.close()
+
+
 def test_options_name_what_is_wrong() -> None:
     for bad, named in [
         ({"linger": -1.0}, "linger"),
@@ -116,7 +153,10 @@ def test_options_name_what_is_wrong() -> None:
         with pytest.raises(ValueError, match=named):
             WorkerOptions(**bad)  # type: ignore[arg-type]
     assert WorkerOptions(concurrency=8, prefetch=24).capacity == 32
-    assert WorkerOptions(concurrency=8).capacity == 16  # prefetch defaults to the concurrency
+    # prefetch defaults to the claim batch, whatever the concurrency: claims fill up at any concurrency
+    assert WorkerOptions(concurrency=8).capacity == 8 + 100
+    assert WorkerOptions(concurrency=200, claim_batch=50).capacity == 250
+    assert WorkerOptions(concurrency=8, prefetch=0).capacity == 8  # 0 is kept: no claiming ahead
 
 
 @contextmanager

@@ -21,7 +21,7 @@ def _worker_options(fn: Any) -> Any:
         "--concurrency", default=10, show_default=True, type=click.IntRange(min=1), help="runs at once in this process"
     )(fn)
     fn = click.option(
-        "--prefetch", type=click.IntRange(min=0), help="runs claimed ahead of free slots  [default: the concurrency]"
+        "--prefetch", type=click.IntRange(min=0), help="runs claimed ahead of free slots  [default: the claim batch]"
     )(fn)
     fn = click.option(
         "--claim-batch", default=100, show_default=True, type=click.IntRange(min=1), help="most runs per claim"

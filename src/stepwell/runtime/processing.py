@@ -21,7 +21,7 @@ LeaseCheck = Callable[[], bool]
 async def process_claimed(
     engine: Engine, claimed: ClaimedRun, run_sync: RunSync, *, alive: LeaseCheck | None = None
 ) -> Settlement | None:
-    """`run_sync(fn, *args)` decides where sync user code runs (a thread pool, or inline in tests);
+    """`run_sync(fn, *args)` decides where sync user code runs (the worker's user threads, or inline in tests);
     `alive()` says whether the worker still trusts the run's lease (checked before user code).
 
     The attempt is observed here, once (logs, metrics, its span); sync code runs in a copy of this

@@ -1,6 +1,7 @@
 """The worker: claim ready runs in batches, execute them, settle outcomes in batches.
 
-Async functions run on this event loop, sync functions on a thread pool; the store is reached
+Async functions run on this event loop, sync functions on a fixed set of user threads fed from a
+queue, whose outcomes come back in batches (`runtime/userthreads.py`); the store is reached
 through a small executor of its own. Leases are renewed by a separate thread.
 
 The pipeline is bounded: a run counts against the room to claim from its claim until its outcome
@@ -32,6 +33,7 @@ from stepwell.runtime.engine import Engine
 from stepwell.runtime.heartbeat import Heartbeat
 from stepwell.runtime.maintenance import Maintenance
 from stepwell.runtime.processing import process_claimed
+from stepwell.runtime.userthreads import UserThreads
 from stepwell.runtime.wakeup import Wakeups
 from stepwell.store.base import ClaimedRun, Lease, Retention, Settlement
 
@@ -48,7 +50,7 @@ class WorkerOptions:
     poll_interval: float = 0.5
     shutdown_timeout: float = 10.0
     claim_batch: int = 100
-    prefetch: int | None = None  # runs claimed ahead of free slots; default: as many as `concurrency`
+    prefetch: int | None = None  # runs claimed ahead of free slots; default: `claim_batch`, whatever the concurrency
     linger: float = 0.002  # seconds a small batch of outcomes waits for others to share its transaction
     maintenance: bool = True
     rescue_interval: float = 5.0
@@ -68,7 +70,7 @@ class WorkerOptions:
         if not self.linger >= 0:
             raise ValueError(f"linger: {self.linger} must be >= 0 seconds")
         if self.prefetch is None:
-            object.__setattr__(self, "prefetch", self.concurrency)
+            object.__setattr__(self, "prefetch", self.claim_batch)  # claims fill up, at any concurrency
         elif self.prefetch < 0:
             raise ValueError(f"prefetch: {self.prefetch} must be >= 0")
 
@@ -101,7 +103,7 @@ class Worker:
         self.peak_in_flight = 0  # the most runs held at once, for tests and metrics (never above `capacity`)
         self._deadlines = LeaseDeadlines(self.options.lease)  # no user code of a run past its lease
         self._store_pool = ThreadPoolExecutor(max_workers=2, thread_name_prefix="stepwell-store")
-        self._user_pool = ThreadPoolExecutor(max_workers=self.options.concurrency, thread_name_prefix="stepwell-run")
+        self.user_threads = UserThreads(self.options.concurrency, name="stepwell-run")  # sync functions' bodies
         self.processed = 0
         # the functions this worker claims runs of: its app's (other apps may share the database), except
         # those its app serves by push (registered with a URL): the server's push dispatcher delivers those
@@ -121,9 +123,6 @@ class Worker:
     async def _store(self, fn: Callable[..., T], *args: Any, **kwargs: Any) -> T:
         loop = asyncio.get_running_loop()
         return await loop.run_in_executor(self._store_pool, lambda: fn(*args, **kwargs))
-
-    async def _run_sync(self, fn: Callable[..., T], *args: Any) -> T:
-        return await asyncio.get_running_loop().run_in_executor(self._user_pool, fn, *args)
 
     async def run(self, stop: asyncio.Event) -> None:
         """Work until `stop` is set, then shut down gracefully."""
@@ -172,7 +171,7 @@ class Worker:
     def close(self) -> None:
         """Let go of the worker's threads (run() does this when it stops)."""
         self._store_pool.shutdown(wait=False)
-        self._user_pool.shutdown(wait=False, cancel_futures=True)
+        self.user_threads.close()  # a sync run still stuck in user code is abandoned: its lease is released
 
     async def run_until_idle(self, on_idle: Callable[[], bool], *, max_runs: int) -> int:
         """Work until nothing is ready and nothing is in flight, then ask `on_idle` whether time
@@ -301,7 +300,7 @@ class Worker:
         run_id = claimed.run_id
         try:
             settlement = await process_claimed(
-                self.engine, claimed, self._run_sync, alive=lambda: self._deadlines.alive(run_id)
+                self.engine, claimed, self.user_threads.call, alive=lambda: self._deadlines.alive(run_id)
             )
         except Exception:  # a bug of ours: keep the worker alive, the lease will expire and rescue
             log.exception("run %s could not be processed", claimed.run_id)
