@@ -19,7 +19,7 @@ import logging
 import time
 from collections.abc import Iterator, Sequence
 from datetime import datetime
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import orjson
 import psycopg
@@ -35,6 +35,31 @@ from stepwell.store.sqlfile import load_queries
 R = load_queries("stepwell.store.postgres", "registry.sql")
 log = logging.getLogger("stepwell.registry")
 REGISTRY_CHANGED = "SW001"  # raised by stepwell_registry_check (migration 0014) with the current generation
+
+
+class RegistryVerbs:
+    """register_functions, list_functions, set_function_paused (see Store)."""
+
+    if TYPE_CHECKING:
+
+        def _connection(
+            self, operation: str, caller: object | None = None
+        ) -> contextlib.AbstractContextManager[Connection]: ...
+        def _at(self, now: datetime | None) -> datetime | None: ...
+
+    def register_functions(
+        self, app: str, definitions: Sequence[FunctionDefinition], *, now: datetime | None = None
+    ) -> RegistryChange:
+        with self._connection("register_functions") as conn:
+            return register(conn, app, definitions, self._at(now))
+
+    def list_functions(self) -> RegistryListing:
+        with self._connection("list_functions") as conn:
+            return listing(conn)
+
+    def set_function_paused(self, function: str, paused: bool, *, now: datetime | None = None) -> datetime | None:
+        with self._connection("set_function_paused") as conn, conn.transaction():
+            return set_paused(conn, function, paused, self._at(now))
 
 
 def register(
