@@ -11,10 +11,11 @@ from __future__ import annotations
 
 import sqlite3
 from collections.abc import Sequence
+from dataclasses import replace
 from datetime import datetime
 from typing import Any
 
-from stepwell.store.base import NewRun
+from stepwell.store.base import NewEvent, NewRun
 from stepwell.store.plan import admission as plan
 from stepwell.store.plan.admission import Outcome
 from stepwell.store.plan.lines import Line
@@ -131,3 +132,80 @@ def _run_params(row: plan.RunRow, at: int | None) -> dict[str, Any]:
         "ordering_key": flow.ordering_key, "park": int(flow.park_on_dead_letter), "throttle": row.throttle,
         "timeout_us": None if flow.timeout is None else micros(flow.timeout),
     }  # fmt: skip
+
+
+def insert_runs(conn: sqlite3.Connection, runs: Sequence[NewRun], at: int, *, event_id: str | None) -> None:
+    """Runs without flow control: one multi-row statement."""
+    conn.executemany(
+        Q["insert_run"],
+        [
+            {"id": r.id, "function": r.function, "event_id": event_id, "input": r.input, "input_name": r.input_name,
+             "parent_id": r.parent_id, "replay_of": r.replay_of, "on_failure": r.on_failure,
+             "max_attempts": r.max_attempts, "priority": r.priority, "now": at}
+            for r in runs
+        ],
+    )  # fmt: skip
+
+
+def admit_runs(
+    conn: sqlite3.Connection, runs: Sequence[NewRun], at: int, *, event_id: str | None
+) -> list[tuple[str | None, str | None]]:
+    """Insert runs through their flow control; per run, (the run doing its work, why not itself).
+
+    The reason is None when the run was inserted as given; "folded" when its event became the
+    event of a pending debounced run; otherwise the skip reason (deduplicated, rate_limited —
+    with no run —, batched). Runs without an event (direct enqueue) skip debounce and batching,
+    which gather events.
+    """
+    plain = [run for run in runs if run.flow is None]
+    insert_runs(conn, plain, at, event_id=event_id)
+    results: dict[str, tuple[str | None, str | None]] = {run.id: (run.id, None) for run in plain}
+    flowed = [
+        (run if event_id is not None else replace(run, flow=replace(run.flow, debounce=None, batch=None)), event_id)
+        for run in runs
+        if run.flow is not None
+    ]
+    for (run, _), outcome in zip(flowed, admit(conn, flowed, at) if flowed else [], strict=True):
+        results[run.id] = (run.id, None) if outcome is None else (outcome[1], outcome[0])
+    return [results[run.id] for run in runs]
+
+
+def insert_event_runs(conn: sqlite3.Connection, events: Sequence[NewEvent], at: int) -> None:
+    """The runs without flow control of many new events: one multi-row statement for the whole batch."""
+    conn.executemany(
+        Q["insert_run"],
+        [
+            {"id": r.id, "function": r.function, "event_id": e.id, "input": r.input, "input_name": r.input_name,
+             "parent_id": r.parent_id, "replay_of": r.replay_of, "on_failure": r.on_failure,
+             "max_attempts": r.max_attempts, "priority": r.priority, "now": at}
+            for e in events
+            for r in e.runs
+            if r.flow is None
+        ],
+    )  # fmt: skip
+
+
+def admit_event_flow_runs(
+    conn: sqlite3.Connection, events: Sequence[NewEvent], at: int
+) -> dict[str, tuple[tuple[str, ...], str | None]]:
+    """After insert_event_runs: the events' runs with flow control, admitted together in batch order.
+    Per event: (the runs it owns, plain ones included; the first reason one of its functions started nothing)."""
+    pairs = [(run, event.id) for event in events for run in event.runs if run.flow is not None]
+    owned = {event.id: [run.id for run in event.runs if run.flow is None] for event in events}
+    skipped: dict[str, str] = {}
+    for (run, event_id), outcome in zip(pairs, admit(conn, pairs, at) if pairs else [], strict=True):
+        if outcome is None or outcome[0] == "folded":
+            owned[event_id].append(run.id if outcome is None else str(outcome[1]))
+        else:
+            skipped.setdefault(event_id, outcome[0])
+    return {event.id: (tuple(owned[event.id]), skipped.get(event.id)) for event in events}
+
+
+def admit_event_runs(
+    conn: sqlite3.Connection, runs: Sequence[NewRun], at: int, *, event_id: str
+) -> tuple[tuple[str, ...], str | None]:
+    """An event's runs: (the runs the event owns, the first reason one of its functions started nothing)."""
+    results = admit_runs(conn, runs, at, event_id=event_id)
+    owned = tuple(owner for owner, reason in results if owner is not None and reason in (None, "folded"))
+    skips = [reason for _, reason in results if reason not in (None, "folded")]
+    return owned, skips[0] if skips else None

@@ -1,19 +1,22 @@
-"""The SQLite transaction of a cron tick: claim it once, then store its event and run.
+"""The SQLite store's cron verb (fire_cron_tick): claim a tick once, then store its event and run.
 
-A function over the store's open write transaction; `SQLiteStore.fire_cron_tick` opens it and
-hands in its own way of admitting an event's runs (flow control included), so that a tick's
-event is stored exactly as `append_events` stores any event.
+`CronVerbs.fire_cron_tick` opens the write transaction and hands in the way `append_events` admits
+an event's runs (flow control included, admission.py), so that a tick's event is stored exactly
+as any event.
 """
 
 from __future__ import annotations
 
+import contextlib
 import sqlite3
 from collections.abc import Callable, Sequence
 from datetime import datetime
+from typing import TYPE_CHECKING
 
 from stepwell.model.records import Disposition
 from stepwell.store.base import CronTick, NewRun
 from stepwell.store.sqlfile import load_queries
+from stepwell.store.sqlite import admission
 from stepwell.store.sqlite.times import EPOCH, micros
 
 C = load_queries("stepwell.store.sqlite", "cron.sql")
@@ -21,6 +24,21 @@ Q = load_queries("stepwell.store.sqlite")
 
 # (conn, runs, at, *, event_id) -> (ids of the runs the event owns, the first reason a run was skipped)
 AdmitRuns = Callable[..., tuple[tuple[str, ...], str | None]]
+
+
+class CronVerbs:
+    """fire_cron_tick (see Store)."""
+
+    if TYPE_CHECKING:
+
+        def _write(self, operation: str) -> contextlib.AbstractContextManager[sqlite3.Connection]: ...
+        def _read(self, operation: str) -> contextlib.AbstractContextManager[sqlite3.Connection]: ...
+        def _now(self, now: datetime | None) -> int: ...
+
+    def fire_cron_tick(self, tick: CronTick, *, now: datetime | None = None) -> bool:
+        at = self._now(now)
+        with self._write("fire_cron_tick") as conn:
+            return fire_tick(conn, tick, at, admit_runs=admission.admit_event_runs)
 
 
 def fire_tick(conn: sqlite3.Connection, tick: CronTick, at: int, *, admit_runs: AdmitRuns) -> bool:

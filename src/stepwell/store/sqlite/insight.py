@@ -11,8 +11,7 @@ from typing import TYPE_CHECKING, Any
 from stepwell.model.payload import PayloadFilter
 from stepwell.store.base import FanOutSummary, FunctionDurations, RunDurations, RunFilter, RunSearch
 from stepwell.store.sqlfile import load_queries
-from stepwell.store.sqlite.browse import statement_for
-from stepwell.store.sqlite.reads import run_from_row
+from stepwell.store.sqlite.reads import run_from_row, statement_for
 from stepwell.store.sqlite.times import moment, stamp
 
 I = load_queries("stepwell.store.sqlite", "insight.sql")

@@ -1,5 +1,5 @@
-"""How runs come and go in SQLite: inserted (through their flow control), settled, failed into the
-dead-letter list, cancelled, rescued, redriven.
+"""The SQLite store's run lifecycle verbs, as a mixin of SQLiteStore: runs settled, failed into the
+dead-letter list, released, rescued, timed out, cancelled, redriven.
 
 Functions over the store's open write transaction: every state change is compare-and-set on the
 lease token where a lease exists, and everything a terminal run sets in motion (ordering keys,
@@ -8,18 +8,21 @@ concurrency slots, a parent's step, the on_failure run) happens in the same tran
 
 from __future__ import annotations
 
+import contextlib
 import sqlite3
 from collections.abc import Sequence
-from dataclasses import replace
-from typing import Any
+from datetime import datetime
+from typing import TYPE_CHECKING, Any
 
-from stepwell.model.records import ErrorInfo, FailureReason, RunStatus
+from stepwell.model.records import (
+    ErrorInfo,
+    FailureReason,
+    RunStatus,
+)
 from stepwell.store.base import (
     Complete,
     Fail,
     Lease,
-    NewEvent,
-    NewRun,
     RedriveRequest,
     Release,
     Retry,
@@ -35,81 +38,46 @@ from stepwell.store.sqlite.times import FOREVER, micros, moment, stamp
 from stepwell.store.sqlite.waiting import Q
 
 
-def insert_runs(conn: sqlite3.Connection, runs: Sequence[NewRun], at: int, *, event_id: str | None) -> None:
-    """Runs without flow control: one multi-row statement."""
-    conn.executemany(
-        Q["insert_run"],
-        [
-            {"id": r.id, "function": r.function, "event_id": event_id, "input": r.input, "input_name": r.input_name,
-             "parent_id": r.parent_id, "replay_of": r.replay_of, "on_failure": r.on_failure,
-             "max_attempts": r.max_attempts, "priority": r.priority, "now": at}
-            for r in runs
-        ],
-    )  # fmt: skip
+class LifecycleVerbs:
+    """settle_runs, release_runs, rescue_expired_leases, fail_overdue_runs, cancel_runs, redrive (see Store)."""
 
+    if TYPE_CHECKING:
 
-def admit_runs(
-    conn: sqlite3.Connection, runs: Sequence[NewRun], at: int, *, event_id: str | None
-) -> list[tuple[str | None, str | None]]:
-    """Insert runs through their flow control; per run, (the run doing its work, why not itself).
+        def _write(self, operation: str) -> contextlib.AbstractContextManager[sqlite3.Connection]: ...
+        def _read(self, operation: str) -> contextlib.AbstractContextManager[sqlite3.Connection]: ...
+        def _now(self, now: datetime | None) -> int: ...
 
-    The reason is None when the run was inserted as given; "folded" when its event became the
-    event of a pending debounced run; otherwise the skip reason (deduplicated, rate_limited —
-    with no run —, batched). Runs without an event (direct enqueue) skip debounce and batching,
-    which gather events.
-    """
-    plain = [run for run in runs if run.flow is None]
-    insert_runs(conn, plain, at, event_id=event_id)
-    results: dict[str, tuple[str | None, str | None]] = {run.id: (run.id, None) for run in plain}
-    flowed = [
-        (run if event_id is not None else replace(run, flow=replace(run.flow, debounce=None, batch=None)), event_id)
-        for run in runs
-        if run.flow is not None
-    ]
-    for (run, _), outcome in zip(flowed, admission.admit(conn, flowed, at) if flowed else [], strict=True):
-        results[run.id] = (run.id, None) if outcome is None else (outcome[1], outcome[0])
-    return [results[run.id] for run in runs]
+    def settle_runs(self, settlements: Sequence[Settlement], *, now: datetime | None = None) -> list[str]:
+        at = self._now(now)
+        with self._write("settle_runs") as conn:
+            return [s.lease.run_id for s in settlements if not settle(conn, s, at)]
 
+    def release_runs(self, leases: Sequence[Lease], *, now: datetime | None = None) -> int:
+        at = self._now(now)
+        with self._write("release_runs") as conn:
+            return sum(release(conn, lease, at) for lease in leases)
 
-def insert_event_runs(conn: sqlite3.Connection, events: Sequence[NewEvent], at: int) -> None:
-    """The runs without flow control of many new events: one multi-row statement for the whole batch."""
-    conn.executemany(
-        Q["insert_run"],
-        [
-            {"id": r.id, "function": r.function, "event_id": e.id, "input": r.input, "input_name": r.input_name,
-             "parent_id": r.parent_id, "replay_of": r.replay_of, "on_failure": r.on_failure,
-             "max_attempts": r.max_attempts, "priority": r.priority, "now": at}
-            for e in events
-            for r in e.runs
-            if r.flow is None
-        ],
-    )  # fmt: skip
+    def rescue_expired_leases(self, *, now: datetime | None = None, limit: int = 1000) -> int:
+        at = self._now(now)
+        with self._write("rescue_expired_leases") as conn:
+            return rescue(conn, at, limit)
 
+    def cancel_runs(self, run_ids: Sequence[str], *, now: datetime | None = None) -> list[str]:
+        at = self._now(now)
+        with self._write("cancel_runs") as conn:
+            return [run_id for run_id in dict.fromkeys(run_ids) if cancel(conn, run_id, at)]
 
-def admit_event_flow_runs(
-    conn: sqlite3.Connection, events: Sequence[NewEvent], at: int
-) -> dict[str, tuple[tuple[str, ...], str | None]]:
-    """After insert_event_runs: the events' runs with flow control, admitted together in batch order.
-    Per event: (the runs it owns, plain ones included; the first reason one of its functions started nothing)."""
-    pairs = [(run, event.id) for event in events for run in event.runs if run.flow is not None]
-    owned = {event.id: [run.id for run in event.runs if run.flow is None] for event in events}
-    skipped: dict[str, str] = {}
-    for (run, event_id), outcome in zip(pairs, admission.admit(conn, pairs, at) if pairs else [], strict=True):
-        if outcome is None or outcome[0] == "folded":
-            owned[event_id].append(run.id if outcome is None else str(outcome[1]))
-        else:
-            skipped.setdefault(event_id, outcome[0])
-    return {event.id: (tuple(owned[event.id]), skipped.get(event.id)) for event in events}
+    def redrive(self, request: RedriveRequest, *, now: datetime | None = None) -> list[str]:
+        at = self._now(now)
+        with self._write("redrive") as conn:
+            return redrive(conn, request, at)
 
+    # steps
 
-def admit_event_runs(
-    conn: sqlite3.Connection, runs: Sequence[NewRun], at: int, *, event_id: str
-) -> tuple[tuple[str, ...], str | None]:
-    """An event's runs: (the runs the event owns, the first reason one of its functions started nothing)."""
-    results = admit_runs(conn, runs, at, event_id=event_id)
-    owned = tuple(owner for owner, reason in results if owner is not None and reason in (None, "folded"))
-    skips = [reason for _, reason in results if reason not in (None, "folded")]
-    return owned, skips[0] if skips else None
+    def fail_overdue_runs(self, *, now: datetime | None = None, limit: int = 1000) -> int:
+        at = self._now(now)
+        with self._write("fail_overdue_runs") as conn:
+            return fail_overdue(conn, at, limit)
 
 
 def settle(conn: sqlite3.Connection, settlement: Settlement, at: int) -> bool:
@@ -189,7 +157,7 @@ def dead_letter(
             run_id=run_id, function=function, handler=on_failure, error=error, event_name=event_name,
             event_data=event_data, now=moment(at),
         )  # fmt: skip
-        insert_runs(conn, [handler_run], at, event_id=None)
+        admission.insert_runs(conn, [handler_run], at, event_id=None)
     finished(conn, run_id, flags, at, failed=True)
 
 

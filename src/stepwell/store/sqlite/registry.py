@@ -7,9 +7,11 @@ write transaction is the one its commit lands on.
 
 from __future__ import annotations
 
+import contextlib
 import sqlite3
 from collections.abc import Sequence
 from datetime import datetime
+from typing import TYPE_CHECKING
 
 import orjson
 
@@ -21,6 +23,31 @@ from stepwell.store.sqlfile import load_queries
 from stepwell.store.sqlite.times import moment, moment_or_none
 
 R = load_queries("stepwell.store.sqlite", "registry.sql")
+
+
+class RegistryVerbs:
+    """register_functions, list_functions, set_function_paused (see Store)."""
+
+    if TYPE_CHECKING:
+
+        def _write(self, operation: str) -> contextlib.AbstractContextManager[sqlite3.Connection]: ...
+        def _read(self, operation: str) -> contextlib.AbstractContextManager[sqlite3.Connection]: ...
+        def _now(self, now: datetime | None) -> int: ...
+
+    def register_functions(
+        self, app: str, definitions: Sequence[FunctionDefinition], *, now: datetime | None = None
+    ) -> RegistryChange:
+        with self._write("register_functions") as conn:
+            return register(conn, app, definitions, self._now(now))
+
+    def list_functions(self) -> RegistryListing:
+        with self._read("list_functions") as conn:
+            return listing(conn)
+
+    def set_function_paused(self, function: str, paused: bool, *, now: datetime | None = None) -> datetime | None:
+        at = self._now(now)
+        with self._write("set_function_paused") as conn:
+            return set_paused(conn, function, paused, at)
 
 
 def register(conn: sqlite3.Connection, app: str, definitions: Sequence[FunctionDefinition], at: int) -> RegistryChange:
