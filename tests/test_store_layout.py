@@ -1,0 +1,83 @@
+"""The store reads the same on every layer: one name per verb from the protocol to the backends'
+modules and SQL blocks to the conformance tests, and the two backends in the same module layout."""
+
+from __future__ import annotations
+
+import ast
+import inspect
+import pkgutil
+from collections.abc import Callable
+from pathlib import Path
+
+import stepwell.store.postgres as postgres_package
+import stepwell.store.sqlite as sqlite_package
+import stepwell.testing.conformance as conformance_package
+from stepwell.store.base import Store
+from stepwell.store.postgres.store import PostgresStore
+from stepwell.store.sqlite.store import SQLiteStore
+
+REPOSITORY_CONFORMANCE = Path(__file__).resolve().parent / "conformance"
+
+
+def store_verbs() -> list[str]:
+    """The Store protocol's verbs, in the order base.py declares them."""
+    return [name for name, value in vars(Store).items() if callable(value) and not name.startswith("_")]
+
+
+def conformance_test_names() -> set[str]:
+    folders = [Path(conformance_package.__file__).parent, REPOSITORY_CONFORMANCE]
+    names: set[str] = set()
+    for path in (file for folder in folders for file in folder.glob("*.py")):
+        for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
+            if isinstance(node, ast.FunctionDef) and node.name.startswith("test_"):
+                names.add(node.name)
+    return names
+
+
+def modules_of(package: object) -> set[str]:
+    return {info.name for info in pkgutil.iter_modules(package.__path__)}  # type: ignore[attr-defined]
+
+
+def home_of(store: type, verb: str) -> str:
+    """The module (of the backend package) that defines the verb's method."""
+    method: Callable[..., object] = getattr(store, verb)
+    return inspect.getmodule(method).__name__.rsplit(".", 1)[-1]  # type: ignore[union-attr]
+
+
+def test_every_store_verb_has_a_conformance_test_named_after_it() -> None:
+    tests = conformance_test_names()
+    untested = [verb for verb in store_verbs() if not any(name.startswith(f"test_{verb}_") for name in tests)]
+    assert untested == [], f"Store verbs without a conformance test named test_<verb>_...: {untested}"
+
+
+def test_every_conformance_test_is_named_after_a_store_verb() -> None:
+    verbs = store_verbs()
+    strays = sorted(name for name in conformance_test_names() if not any(name.startswith(f"test_{v}_") for v in verbs))
+    assert strays == [], f"conformance tests not named test_<verb>_... after a Store verb: {strays}"
+
+
+def test_the_two_backends_have_the_same_modules_beyond_their_own() -> None:
+    sqlite, postgres = modules_of(sqlite_package), modules_of(postgres_package)
+    assert sqlite >= sqlite_package.OWN_MODULES, "sqlite OWN_MODULES names a module that does not exist"
+    assert postgres >= postgres_package.OWN_MODULES, "postgres OWN_MODULES names a module that does not exist"
+    only_sqlite = sorted(sqlite - postgres - sqlite_package.OWN_MODULES)
+    only_postgres = sorted(postgres - sqlite - postgres_package.OWN_MODULES)
+    assert (only_sqlite, only_postgres) == ([], []), (
+        f"modules of one backend only: sqlite {only_sqlite}, postgres {only_postgres}; give the other backend "
+        "the same module, or list it in the package's OWN_MODULES with why"
+    )
+
+
+def test_each_verb_lives_in_the_module_of_the_same_name_on_both_backends() -> None:
+    moved = {
+        verb: (home_of(SQLiteStore, verb), home_of(PostgresStore, verb))
+        for verb in store_verbs()
+        if home_of(SQLiteStore, verb) != home_of(PostgresStore, verb)
+    }
+    assert moved == {}, f"verbs split differently on the two backends (sqlite, postgres): {moved}"
+
+
+def test_both_store_modules_stay_small() -> None:
+    for module in (SQLiteStore, PostgresStore):
+        lines = len(inspect.getsource(inspect.getmodule(module)).splitlines())  # type: ignore[arg-type]
+        assert lines < 300, f"{module.__module__} has {lines} lines: its verbs belong in their modules"
