@@ -14,9 +14,25 @@ import stepwell.store.sqlite as sqlite_package
 import stepwell.testing.conformance as conformance_package
 from stepwell.store.base import Store
 from stepwell.store.postgres.store import PostgresStore
+from stepwell.store.sqlfile import load_queries
 from stepwell.store.sqlite.store import SQLiteStore
 
 REPOSITORY_CONFORMANCE = Path(__file__).resolve().parent / "conformance"
+BACKENDS = {"sqlite": sqlite_package, "postgres": postgres_package}
+# The machinery several verbs run (flow control, wait and fan-out resolution): its blocks are named after
+# the rule step they execute (lock_keys, give_slots, waits_matching), not after one verb.
+RULE_FILES = {"flow.sql", "waiting.sql"}
+# Blocks of a backend's own modules (OWN_MODULES), which no Store verb runs.
+OWN_BLOCKS = {"sqlite": set(), "postgres": {"configure_session", "listen", "listener_identity"}}
+# Verbs with no block of their own, and why.
+NO_BLOCK = {
+    "close": "closes connections",
+    "subscribe": "a watcher thread (SQLite) or LISTEN (PostgreSQL, listener.py)",
+    "start_child": "record_step and create_children in one transaction",
+    "set_key_paused": "flow control's line rules (plan/lines.py) in flow.sql",
+    "skip_key": "flow control's line rules (plan/lines.py) in flow.sql",
+}
+NO_BLOCK_ON = {"sqlite": {"now": "the injected clock"}, "postgres": {}}
 
 
 def store_verbs() -> list[str]:
@@ -36,6 +52,20 @@ def conformance_test_names() -> set[str]:
 
 def modules_of(package: object) -> set[str]:
     return {info.name for info in pkgutil.iter_modules(package.__path__)}  # type: ignore[attr-defined]
+
+
+def blocks_of(backend: str) -> dict[str, str]:
+    """Every named SQL block of a backend: name -> the .sql file that holds it."""
+    folder = Path(BACKENDS[backend].__file__).parent
+    return {
+        name: path.name
+        for path in folder.glob("*.sql")
+        for name in load_queries(f"stepwell.store.{backend}", path.name)
+    }
+
+
+def named_after(block: str, verbs: list[str]) -> bool:
+    return any(block == verb or block.startswith(f"{verb}_") for verb in verbs)
 
 
 def home_of(store: type, verb: str) -> str:
@@ -81,3 +111,28 @@ def test_both_store_modules_stay_small() -> None:
     for module in (SQLiteStore, PostgresStore):
         lines = len(inspect.getsource(inspect.getmodule(module)).splitlines())  # type: ignore[arg-type]
         assert lines < 300, f"{module.__module__} has {lines} lines: its verbs belong in their modules"
+
+
+def test_every_sql_block_outside_the_rule_files_is_named_after_its_verb() -> None:
+    verbs = store_verbs()
+    for backend in BACKENDS:
+        strays = sorted(
+            f"{name} ({file})"
+            for name, file in blocks_of(backend).items()
+            if file not in RULE_FILES and name not in OWN_BLOCKS[backend] and not named_after(name, verbs)
+        )
+        assert strays == [], f"{backend}: SQL blocks not named <verb> or <verb>_<part>: {strays}"
+
+
+def test_every_verb_that_reaches_the_database_has_a_block_named_after_it() -> None:
+    for backend in BACKENDS:
+        blocks = list(blocks_of(backend))
+        exempt = NO_BLOCK | NO_BLOCK_ON[backend]
+        missing = [verb for verb in store_verbs() if verb not in exempt and not named_after_verb(verb, blocks)]
+        assert missing == [], f"{backend}: verbs without a SQL block named <verb> or <verb>_<part>: {missing}"
+        needless = [verb for verb in exempt if named_after_verb(verb, blocks)]
+        assert needless == [], f"{backend}: verbs listed as blockless that have a block now: {needless}"
+
+
+def named_after_verb(verb: str, blocks: list[str]) -> bool:
+    return any(block == verb or block.startswith(f"{verb}_") for block in blocks)

@@ -53,7 +53,7 @@ def store_events(
     check after commit. Cancels come before admissions: a transaction locks the runs it ends before
     any ordering key (flow.py), and an event never cancels the runs it starts itself.
     """
-    inserted, names, paths, _ = one(conn, "insert_events", p.event_params(events, now, if_no_waits=False))
+    inserted, names, paths, _ = one(conn, "append_events", p.event_params(events, now, if_no_waits=False))
     fresh = set(inserted)
     new = [event for event in events if event.id in fresh]
     resumed, cancels = waiting.resume_waits(conn, new, names, paths, conditions, now)

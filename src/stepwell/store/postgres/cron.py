@@ -54,11 +54,11 @@ def fire_tick(conn: Connection, tick: CronTick, at: datetime | None, *, append_e
 
 def _claim(conn: Connection, tick: CronTick, at: datetime | None) -> bool:
     params = {"function": tick.function, "schedule": tick.schedule, "tick_at": tick.tick_at, "now": at}
-    _run(conn, "register_cron_schedule", params)
-    if _run(conn, "advance_cron_schedule", params) != 1:
+    _run(conn, "fire_cron_tick_register", params)
+    if _run(conn, "fire_cron_tick_advance", params) != 1:
         return False
-    claimed = _run(conn, "claim_cron_tick", {**params, "event_id": tick.event.id}) == 1
-    _run(conn, "forget_cron_ticks", {"function": tick.function, "forget_before": tick.forget_before})
+    claimed = _run(conn, "fire_cron_tick_claim", {**params, "event_id": tick.event.id}) == 1
+    _run(conn, "fire_cron_tick_forget", {"function": tick.function, "forget_before": tick.forget_before})
     return claimed
 
 

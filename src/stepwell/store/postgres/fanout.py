@@ -42,13 +42,13 @@ class FanOutVerbs:
             "tolerate": tolerate,
             "now": at,
         }
-        return self._record_step_and("open_fan_out", lease, step, at, "insert_fan_out", params)
+        return self._record_step_and("open_fan_out", lease, step, at, "open_fan_out", params)
 
     def create_children(
         self, lease: Lease, step_id: str, children: Sequence[NewChild], *, now: datetime | None = None
     ) -> int:
         with self._connection("create_children") as conn:
-            held, created, _ = one(conn, "insert_children", p.children_params(lease, step_id, children, self._at(now)))
+            held, created, _ = one(conn, "create_children", p.children_params(lease, step_id, children, self._at(now)))
         if not held:
             raise LeaseLost(f"run {lease.run_id}: lease lost; children of step {step_id!r} were not written")
         return int(created)
@@ -72,7 +72,7 @@ class FanOutVerbs:
 
     def wake_finished_fan_outs(self, *, now: datetime | None = None, limit: int = 100) -> int:
         with self._connection("wake_finished_fan_outs") as conn:
-            candidates = [(row[0], row[1]) for row in run(conn, "unfinished_fan_outs", {"limit": limit}).fetchall()]
+            candidates = [(row[0], row[1]) for row in run(conn, "wake_finished_fan_outs", {"limit": limit}).fetchall()]
             return waiting.finish_fan_outs(conn, candidates, self._at(now))
 
     # flow control: keys and timeouts

@@ -76,7 +76,7 @@ class IngestVerbs:
             names: list[str] = []
             if not flowed:
                 params = p.event_params(batch, at, if_no_waits=True, generation=gate)
-                inserted, names, _, _ = one(conn, "insert_events", params)
+                inserted, names, _, _ = one(conn, "append_events", params)
             if flowed or names:
                 with self._pipeline(conn, connection), self._atomic(conn, connection):
                     registry.check(conn, gate)
@@ -86,7 +86,7 @@ class IngestVerbs:
             known = [event.id for event in batch if event.id not in stored]
             existing: dict[str, list[str]] = {}
             if known:
-                existing = dict(run(conn, "runs_of_events", {"event_ids": known}).fetchall())
+                existing = dict(run(conn, "append_events_known_runs", {"event_ids": known}).fetchall())
         return _accepted(events, firsts, stored, started, existing)
 
     @staticmethod
@@ -117,7 +117,7 @@ class IngestVerbs:
         owners: dict[str, str | None] = {r.id: r.id for r in plain}
         with self._connection("create_runs", connection) as conn:
             if plain:
-                run(conn, "insert_runs", p.run_params(plain, at))
+                run(conn, "create_runs", p.run_params(plain, at))
             if flowed:
                 with self._pipeline(conn, connection), self._atomic(conn, connection):
                     outcomes = admission.admit(conn, [(r, None) for r in flowed], at)

@@ -51,12 +51,12 @@ class LifecycleVerbs:
                 ended: list[tuple[str, int, bool]] = []  # (run, flags, failed) that reached a terminal status
                 for name, cursor in cursors:
                     raw = cursor.fetchall()
-                    if name == "complete_runs":
+                    if name == "settle_runs_complete":
                         completed = ended_rows(raw)
                         settled.update(row.run_id for row in completed)
                         finished += waiting.finished_rows(completed, RunStatus.COMPLETED)
                         ended += [(row.run_id, row.flags, False) for row in completed if row.flags]
-                    elif name == "fail_runs":
+                    elif name == "settle_runs_fail":
                         failed = failed_rows(raw)
                         settled.update(row.run_id for row in failed)
                         finished += after_failures(conn, failed, at)
@@ -84,7 +84,7 @@ class LifecycleVerbs:
         at = self._at(now)
         with self._connection("rescue_expired_leases") as conn:
             with conn.transaction():
-                expired = run(conn, "expired_leases", {"now": at, "limit": limit}).fetchall()
+                expired = run(conn, "rescue_expired_leases_find", {"now": at, "limit": limit}).fetchall()
                 rescue = plan_rescue([ExpiredLease(*row) for row in expired])
                 dead = [
                     Fail(Lease(r.lease.run_id, r.lease.token, datetime.max), r.error, FailureReason.LEASE_LOST)
@@ -98,12 +98,12 @@ class LifecycleVerbs:
                     tokens = [r.lease.token for r in requeue]
                     errors = [error_bytes(r.error) for r in requeue]
                     params = {"run_ids": run_ids, "tokens": tokens, "errors": errors, "now": at}
-                    _, _, ids, flags = one(conn, "requeue_expired", params)
+                    _, _, ids, flags = one(conn, "rescue_expired_leases_requeue", params)
                     left = list(zip(ids, flags, strict=True))
                 fan_outs: list[tuple[str, str]] = []
                 ended: list[tuple[str, int, bool]] = []
                 if dead:
-                    rows = failed_rows(run(conn, "fail_runs", p.fail_params(dead, at)).fetchall())
+                    rows = failed_rows(run(conn, "settle_runs_fail", p.fail_params(dead, at)).fetchall())
                     fan_outs = waiting.children_finished(conn, after_failures(conn, rows, at), at)
                     ended = [(row.run_id, row.flags, True) for row in rows if row.flags]
                 flow.runs_stopped(conn, left=left, ended=ended)
@@ -124,17 +124,17 @@ class LifecycleVerbs:
         """Candidates first; then one statement that locks, re-checks and requeues each open entry once."""
         with self._connection("redrive") as conn:
             if request.parent_id is not None:
-                rows = run(conn, "open_dead_family", {"parent_id": request.parent_id}).fetchall()
+                rows = run(conn, "redrive_family", {"parent_id": request.parent_id}).fetchall()
                 candidates = list(dict.fromkeys(row[0] for row in rows))
             elif request.run_ids:
                 candidates = list(dict.fromkeys(request.run_ids))
             else:
                 params = {"function": request.function, "since": request.since, "limit": request.limit}
-                candidates = [row[0] for row in run(conn, "open_dead_letters_by_filter", params).fetchall()]
+                candidates = [row[0] for row in run(conn, "redrive_by_filter", params).fetchall()]
             if not candidates:
                 return []
             with conn.transaction():
-                marked, _, ordered = one(conn, "redrive_runs", {"run_ids": candidates, "now": self._at(now)})
+                marked, _, ordered = one(conn, "redrive", {"run_ids": candidates, "now": self._at(now)})
                 if ordered:
                     flow.rejoin_line(conn, ordered)
         redriven = set(marked)
@@ -143,16 +143,16 @@ class LifecycleVerbs:
     # reading
 
     def fail_overdue_runs(self, *, now: datetime | None = None, limit: int = 1000) -> int:
-        """A run's lease does not protect it from its whole-run timeout: fail_runs without a token."""
+        """A run's lease does not protect it from its whole-run timeout: settle_runs_fail without a token."""
         at = self._at(now)
         error = error_bytes(RUN_TIMED_OUT)
         with self._connection("fail_overdue_runs") as conn:
             with conn.transaction():
-                overdue = [row[0] for row in run(conn, "overdue_runs", {"now": at, "limit": limit}).fetchall()]
+                overdue = [row[0] for row in run(conn, "fail_overdue_runs", {"now": at, "limit": limit}).fetchall()]
                 reasons = [FailureReason.TIMED_OUT.value] * len(overdue)
                 params = {"run_ids": overdue, "tokens": [None] * len(overdue), "errors": [error] * len(overdue)}
                 fail = {**params, "reasons": reasons, "now": at}
-                rows = failed_rows(run(conn, "fail_runs", fail).fetchall()) if overdue else []
+                rows = failed_rows(run(conn, "settle_runs_fail", fail).fetchall()) if overdue else []
                 fan_outs = waiting.children_finished(conn, after_failures(conn, rows, at), at)
                 flow.runs_stopped(conn, ended=[(row.run_id, row.flags, True) for row in rows if row.flags])
             waiting.finish_fan_outs(conn, fan_outs, at)
@@ -187,5 +187,5 @@ def after_failures(conn: Connection, rows: Sequence[FailedRow], at: datetime | N
         if row.on_failure
     ]
     if handlers:
-        run(conn, "insert_runs", p.run_params(handlers, at))
+        run(conn, "create_runs", p.run_params(handlers, at))
     return waiting.finished_rows(rows, RunStatus.FAILED)

@@ -29,9 +29,9 @@ class ReadVerbs:
     def get_run(self, run_id: str) -> Run | None:
         with self._connection("get_run") as conn, conn.pipeline():
             run_cursor = run(conn, "get_run", {"id": run_id})
-            steps_cursor = run(conn, "steps_of_run", {"run_id": run_id})
-            errors_cursor = run(conn, "run_errors", {"run_id": run_id})
-            explain_cursor = run(conn, "explain_run", {"run_id": run_id, "now": self._at(None)})
+            steps_cursor = run(conn, "get_run_steps", {"run_id": run_id})
+            errors_cursor = run(conn, "get_run_errors", {"run_id": run_id})
+            explain_cursor = run(conn, "get_run_explain", {"run_id": run_id, "now": self._at(None)})
             row, step_rows, error_rows = run_cursor.fetchone(), steps_cursor.fetchall(), errors_cursor.fetchall()
             explained = explain_cursor.fetchone()
         if row is None or explained is None:
@@ -59,7 +59,7 @@ class ReadVerbs:
 
     def get_run_input(self, run_id: str) -> tuple[str, bytes] | None:
         with self._connection("get_run_input") as conn:
-            row = run(conn, "run_input", {"id": run_id}).fetchone()
+            row = run(conn, "get_run_input", {"id": run_id}).fetchone()
         return None if row is None else (row[0], bytes(row[1]))
 
     def get_event(self, event_id: str) -> EventRecord | None:

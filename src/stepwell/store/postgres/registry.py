@@ -91,27 +91,27 @@ def _apply_if_locked(
 ) -> RegistryChange | None:
     """One transaction: take the registry lock if it is free, plan again under it, write the plan."""
     with conn.transaction():
-        locked = _run(conn, "registry_try_lock", {}).fetchone()
+        locked = _run(conn, "register_functions_lock", {}).fetchone()
         if locked is None or not locked[0]:
             return None
         plan = plan_registration(app, definitions, _rows_for(conn, app, names), _generation(conn))
         for owner, name in plan.retire:
-            _run(conn, "registry_retire", {"app": owner, "name": name, "now": at})
+            _run(conn, "register_functions_retire", {"app": owner, "name": name, "now": at})
         for upsert in plan.upserts:
             params = {"app": app, "name": upsert.name, "version": upsert.version}
-            _run(conn, "registry_upsert", {**params, "definition": upsert.definition.decode(), "now": at})
+            _run(conn, "register_functions_upsert", {**params, "definition": upsert.definition.decode(), "now": at})
         for entry in plan.log:
-            _run(conn, "registry_log_insert", {
+            _run(conn, "register_functions_log", {
                 "now": at, "app": entry.app, "name": entry.name, "change": entry.change,
                 "old_version": entry.old_version, "new_version": entry.new_version,
             })  # fmt: skip
         if plan.log:
-            _run(conn, "registry_bump", {"generation": plan.change.generation})
+            _run(conn, "register_functions_bump", {"generation": plan.change.generation})
         return plan.change
 
 
 def listing(conn: Connection) -> RegistryListing:
-    rows = _run(conn, "registry_all", {}).fetchall()
+    rows = _run(conn, "list_functions", {}).fetchall()
     generation = int(rows[0][0]) if rows else 0
     return RegistryListing(generation, tuple(_row(row[1:]) for row in rows if row[1] is not None))
 
@@ -135,7 +135,7 @@ def precheck(conn: Connection, caller: object | None, expected: int | None) -> i
     check in the statements (None)."""
     if expected is None or caller is None or conn.autocommit:
         return expected
-    _run(conn, "registry_lock_shared", {})
+    _run(conn, "append_events_registry_lock", {})
     current = _generation(conn)  # a later statement than the lock: a snapshot taken after it was granted
     if current != expected:
         raise RegistryChanged(current)
@@ -145,24 +145,24 @@ def precheck(conn: Connection, caller: object | None, expected: int | None) -> i
 def check(conn: Connection, expected: int | None) -> None:
     """First statement of append_events' transaction (pipelined: an error aborts the transaction)."""
     if expected is not None:
-        _run(conn, "registry_check", {"generation": expected})
+        _run(conn, "append_events_registry_check", {"generation": expected})
 
 
 def _generation(conn: Connection) -> int:
-    row = _run(conn, "registry_generation", {}).fetchone()
+    row = _run(conn, "register_functions_generation", {}).fetchone()
     return 0 if row is None else int(row[0])
 
 
 def _rows_for(conn: Connection, app: str, names: list[str]) -> list[RegisteredFunction]:
-    return [_row(row) for row in _run(conn, "registry_rows_for", {"app": app, "names": names}).fetchall()]
+    return [_row(row) for row in _run(conn, "register_functions_rows", {"app": app, "names": names}).fetchall()]
 
 
 def set_paused(conn: Connection, function: str, paused: bool, at: datetime | None) -> datetime | None:
     """One statement: the pause row written (its first time kept) or deleted, which notifies the workers."""
     if not paused:
-        _run(conn, "resume_function", {"function": function})
+        _run(conn, "set_function_paused_resume", {"function": function})
         return None
-    row = _run(conn, "pause_function", {"function": function, "now": at}).fetchone()
+    row = _run(conn, "set_function_paused_pause", {"function": function, "now": at}).fetchone()
     assert row is not None  # INSERT ... ON CONFLICT DO UPDATE ... RETURNING: always the row
     return row[0]  # type: ignore[no-any-return]
 

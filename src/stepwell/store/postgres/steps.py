@@ -31,7 +31,7 @@ class StepVerbs:
 
     def record_step(self, lease: Lease, step: StepWrite, *, now: datetime | None = None) -> Step:
         with self._connection("record_step") as conn:
-            row = run(conn, "upsert_step", p.step_params(lease, step, self._at(now))).fetchone()
+            row = run(conn, "record_step", p.step_params(lease, step, self._at(now))).fetchone()
         if row is None:
             raise LeaseLost(f"run {lease.run_id}: lease lost; step {step.step_id!r} was not recorded")
         return p.written_step(step, row)
@@ -41,7 +41,7 @@ class StepVerbs:
     ) -> Step:
         """A step and one more fenced write in one transaction (one round trip, pipelined)."""
         with self._connection(operation) as conn, conn.pipeline(), conn.transaction():
-            written = run(conn, "upsert_step", p.step_params(lease, step, at))
+            written = run(conn, "record_step", p.step_params(lease, step, at))
             run(conn, name, params)
             row = written.fetchone()
         if row is None:
@@ -65,12 +65,12 @@ class StepVerbs:
             "now": at,
         }
         write = replace(step, wake_at=None, sleep_for=wait.timeout)  # wake_at: the timeout, by the store's clock
-        return self._record_step_and("register_wait", lease, write, at, "insert_wait", params)
+        return self._record_step_and("register_wait", lease, write, at, "register_wait", params)
 
     def start_child(self, lease: Lease, step: StepWrite, child: NewChild, *, now: datetime | None = None) -> Step:
         at = self._at(now)
         params = p.children_params(lease, step.step_id, [child], at)
-        return self._record_step_and("start_child", lease, step, at, "insert_children", params)
+        return self._record_step_and("start_child", lease, step, at, "create_children", params)
 
     def time_out_step(
         self, lease: Lease, step_id: str, *, error: ErrorInfo | None, now: datetime | None = None
@@ -92,5 +92,5 @@ class StepVerbs:
                 if child_flags:  # the invoked child it cancelled has flow control
                     flow.runs_stopped(conn, ended=[(child, child_flags, False)])
             if row[3] == StepStatus.WAITING:  # resolved by a concurrent event after this statement's snapshot
-                row = (0, *one(conn, "step_of_run", {"run_id": lease.run_id, "step_id": step_id}))
+                row = (0, *one(conn, "time_out_step_resolved", {"run_id": lease.run_id, "step_id": step_id}))
         return step_from_row(row[1:11], same)

@@ -135,7 +135,7 @@ class PostgresStore(
         if self.clock is not None:
             return self.clock.now()
         with self._connection("now") as conn:
-            return one(conn, "database_now", {})[0]  # type: ignore[no-any-return]
+            return one(conn, "now", {})[0]  # type: ignore[no-any-return]
 
     def close(self) -> None:
         with self._listeners_lock:
@@ -154,19 +154,19 @@ class PostgresStore(
         self._direct_connection().close()
         applied: list[int] = []
         with self._connection("migrate") as conn, conn.transaction():
-            run(conn, "migrations_lock", {})
-            run(conn, "create_migrations_table", {})
+            run(conn, "migrate_lock", {})
+            run(conn, "migrate_create_table", {})
             done = {row[0] for row in run(conn, "applied_migrations", {}).fetchall()}
             for version, name, script in load_migrations(_PACKAGE):
                 if version not in done:
                     conn.execute(script.encode())  # a whole file, no parameters: one simple-protocol script
-                    run(conn, "record_migration", {"version": version, "name": name})
+                    run(conn, "migrate_record", {"version": version, "name": name})
                     applied.append(version)
         return applied
 
     def applied_migrations(self) -> list[int]:
         with translate("applied_migrations"), self._direct_connection() as conn:
-            if not one(conn, "migrations_table_exists", {})[0]:
+            if not one(conn, "applied_migrations_table_exists", {})[0]:
                 return []
             return sorted(row[0] for row in run(conn, "applied_migrations", {}).fetchall())
 
@@ -206,7 +206,7 @@ def migration_script() -> str:
     """
     parts = [
         "-- Stepwell schema for PostgreSQL (what `stepwell migrate` applies). Run it in one transaction.",
-        Q["create_migrations_table"] + ";",
+        Q["migrate_create_table"] + ";",
     ]
     record = sql.SQL("INSERT INTO stepwell_migrations (version, name) VALUES ({}, {}) ON CONFLICT DO NOTHING;")
     for version, name, script in load_migrations(_PACKAGE):

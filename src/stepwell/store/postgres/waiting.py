@@ -121,7 +121,7 @@ def fan_out_page(conn: Connection, parent_id: str, step_id: str, after: int, lim
     params = {"parent_id": parent_id, "step_id": step_id, "after": after, "limit": limit}
     return [
         ChildResult(index, run_id, RunStatus(status), json_or_none(output), error_or_none(error))
-        for index, run_id, status, output, error in run(conn, "fan_out_page", params).fetchall()
+        for index, run_id, status, output, error in run(conn, "fan_out_results", params).fetchall()
     ]
 
 

@@ -38,11 +38,11 @@ def _snapshot(conn: sqlite3.Connection, want: plan.Wanted, at: datetime) -> plan
     """The rows the planner decides on; the write transaction already holds the whole database."""
     snapshot = plan.Snapshot(at)
     for function, key in want.keys:
-        row = conn.execute(Q["key_state"], {"function": function, "key": key}).fetchone()
+        row = conn.execute(F["key_state"], {"function": function, "key": key}).fetchone()
         if row is not None:
             snapshot.lines[(function, key)] = Line(row[0], bool(row[1]), bool(row[2]))
     for scope, key in want.gates:
-        row = conn.execute(Q["gate_tat"], {"scope": scope, "key": key}).fetchone()
+        row = conn.execute(F["gate_tat"], {"scope": scope, "key": key}).fetchone()
         if row is not None:
             snapshot.tats[(scope, key)] = moment(row[0])
     for function, key in want.idempotency_keys:
@@ -62,13 +62,13 @@ def _snapshot(conn: sqlite3.Connection, want: plan.Wanted, at: datetime) -> plan
 
 def _write(conn: sqlite3.Connection, changes: plan.Admission) -> None:
     at = stamp(changes.at)
-    conn.executemany(Q["insert_flow_run"], [_run_params(row, at) for row in changes.new_runs])
+    conn.executemany(F["insert_flow_run"], [_run_params(row, at) for row in changes.new_runs])
     conn.executemany(
-        Q["insert_run_slot"],
+        F["insert_run_slot"],
         [{"run_id": r, "scope": scope, "key": key, "lim": limit} for r, scope, key, limit in changes.run_slots],
     )
     conn.executemany(
-        Q["insert_cancel_wait"],
+        F["insert_cancel_wait"],
         [
             {"run_id": run_id, "step_id": step_id, "event_name": w.event_name, "match_path": w.match_path,
              "match_value": w.match_value, "condition": w.condition, "origin": w.origin, "now": at}
@@ -84,7 +84,7 @@ def _write(conn: sqlite3.Connection, changes: plan.Admission) -> None:
         ],
     )
     conn.executemany(
-        Q["set_gate_tat"],
+        F["set_gate_tat"],
         [{"scope": s, "key": k, "tat": stamp(changes.tats[(s, k)])} for s, k in changes.gates_changed],
     )
     conn.executemany(
@@ -97,11 +97,11 @@ def _write(conn: sqlite3.Connection, changes: plan.Admission) -> None:
     )  # fmt: skip
     _write_gathering(conn, changes)
     conn.executemany(
-        Q["insert_skip"],
+        F["insert_skip"],
         [{"event_id": e, "function": f, "reason": reason, "run_id": r} for e, f, reason, r in changes.skips],
     )
     # the event a later one replaced in its pending debounced run reads `debounced`, not `started`
-    conn.executemany(Q["mark_debounced"], [{"id": e} for e, _, reason, _ in changes.skips if reason == "debounced"])
+    conn.executemany(F["mark_debounced"], [{"id": e} for e, _, reason, _ in changes.skips if reason == "debounced"])
 
 
 def _write_gathering(conn: sqlite3.Connection, changes: plan.Admission) -> None:
@@ -115,7 +115,7 @@ def _write_gathering(conn: sqlite3.Connection, changes: plan.Admission) -> None:
         F["save_batch"],
         [{"function": f, "key": k, "run_id": b.run_id, "size": b.size, "count": b.count} for (f, k), b in filled if b],
     )
-    conn.executemany(Q["batch_add"], [{"run_id": r, "seq": seq, "event_id": e} for r, seq, e in changes.batch_events])
+    conn.executemany(F["batch_add"], [{"run_id": r, "seq": seq, "event_id": e} for r, seq, e in changes.batch_events])
     conn.executemany(
         F["push_pending_run"],
         [{"run_id": r, "event_id": e, "available_at": stamp(when)} for r, (e, when) in changes.pushes.items()],
@@ -137,7 +137,7 @@ def _run_params(row: plan.RunRow, at: int | None) -> dict[str, Any]:
 def insert_runs(conn: sqlite3.Connection, runs: Sequence[NewRun], at: int, *, event_id: str | None) -> None:
     """Runs without flow control: one multi-row statement."""
     conn.executemany(
-        Q["insert_run"],
+        Q["create_runs"],
         [
             {"id": r.id, "function": r.function, "event_id": event_id, "input": r.input, "input_name": r.input_name,
              "parent_id": r.parent_id, "replay_of": r.replay_of, "on_failure": r.on_failure,
@@ -173,7 +173,7 @@ def admit_runs(
 def insert_event_runs(conn: sqlite3.Connection, events: Sequence[NewEvent], at: int) -> None:
     """The runs without flow control of many new events: one multi-row statement for the whole batch."""
     conn.executemany(
-        Q["insert_run"],
+        Q["create_runs"],
         [
             {"id": r.id, "function": r.function, "event_id": e.id, "input": r.input, "input_name": r.input_name,
              "parent_id": r.parent_id, "replay_of": r.replay_of, "on_failure": r.on_failure,

@@ -25,6 +25,7 @@ from stepwell.store.base import (
 )
 from stepwell.store.rows import json_or_none, step_from_row
 from stepwell.store.sqlite import flow
+from stepwell.store.sqlite.flow import F
 from stepwell.store.sqlite.logs import trace_of
 from stepwell.store.sqlite.rows import ClaimRow, candidate_rows, claim_rows
 from stepwell.store.sqlite.times import micros, moment, moment_or_none
@@ -52,12 +53,12 @@ class ClaimVerbs:
         at = self._now(now)
         only = None if functions is None else orjson.dumps(list(functions)).decode()
         with self._read("claim_runs") as reader:
-            if reader.execute(Q["any_ready"], {"now": at, "functions": only}).fetchone() is None:
+            if reader.execute(Q["claim_runs_any_ready"], {"now": at, "functions": only}).fetchone() is None:
                 return []  # idle: no write lock taken, so idle workers do not queue on SQLite's lock
         token, expires = new_token(), at + micros(lease)
         with self._write("claim_runs") as conn:
             candidates = candidate_rows(
-                conn.execute(Q["claim_candidates"], {"now": at, "limit": limit, "functions": only})
+                conn.execute(F["claim_candidates"], {"now": at, "limit": limit, "functions": only})
             )
             gated = [(c.run_id, c.flags, c.throttle) for c in candidates if c.flags & flow.GATED]
             admitted = flow.admit_to_start(conn, gated, at) if gated else set()
@@ -87,14 +88,14 @@ class ClaimVerbs:
         events, event_traces = {}, {}
         if event_ids:
             for event_id, name, data, ts, parent, state in conn.execute(
-                Q["events_of"], {"ids": orjson.dumps(event_ids)}
+                Q["claim_runs_events"], {"ids": orjson.dumps(event_ids)}
             ):
                 events[event_id] = Event(event_id, name, json_or_none(data), moment(ts))
                 event_traces[event_id] = trace_of(parent, state, 0)
         resumed = [row.run_id for row in rows if row.run_id not in first_claims]  # a first claim has no steps yet
         steps: dict[str, list[Step]] = {}
         if resumed:
-            for step_row in conn.execute(Q["steps_of_runs"], {"ids": orjson.dumps(resumed)}):
+            for step_row in conn.execute(Q["claim_runs_steps"], {"ids": orjson.dumps(resumed)}):
                 steps.setdefault(step_row[0], []).append(step_from_row(step_row[1:], moment_or_none))
         lease_end, claimed_at = moment(expires), moment(at)
         claimed = []
@@ -123,6 +124,6 @@ class ClaimVerbs:
         with self._write("extend_leases") as conn:
             for held in leases:
                 params = {"run_id": held.run_id, "token": held.token, "expires_at": expires}
-                if conn.execute(Q["extend_lease"], params).fetchone() is not None:
+                if conn.execute(Q["extend_leases"], params).fetchone() is not None:
                     renewed.append(Lease(held.run_id, held.token, moment(expires)))
         return renewed

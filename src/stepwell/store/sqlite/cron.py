@@ -44,18 +44,18 @@ class CronVerbs:
 def fire_tick(conn: sqlite3.Connection, tick: CronTick, at: int, *, admit_runs: AdmitRuns) -> bool:
     """See Store.fire_cron_tick. `at` is the store's now in microseconds."""
     params = {"function": tick.function, "schedule": tick.schedule, "tick_at": stamp_of(tick.tick_at), "now": at}
-    conn.execute(C["register_cron_schedule"], params)
-    if conn.execute(C["advance_cron_schedule"], params).rowcount != 1:
+    conn.execute(C["fire_cron_tick_register"], params)
+    if conn.execute(C["fire_cron_tick_advance"], params).rowcount != 1:
         return False
-    claimed = conn.execute(C["claim_cron_tick"], {**params, "event_id": tick.event.id}).rowcount == 1
-    conn.execute(C["forget_cron_ticks"], {"function": tick.function, "forget_before": stamp_of(tick.forget_before)})
+    claimed = conn.execute(C["fire_cron_tick_claim"], {**params, "event_id": tick.event.id}).rowcount == 1
+    conn.execute(C["fire_cron_tick_forget"], {"function": tick.function, "forget_before": stamp_of(tick.forget_before)})
     return claimed and _store_event(conn, tick, at, admit_runs)
 
 
 def _store_event(conn: sqlite3.Connection, tick: CronTick, at: int, admit_runs: AdmitRuns) -> bool:
     event = tick.event
     stored = conn.execute(
-        Q["insert_event_once"],
+        Q["fire_cron_tick_event"],
         {
             "id": event.id,
             "name": event.name,
@@ -70,7 +70,7 @@ def _store_event(conn: sqlite3.Connection, tick: CronTick, at: int, admit_runs: 
     runs: Sequence[NewRun] = event.runs
     started, skipped = admit_runs(conn, runs, at, event_id=event.id)
     if not started and skipped:
-        conn.execute(Q["set_disposition"], {"id": event.id, "disposition": skipped})
+        conn.execute(Q["append_events_disposition"], {"id": event.id, "disposition": skipped})
     return True
 
 

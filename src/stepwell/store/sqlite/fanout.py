@@ -48,7 +48,7 @@ class FanOutVerbs:
         }
         with self._write("open_fan_out") as conn:
             written = upsert_step(conn, lease, step, at)
-            conn.execute(Q["insert_fan_out"], params)
+            conn.execute(Q["open_fan_out"], params)
         return written
 
     def create_children(
@@ -78,7 +78,7 @@ class FanOutVerbs:
     def wake_finished_fan_outs(self, *, now: datetime | None = None, limit: int = 100) -> int:
         at = self._now(now)
         with self._write("wake_finished_fan_outs") as conn:
-            rows = conn.execute(Q["unfinished_fan_outs"], {"limit": limit}).fetchall()
+            rows = conn.execute(Q["wake_finished_fan_outs"], {"limit": limit}).fetchall()
             return sum(waiting.finish_fan_out(conn, parent_id, step_id, at) for parent_id, step_id in rows)
 
     # flow control: keys and timeouts

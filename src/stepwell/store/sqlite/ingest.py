@@ -48,12 +48,14 @@ class IngestVerbs:
         stored: list[bool] = []
         with self._write("append_events") as conn:
             registry.check_generation(conn, registry_generation)
-            known = {row[0] for row in conn.execute(Q["known_events"], {"ids": orjson.dumps([e.id for e in events])})}
+            known = {
+                row[0] for row in conn.execute(Q["append_events_known"], {"ids": orjson.dumps([e.id for e in events])})
+            }
             for event in events:
                 stored.append(event.id not in known)
                 known.add(event.id)  # a repeat within the batch is a duplicate too
             fresh = [event for event, is_new in zip(events, stored, strict=True) if is_new]
-            conn.executemany(Q["insert_event"], [
+            conn.executemany(Q["append_events"], [
                 {"id": e.id, "name": e.name, "data": e.data, "ts": stamp(e.ts) if e.ts else at, "now": at,
                  "disposition": (Disposition.STARTED if e.runs else Disposition.NO_MATCH).value,
                  "traceparent": None if e.trace is None else e.trace.traceparent,
@@ -66,16 +68,16 @@ class IngestVerbs:
             owned = admission.admit_event_flow_runs(conn, fresh, at)
             for event, is_new in zip(events, stored, strict=True):
                 if not is_new:
-                    existing = conn.execute(Q["runs_of_event"], {"event_id": event.id}).fetchall()
+                    existing = conn.execute(Q["get_event_runs"], {"event_id": event.id}).fetchall()
                     accepted.append(AcceptedEvent(event.id, True, tuple(r[0] for r in existing)))
                     continue
                 started, skipped = owned[event.id]
                 accepted.append(AcceptedEvent(event.id, False, started))
                 if not started and skipped:
-                    conn.execute(Q["set_disposition"], {"id": event.id, "disposition": skipped})
+                    conn.execute(Q["append_events_disposition"], {"id": event.id, "disposition": skipped})
             for event_id, disposition in resumed.items():
                 if not next(a for a in accepted if a.id == event_id).run_ids:
-                    conn.execute(Q["set_disposition"], {"id": event_id, "disposition": disposition.value})
+                    conn.execute(Q["append_events_disposition"], {"id": event_id, "disposition": disposition.value})
         return accepted
 
     def create_runs(self, runs: Sequence[NewRun], *, now: datetime | None = None) -> list[str | None]:

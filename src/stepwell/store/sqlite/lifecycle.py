@@ -86,7 +86,7 @@ def settle(conn: sqlite3.Connection, settlement: Settlement, at: int) -> bool:
     lease = {"run_id": run_id, "token": settlement.lease.token, "now": at}
     match settlement:
         case Complete(output=output):
-            flags = flags_of(conn.execute(Q["complete_run"], {**lease, "output": output}).fetchone())
+            flags = flags_of(conn.execute(Q["settle_runs_complete"], {**lease, "output": output}).fetchone())
             if flags is None:
                 return False
             finished(conn, run_id, flags, at)
@@ -94,14 +94,14 @@ def settle(conn: sqlite3.Connection, settlement: Settlement, at: int) -> bool:
         case Suspend(until=until, waiting=is_waiting):
             status = RunStatus.WAITING if is_waiting else RunStatus.SLEEPING
             params = {**lease, "until": FOREVER if until is None else stamp(until), "status": status.value}
-            flags = flags_of(conn.execute(Q["suspend_run"], params).fetchone())
+            flags = flags_of(conn.execute(Q["settle_runs_suspend"], params).fetchone())
             if flags is None:
                 return False
             flow.left_running(conn, run_id, flags)
             return True
         case Retry(error=error, delay=delay):
             params = {**lease, "error": error_bytes(error), "available_at": at + micros(delay)}
-            row = conn.execute(Q["retry_run"], params).fetchone()
+            row = conn.execute(Q["settle_runs_retry"], params).fetchone()
             if row is None:
                 return False
             failed_attempt, flags = row
@@ -124,7 +124,7 @@ def finished(conn: sqlite3.Connection, run_id: str, flags: int, at: int, *, fail
 
 
 def cancel(conn: sqlite3.Connection, run_id: str, at: int) -> bool:
-    flags = flags_of(conn.execute(Q["cancel_run"], {"run_id": run_id, "now": at}).fetchone())
+    flags = flags_of(conn.execute(Q["cancel_runs"], {"run_id": run_id, "now": at}).fetchone())
     if flags is None:
         return False
     finished(conn, run_id, flags, at)
@@ -133,7 +133,7 @@ def cancel(conn: sqlite3.Connection, run_id: str, at: int) -> bool:
 
 def fail(conn: sqlite3.Connection, lease: Lease, error: ErrorInfo, reason: FailureReason, at: int) -> bool:
     params = {"run_id": lease.run_id, "token": lease.token, "now": at, "error": error_bytes(error)}
-    row = failed_row(conn.execute(Q["fail_run"], params).fetchone())
+    row = failed_row(conn.execute(Q["settle_runs_fail"], params).fetchone())
     if row is None:
         return False
     dead_letter(conn, lease.run_id, row, error, reason, at)
@@ -147,7 +147,7 @@ def dead_letter(
     function, attempt, on_failure, event_id, input_data, input_name, flags = row
     record_error(conn, run_id, attempt, error, at)
     conn.execute(
-        Q["upsert_dead_letter"],
+        Q["settle_runs_dead_letter"],
         {"run_id": run_id, "function": function, "error": error_bytes(error), "reason": reason.value,
          "attempts": attempt, "now": at},
     )  # fmt: skip
@@ -165,18 +165,18 @@ def _input_of(
     conn: sqlite3.Connection, event_id: str | None, input_name: str | None, input_data: bytes | None, function: str
 ) -> tuple[str, Any]:
     if event_id is not None:
-        name, data, _ = conn.execute(Q["event_of"], {"id": event_id}).fetchone()
+        name, data, _ = conn.execute(Q["settle_runs_event"], {"id": event_id}).fetchone()
         return name, json_or_none(data)
     return input_name or function, json_or_none(input_data)
 
 
 def record_error(conn: sqlite3.Connection, run_id: str, attempt: int, error: ErrorInfo, at: int) -> None:
-    conn.execute(Q["record_run_error"], {"run_id": run_id, "attempt": attempt, "error": error_bytes(error), "now": at})
+    conn.execute(Q["settle_runs_error"], {"run_id": run_id, "attempt": attempt, "error": error_bytes(error), "now": at})
 
 
 def release(conn: sqlite3.Connection, lease: Lease, at: int) -> bool:
     flags = flags_of(
-        conn.execute(Q["release_run"], {"run_id": lease.run_id, "token": lease.token, "now": at}).fetchone()
+        conn.execute(Q["release_runs"], {"run_id": lease.run_id, "token": lease.token, "now": at}).fetchone()
     )
     if flags is not None:
         flow.left_running(conn, lease.run_id, flags)
@@ -185,14 +185,14 @@ def release(conn: sqlite3.Connection, lease: Lease, at: int) -> bool:
 
 def rescue(conn: sqlite3.Connection, at: int, limit: int) -> int:
     """Requeue runs whose lease expired, counting the attempt; dead-letter those out of attempts."""
-    expired = [ExpiredLease(*row) for row in conn.execute(Q["expired_leases"], {"now": at, "limit": limit})]
+    expired = [ExpiredLease(*row) for row in conn.execute(Q["rescue_expired_leases_find"], {"now": at, "limit": limit})]
     for rescued in plan_rescue(expired):
         run_id, token, attempt, error = rescued.lease.run_id, rescued.lease.token, rescued.lease.attempt, rescued.error
         if rescued.dead:
             fail(conn, Lease(run_id, token, moment(at)), error, FailureReason.LEASE_LOST, at)
             continue
         params = {"run_id": run_id, "token": token, "now": at, "error": error_bytes(error)}
-        flags = flags_of(conn.execute(Q["requeue_expired"], params).fetchone())
+        flags = flags_of(conn.execute(Q["rescue_expired_leases_requeue"], params).fetchone())
         record_error(conn, run_id, attempt, error, at)
         if flags is not None:
             flow.left_running(conn, run_id, flags)
@@ -202,10 +202,10 @@ def rescue(conn: sqlite3.Connection, at: int, limit: int) -> int:
 def fail_overdue(conn: sqlite3.Connection, at: int, limit: int) -> int:
     """Fail runs past their whole-run timeout, whoever holds them."""
     failed = 0
-    for run_id, _, _ in conn.execute(Q["overdue_runs"], {"now": at, "limit": limit}).fetchall():
+    for run_id, _, _ in conn.execute(Q["fail_overdue_runs"], {"now": at, "limit": limit}).fetchall():
         error = RUN_TIMED_OUT
         params = {"run_id": run_id, "now": at, "error": error_bytes(error)}
-        row = failed_row(conn.execute(Q["fail_run_unleased"], params).fetchone())
+        row = failed_row(conn.execute(Q["fail_overdue_runs_fail"], params).fetchone())
         if row is not None:
             dead_letter(conn, run_id, row, error, FailureReason.TIMED_OUT, at)
             failed += 1
@@ -215,25 +215,25 @@ def fail_overdue(conn: sqlite3.Connection, at: int, limit: int) -> int:
 def redrive(conn: sqlite3.Connection, request: RedriveRequest, at: int) -> list[str]:
     """Requeue open dead letters from their failed step; an entry already redriven is skipped."""
     if request.parent_id is not None:
-        candidates = [row[0] for row in conn.execute(Q["open_dead_children"], {"parent_id": request.parent_id})]
-        candidates += [row[0] for row in conn.execute(Q["open_dead_letters_by_id"], {"run_id": request.parent_id})]
+        candidates = [row[0] for row in conn.execute(Q["redrive_children"], {"parent_id": request.parent_id})]
+        candidates += [row[0] for row in conn.execute(Q["redrive_by_id"], {"run_id": request.parent_id})]
     elif request.run_ids:
         candidates = [
             row[0]
             for run_id in request.run_ids
-            for row in conn.execute(Q["open_dead_letters_by_id"], {"run_id": run_id}).fetchall()
+            for row in conn.execute(Q["redrive_by_id"], {"run_id": run_id}).fetchall()
         ]
     else:
         params = {"function": request.function, "since": stamp(request.since), "limit": request.limit}
-        candidates = [row[0] for row in conn.execute(Q["open_dead_letters_by_filter"], params)]
+        candidates = [row[0] for row in conn.execute(Q["redrive_by_filter"], params)]
     redriven: list[str] = []
     for run_id in dict.fromkeys(candidates):
-        if conn.execute(Q["mark_redriven"], {"run_id": run_id, "now": at}).rowcount != 1:
+        if conn.execute(Q["redrive_mark"], {"run_id": run_id, "now": at}).rowcount != 1:
             continue
-        flags = flags_of(conn.execute(Q["requeue_redriven"], {"run_id": run_id, "now": at}).fetchone())
+        flags = flags_of(conn.execute(Q["redrive"], {"run_id": run_id, "now": at}).fetchone())
         if flags is not None and flags & flow.ORDERED:
             flow.rejoin_line(conn, run_id)
-        conn.execute(Q["reopen_failed_fan_outs"], {"run_id": run_id})
-        conn.execute(Q["forget_failed_steps"], {"run_id": run_id})
+        conn.execute(Q["redrive_fan_outs"], {"run_id": run_id})
+        conn.execute(Q["redrive_forget_steps"], {"run_id": run_id})
         redriven.append(run_id)
     return redriven

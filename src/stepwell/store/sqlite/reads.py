@@ -62,8 +62,8 @@ def get_run(conn: sqlite3.Connection, run_id: str, now: int) -> Run | None:
     row = conn.execute(Q["get_run"], {"id": run_id}).fetchone()
     if row is None:
         return None
-    steps = tuple(step_from_row(r, moment_or_none) for r in conn.execute(Q["steps_of_run"], {"run_id": run_id}))
-    errors = tuple(e for (data,) in conn.execute(Q["run_errors"], {"run_id": run_id}) if (e := error_or_none(data)))
+    steps = tuple(step_from_row(r, moment_or_none) for r in conn.execute(Q["get_run_steps"], {"run_id": run_id}))
+    errors = tuple(e for (data,) in conn.execute(Q["get_run_errors"], {"run_id": run_id}) if (e := error_or_none(data)))
     return replace(run_from_row(row, steps, errors), waiting_reason=flow.explain(conn, run_id, now))
 
 
@@ -84,7 +84,7 @@ def list_runs(conn: sqlite3.Connection, query: RunFilter) -> list[Run]:
 
 
 def run_input(conn: sqlite3.Connection, run_id: str) -> tuple[str, bytes] | None:
-    row = conn.execute(Q["run_input"], {"id": run_id}).fetchone()
+    row = conn.execute(Q["get_run_input"], {"id": run_id}).fetchone()
     return None if row is None else (row[0], row[1])
 
 
@@ -92,8 +92,8 @@ def get_event(conn: sqlite3.Connection, event_id: str) -> EventRecord | None:
     row = conn.execute(Q["get_event"], {"id": event_id}).fetchone()
     if row is None:
         return None
-    run_ids = tuple(r[0] for r in conn.execute(Q["runs_of_event"], {"event_id": event_id}))
-    skipped = tuple((fn, reason, run) for fn, reason, run in conn.execute(Q["skips_of_event"], {"event_id": event_id}))
+    run_ids = tuple(r[0] for r in conn.execute(Q["get_event_runs"], {"event_id": event_id}))
+    skipped = tuple((fn, reason, run) for fn, reason, run in conn.execute(Q["get_event_skips"], {"event_id": event_id}))
     event_id_, name, data, ts, received_at, disposition = row
     return EventRecord(
         event_id_, name, json_or_none(data), moment(ts), moment(received_at), Disposition(disposition), run_ids, skipped

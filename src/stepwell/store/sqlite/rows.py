@@ -42,7 +42,8 @@ def candidate_rows(rows: Iterable[Sequence[Any]]) -> list[CandidateRow]:
 
 
 class FailedRow(NamedTuple):
-    """fail_run, fail_run_unleased: a run that failed for good, with what its dead letter and handler need."""
+    """settle_runs_fail, fail_overdue_runs_fail: a run that failed for good, with what its dead letter
+    and handler need."""
 
     function: str
     attempt: int

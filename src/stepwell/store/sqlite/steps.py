@@ -79,7 +79,7 @@ def upsert_step(conn: sqlite3.Connection, lease: Lease, step: StepWrite, at: int
     """Write a step under the lease in the open transaction; LeaseLost when the lease is gone."""
     ended = at if step.status in (StepStatus.COMPLETED, StepStatus.FAILED, StepStatus.ERRORED) else None
     row = conn.execute(
-        Q["upsert_step"],
+        Q["record_step"],
         {"run_id": lease.run_id, "token": lease.token, "id": step.step_id, "position": step.position,
          "kind": step.kind.value, "status": step.status.value, "output": step.output,
          "error": error_bytes(step.error), "wake_at": stamp(step.wake_at), "now": at, "ended_at": ended,
