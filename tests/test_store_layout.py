@@ -136,3 +136,33 @@ def test_every_verb_that_reaches_the_database_has_a_block_named_after_it() -> No
 
 def named_after_verb(verb: str, blocks: list[str]) -> bool:
     return any(block == verb or block.startswith(f"{verb}_") for block in blocks)
+
+
+# Modules allowed to read rows by position: the decoders themselves, and postgres/claims.py, whose
+# claim_runs and _claim_admitting moved verbatim while the PostgreSQL claim path is being profiled.
+ROW_DECODERS = {"store/rows.py", "store/sqlite/rows.py", "store/postgres/rows.py", "store/postgres/claims.py"}
+
+
+def positional_row_reads(path: Path) -> list[str]:
+    """`row[3]`, `rows[0][1]`, `row[1:]`: a column by position (`rows[0]`, a whole row, is fine)."""
+    found = []
+    for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
+        if not isinstance(node, ast.Subscript):
+            continue
+        base = node.value.value if isinstance(node.value, ast.Subscript) else node.value
+        index = node.slice.lower if isinstance(node.slice, ast.Slice) else node.slice
+        picks_a_row = isinstance(node.value, ast.Name) and node.value.id.endswith("rows")
+        if isinstance(base, ast.Name) and "row" in base.id and isinstance(index, ast.Constant) and not picks_a_row:
+            found.append(f"{path.name}:{node.lineno}: {ast.unparse(node)}")
+    return found
+
+
+def test_rows_are_read_by_name_outside_their_decoders() -> None:
+    store = Path(sqlite_package.__file__).parent.parent
+    reads = [
+        found
+        for path in sorted(store.rglob("*.py"))
+        if path.relative_to(store.parent).as_posix() not in ROW_DECODERS
+        for found in positional_row_reads(path)
+    ]
+    assert reads == [], f"rows read by position (decode them once, in rows.py, or unpack them): {reads}"

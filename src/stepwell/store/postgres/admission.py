@@ -122,7 +122,7 @@ def _locked(conn: Connection, runs: Sequence[NewRun], now: datetime | None) -> S
                 params = {first: [a for a, _ in keys], "keys": [b for _, b in keys], "now": now}
                 run(conn, lock, params)
                 cursors[table] = run(conn, state, params)
-        at: datetime = moment.fetchall()[0][0]
+        [(at,)] = moment.fetchall()
         read = {table: cursor.fetchall() for table, cursor in cursors.items()}
     return Snapshot(
         at=at,

@@ -31,7 +31,8 @@ class ApiKeyVerbs:
         with self._connection("create_api_key") as conn:
             row = _run(conn, "create_api_key", params).fetchone()
         assert row is not None
-        return ApiKey(key.id, key.name, key.scopes, row[0])
+        (created_at,) = row
+        return ApiKey(key.id, key.name, key.scopes, created_at)
 
     def get_api_key(self, key_id: str) -> StoredApiKey | None:
         with self._connection("get_api_key") as conn:

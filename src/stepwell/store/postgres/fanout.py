@@ -72,7 +72,8 @@ class FanOutVerbs:
 
     def wake_finished_fan_outs(self, *, now: datetime | None = None, limit: int = 100) -> int:
         with self._connection("wake_finished_fan_outs") as conn:
-            candidates = [(row[0], row[1]) for row in run(conn, "wake_finished_fan_outs", {"limit": limit}).fetchall()]
+            found = run(conn, "wake_finished_fan_outs", {"limit": limit}).fetchall()
+            candidates = [(parent_id, step_id) for parent_id, step_id in found]
             return waiting.finish_fan_outs(conn, candidates, self._at(now))
 
     # flow control: keys and timeouts

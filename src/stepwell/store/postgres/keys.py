@@ -29,7 +29,8 @@ class KeyVerbs:
         at = self._at(now)
         with self._connection("drain_key") as conn:
             with conn.transaction():
-                pending = [row[0] for row in run(conn, "drain_key", {"function": function, "key": key}).fetchall()]
+                found = run(conn, "drain_key", {"function": function, "key": key}).fetchall()
+                pending = [run_id for (run_id,) in found]
                 ids, fan_outs = lifecycle.cancel(conn, pending, at) if pending else ([], [])
             waiting.finish_fan_outs(conn, fan_outs, at)
         cancelled = set(ids)

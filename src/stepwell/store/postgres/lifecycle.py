@@ -63,7 +63,8 @@ class LifecycleVerbs:
                         ended += [(row.run_id, row.flags, True) for row in failed if row.flags]
                     else:  # suspended, retried, released
                         if name == "release_runs":  # one row: (count, notified, ids, flags)
-                            raw = list(zip(raw[0][2], raw[0][3], strict=True))
+                            [(_, _, ids, flags)] = raw
+                            raw = list(zip(ids, flags, strict=True))
                         stopped = stopped_rows(raw)
                         settled.update(row.run_id for row in stopped)
                         left += [(row.run_id, row.flags) for row in stopped if row.flags]
@@ -125,12 +126,12 @@ class LifecycleVerbs:
         with self._connection("redrive") as conn:
             if request.parent_id is not None:
                 rows = run(conn, "redrive_family", {"parent_id": request.parent_id}).fetchall()
-                candidates = list(dict.fromkeys(row[0] for row in rows))
+                candidates = list(dict.fromkeys(run_id for (run_id,) in rows))
             elif request.run_ids:
                 candidates = list(dict.fromkeys(request.run_ids))
             else:
                 params = {"function": request.function, "since": request.since, "limit": request.limit}
-                candidates = [row[0] for row in run(conn, "redrive_by_filter", params).fetchall()]
+                candidates = [run_id for (run_id,) in run(conn, "redrive_by_filter", params).fetchall()]
             if not candidates:
                 return []
             with conn.transaction():
@@ -148,7 +149,9 @@ class LifecycleVerbs:
         error = error_bytes(RUN_TIMED_OUT)
         with self._connection("fail_overdue_runs") as conn:
             with conn.transaction():
-                overdue = [row[0] for row in run(conn, "fail_overdue_runs", {"now": at, "limit": limit}).fetchall()]
+                overdue = [
+                    run_id for (run_id,) in run(conn, "fail_overdue_runs", {"now": at, "limit": limit}).fetchall()
+                ]
                 reasons = [FailureReason.TIMED_OUT.value] * len(overdue)
                 params = {"run_ids": overdue, "tokens": [None] * len(overdue), "errors": [error] * len(overdue)}
                 fail = {**params, "reasons": reasons, "now": at}

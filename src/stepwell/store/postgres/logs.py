@@ -56,19 +56,21 @@ class ObservabilityVerbs:
             rows = _run(conn, "list_run_logs", {"run_id": run_id, "limit": limit}).fetchall()
             if not rows:
                 dropped_row = _run(conn, "list_run_logs_dropped", {"run_id": run_id}).fetchone()
-                return RunLogs((), dropped_row[0] if dropped_row else 0)
+                (dropped,) = dropped_row or (0,)
+                return RunLogs((), dropped)
         lines = tuple(
             RunLogLine(run_id, segment, attempt, seq, at, level, message, step)
             for segment, attempt, seq, at, level, step, message, _ in reversed(rows)
         )
-        return RunLogs(lines, rows[0][7] or 0)
+        *_, dropped = rows[0]  # every row carries the run's count of dropped lines
+        return RunLogs(lines, dropped or 0)
 
     def resolve_run_prefix(self, prefix: str, *, limit: int = 2) -> list[str]:
         if not prefix:
             return []
         with self._connection("resolve_run_prefix") as conn:
             rows = _run(conn, "resolve_run_prefix", {"prefix": prefix, "limit": limit}).fetchall()
-        return [row[0] for row in rows if row[0].startswith(prefix)]
+        return [run_id for (run_id,) in rows if run_id.startswith(prefix)]
 
     def set_trace_context(
         self, context: TraceContext, *, event_ids: Sequence[str] = (), run_ids: Sequence[str] = ()
@@ -93,7 +95,7 @@ class ObservabilityVerbs:
     def queue_gauges(self, *, now: datetime | None = None, scan_limit: int = 10_000) -> list[FunctionQueue]:
         with self._connection("queue_gauges") as conn:
             rows = _run(conn, "queue_gauges", {"now": self._at(now), "scan": scan_limit}).fetchall()
-        capped = sum(row[1] for row in rows) >= scan_limit
+        capped = sum(ready for _, ready, _ in rows) >= scan_limit
         return [FunctionQueue(fn, ready, oldest, capped) for fn, ready, oldest in rows]
 
     def function_activity(self, *, since: datetime, now: datetime | None = None) -> list[FunctionActivity]:

@@ -60,7 +60,10 @@ class ReadVerbs:
     def get_run_input(self, run_id: str) -> tuple[str, bytes] | None:
         with self._connection("get_run_input") as conn:
             row = run(conn, "get_run_input", {"id": run_id}).fetchone()
-        return None if row is None else (row[0], bytes(row[1]))
+        if row is None:
+            return None
+        name, data = row
+        return name, bytes(data)
 
     def get_event(self, event_id: str) -> EventRecord | None:
         with self._connection("get_event") as conn:

@@ -112,8 +112,15 @@ def _apply_if_locked(
 
 def listing(conn: Connection) -> RegistryListing:
     rows = _run(conn, "list_functions", {}).fetchall()
-    generation = int(rows[0][0]) if rows else 0
-    return RegistryListing(generation, tuple(_row(row[1:]) for row in rows if row[1] is not None))
+    listed = [_listed(row) for row in rows]
+    generation, _ = listed[0] if listed else (0, None)
+    return RegistryListing(generation, tuple(function for _, function in listed if function is not None))
+
+
+def _listed(row: Sequence[Any]) -> tuple[int, RegisteredFunction | None]:
+    """A list_functions row: the registry's generation, then a function's columns (NULL in an empty registry)."""
+    generation, name, *columns = row
+    return int(generation), None if name is None else _row((name, *columns))
 
 
 @contextlib.contextmanager
@@ -150,7 +157,10 @@ def check(conn: Connection, expected: int | None) -> None:
 
 def _generation(conn: Connection) -> int:
     row = _run(conn, "register_functions_generation", {}).fetchone()
-    return 0 if row is None else int(row[0])
+    if row is None:
+        return 0
+    (generation,) = row
+    return int(generation)
 
 
 def _rows_for(conn: Connection, app: str, names: list[str]) -> list[RegisteredFunction]:
@@ -164,7 +174,8 @@ def set_paused(conn: Connection, function: str, paused: bool, at: datetime | Non
         return None
     row = _run(conn, "set_function_paused_pause", {"function": function, "now": at}).fetchone()
     assert row is not None  # INSERT ... ON CONFLICT DO UPDATE ... RETURNING: always the row
-    return row[0]  # type: ignore[no-any-return]
+    (paused_at,) = row
+    return paused_at  # type: ignore[no-any-return]
 
 
 def _row(row: Sequence[Any]) -> RegisteredFunction:

@@ -58,6 +58,21 @@ class CandidateRow(NamedTuple):
     at: datetime
 
 
+class TimedOutRow(NamedTuple):
+    """time_out_step: whether the lease held, the step as it stands (step_from_row's columns), and the
+    invoked child the timeout cancelled, with its flow flags."""
+
+    held: int
+    step: tuple[Any, ...]
+    child: str  # the invoked child (when child_flags is set)
+    child_flags: int | None
+
+
+def timed_out_row(row: Sequence[Any]) -> TimedOutRow:
+    held, *step, child, child_flags = row
+    return TimedOutRow(held, tuple(step), child, child_flags)
+
+
 def ended_rows(rows: Iterable[Sequence[Any]]) -> list[EndedRow]:
     return [EndedRow._make(row) for row in rows]
 

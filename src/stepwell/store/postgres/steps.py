@@ -15,6 +15,7 @@ from stepwell.model.records import ErrorInfo, Step, StepStatus
 from stepwell.store.base import Lease, NewChild, NewWait, StepWrite
 from stepwell.store.postgres import flow
 from stepwell.store.postgres import params as p
+from stepwell.store.postgres.rows import timed_out_row
 from stepwell.store.postgres.statements import Connection, one, run, same
 from stepwell.store.rows import error_bytes, step_from_row
 
@@ -86,11 +87,13 @@ class StepVerbs:
         with self._connection("time_out_step") as conn:
             with conn.transaction():
                 row = run(conn, "time_out_step", params).fetchone()
-                if row is None or row[0] == 0:
+                timed_out = None if row is None else timed_out_row(row)
+                if timed_out is None or not timed_out.held:
                     raise LeaseLost(f"run {lease.run_id}: lease lost; the timeout of step {step_id!r} was not written")
-                child, child_flags = row[11:]
-                if child_flags:  # the invoked child it cancelled has flow control
-                    flow.runs_stopped(conn, ended=[(child, child_flags, False)])
-            if row[3] == StepStatus.WAITING:  # resolved by a concurrent event after this statement's snapshot
-                row = (0, *one(conn, "time_out_step_resolved", {"run_id": lease.run_id, "step_id": step_id}))
-        return step_from_row(row[1:11], same)
+                if timed_out.child_flags:  # the invoked child it cancelled has flow control
+                    flow.runs_stopped(conn, ended=[(timed_out.child, timed_out.child_flags, False)])
+            step = step_from_row(timed_out.step, same)
+            if step.status == StepStatus.WAITING:  # resolved by a concurrent event after this statement's snapshot
+                resolved = one(conn, "time_out_step_resolved", {"run_id": lease.run_id, "step_id": step_id})
+                step = step_from_row(resolved, same)
+        return step

@@ -156,7 +156,7 @@ class PostgresStore(
         with self._connection("migrate") as conn, conn.transaction():
             run(conn, "migrate_lock", {})
             run(conn, "migrate_create_table", {})
-            done = {row[0] for row in run(conn, "applied_migrations", {}).fetchall()}
+            done = {version for (version,) in run(conn, "applied_migrations", {}).fetchall()}
             for version, name, script in load_migrations(_PACKAGE):
                 if version not in done:
                     conn.execute(script.encode())  # a whole file, no parameters: one simple-protocol script
@@ -168,7 +168,7 @@ class PostgresStore(
         with translate("applied_migrations"), self._direct_connection() as conn:
             if not one(conn, "applied_migrations_table_exists", {})[0]:
                 return []
-            return sorted(row[0] for row in run(conn, "applied_migrations", {}).fetchall())
+            return sorted(version for (version,) in run(conn, "applied_migrations", {}).fetchall())
 
     def _direct_connection(self) -> Connection:
         """A connection of its own, not the pool's: a wrong URL (role, password, database, host) fails

@@ -18,8 +18,8 @@ from typing import Any
 from stepwell.store.base import NewEvent, NewRun
 from stepwell.store.plan import admission as plan
 from stepwell.store.plan.admission import Outcome
-from stepwell.store.plan.lines import Line
 from stepwell.store.sqlfile import load_queries
+from stepwell.store.sqlite.rows import line_of
 from stepwell.store.sqlite.times import micros, moment, stamp
 from stepwell.store.sqlite.waiting import Q
 
@@ -40,23 +40,26 @@ def _snapshot(conn: sqlite3.Connection, want: plan.Wanted, at: datetime) -> plan
     for function, key in want.keys:
         row = conn.execute(F["key_state"], {"function": function, "key": key}).fetchone()
         if row is not None:
-            snapshot.lines[(function, key)] = Line(row[0], bool(row[1]), bool(row[2]))
+            snapshot.lines[(function, key)] = line_of(row)
     for scope, key in want.gates:
         row = conn.execute(F["gate_tat"], {"scope": scope, "key": key}).fetchone()
         if row is not None:
-            snapshot.tats[(scope, key)] = moment(row[0])
+            (tat,) = row
+            snapshot.tats[(scope, key)] = moment(tat)
     for function, key in want.idempotency_keys:
         row = conn.execute(F["idempotency_state"], {"function": function, "key": key}).fetchone()
         if row is not None:
-            snapshot.idempotency[(function, key)] = (row[0], moment(row[1]))
+            run_id, expires_at = row
+            snapshot.idempotency[(function, key)] = (run_id, moment(expires_at))
     for function, key in want.debounces:
         row = conn.execute(F["debounce_state"], {"function": function, "key": key}).fetchone()
         if row is not None:
-            snapshot.debounces[(function, key)] = plan.Pending(row[0], moment(row[1]), row[2])
+            run_id, first_at, event_id = row
+            snapshot.debounces[(function, key)] = plan.Pending(run_id, moment(first_at), event_id)
     for function, key in want.batches:
         row = conn.execute(F["batch_state"], {"function": function, "key": key}).fetchone()
         if row is not None:
-            snapshot.batches[(function, key)] = plan.OpenBatch(row[0], row[1], row[2])
+            snapshot.batches[(function, key)] = plan.OpenBatch(*row)
     return snapshot
 
 

@@ -37,7 +37,7 @@ class DashboardVerbs:
     def list_audit(self, *, limit: int = 100, before: int | None = None) -> list[AuditEntry]:
         with self._read("list_audit") as conn:
             rows = conn.execute(A["list_audit"], {"before": before or NEWEST, "limit": limit}).fetchall()
-        return [AuditEntry(row[0], moment(row[1]), *row[2:]) for row in rows]
+        return [AuditEntry(entry_id, moment(at), *rest) for entry_id, at, *rest in rows]
 
     def recent_endings(self, *, status: RunStatus, since: datetime, limit: int) -> list[tuple[str, datetime]]:
         params = {"status": status.value, "since": stamp(since), "limit": limit}

@@ -95,8 +95,8 @@ class ClaimVerbs:
         resumed = [row.run_id for row in rows if row.run_id not in first_claims]  # a first claim has no steps yet
         steps: dict[str, list[Step]] = {}
         if resumed:
-            for step_row in conn.execute(Q["claim_runs_steps"], {"ids": orjson.dumps(resumed)}):
-                steps.setdefault(step_row[0], []).append(step_from_row(step_row[1:], moment_or_none))
+            for run_id, *step in conn.execute(Q["claim_runs_steps"], {"ids": orjson.dumps(resumed)}):
+                steps.setdefault(run_id, []).append(step_from_row(step, moment_or_none))
         lease_end, claimed_at = moment(expires), moment(at)
         claimed = []
         for row in rows:

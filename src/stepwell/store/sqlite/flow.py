@@ -19,6 +19,7 @@ from stepwell.store.flowrules import BATCH, CANCEL_ON, DEBOUNCE, GATED, ORDERED,
 from stepwell.store.plan import lines, starts
 from stepwell.store.plan.lines import Line
 from stepwell.store.sqlfile import load_queries
+from stepwell.store.sqlite.rows import line_of
 from stepwell.store.sqlite.times import FOREVER, moment, stamp
 
 F = load_queries("stepwell.store.sqlite", "flow.sql")
@@ -47,13 +48,13 @@ def admit_to_start(conn: sqlite3.Connection, candidates: Sequence[tuple[str, int
     ]
     in_use: dict[tuple[str, str], int] = {}
     for scope, key in sorted({(scope, key) for c in planned for scope, key, _ in c.slots}):
-        row = conn.execute(F["slot_in_use"], {"scope": scope, "key": key}).fetchone()
-        in_use[(scope, key)] = row[0] if row else 0
+        (in_use[(scope, key)],) = conn.execute(F["slot_in_use"], {"scope": scope, "key": key}).fetchone() or (0,)
     tats = {}
     for scope, key in sorted({(c.throttle.scope, c.throttle.key) for c in planned if c.throttle is not None}):
         row = conn.execute(F["gate_tat"], {"scope": scope, "key": key}).fetchone()
         if row is not None:
-            tats[(scope, key)] = moment(row[0])
+            (tat,) = row
+            tats[(scope, key)] = moment(tat)
     decided = starts.plan_starts(planned, in_use, tats, moment(at))
     _write_starts(conn, decided, {c.run_id for c in planned if c.slots})
     return set(decided.admitted)
@@ -80,8 +81,8 @@ def _give_slots(conn: sqlite3.Connection, run_id: str) -> None:
     waiters: dict[tuple[str, str], str | None] = {}
     for scope, key in slots:
         conn.execute(F["give_slot"], {"scope": scope, "key": key})
-        row = conn.execute(F["next_slot_waiter"], {"scope": scope, "key": key}).fetchone()
-        waiters[(scope, key)] = None if row is None else str(row[0])
+        (waiter,) = conn.execute(F["next_slot_waiter"], {"scope": scope, "key": key}).fetchone() or (None,)
+        waiters[(scope, key)] = None if waiter is None else str(waiter)
     for waiter, scope in starts.plan_release(slots, waiters).released:
         conn.execute(F["mark_slot_waiting"], {"run_id": waiter, "scope": scope, "waiting": 0})
         conn.execute(F["set_hold"], {"run_id": waiter, "hold": None})
@@ -100,8 +101,8 @@ def left_running(conn: sqlite3.Connection, run_id: str, flow: int) -> None:
 def finished(conn: sqlite3.Connection, run_id: str, flow: int, *, failed: bool) -> None:
     """The run is terminal: clear its waits and holds, and move its ordering key on (or park it)."""
     if flow & SLOTS:
-        row = conn.execute(F["run_flow"], {"run_id": run_id}).fetchone()
-        if row is not None and row[2]:
+        _, _, slots_held = conn.execute(F["run_flow"], {"run_id": run_id}).fetchone() or (None, None, 0)
+        if slots_held:
             _give_slots(conn, run_id)
         for scope, _, _ in conn.execute(F["run_slots_of"], {"run_id": run_id}).fetchall():
             conn.execute(F["mark_slot_waiting"], {"run_id": run_id, "scope": scope, "waiting": 0})
@@ -116,12 +117,15 @@ def finished(conn: sqlite3.Connection, run_id: str, flow: int, *, failed: bool) 
 
 def _line(conn: sqlite3.Connection, function: str, key: str) -> Line | None:
     row = conn.execute(F["key_state"], {"function": function, "key": key}).fetchone()
-    return None if row is None else Line(row[0], bool(row[1]), bool(row[2]))
+    return None if row is None else line_of(row)
 
 
 def _next_in_line(conn: sqlite3.Connection, function: str, key: str) -> str | None:
     row = conn.execute(F["next_in_key"], {"function": function, "key": key}).fetchone()
-    return None if row is None else str(row[0])
+    if row is None:
+        return None
+    (run_id,) = row
+    return str(run_id)
 
 
 def _apply(

@@ -48,9 +48,8 @@ class IngestVerbs:
         stored: list[bool] = []
         with self._write("append_events") as conn:
             registry.check_generation(conn, registry_generation)
-            known = {
-                row[0] for row in conn.execute(Q["append_events_known"], {"ids": orjson.dumps([e.id for e in events])})
-            }
+            ids = orjson.dumps([e.id for e in events])
+            known = {event_id for (event_id,) in conn.execute(Q["append_events_known"], {"ids": ids})}
             for event in events:
                 stored.append(event.id not in known)
                 known.add(event.id)  # a repeat within the batch is a duplicate too
@@ -69,7 +68,7 @@ class IngestVerbs:
             for event, is_new in zip(events, stored, strict=True):
                 if not is_new:
                     existing = conn.execute(Q["get_event_runs"], {"event_id": event.id}).fetchall()
-                    accepted.append(AcceptedEvent(event.id, True, tuple(r[0] for r in existing)))
+                    accepted.append(AcceptedEvent(event.id, True, tuple(run_id for (run_id,) in existing)))
                     continue
                 started, skipped = owned[event.id]
                 accepted.append(AcceptedEvent(event.id, False, started))

@@ -29,7 +29,7 @@ class KeyVerbs:
     def drain_key(self, function: str, key: str, *, now: datetime | None = None) -> list[str]:
         at = self._now(now)
         with self._write("drain_key") as conn:
-            pending = [row[0] for row in conn.execute(Q["drain_key"], {"function": function, "key": key})]
+            pending = [run_id for (run_id,) in conn.execute(Q["drain_key"], {"function": function, "key": key})]
             return [run_id for run_id in pending if lifecycle.cancel(conn, run_id, at)]
 
     def skip_key(self, function: str, key: str, *, now: datetime | None = None) -> str | None:

@@ -215,17 +215,15 @@ def fail_overdue(conn: sqlite3.Connection, at: int, limit: int) -> int:
 def redrive(conn: sqlite3.Connection, request: RedriveRequest, at: int) -> list[str]:
     """Requeue open dead letters from their failed step; an entry already redriven is skipped."""
     if request.parent_id is not None:
-        candidates = [row[0] for row in conn.execute(Q["redrive_children"], {"parent_id": request.parent_id})]
-        candidates += [row[0] for row in conn.execute(Q["redrive_by_id"], {"run_id": request.parent_id})]
+        candidates = [child for (child,) in conn.execute(Q["redrive_children"], {"parent_id": request.parent_id})]
+        candidates += [parent for (parent,) in conn.execute(Q["redrive_by_id"], {"run_id": request.parent_id})]
     elif request.run_ids:
         candidates = [
-            row[0]
-            for run_id in request.run_ids
-            for row in conn.execute(Q["redrive_by_id"], {"run_id": run_id}).fetchall()
+            open_id for run_id in request.run_ids for (open_id,) in conn.execute(Q["redrive_by_id"], {"run_id": run_id})
         ]
     else:
         params = {"function": request.function, "since": stamp(request.since), "limit": request.limit}
-        candidates = [row[0] for row in conn.execute(Q["redrive_by_filter"], params)]
+        candidates = [run_id for (run_id,) in conn.execute(Q["redrive_by_filter"], params)]
     redriven: list[str] = []
     for run_id in dict.fromkeys(candidates):
         if conn.execute(Q["redrive_mark"], {"run_id": run_id, "now": at}).rowcount != 1:

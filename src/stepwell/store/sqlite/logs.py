@@ -63,7 +63,7 @@ class ObservabilityVerbs:
             return []
         with self._read("resolve_run_prefix") as conn:
             rows = conn.execute(L["resolve_run_prefix"], {"prefix": prefix, "limit": limit}).fetchall()
-        return [row[0] for row in rows if row[0].startswith(prefix)]
+        return [run_id for (run_id,) in rows if run_id.startswith(prefix)]
 
     def set_trace_context(
         self, context: TraceContext, *, event_ids: Sequence[str] = (), run_ids: Sequence[str] = ()
@@ -87,7 +87,7 @@ class ObservabilityVerbs:
         params = {"now": self._now(now), "scan": scan_limit}
         with self._read("queue_gauges") as conn:
             rows = conn.execute(L["queue_gauges"], params).fetchall()
-        capped = sum(row[1] for row in rows) >= scan_limit
+        capped = sum(ready for _, ready, _ in rows) >= scan_limit
         return [FunctionQueue(fn, ready, moment_or_none(oldest), capped) for fn, ready, oldest in rows]
 
     def function_activity(self, *, since: datetime, now: datetime | None = None) -> list[FunctionActivity]:

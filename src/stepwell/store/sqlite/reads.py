@@ -85,14 +85,17 @@ def list_runs(conn: sqlite3.Connection, query: RunFilter) -> list[Run]:
 
 def run_input(conn: sqlite3.Connection, run_id: str) -> tuple[str, bytes] | None:
     row = conn.execute(Q["get_run_input"], {"id": run_id}).fetchone()
-    return None if row is None else (row[0], row[1])
+    if row is None:
+        return None
+    name, data = row
+    return name, data
 
 
 def get_event(conn: sqlite3.Connection, event_id: str) -> EventRecord | None:
     row = conn.execute(Q["get_event"], {"id": event_id}).fetchone()
     if row is None:
         return None
-    run_ids = tuple(r[0] for r in conn.execute(Q["get_event_runs"], {"event_id": event_id}))
+    run_ids = tuple(run_id for (run_id,) in conn.execute(Q["get_event_runs"], {"event_id": event_id}))
     skipped = tuple((fn, reason, run) for fn, reason, run in conn.execute(Q["get_event_skips"], {"event_id": event_id}))
     event_id_, name, data, ts, received_at, disposition = row
     return EventRecord(

@@ -97,8 +97,8 @@ def check_generation(conn: sqlite3.Connection, expected: int | None) -> None:
 
 
 def generation(conn: sqlite3.Connection) -> int:
-    row = conn.execute(R["register_functions_generation"]).fetchone()
-    return 0 if row is None else int(row[0])
+    (value,) = conn.execute(R["register_functions_generation"]).fetchone() or (0,)
+    return int(value)
 
 
 def _row(row: tuple[object, ...]) -> RegisteredFunction:

@@ -32,7 +32,7 @@ class RetentionVerbs:
         runs = events = 0
         while True:
             with self._write("purge") as conn:
-                ids = [row[0] for row in conn.execute(Q["purge_runs"], params).fetchall()]
+                ids = [run_id for (run_id,) in conn.execute(Q["purge_runs"], params).fetchall()]
                 for run_id in ids:
                     for name in ("purge_steps", "purge_run_errors", "purge_dead_letter"):
                         conn.execute(Q[name], {"run_id": run_id})

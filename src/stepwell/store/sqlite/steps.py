@@ -87,9 +87,10 @@ def upsert_step(conn: sqlite3.Connection, lease: Lease, step: StepWrite, at: int
     ).fetchone()  # fmt: skip
     if row is None:
         raise LeaseLost(f"run {lease.run_id}: lease lost; step {step.step_id!r} was not recorded")
+    attempts, started_at = row
     return Step(
-        id=step.step_id, kind=step.kind, status=step.status, attempts=row[0], output=json_or_none(step.output),
-        error=step.error, started_at=moment_or_none(row[1]), ended_at=moment_or_none(ended), wake_at=step.wake_at,
+        id=step.step_id, kind=step.kind, status=step.status, attempts=attempts, output=json_or_none(step.output),
+        error=step.error, started_at=moment_or_none(started_at), ended_at=moment_or_none(ended), wake_at=step.wake_at,
         position=step.position,
     )  # fmt: skip
 

@@ -63,7 +63,8 @@ def resume_waits(
         if not is_new:
             continue
         if event.name not in paths_by_name:
-            paths_by_name[event.name] = [row[0] for row in conn.execute(W["wait_paths"], {"name": event.name})]
+            found = conn.execute(W["wait_paths"], {"name": event.name})
+            paths_by_name[event.name] = [path for (path,) in found]
         paths = paths_by_name[event.name]
         if not paths:
             continue
@@ -135,9 +136,11 @@ def insert_children(conn: sqlite3.Connection, lease: Lease, step_id: str, childr
 def child_finished(conn: sqlite3.Connection, run_id: str, at: int) -> None:
     """A run reached a terminal status: resolve its parent's invoke step, or check its fan-out's last child."""
     row = conn.execute(W["child_link"], {"id": run_id}).fetchone()
-    if row is None or row[0] is None:
+    if row is None:
         return
     parent_id, parent_step, child_index, status, output, error = row
+    if parent_id is None:
+        return
     if child_index is None:
         if status == RunStatus.COMPLETED:
             resolve_step(conn, parent_id, parent_step, StepStatus.COMPLETED, output, None, at)
@@ -157,16 +160,17 @@ def finish_fan_out(conn: sqlite3.Connection, parent_id: str, step_id: str, at: i
 
 
 def fan_out_counts(conn: sqlite3.Connection, parent_id: str, step_id: str) -> FanOutCounts:
-    row = conn.execute(W["fan_out_counts_total"], {"parent_id": parent_id, "step_id": step_id}).fetchone()
-    by_status: dict[str, int] = dict(conn.execute(W["fan_out_counts"], {"parent_id": parent_id, "step_id": step_id}))
+    fan_out = {"parent_id": parent_id, "step_id": step_id}
+    total, done_at = conn.execute(W["fan_out_counts_total"], fan_out).fetchone() or (None, None)
+    by_status: dict[str, int] = dict(conn.execute(W["fan_out_counts"], fan_out))
     return FanOutCounts(
-        total=None if row is None else row[0],
+        total=total,
         queued=sum(by_status.get(s, 0) for s in ("queued", "sleeping", "waiting")),
         running=by_status.get("running", 0),
         completed=by_status.get("completed", 0),
         failed=by_status.get("failed", 0),
         cancelled=by_status.get("cancelled", 0),
-        done=row is not None and row[1] is not None,
+        done=done_at is not None,
     )
 
 

@@ -69,4 +69,5 @@ class CommitWatcher:
 
 
 def _version(conn: sqlite3.Connection) -> int:
-    return int(conn.execute("PRAGMA data_version").fetchone()[0])
+    (version,) = conn.execute("PRAGMA data_version").fetchone()
+    return int(version)
