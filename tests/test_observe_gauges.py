@@ -106,12 +106,12 @@ def _pg_scans(node: dict[str, Any]) -> list[tuple[str, str | None]]:
 def test_the_sample_walks_the_ready_index_only(backlog: tuple[str, Store]) -> None:
     url, _ = backlog
     if url.startswith("sqlite"):
-        query = load_queries("stepwell.store.sqlite", "logs.sql")["queue_window"]
+        query = load_queries("stepwell.store.sqlite", "logs.sql")["queue_gauges"]
         with sqlite3.connect(url.removeprefix("sqlite:///")) as conn:
             plan = " | ".join(row[3] for row in conn.execute("EXPLAIN QUERY PLAN " + query, {"now": 0, "scan": 10}))
         assert "USING INDEX runs_ready" in plan and "SCAN runs " not in plan + " ", plan
         return
-    query = load_queries("stepwell.store.postgres", "logs.sql")["queue_window"]
+    query = load_queries("stepwell.store.postgres", "logs.sql")["queue_gauges"]
     with psycopg.connect(url) as conn:
         [[explained]] = conn.execute("EXPLAIN (FORMAT JSON) " + query, {"now": NOW, "scan": 10_000}).fetchall()  # type: ignore[arg-type]
     scans = _pg_scans(explained[0]["Plan"])

@@ -32,7 +32,14 @@ QUERIES = load_queries("stepwell.store.postgres")
 NOW = datetime(2030, 1, 1, tzinfo=UTC)
 LEASED = 20_000
 BATCH = 200
-STATEMENTS = ["complete_runs", "suspend_runs", "retry_runs", "fail_runs", "release_runs", "extend_leases"]
+STATEMENTS = [
+    "settle_runs_complete",
+    "settle_runs_suspend",
+    "settle_runs_retry",
+    "settle_runs_fail",
+    "release_runs",
+    "extend_leases",
+]
 
 
 @pytest.fixture(scope="module", params=["stale statistics", "fresh statistics"])

@@ -62,7 +62,7 @@ def test_list_run_logs_returns_the_newest_when_limited(store: Store, clock: Virt
     assert store.list_run_logs("no-such-run").lines == ()
 
 
-def test_run_logs_go_with_their_purged_run(store: Store, clock: VirtualClock) -> None:
+def test_purge_takes_a_runs_logs_with_it(store: Store, clock: VirtualClock) -> None:
     _, [run_id] = _runs(store, clock)
     store.append_run_logs([_line(run_id, seq, clock=clock) for seq in range(3)], max_lines=2)
     [claimed] = store.claim_runs(worker_id="w", limit=1, lease=LEASE)
@@ -86,7 +86,7 @@ def test_resolve_run_prefix_finds_unique_and_ambiguous_prefixes(store: Store, cl
     assert store.resolve_run_prefix("zz") == [] and store.resolve_run_prefix("") == []
 
 
-def test_trace_context_of_a_run_defaults_to_its_events(store: Store, clock: VirtualClock) -> None:
+def test_set_trace_context_of_a_run_defaults_to_its_events(store: Store, clock: VirtualClock) -> None:
     event_id, [plain, replayed] = _runs(store, clock, 2)
     store.set_trace_context(TraceContext(PARENT, "k=v"), event_ids=[event_id])
     other = "00-11111111111111111111111111111111-2222222222222222-01"

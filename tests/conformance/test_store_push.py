@@ -21,7 +21,7 @@ def test_set_push_endpoints_replaces_the_apps_urls_and_push_endpoints_lists_serv
     assert store.push_endpoints() == {"b": "https://new/api"}
 
 
-def test_a_retired_function_is_not_pushed_and_another_apps_urls_are_kept(store: Store) -> None:
+def test_push_endpoints_leave_out_a_retired_function_and_keep_another_apps_urls(store: Store) -> None:
     register(store, "shop", "a", "b")
     register(store, "mail", "m")
     store.set_push_endpoints("shop", {"a": "https://shop/", "b": "https://shop/"})
@@ -30,7 +30,7 @@ def test_a_retired_function_is_not_pushed_and_another_apps_urls_are_kept(store: 
     assert store.push_endpoints() == {"a": "https://shop/", "m": "https://mail/"}
 
 
-def test_a_plain_registration_neither_sets_nor_clears_urls(store: Store) -> None:
+def test_push_endpoints_are_neither_set_nor_cleared_by_a_plain_registration(store: Store) -> None:
     register(store, "shop", "a")
     store.set_push_endpoints("shop", {"a": "https://shop/"})
     register(store, "shop", "a")  # a worker of the same app starting
@@ -45,3 +45,12 @@ def test_set_push_circuit_opens_and_closes(store: Store, clock: VirtualClock) ->
     assert store.push_circuits() == {"https://shop/": until + timedelta(seconds=5)}
     store.set_push_circuit("https://shop/", None)
     assert store.push_circuits() == {}
+
+
+def test_push_circuits_lists_the_open_circuits_with_when_they_close(store: Store, clock: VirtualClock) -> None:
+    assert store.push_circuits() == {}
+    until = clock.now() + timedelta(seconds=30)
+    store.set_push_circuit("https://a/", until)
+    store.set_push_circuit("https://b/", until + timedelta(seconds=1))
+    store.set_push_circuit("https://a/", None)
+    assert store.push_circuits() == {"https://b/": until + timedelta(seconds=1)}

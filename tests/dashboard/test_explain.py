@@ -15,7 +15,7 @@ from bench.dashboard import make_app, seed_postgres
 from stepwell.model.records import RunStatus
 from stepwell.store.base import RunFilter
 from stepwell.store.sqlfile import load_queries
-from stepwell.store.sqlite.browse import B, statement_for
+from stepwell.store.sqlite.reads import B, statement_for
 from tests.conftest import pg_schemas
 
 FILTERS = {

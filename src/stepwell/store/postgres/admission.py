@@ -53,7 +53,7 @@ def store_events(
     check after commit. Cancels come before admissions: a transaction locks the runs it ends before
     any ordering key (flow.py), and an event never cancels the runs it starts itself.
     """
-    inserted, names, paths, _ = one(conn, "insert_events", p.event_params(events, now, if_no_waits=False))
+    inserted, names, paths, _ = one(conn, "append_events", p.event_params(events, now, if_no_waits=False))
     fresh = set(inserted)
     new = [event for event in events if event.id in fresh]
     resumed, cancels = waiting.resume_waits(conn, new, names, paths, conditions, now)
@@ -122,7 +122,7 @@ def _locked(conn: Connection, runs: Sequence[NewRun], now: datetime | None) -> S
                 params = {first: [a for a, _ in keys], "keys": [b for _, b in keys], "now": now}
                 run(conn, lock, params)
                 cursors[table] = run(conn, state, params)
-        at: datetime = moment.fetchall()[0][0]
+        [(at,)] = moment.fetchall()
         read = {table: cursor.fetchall() for table, cursor in cursors.items()}
     return Snapshot(
         at=at,

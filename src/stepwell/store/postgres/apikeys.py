@@ -29,9 +29,10 @@ class ApiKeyVerbs:
         scopes = ",".join(sorted(scope.value for scope in key.scopes))
         params = {"id": key.id, "name": key.name, "scopes": scopes, "token_hash": key.token_hash, "now": self._at(now)}
         with self._connection("create_api_key") as conn:
-            row = _run(conn, "insert_api_key", params).fetchone()
+            row = _run(conn, "create_api_key", params).fetchone()
         assert row is not None
-        return ApiKey(key.id, key.name, key.scopes, row[0])
+        (created_at,) = row
+        return ApiKey(key.id, key.name, key.scopes, created_at)
 
     def get_api_key(self, key_id: str) -> StoredApiKey | None:
         with self._connection("get_api_key") as conn:

@@ -1,6 +1,6 @@
 -- API keys (store/postgres/apikeys.py).
 
--- name: insert_api_key
+-- name: create_api_key
 INSERT INTO api_keys (id, name, scopes, token_hash, created_at)
 VALUES (%(id)s, %(name)s, %(scopes)s, %(token_hash)s, coalesce(%(now)s::timestamptz, now()))
 RETURNING created_at;

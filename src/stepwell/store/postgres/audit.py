@@ -34,12 +34,12 @@ class DashboardVerbs:
             "action": entry.action, "target": entry.target, "detail": entry.detail,
         }  # fmt: skip
         with self._connection("append_audit") as conn:
-            conn.cursor(row_factory=tuple_row).execute(A["insert_audit_entry"], params)
+            conn.cursor(row_factory=tuple_row).execute(A["append_audit"], params)
 
     def list_audit(self, *, limit: int = 100, before: int | None = None) -> list[AuditEntry]:
         with self._connection("list_audit") as conn:
             cursor = conn.cursor(row_factory=tuple_row)
-            rows = cursor.execute(A["list_audit_entries"], {"before": before or NEWEST, "limit": limit}).fetchall()
+            rows = cursor.execute(A["list_audit"], {"before": before or NEWEST, "limit": limit}).fetchall()
         return [AuditEntry(*row) for row in rows]
 
     def recent_endings(self, *, status: RunStatus, since: datetime, limit: int) -> list[tuple[str, datetime]]:

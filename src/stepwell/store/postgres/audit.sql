@@ -1,10 +1,10 @@
 -- The audit log (store/postgres/audit.py).
 
--- name: insert_audit_entry
+-- name: append_audit
 INSERT INTO audit_log (at, actor_id, actor_name, action, target, detail)
 VALUES (coalesce(%(now)s::timestamptz, now()), %(actor_id)s, %(actor_name)s, %(action)s, %(target)s, %(detail)s);
 
--- name: list_audit_entries
+-- name: list_audit
 SELECT id, at, actor_id, actor_name, action, target, detail FROM audit_log
 WHERE id < %(before)s ORDER BY id DESC LIMIT %(limit)s;
 

@@ -1,15 +1,16 @@
-"""The PostgreSQL transaction of a cron tick: claim it once, then store its event and run.
+"""The PostgreSQL store's cron verb (fire_cron_tick): claim a tick once, then store its event and run.
 
-`PostgresStore.fire_cron_tick` hands in a pooled connection and its own `append_events_in`, which
+`CronVerbs.fire_cron_tick` hands in a pooled connection and the store's own `append_events_in`, which
 writes the tick's event and run inside this transaction (the transactional-enqueue path), exactly as it
 stores any event: same statement, same NOTIFY (delivered at commit).
 """
 
 from __future__ import annotations
 
+import contextlib
 from collections.abc import Callable, Sequence
 from datetime import datetime
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from psycopg.rows import tuple_row
 
@@ -21,6 +22,24 @@ C = load_queries("stepwell.store.postgres", "cron.sql")
 
 # TransactionalEnqueue.append_events_in: (the open transaction's connection, events, now=) -> accepted.
 AppendEvents = Callable[..., list[AcceptedEvent]]
+
+
+class CronVerbs:
+    """fire_cron_tick (see Store)."""
+
+    if TYPE_CHECKING:
+
+        def _connection(
+            self, operation: str, caller: object | None = None
+        ) -> contextlib.AbstractContextManager[Connection]: ...
+        def _at(self, now: datetime | None) -> datetime | None: ...
+        def append_events_in(
+            self, connection: object, events: Sequence[NewEvent], *, now: datetime | None = None
+        ) -> list[AcceptedEvent]: ...
+
+    def fire_cron_tick(self, tick: CronTick, *, now: datetime | None = None) -> bool:
+        with self._connection("fire_cron_tick") as conn:
+            return fire_tick(conn, tick, self._at(now), append_events=self.append_events_in)
 
 
 def fire_tick(conn: Connection, tick: CronTick, at: datetime | None, *, append_events: AppendEvents) -> bool:
@@ -35,11 +54,11 @@ def fire_tick(conn: Connection, tick: CronTick, at: datetime | None, *, append_e
 
 def _claim(conn: Connection, tick: CronTick, at: datetime | None) -> bool:
     params = {"function": tick.function, "schedule": tick.schedule, "tick_at": tick.tick_at, "now": at}
-    _run(conn, "register_cron_schedule", params)
-    if _run(conn, "advance_cron_schedule", params) != 1:
+    _run(conn, "fire_cron_tick_register", params)
+    if _run(conn, "fire_cron_tick_advance", params) != 1:
         return False
-    claimed = _run(conn, "claim_cron_tick", {**params, "event_id": tick.event.id}) == 1
-    _run(conn, "forget_cron_ticks", {"function": tick.function, "forget_before": tick.forget_before})
+    claimed = _run(conn, "fire_cron_tick_claim", {**params, "event_id": tick.event.id}) == 1
+    _run(conn, "fire_cron_tick_forget", {"function": tick.function, "forget_before": tick.forget_before})
     return claimed
 
 

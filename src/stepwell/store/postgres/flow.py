@@ -198,7 +198,7 @@ def skip_parked(conn: Connection, function: str, key: str) -> str | None:
 
 
 def explain(row: Sequence[Any]) -> str | None:
-    """Run.waiting_reason from an explain_run row."""
+    """Run.waiting_reason from a get_run_explain row."""
     *line, function, function_paused = row
     status, hold, note, key, available_at, attempt, later, head, paused, parked, *slot, wait_event = line
     return waiting_reason(

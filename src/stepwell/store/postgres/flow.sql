@@ -486,19 +486,19 @@ resumed AS (
 )
 SELECT (SELECT pg_notify('stepwell', current_schema())::text WHERE EXISTS (SELECT 1 FROM resumed)) IS NOT NULL;
 
--- name: key_pending
+-- name: drain_key
 SELECT id FROM runs
 WHERE function = %(function)s AND ordering_key = %(key)s AND status = 'queued' AND started_at IS NULL
 ORDER BY seq;
 
--- name: overdue_runs
+-- name: fail_overdue_runs
 SELECT id FROM runs
 WHERE deadline_at < coalesce(%(now)s::timestamptz, now()) AND status IN ('queued', 'running', 'sleeping', 'waiting')
 ORDER BY id
 LIMIT %(limit)s
 FOR NO KEY UPDATE SKIP LOCKED;
 
--- name: explain_run
+-- name: get_run_explain
 -- Why a run has not started (or resumed): its hold, its key, the slot it waits for, its wait, a pause
 -- of its function.
 SELECT r.status, r.hold, r.note, r.ordering_key, r.available_at, r.attempt,

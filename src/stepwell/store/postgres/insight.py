@@ -11,6 +11,7 @@ import orjson
 from psycopg.rows import tuple_row
 
 from stepwell.model.payload import PayloadFilter
+from stepwell.model.records import Run
 from stepwell.store.base import FanOutSummary, FunctionDurations, RunDurations, RunFilter, RunSearch
 from stepwell.store.postgres.params import run_from_row
 from stepwell.store.postgres.statements import Connection
@@ -42,8 +43,9 @@ class InsightVerbs:
             rows = conn.cursor(row_factory=tuple_row).execute(I["search_runs"], params).fetchall()
         if not rows:
             return RunSearch([], None, 0)
-        runs = [run_from_row(row[3:]) for row in rows if row[3] is not None]
-        edge_at, edge_id, scanned = rows[0][0], rows[0][1], rows[0][2]
+        found = [_search_row(row) for row in rows]
+        runs = [run for _, _, _, run in found if run is not None]
+        edge_at, edge_id, scanned, _ = found[0]
         if len(runs) == query.limit:
             return RunSearch(runs, (runs[-1].created_at, runs[-1].id), scanned)
         return RunSearch(runs, (edge_at, str(edge_id)) if scanned == scan_limit else None, scanned)
@@ -56,8 +58,10 @@ class InsightVerbs:
             FunctionDurations(function, completed, failed, float(p50), float(p95))
             for function, completed, failed, p50, p95, _, _ in rows
         ]
-        full = bool(rows) and rows[0][5] >= limit
-        return RunDurations(functions, rows[0][6] if full else None)
+        if not rows:
+            return RunDurations(functions, None)
+        *_, scanned, oldest = rows[0]  # every row carries the scan's size and its oldest run
+        return RunDurations(functions, oldest if scanned >= limit else None)
 
     def list_fan_outs(
         self, *, limit: int = 50, before: tuple[datetime, str, str] | None = None, count_limit: int = 1000
@@ -73,3 +77,10 @@ class InsightVerbs:
                           max(unfinished, failed) >= count_limit)
             for parent, step, function, created, total, tolerate, done, unfinished, failed in rows
         ]  # fmt: skip
+
+
+def _search_row(row: tuple[Any, ...]) -> tuple[Any, str, int, Run | None]:
+    """A search_runs row: the scan's edge (created_at, id) and how many rows it scanned, then a matching
+    run's columns (NULL when the scan found none)."""
+    edge_at, edge_id, scanned, run_id, *columns = row
+    return edge_at, str(edge_id), scanned, None if run_id is None else run_from_row((run_id, *columns))

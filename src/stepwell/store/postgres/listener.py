@@ -71,7 +71,10 @@ class Listener:
         """Name the session after the schema (visible in pg_stat_activity), then LISTEN; returns the schema."""
         row = conn.execute(_Q["listener_identity"]).fetchone()
         conn.execute(_Q["listen"])
-        return str(row[1]) if row else ""
+        if row is None:
+            return ""
+        _, schema = row
+        return str(schema)
 
     def _consume(self, conn: psycopg.Connection[Any], schema: str) -> None:
         while not self._stop.is_set():

@@ -46,29 +46,31 @@ class ObservabilityVerbs:
             "steps": [line.step for line in lines], "messages": [line.message for line in lines],
         }  # fmt: skip
         with self._connection("append_run_logs") as conn, conn.transaction():
-            new = _run(conn, "insert_run_logs", params).rowcount
+            new = _run(conn, "append_run_logs", params).rowcount
             run_ids = list(dict.fromkeys(line.run_id for line in lines))
-            _run(conn, "trim_run_logs", {"run_ids": run_ids, "max_lines": max_lines})
+            _run(conn, "append_run_logs_trim", {"run_ids": run_ids, "max_lines": max_lines})
         return max(new, 0)
 
     def list_run_logs(self, run_id: str, *, limit: int = 1000) -> RunLogs:
         with self._connection("list_run_logs") as conn:
-            rows = _run(conn, "run_logs", {"run_id": run_id, "limit": limit}).fetchall()
+            rows = _run(conn, "list_run_logs", {"run_id": run_id, "limit": limit}).fetchall()
             if not rows:
-                dropped_row = _run(conn, "run_log_dropped", {"run_id": run_id}).fetchone()
-                return RunLogs((), dropped_row[0] if dropped_row else 0)
+                dropped_row = _run(conn, "list_run_logs_dropped", {"run_id": run_id}).fetchone()
+                (dropped,) = dropped_row or (0,)
+                return RunLogs((), dropped)
         lines = tuple(
             RunLogLine(run_id, segment, attempt, seq, at, level, message, step)
             for segment, attempt, seq, at, level, step, message, _ in reversed(rows)
         )
-        return RunLogs(lines, rows[0][7] or 0)
+        *_, dropped = rows[0]  # every row carries the run's count of dropped lines
+        return RunLogs(lines, dropped or 0)
 
     def resolve_run_prefix(self, prefix: str, *, limit: int = 2) -> list[str]:
         if not prefix:
             return []
         with self._connection("resolve_run_prefix") as conn:
-            rows = _run(conn, "runs_with_prefix", {"prefix": prefix, "limit": limit}).fetchall()
-        return [row[0] for row in rows if row[0].startswith(prefix)]
+            rows = _run(conn, "resolve_run_prefix", {"prefix": prefix, "limit": limit}).fetchall()
+        return [run_id for (run_id,) in rows if run_id.startswith(prefix)]
 
     def set_trace_context(
         self, context: TraceContext, *, event_ids: Sequence[str] = (), run_ids: Sequence[str] = ()
@@ -78,7 +80,7 @@ class ObservabilityVerbs:
             "event_ids": list(event_ids), "run_ids": list(run_ids),
         }  # fmt: skip
         with self._connection("set_trace_context") as conn:
-            _run(conn, "set_trace", params)
+            _run(conn, "set_trace_context", params)
 
     def run_telemetry(self, run_ids: Sequence[str]) -> list[RunTelemetry]:
         if not run_ids:
@@ -92,12 +94,12 @@ class ObservabilityVerbs:
 
     def queue_gauges(self, *, now: datetime | None = None, scan_limit: int = 10_000) -> list[FunctionQueue]:
         with self._connection("queue_gauges") as conn:
-            rows = _run(conn, "queue_window", {"now": self._at(now), "scan": scan_limit}).fetchall()
-        capped = sum(row[1] for row in rows) >= scan_limit
+            rows = _run(conn, "queue_gauges", {"now": self._at(now), "scan": scan_limit}).fetchall()
+        capped = sum(ready for _, ready, _ in rows) >= scan_limit
         return [FunctionQueue(fn, ready, oldest, capped) for fn, ready, oldest in rows]
 
     def function_activity(self, *, since: datetime, now: datetime | None = None) -> list[FunctionActivity]:
         with self._connection("function_activity") as conn:
-            finished = _run(conn, "finished_since", {"since": since}).fetchall()
-            dead = _run(conn, "open_dead_letters", {}).fetchall()
+            finished = _run(conn, "function_activity_finished", {"since": since}).fetchall()
+            dead = _run(conn, "function_activity_dead_letters", {}).fetchall()
         return activity(finished, dead)

@@ -89,7 +89,7 @@ def step_params(lease: Lease, step: StepWrite, at: datetime | None) -> dict[str,
 
 
 def written_step(step: StepWrite, row: tuple[Any, ...]) -> Step:
-    """The Step an upsert_step row (attempts, started_at, ended_at, wake_at) describes."""
+    """The Step a record_step row (attempts, started_at, ended_at, wake_at) describes."""
     attempts, started_at, ended_at, wake_at = row
     return Step(
         id=step.step_id,
@@ -119,7 +119,9 @@ def settlement_plan(settlements: Sequence[Settlement], at: datetime | None) -> l
     plan: list[tuple[str, dict[str, Any]]] = []
     if completes:
         outputs = [s.output for s in completes]
-        plan.append(("complete_runs", {**lease_arrays([s.lease for s in completes]), "now": at, "outputs": outputs}))
+        plan.append(
+            ("settle_runs_complete", {**lease_arrays([s.lease for s in completes]), "now": at, "outputs": outputs})
+        )
     if suspends:
         params: dict[str, Any] = {
             **lease_arrays([s.lease for s in suspends]),
@@ -127,7 +129,7 @@ def settlement_plan(settlements: Sequence[Settlement], at: datetime | None) -> l
             "untils": [s.until for s in suspends],
             "waiting": [s.waiting for s in suspends],
         }
-        plan.append(("suspend_runs", params))
+        plan.append(("settle_runs_suspend", params))
     if retries:
         params = {
             **lease_arrays([s.lease for s in retries]),
@@ -135,9 +137,9 @@ def settlement_plan(settlements: Sequence[Settlement], at: datetime | None) -> l
             "errors": [error_bytes(s.error) for s in retries],
             "delays": [s.delay for s in retries],
         }
-        plan.append(("retry_runs", params))
+        plan.append(("settle_runs_retry", params))
     if fails:
-        plan.append(("fail_runs", fail_params(fails, at)))
+        plan.append(("settle_runs_fail", fail_params(fails, at)))
     if releases:
         plan.append(("release_runs", {**lease_arrays([s.lease for s in releases]), "now": at}))
     return plan

@@ -27,24 +27,24 @@ class PushVerbs:
 
     def set_push_endpoints(self, app: str, urls: Mapping[str, str], *, now: datetime | None = None) -> None:
         with self._connection("set_push_endpoints") as conn, conn.transaction(), conn.cursor() as cur:
-            cur.execute(P["push_endpoint_clear"], {"app": app})
+            cur.execute(P["set_push_endpoints_clear"], {"app": app})
             at = self._at(now)
             for name, url in sorted(urls.items()):
-                cur.execute(P["push_endpoint_upsert"], {"app": app, "name": name, "url": url, "now": at})
+                cur.execute(P["set_push_endpoints_upsert"], {"app": app, "name": name, "url": url, "now": at})
 
     def push_endpoints(self) -> dict[str, str]:
         with self._connection("push_endpoints") as conn, conn.cursor(row_factory=tuple_row) as cur:
-            cur.execute(P["push_endpoints_served"])
+            cur.execute(P["push_endpoints"])
             return {name: url for name, url in cur.fetchall()}
 
     def set_push_circuit(self, url: str, open_until: datetime | None) -> None:
         with self._connection("set_push_circuit") as conn, conn.cursor() as cur:
             if open_until is None:
-                cur.execute(P["push_circuit_close"], {"url": url})
+                cur.execute(P["set_push_circuit_close"], {"url": url})
             else:
-                cur.execute(P["push_circuit_open"], {"url": url, "until": open_until})
+                cur.execute(P["set_push_circuit_open"], {"url": url, "until": open_until})
 
     def push_circuits(self) -> dict[str, datetime]:
         with self._connection("push_circuits") as conn, conn.cursor(row_factory=tuple_row) as cur:
-            cur.execute(P["push_circuits_all"])
+            cur.execute(P["push_circuits"])
             return {url: until for url, until in cur.fetchall()}

@@ -19,7 +19,7 @@ SELECT set_config('statement_timeout', coalesce(%(statement_timeout)s::text, cur
                   coalesce(%(idle_timeout)s::text, current_setting('idle_in_transaction_session_timeout')), false),
        set_config('TimeZone', 'UTC', false);
 
--- name: database_now
+-- name: now
 SELECT now();
 
 -- name: listen
@@ -29,10 +29,10 @@ LISTEN stepwell;
 SELECT set_config('application_name', left('stepwell-listen ' || coalesce(current_schema(), ''), 63), false),
        coalesce(current_schema(), '');
 
--- name: migrations_lock
+-- name: migrate_lock
 SELECT pg_advisory_xact_lock(1400073551, hashtext(coalesce(current_schema(), '')));
 
--- name: create_migrations_table
+-- name: migrate_create_table
 CREATE TABLE IF NOT EXISTS stepwell_migrations (
     version    integer PRIMARY KEY,
     name       text NOT NULL,
@@ -42,13 +42,13 @@ CREATE TABLE IF NOT EXISTS stepwell_migrations (
 -- name: applied_migrations
 SELECT version FROM stepwell_migrations;
 
--- name: migrations_table_exists
+-- name: applied_migrations_table_exists
 SELECT to_regclass('stepwell_migrations') IS NOT NULL;
 
--- name: record_migration
+-- name: migrate_record
 INSERT INTO stepwell_migrations (version, name) VALUES (%(version)s, %(name)s);
 
--- name: insert_events
+-- name: append_events
 -- A whole batch in one statement: the events, the runs of those that were new (a known id is
 -- skipped by ON CONFLICT and starts nothing), and one NOTIFY when any run was queued.
 -- Also returns the (name, match path) pairs of the waits on these event names. With
@@ -87,12 +87,12 @@ SELECT array(SELECT id FROM new_events)::text[],
        array(SELECT match_path FROM waiting)::text[],
        (SELECT pg_notify('stepwell', current_schema())::text WHERE EXISTS (SELECT 1 FROM new_runs)) IS NOT NULL;
 
--- name: runs_of_events
+-- name: append_events_known_runs
 SELECT event_id, array_agg(id ORDER BY id)::text[] FROM runs
 WHERE event_id = ANY(%(event_ids)s::text[])
 GROUP BY event_id;
 
--- name: insert_runs
+-- name: create_runs
 WITH new_runs AS (
     INSERT INTO runs (id, function, event_id, input, input_name, parent_id, replay_of, on_failure,
                       status, attempt, max_attempts, priority, available_at, created_at)
@@ -172,7 +172,7 @@ WITH batch AS (
     SELECT * FROM unnest(%(run_ids)s::text[], %(tokens)s::text[]) AS b(run_id, token)
     ORDER BY run_id
 ),
-held AS (  -- driven by the batch, as in complete_runs
+held AS (  -- driven by the batch, as in settle_runs_complete
     SELECT r.id
     FROM batch b
     CROSS JOIN LATERAL (SELECT id, status, lease_token FROM runs WHERE id = b.run_id OFFSET 0 FOR NO KEY UPDATE) r
@@ -183,7 +183,7 @@ FROM held
 WHERE r.id = held.id
 RETURNING r.id, r.lease_expires_at;
 
--- name: upsert_step
+-- name: record_step
 -- FOR SHARE on the run fences the write: a rescue or cancel that commits first makes the lease
 -- check fail; one that comes later waits until this step is written.
 WITH lease AS (
@@ -203,7 +203,7 @@ SET status = excluded.status, output = excluded.output, error = excluded.error,
     attempts = steps.attempts + (CASE WHEN steps.status = 'errored' THEN 1 ELSE 0 END)
 RETURNING attempts, started_at, ended_at, wake_at;
 
--- name: complete_runs
+-- name: settle_runs_complete
 -- The settle statements are driven by their batch: each run is looked up by primary key in a
 -- LATERAL subquery that the planner can neither flatten nor push the lease checks into (OFFSET 0,
 -- FOR NO KEY UPDATE), so the cost is linear in the batch whatever the number of leased runs and
@@ -226,7 +226,7 @@ FROM held
 WHERE r.id = held.id
 RETURNING r.id, r.parent_id, r.parent_step, r.child_index, r.output, r.flow;
 
--- name: suspend_runs
+-- name: settle_runs_suspend
 -- Sleep until `until`, or wait to be woken (`until` is then the timeout; NULL: none). Something
 -- the run waits for that already happened during the attempt (wake_requested) resumes it at once.
 WITH batch AS (
@@ -234,7 +234,7 @@ WITH batch AS (
         AS b(run_id, token, until, waiting)
     ORDER BY run_id
 ),
-held AS (  -- driven by the batch, as in complete_runs
+held AS (  -- driven by the batch, as in settle_runs_complete
     SELECT r.id, b.until, b.waiting
     FROM batch b
     CROSS JOIN LATERAL (SELECT id, status, lease_token FROM runs WHERE id = b.run_id OFFSET 0 FOR NO KEY UPDATE) r
@@ -249,14 +249,14 @@ FROM held
 WHERE r.id = held.id
 RETURNING r.id, r.flow;
 
--- name: retry_runs
+-- name: settle_runs_retry
 -- Requeue with a delay and append the attempt's error to the run's history, in one statement.
 WITH batch AS (
     SELECT * FROM unnest(%(run_ids)s::text[], %(tokens)s::text[], %(errors)s::bytea[], %(delays)s::interval[])
         AS b(run_id, token, error, delay)
     ORDER BY run_id
 ),
-held AS (  -- driven by the batch, as in complete_runs
+held AS (  -- driven by the batch, as in settle_runs_complete
     SELECT r.id, b.error, b.delay
     FROM batch b
     CROSS JOIN LATERAL (SELECT id, status, lease_token FROM runs WHERE id = b.run_id OFFSET 0 FOR NO KEY UPDATE) r
@@ -279,7 +279,7 @@ history AS (
 )
 SELECT id, flow FROM retried;
 
--- name: fail_runs
+-- name: settle_runs_fail
 -- A final failure: the run fails, its error joins the history, its dead letter is (re)opened.
 -- Returns what the failure handler needs (its input), written by the store in the same transaction.
 -- A NULL token fails the run in any unfinished state (a run past its whole-run timeout).
@@ -288,7 +288,7 @@ WITH batch AS (
         AS b(run_id, token, error, reason)
     ORDER BY run_id
 ),
-held AS (  -- driven by the batch, as in complete_runs
+held AS (  -- driven by the batch, as in settle_runs_complete
     SELECT r.id, b.error, b.reason
     FROM batch b
     CROSS JOIN LATERAL (SELECT id, status, lease_token FROM runs WHERE id = b.run_id OFFSET 0 FOR NO KEY UPDATE) r
@@ -330,7 +330,7 @@ WITH batch AS (
     SELECT * FROM unnest(%(run_ids)s::text[], %(tokens)s::text[]) AS b(run_id, token)
     ORDER BY run_id
 ),
-held AS (  -- driven by the batch, as in complete_runs
+held AS (  -- driven by the batch, as in settle_runs_complete
     SELECT r.id
     FROM batch b
     CROSS JOIN LATERAL (SELECT id, status, lease_token FROM runs WHERE id = b.run_id OFFSET 0 FOR NO KEY UPDATE) r
@@ -348,7 +348,7 @@ SELECT (SELECT count(*) FROM released),
        (SELECT pg_notify('stepwell', current_schema())::text WHERE EXISTS (SELECT 1 FROM released)) IS NOT NULL,
        array(SELECT id FROM released)::text[], array(SELECT flow FROM released)::integer[];
 
--- name: expired_leases
+-- name: rescue_expired_leases_find
 -- Locked until the rescue commits; SKIP LOCKED lets rescuers on many workers share the work.
 SELECT id, lease_token, attempt, max_attempts FROM runs
 WHERE status = 'running' AND lease_expires_at < coalesce(%(now)s::timestamptz, now())
@@ -356,8 +356,8 @@ ORDER BY lease_expires_at
 LIMIT %(limit)s
 FOR NO KEY UPDATE SKIP LOCKED;
 
--- name: requeue_expired
--- The rows are already locked by expired_leases in the same transaction.
+-- name: rescue_expired_leases_requeue
+-- The rows are already locked by rescue_expired_leases_find in the same transaction.
 WITH batch AS (
     SELECT * FROM unnest(%(run_ids)s::text[], %(tokens)s::text[], %(errors)s::bytea[]) AS b(run_id, token, error)
 ),
@@ -393,7 +393,7 @@ FROM target
 WHERE r.id = target.id
 RETURNING r.id, r.parent_id, r.parent_step, r.child_index, r.error, r.flow;
 
--- name: open_dead_letters_by_filter
+-- name: redrive_by_filter
 SELECT run_id FROM dead_letters
 WHERE redriven_at IS NULL
   AND (%(function)s::text IS NULL OR function = %(function)s::text)
@@ -401,7 +401,7 @@ WHERE redriven_at IS NULL
 ORDER BY failed_at
 LIMIT %(limit)s;
 
--- name: redrive_runs
+-- name: redrive
 -- Each open entry is marked once: entries are locked in run_id order and re-checked after the
 -- lock, so a concurrent redrive of the same entries waits, then finds them taken and skips them.
 WITH locked AS (
@@ -439,7 +439,7 @@ SELECT array(SELECT run_id FROM marked)::text[],
        (SELECT pg_notify('stepwell', current_schema())::text WHERE EXISTS (SELECT 1 FROM requeued)) IS NOT NULL,
        array(SELECT id FROM requeued WHERE flow & 4 <> 0)::text[];
 
--- name: open_dead_family
+-- name: redrive_family
 -- A fan-out's redrive: its parent's open dead children, and the parent itself when it is dead.
 SELECT d.run_id FROM dead_letters d JOIN runs r ON r.id = d.run_id
 WHERE r.parent_id = %(parent_id)s AND d.redriven_at IS NULL
@@ -451,15 +451,15 @@ SELECT id, function, status, attempt, max_attempts, event_id, parent_id, created
        ended_at, available_at, output, error, replay_of, ordering_key
 FROM runs WHERE id = %(id)s;
 
--- name: steps_of_run
+-- name: get_run_steps
 SELECT id, kind, status, attempts, output, error, started_at, ended_at, wake_at, position
 FROM steps WHERE run_id = %(run_id)s ORDER BY position;
 
--- name: step_of_run
+-- name: time_out_step_resolved
 SELECT id, kind, status, attempts, output, error, started_at, ended_at, wake_at, position
 FROM steps WHERE run_id = %(run_id)s AND id = %(step_id)s;
 
--- name: run_errors
+-- name: get_run_errors
 SELECT error FROM run_errors WHERE run_id = %(run_id)s ORDER BY seq;
 
 -- name: list_runs
@@ -477,7 +477,7 @@ WHERE (%(event_id)s::text IS NULL OR event_id = %(event_id)s::text)
 ORDER BY created_at DESC, id DESC
 LIMIT %(limit)s;
 
--- name: run_input
+-- name: get_run_input
 SELECT coalesce(e.name, r.input_name), coalesce(e.data, r.input)
 FROM runs r LEFT JOIN events e ON e.id = r.event_id
 WHERE r.id = %(id)s;
@@ -544,42 +544,8 @@ SELECT
 
 -- Waiting for events, child runs and fan-outs (migration 0002).
 
--- name: waits_matching
-SELECT run_id, step_id, condition, origin, kind FROM waits
-WHERE event_name = %(name)s
-  AND coalesce(match_path, '') = coalesce(%(path)s::text, '')
-  AND coalesce(match_value, '') = coalesce(%(value)s::text, '')
-ORDER BY created_at;
-
--- name: resolve_steps
--- Settle waiting steps from outside their runs (an event matched, a child finished), drop their
--- waits, and wake their runs: at once when suspended, at their suspension when still running.
--- A step that is no longer waiting (resolved or timed out meanwhile) is left alone.
-WITH batch AS (
-    SELECT * FROM unnest(%(run_ids)s::text[], %(step_ids)s::text[], %(statuses)s::text[], %(outputs)s::bytea[],
-                         %(errors)s::bytea[]) AS b(run_id, step_id, status, output, error)
-),
-resolved AS (
-    UPDATE steps s
-    SET status = b.status, output = b.output, error = b.error, ended_at = coalesce(%(now)s::timestamptz, now())
-    FROM batch b
-    WHERE s.run_id = b.run_id AND s.id = b.step_id AND s.status = 'waiting'
-    RETURNING s.run_id, s.id
-),
-gone_waits AS (
-    DELETE FROM waits w USING resolved WHERE w.run_id = resolved.run_id AND w.step_id = resolved.id
-),
-woken AS (
-    UPDATE runs r SET available_at = coalesce(%(now)s::timestamptz, now()), wake_requested = true
-    WHERE r.id IN (SELECT run_id FROM resolved) AND r.status IN ('waiting', 'running')
-    RETURNING r.status
-)
-SELECT array(SELECT run_id FROM resolved)::text[], array(SELECT id FROM resolved)::text[],
-       (SELECT pg_notify('stepwell', current_schema())::text
-        WHERE EXISTS (SELECT 1 FROM woken WHERE status = 'waiting')) IS NOT NULL;
-
--- name: insert_wait
--- Runs after the step's upsert_step in one transaction; writes nothing when the lease is gone.
+-- name: register_wait
+-- Runs after the step's record_step in one transaction; writes nothing when the lease is gone.
 INSERT INTO waits (run_id, step_id, event_name, match_path, match_value, condition, origin, expires_at, created_at)
 SELECT id, %(step_id)s, %(event_name)s, %(match_path)s, %(match_value)s, %(condition)s, %(origin)s::bytea,
        coalesce(%(now)s::timestamptz, now()) + %(timeout)s::interval, coalesce(%(now)s::timestamptz, now())
@@ -587,7 +553,7 @@ FROM runs
 WHERE id = %(run_id)s AND lease_token = %(token)s AND status = 'running'
 ON CONFLICT DO NOTHING;
 
--- name: insert_children
+-- name: create_children
 -- A chunk of a step's children (each created once: the ids are deterministic), fenced by the parent's lease.
 WITH lease AS (
     SELECT id FROM runs
@@ -611,8 +577,8 @@ new_children AS (
 SELECT (SELECT count(*) FROM lease), (SELECT count(*) FROM new_children),
        (SELECT pg_notify('stepwell', current_schema())::text WHERE EXISTS (SELECT 1 FROM new_children)) IS NOT NULL;
 
--- name: insert_fan_out
--- Runs after the step's upsert_step in one transaction; writes nothing when the lease is gone.
+-- name: open_fan_out
+-- Runs after the step's record_step in one transaction; writes nothing when the lease is gone.
 INSERT INTO fan_outs (parent_id, step_id, function, tolerate, created_at)
 SELECT id, %(step_id)s, %(function)s, %(tolerate)s, coalesce(%(now)s::timestamptz, now())
 FROM runs
@@ -632,34 +598,7 @@ sealed AS (
 )
 SELECT count(*) FROM lease;
 
--- name: finish_fan_outs
--- Mark done, once, each sealed fan-out none of whose children is unfinished, and wake its parent.
--- The store runs this after the commit that finished a child (or sealed the fan-out), so that of
--- two last children finishing at the same time, the later check sees both: no lock on a hot row.
-WITH candidates AS (
-    SELECT DISTINCT * FROM unnest(%(parent_ids)s::text[], %(step_ids)s::text[]) AS c(parent_id, step_id)
-),
-done AS (
-    UPDATE fan_outs f SET done_at = coalesce(%(now)s::timestamptz, now())
-    FROM candidates c
-    WHERE f.parent_id = c.parent_id AND f.step_id = c.step_id AND f.total IS NOT NULL AND f.done_at IS NULL
-      AND NOT EXISTS (
-          SELECT 1 FROM runs r
-          WHERE r.parent_id = f.parent_id AND r.parent_step = f.step_id
-            AND r.status NOT IN ('completed', 'failed', 'cancelled')
-      )
-    RETURNING f.parent_id
-),
-woken AS (
-    UPDATE runs r SET available_at = coalesce(%(now)s::timestamptz, now()), wake_requested = true
-    WHERE r.id IN (SELECT parent_id FROM done) AND r.status IN ('waiting', 'running')
-    RETURNING r.status
-)
-SELECT (SELECT count(*) FROM done),
-       (SELECT pg_notify('stepwell', current_schema())::text
-        WHERE EXISTS (SELECT 1 FROM woken WHERE status = 'waiting')) IS NOT NULL;
-
--- name: unfinished_fan_outs
+-- name: wake_finished_fan_outs
 SELECT parent_id, step_id FROM fan_outs WHERE total IS NOT NULL AND done_at IS NULL LIMIT %(limit)s;
 
 -- name: fan_out_counts
@@ -672,7 +611,7 @@ CROSS JOIN (
           WHERE parent_id = %(parent_id)s AND parent_step = %(step_id)s GROUP BY status) AS by_status
 ) AS c;
 
--- name: fan_out_page
+-- name: fan_out_results
 SELECT child_index, id, status, output, error FROM runs
 WHERE parent_id = %(parent_id)s AND parent_step = %(step_id)s AND child_index > %(after)s
 ORDER BY child_index

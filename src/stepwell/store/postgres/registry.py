@@ -19,7 +19,7 @@ import logging
 import time
 from collections.abc import Iterator, Sequence
 from datetime import datetime
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import orjson
 import psycopg
@@ -35,6 +35,31 @@ from stepwell.store.sqlfile import load_queries
 R = load_queries("stepwell.store.postgres", "registry.sql")
 log = logging.getLogger("stepwell.registry")
 REGISTRY_CHANGED = "SW001"  # raised by stepwell_registry_check (migration 0014) with the current generation
+
+
+class RegistryVerbs:
+    """register_functions, list_functions, set_function_paused (see Store)."""
+
+    if TYPE_CHECKING:
+
+        def _connection(
+            self, operation: str, caller: object | None = None
+        ) -> contextlib.AbstractContextManager[Connection]: ...
+        def _at(self, now: datetime | None) -> datetime | None: ...
+
+    def register_functions(
+        self, app: str, definitions: Sequence[FunctionDefinition], *, now: datetime | None = None
+    ) -> RegistryChange:
+        with self._connection("register_functions") as conn:
+            return register(conn, app, definitions, self._at(now))
+
+    def list_functions(self) -> RegistryListing:
+        with self._connection("list_functions") as conn:
+            return listing(conn)
+
+    def set_function_paused(self, function: str, paused: bool, *, now: datetime | None = None) -> datetime | None:
+        with self._connection("set_function_paused") as conn, conn.transaction():
+            return set_paused(conn, function, paused, self._at(now))
 
 
 def register(
@@ -66,29 +91,36 @@ def _apply_if_locked(
 ) -> RegistryChange | None:
     """One transaction: take the registry lock if it is free, plan again under it, write the plan."""
     with conn.transaction():
-        locked = _run(conn, "registry_try_lock", {}).fetchone()
+        locked = _run(conn, "register_functions_lock", {}).fetchone()
         if locked is None or not locked[0]:
             return None
         plan = plan_registration(app, definitions, _rows_for(conn, app, names), _generation(conn))
         for owner, name in plan.retire:
-            _run(conn, "registry_retire", {"app": owner, "name": name, "now": at})
+            _run(conn, "register_functions_retire", {"app": owner, "name": name, "now": at})
         for upsert in plan.upserts:
             params = {"app": app, "name": upsert.name, "version": upsert.version}
-            _run(conn, "registry_upsert", {**params, "definition": upsert.definition.decode(), "now": at})
+            _run(conn, "register_functions_upsert", {**params, "definition": upsert.definition.decode(), "now": at})
         for entry in plan.log:
-            _run(conn, "registry_log_insert", {
+            _run(conn, "register_functions_log", {
                 "now": at, "app": entry.app, "name": entry.name, "change": entry.change,
                 "old_version": entry.old_version, "new_version": entry.new_version,
             })  # fmt: skip
         if plan.log:
-            _run(conn, "registry_bump", {"generation": plan.change.generation})
+            _run(conn, "register_functions_bump", {"generation": plan.change.generation})
         return plan.change
 
 
 def listing(conn: Connection) -> RegistryListing:
-    rows = _run(conn, "registry_all", {}).fetchall()
-    generation = int(rows[0][0]) if rows else 0
-    return RegistryListing(generation, tuple(_row(row[1:]) for row in rows if row[1] is not None))
+    rows = _run(conn, "list_functions", {}).fetchall()
+    listed = [_listed(row) for row in rows]
+    generation, _ = listed[0] if listed else (0, None)
+    return RegistryListing(generation, tuple(function for _, function in listed if function is not None))
+
+
+def _listed(row: Sequence[Any]) -> tuple[int, RegisteredFunction | None]:
+    """A list_functions row: the registry's generation, then a function's columns (NULL in an empty registry)."""
+    generation, name, *columns = row
+    return int(generation), None if name is None else _row((name, *columns))
 
 
 @contextlib.contextmanager
@@ -110,7 +142,7 @@ def precheck(conn: Connection, caller: object | None, expected: int | None) -> i
     check in the statements (None)."""
     if expected is None or caller is None or conn.autocommit:
         return expected
-    _run(conn, "registry_lock_shared", {})
+    _run(conn, "append_events_registry_lock", {})
     current = _generation(conn)  # a later statement than the lock: a snapshot taken after it was granted
     if current != expected:
         raise RegistryChanged(current)
@@ -120,26 +152,30 @@ def precheck(conn: Connection, caller: object | None, expected: int | None) -> i
 def check(conn: Connection, expected: int | None) -> None:
     """First statement of append_events' transaction (pipelined: an error aborts the transaction)."""
     if expected is not None:
-        _run(conn, "registry_check", {"generation": expected})
+        _run(conn, "append_events_registry_check", {"generation": expected})
 
 
 def _generation(conn: Connection) -> int:
-    row = _run(conn, "registry_generation", {}).fetchone()
-    return 0 if row is None else int(row[0])
+    row = _run(conn, "register_functions_generation", {}).fetchone()
+    if row is None:
+        return 0
+    (generation,) = row
+    return int(generation)
 
 
 def _rows_for(conn: Connection, app: str, names: list[str]) -> list[RegisteredFunction]:
-    return [_row(row) for row in _run(conn, "registry_rows_for", {"app": app, "names": names}).fetchall()]
+    return [_row(row) for row in _run(conn, "register_functions_rows", {"app": app, "names": names}).fetchall()]
 
 
 def set_paused(conn: Connection, function: str, paused: bool, at: datetime | None) -> datetime | None:
     """One statement: the pause row written (its first time kept) or deleted, which notifies the workers."""
     if not paused:
-        _run(conn, "resume_function", {"function": function})
+        _run(conn, "set_function_paused_resume", {"function": function})
         return None
-    row = _run(conn, "pause_function", {"function": function, "now": at}).fetchone()
+    row = _run(conn, "set_function_paused_pause", {"function": function, "now": at}).fetchone()
     assert row is not None  # INSERT ... ON CONFLICT DO UPDATE ... RETURNING: always the row
-    return row[0]  # type: ignore[no-any-return]
+    (paused_at,) = row
+    return paused_at  # type: ignore[no-any-return]
 
 
 def _row(row: Sequence[Any]) -> RegisteredFunction:

@@ -12,18 +12,18 @@ from typing import Any, NamedTuple
 
 
 class EndedRow(NamedTuple):
-    """complete_runs, cancel_runs: a run that reached a terminal status without failing."""
+    """settle_runs_complete, cancel_runs: a run that reached a terminal status without failing."""
 
     run_id: str
     parent_id: str | None
     parent_step: str | None
     child_index: int | None
-    result: bytes | None  # complete_runs: the output; cancel_runs: the error
+    result: bytes | None  # settle_runs_complete: the output; cancel_runs: the error
     flags: int
 
 
 class FailedRow(NamedTuple):
-    """fail_runs: a run that failed for good, with what its on_failure handler needs."""
+    """settle_runs_fail: a run that failed for good, with what its on_failure handler needs."""
 
     run_id: str
     parent_id: str | None
@@ -39,7 +39,7 @@ class FailedRow(NamedTuple):
 
 
 class StoppedRow(NamedTuple):
-    """suspend_runs, retry_runs, release_runs: a run that stopped running (and did not end)."""
+    """settle_runs_suspend, settle_runs_retry, release_runs: a run that stopped running (and did not end)."""
 
     run_id: str
     flags: int
@@ -56,6 +56,21 @@ class CandidateRow(NamedTuple):
     slot_limits: list[int]
     slot_uses: list[int]
     at: datetime
+
+
+class TimedOutRow(NamedTuple):
+    """time_out_step: whether the lease held, the step as it stands (step_from_row's columns), and the
+    invoked child the timeout cancelled, with its flow flags."""
+
+    held: int
+    step: tuple[Any, ...]
+    child: str  # the invoked child (when child_flags is set)
+    child_flags: int | None
+
+
+def timed_out_row(row: Sequence[Any]) -> TimedOutRow:
+    held, *step, child, child_flags = row
+    return TimedOutRow(held, tuple(step), child, child_flags)
 
 
 def ended_rows(rows: Iterable[Sequence[Any]]) -> list[EndedRow]:

@@ -1,4 +1,4 @@
-"""Running the named statements of queries.sql, and translating driver errors (once, here)."""
+"""Running the named statements of queries.sql, flow.sql and waiting.sql, and translating driver errors (once, here)."""
 
 from __future__ import annotations
 
@@ -14,10 +14,11 @@ from stepwell.errors import StoreError, StoreFull, StoreUnavailable
 from stepwell.store.sqlfile import load_queries
 
 Q = load_queries("stepwell.store.postgres")
-_FLOW = load_queries("stepwell.store.postgres", "flow.sql")  # flow control's statements, one namespace with Q
-if Q.keys() & _FLOW.keys():
-    raise RuntimeError(f"statements named in both queries.sql and flow.sql: {sorted(Q.keys() & _FLOW.keys())}")
-Q.update(_FLOW)
+for _rules in ("flow.sql", "waiting.sql"):  # the machinery several verbs run, one namespace with Q
+    _more = load_queries("stepwell.store.postgres", _rules)
+    if Q.keys() & _more.keys():
+        raise RuntimeError(f"statements named in both queries.sql and {_rules}: {sorted(Q.keys() & _more.keys())}")
+    Q.update(_more)
 Connection = psycopg.Connection[Any]
 Cursor = psycopg.Cursor[tuple[Any, ...]]
 FOREVER = datetime(9999, 12, 31, 23, 59, 59, tzinfo=UTC)  # "until woken", as the SQL writes it

@@ -51,7 +51,7 @@ def resume_waits(
     resolved = resolve_steps(
         conn, [(run_id, step_id, StepStatus.COMPLETED, out, None) for (run_id, step_id), (_, out) in chosen.items()], at
     )
-    return {chosen[key][0] for key in resolved}, matches.cancel
+    return {event_id for key, (event_id, _) in chosen.items() if key in resolved}, matches.cancel
 
 
 def resolve_steps(conn: Connection, resolutions: Sequence[Resolution], at: datetime | None) -> set[tuple[str, str]]:
@@ -59,11 +59,11 @@ def resolve_steps(conn: Connection, resolutions: Sequence[Resolution], at: datet
     if not resolutions:
         return set()
     params = {
-        "run_ids": [r[0] for r in resolutions],
-        "step_ids": [r[1] for r in resolutions],
-        "statuses": [r[2].value for r in resolutions],
-        "outputs": [r[3] for r in resolutions],
-        "errors": [error_bytes(r[4]) for r in resolutions],
+        "run_ids": [run_id for run_id, _, _, _, _ in resolutions],
+        "step_ids": [step_id for _, step_id, _, _, _ in resolutions],
+        "statuses": [status.value for _, _, status, _, _ in resolutions],
+        "outputs": [output for _, _, _, output, _ in resolutions],
+        "errors": [error_bytes(error) for _, _, _, _, error in resolutions],
         "now": at,
     }
     run_ids, step_ids, _ = one(conn, "resolve_steps", params)
@@ -121,7 +121,7 @@ def fan_out_page(conn: Connection, parent_id: str, step_id: str, after: int, lim
     params = {"parent_id": parent_id, "step_id": step_id, "after": after, "limit": limit}
     return [
         ChildResult(index, run_id, RunStatus(status), json_or_none(output), error_or_none(error))
-        for index, run_id, status, output, error in run(conn, "fan_out_page", params).fetchall()
+        for index, run_id, status, output, error in run(conn, "fan_out_results", params).fetchall()
     ]
 
 

@@ -11,14 +11,15 @@ from __future__ import annotations
 
 import sqlite3
 from collections.abc import Sequence
+from dataclasses import replace
 from datetime import datetime
 from typing import Any
 
-from stepwell.store.base import NewRun
+from stepwell.store.base import NewEvent, NewRun
 from stepwell.store.plan import admission as plan
 from stepwell.store.plan.admission import Outcome
-from stepwell.store.plan.lines import Line
 from stepwell.store.sqlfile import load_queries
+from stepwell.store.sqlite.rows import line_of
 from stepwell.store.sqlite.times import micros, moment, stamp
 from stepwell.store.sqlite.waiting import Q
 
@@ -37,37 +38,40 @@ def _snapshot(conn: sqlite3.Connection, want: plan.Wanted, at: datetime) -> plan
     """The rows the planner decides on; the write transaction already holds the whole database."""
     snapshot = plan.Snapshot(at)
     for function, key in want.keys:
-        row = conn.execute(Q["key_state"], {"function": function, "key": key}).fetchone()
+        row = conn.execute(F["key_state"], {"function": function, "key": key}).fetchone()
         if row is not None:
-            snapshot.lines[(function, key)] = Line(row[0], bool(row[1]), bool(row[2]))
+            snapshot.lines[(function, key)] = line_of(row)
     for scope, key in want.gates:
-        row = conn.execute(Q["gate_tat"], {"scope": scope, "key": key}).fetchone()
+        row = conn.execute(F["gate_tat"], {"scope": scope, "key": key}).fetchone()
         if row is not None:
-            snapshot.tats[(scope, key)] = moment(row[0])
+            (tat,) = row
+            snapshot.tats[(scope, key)] = moment(tat)
     for function, key in want.idempotency_keys:
         row = conn.execute(F["idempotency_state"], {"function": function, "key": key}).fetchone()
         if row is not None:
-            snapshot.idempotency[(function, key)] = (row[0], moment(row[1]))
+            run_id, expires_at = row
+            snapshot.idempotency[(function, key)] = (run_id, moment(expires_at))
     for function, key in want.debounces:
         row = conn.execute(F["debounce_state"], {"function": function, "key": key}).fetchone()
         if row is not None:
-            snapshot.debounces[(function, key)] = plan.Pending(row[0], moment(row[1]), row[2])
+            run_id, first_at, event_id = row
+            snapshot.debounces[(function, key)] = plan.Pending(run_id, moment(first_at), event_id)
     for function, key in want.batches:
         row = conn.execute(F["batch_state"], {"function": function, "key": key}).fetchone()
         if row is not None:
-            snapshot.batches[(function, key)] = plan.OpenBatch(row[0], row[1], row[2])
+            snapshot.batches[(function, key)] = plan.OpenBatch(*row)
     return snapshot
 
 
 def _write(conn: sqlite3.Connection, changes: plan.Admission) -> None:
     at = stamp(changes.at)
-    conn.executemany(Q["insert_flow_run"], [_run_params(row, at) for row in changes.new_runs])
+    conn.executemany(F["insert_flow_run"], [_run_params(row, at) for row in changes.new_runs])
     conn.executemany(
-        Q["insert_run_slot"],
+        F["insert_run_slot"],
         [{"run_id": r, "scope": scope, "key": key, "lim": limit} for r, scope, key, limit in changes.run_slots],
     )
     conn.executemany(
-        Q["insert_cancel_wait"],
+        F["insert_cancel_wait"],
         [
             {"run_id": run_id, "step_id": step_id, "event_name": w.event_name, "match_path": w.match_path,
              "match_value": w.match_value, "condition": w.condition, "origin": w.origin, "now": at}
@@ -83,7 +87,7 @@ def _write(conn: sqlite3.Connection, changes: plan.Admission) -> None:
         ],
     )
     conn.executemany(
-        Q["set_gate_tat"],
+        F["set_gate_tat"],
         [{"scope": s, "key": k, "tat": stamp(changes.tats[(s, k)])} for s, k in changes.gates_changed],
     )
     conn.executemany(
@@ -96,11 +100,11 @@ def _write(conn: sqlite3.Connection, changes: plan.Admission) -> None:
     )  # fmt: skip
     _write_gathering(conn, changes)
     conn.executemany(
-        Q["insert_skip"],
+        F["insert_skip"],
         [{"event_id": e, "function": f, "reason": reason, "run_id": r} for e, f, reason, r in changes.skips],
     )
     # the event a later one replaced in its pending debounced run reads `debounced`, not `started`
-    conn.executemany(Q["mark_debounced"], [{"id": e} for e, _, reason, _ in changes.skips if reason == "debounced"])
+    conn.executemany(F["mark_debounced"], [{"id": e} for e, _, reason, _ in changes.skips if reason == "debounced"])
 
 
 def _write_gathering(conn: sqlite3.Connection, changes: plan.Admission) -> None:
@@ -114,7 +118,7 @@ def _write_gathering(conn: sqlite3.Connection, changes: plan.Admission) -> None:
         F["save_batch"],
         [{"function": f, "key": k, "run_id": b.run_id, "size": b.size, "count": b.count} for (f, k), b in filled if b],
     )
-    conn.executemany(Q["batch_add"], [{"run_id": r, "seq": seq, "event_id": e} for r, seq, e in changes.batch_events])
+    conn.executemany(F["batch_add"], [{"run_id": r, "seq": seq, "event_id": e} for r, seq, e in changes.batch_events])
     conn.executemany(
         F["push_pending_run"],
         [{"run_id": r, "event_id": e, "available_at": stamp(when)} for r, (e, when) in changes.pushes.items()],
@@ -131,3 +135,80 @@ def _run_params(row: plan.RunRow, at: int | None) -> dict[str, Any]:
         "ordering_key": flow.ordering_key, "park": int(flow.park_on_dead_letter), "throttle": row.throttle,
         "timeout_us": None if flow.timeout is None else micros(flow.timeout),
     }  # fmt: skip
+
+
+def insert_runs(conn: sqlite3.Connection, runs: Sequence[NewRun], at: int, *, event_id: str | None) -> None:
+    """Runs without flow control: one multi-row statement."""
+    conn.executemany(
+        Q["create_runs"],
+        [
+            {"id": r.id, "function": r.function, "event_id": event_id, "input": r.input, "input_name": r.input_name,
+             "parent_id": r.parent_id, "replay_of": r.replay_of, "on_failure": r.on_failure,
+             "max_attempts": r.max_attempts, "priority": r.priority, "now": at}
+            for r in runs
+        ],
+    )  # fmt: skip
+
+
+def admit_runs(
+    conn: sqlite3.Connection, runs: Sequence[NewRun], at: int, *, event_id: str | None
+) -> list[tuple[str | None, str | None]]:
+    """Insert runs through their flow control; per run, (the run doing its work, why not itself).
+
+    The reason is None when the run was inserted as given; "folded" when its event became the
+    event of a pending debounced run; otherwise the skip reason (deduplicated, rate_limited —
+    with no run —, batched). Runs without an event (direct enqueue) skip debounce and batching,
+    which gather events.
+    """
+    plain = [run for run in runs if run.flow is None]
+    insert_runs(conn, plain, at, event_id=event_id)
+    results: dict[str, tuple[str | None, str | None]] = {run.id: (run.id, None) for run in plain}
+    flowed = [
+        (run if event_id is not None else replace(run, flow=replace(run.flow, debounce=None, batch=None)), event_id)
+        for run in runs
+        if run.flow is not None
+    ]
+    for (run, _), outcome in zip(flowed, admit(conn, flowed, at) if flowed else [], strict=True):
+        results[run.id] = (run.id, None) if outcome is None else (outcome[1], outcome[0])
+    return [results[run.id] for run in runs]
+
+
+def insert_event_runs(conn: sqlite3.Connection, events: Sequence[NewEvent], at: int) -> None:
+    """The runs without flow control of many new events: one multi-row statement for the whole batch."""
+    conn.executemany(
+        Q["create_runs"],
+        [
+            {"id": r.id, "function": r.function, "event_id": e.id, "input": r.input, "input_name": r.input_name,
+             "parent_id": r.parent_id, "replay_of": r.replay_of, "on_failure": r.on_failure,
+             "max_attempts": r.max_attempts, "priority": r.priority, "now": at}
+            for e in events
+            for r in e.runs
+            if r.flow is None
+        ],
+    )  # fmt: skip
+
+
+def admit_event_flow_runs(
+    conn: sqlite3.Connection, events: Sequence[NewEvent], at: int
+) -> dict[str, tuple[tuple[str, ...], str | None]]:
+    """After insert_event_runs: the events' runs with flow control, admitted together in batch order.
+    Per event: (the runs it owns, plain ones included; the first reason one of its functions started nothing)."""
+    pairs = [(run, event.id) for event in events for run in event.runs if run.flow is not None]
+    owned = {event.id: [run.id for run in event.runs if run.flow is None] for event in events}
+    skipped: dict[str, str] = {}
+    for (run, event_id), outcome in zip(pairs, admit(conn, pairs, at) if pairs else [], strict=True):
+        if outcome is None or outcome[0] == "folded":
+            owned[event_id].append(run.id if outcome is None else str(outcome[1]))
+        else:
+            skipped.setdefault(event_id, outcome[0])
+    return {event.id: (tuple(owned[event.id]), skipped.get(event.id)) for event in events}
+
+
+def admit_event_runs(
+    conn: sqlite3.Connection, runs: Sequence[NewRun], at: int, *, event_id: str
+) -> tuple[tuple[str, ...], str | None]:
+    """An event's runs: (the runs the event owns, the first reason one of its functions started nothing)."""
+    results = admit_runs(conn, runs, at, event_id=event_id)
+    owned = tuple(owner for owner, reason in results if owner is not None and reason in (None, "folded"))
+    skips = [reason for _, reason in results if reason not in (None, "folded")]
+    return owned, skips[0] if skips else None

@@ -26,7 +26,7 @@ class ApiKeyVerbs:
     def create_api_key(self, key: NewApiKey, *, now: datetime | None = None) -> ApiKey:
         params = {"id": key.id, "name": key.name, "scopes": _scopes_text(key), "token_hash": key.token_hash}
         with self._write("create_api_key") as conn:
-            (created_at,) = conn.execute(K["insert_api_key"], {**params, "now": self._now(now)}).fetchone()
+            (created_at,) = conn.execute(K["create_api_key"], {**params, "now": self._now(now)}).fetchone()
         return ApiKey(key.id, key.name, key.scopes, moment(created_at))
 
     def get_api_key(self, key_id: str) -> StoredApiKey | None:

@@ -1,6 +1,6 @@
 -- API keys (store/sqlite/apikeys.py).
 
--- name: insert_api_key
+-- name: create_api_key
 INSERT INTO api_keys (id, name, scopes, token_hash, created_at)
 VALUES (:id, :name, :scopes, :token_hash, :now)
 RETURNING created_at;

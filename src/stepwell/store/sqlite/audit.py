@@ -32,12 +32,12 @@ class DashboardVerbs:
             "action": entry.action, "target": entry.target, "detail": entry.detail,
         }  # fmt: skip
         with self._write("append_audit") as conn:
-            conn.execute(A["insert_audit_entry"], params)
+            conn.execute(A["append_audit"], params)
 
     def list_audit(self, *, limit: int = 100, before: int | None = None) -> list[AuditEntry]:
         with self._read("list_audit") as conn:
-            rows = conn.execute(A["list_audit_entries"], {"before": before or NEWEST, "limit": limit}).fetchall()
-        return [AuditEntry(row[0], moment(row[1]), *row[2:]) for row in rows]
+            rows = conn.execute(A["list_audit"], {"before": before or NEWEST, "limit": limit}).fetchall()
+        return [AuditEntry(entry_id, moment(at), *rest) for entry_id, at, *rest in rows]
 
     def recent_endings(self, *, status: RunStatus, since: datetime, limit: int) -> list[tuple[str, datetime]]:
         params = {"status": status.value, "since": stamp(since), "limit": limit}

@@ -1,10 +1,10 @@
 -- The audit log (store/sqlite/audit.py).
 
--- name: insert_audit_entry
+-- name: append_audit
 INSERT INTO audit_log (at, actor_id, actor_name, action, target, detail)
 VALUES (:now, :actor_id, :actor_name, :action, :target, :detail);
 
--- name: list_audit_entries
+-- name: list_audit
 SELECT id, at, actor_id, actor_name, action, target, detail FROM audit_log
 WHERE id < :before ORDER BY id DESC LIMIT :limit;
 

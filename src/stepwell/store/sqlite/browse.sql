@@ -1,4 +1,4 @@
--- Pages of runs, one statement per leading filter (store/sqlite/browse.py picks the most selective one).
+-- Pages of runs, one statement per leading filter (store/sqlite/reads.py statement_for picks the most selective one).
 -- `X IS NULL OR col = X` hides an index from SQLite's planner, so the leading filter is a plain
 -- equality that its index serves, and the created_at range bounds the scan from the page cursor on.
 

@@ -19,8 +19,8 @@ from stepwell.store.flowrules import BATCH, CANCEL_ON, DEBOUNCE, GATED, ORDERED,
 from stepwell.store.plan import lines, starts
 from stepwell.store.plan.lines import Line
 from stepwell.store.sqlfile import load_queries
+from stepwell.store.sqlite.rows import line_of
 from stepwell.store.sqlite.times import FOREVER, moment, stamp
-from stepwell.store.sqlite.waiting import Q
 
 F = load_queries("stepwell.store.sqlite", "flow.sql")
 
@@ -29,7 +29,7 @@ __all__ = ["BATCH", "CANCEL_ON", "CHILD", "DEBOUNCE", "GATED", "ORDERED", "SLOTS
 
 
 def batch_events(conn: sqlite3.Connection, run_id: str) -> list[Any]:
-    return conn.execute(Q["batch_events_of"], {"run_id": run_id}).fetchall()
+    return conn.execute(F["batch_events_of"], {"run_id": run_id}).fetchall()
 
 
 # Claiming.
@@ -41,20 +41,20 @@ def admit_to_start(conn: sqlite3.Connection, candidates: Sequence[tuple[str, int
     planned = [
         starts.Candidate(
             run_id,
-            tuple(conn.execute(Q["run_slots_of"], {"run_id": run_id}).fetchall()) if flags & SLOTS else (),
+            tuple(conn.execute(F["run_slots_of"], {"run_id": run_id}).fetchall()) if flags & SLOTS else (),
             flowrules.throttle_gate(throttle) if flags & THROTTLE and throttle is not None else None,
         )
         for run_id, flags, throttle in candidates
     ]
     in_use: dict[tuple[str, str], int] = {}
     for scope, key in sorted({(scope, key) for c in planned for scope, key, _ in c.slots}):
-        row = conn.execute(F["slot_in_use"], {"scope": scope, "key": key}).fetchone()
-        in_use[(scope, key)] = row[0] if row else 0
+        (in_use[(scope, key)],) = conn.execute(F["slot_in_use"], {"scope": scope, "key": key}).fetchone() or (0,)
     tats = {}
     for scope, key in sorted({(c.throttle.scope, c.throttle.key) for c in planned if c.throttle is not None}):
-        row = conn.execute(Q["gate_tat"], {"scope": scope, "key": key}).fetchone()
+        row = conn.execute(F["gate_tat"], {"scope": scope, "key": key}).fetchone()
         if row is not None:
-            tats[(scope, key)] = moment(row[0])
+            (tat,) = row
+            tats[(scope, key)] = moment(tat)
     decided = starts.plan_starts(planned, in_use, tats, moment(at))
     _write_starts(conn, decided, {c.run_id for c in planned if c.slots})
     return set(decided.admitted)
@@ -65,28 +65,28 @@ def _write_starts(conn: sqlite3.Connection, decided: starts.Starts, with_slots: 
         conn.execute(F["save_slot"], {"scope": scope, "key": key, "in_use": n})
     for run_id in decided.admitted:
         if run_id in with_slots:
-            conn.execute(Q["set_slots_held"], {"run_id": run_id, "held": 1})
+            conn.execute(F["set_slots_held"], {"run_id": run_id, "held": 1})
     for run_id, scope in decided.held:
-        conn.execute(Q["mark_slot_waiting"], {"run_id": run_id, "scope": scope, "waiting": 1})
-        conn.execute(Q["set_hold"], {"run_id": run_id, "hold": "concurrency"})
+        conn.execute(F["mark_slot_waiting"], {"run_id": run_id, "scope": scope, "waiting": 1})
+        conn.execute(F["set_hold"], {"run_id": run_id, "hold": "concurrency"})
     for run_id, retry_at in decided.throttled:
-        conn.execute(Q["throttle_run"], {"run_id": run_id, "available_at": stamp(retry_at)})
+        conn.execute(F["throttle_run"], {"run_id": run_id, "available_at": stamp(retry_at)})
     for (scope, key), tat in decided.tats.items():
-        conn.execute(Q["set_gate_tat"], {"scope": scope, "key": key, "tat": stamp(tat)})
+        conn.execute(F["set_gate_tat"], {"scope": scope, "key": key, "tat": stamp(tat)})
 
 
 def _give_slots(conn: sqlite3.Connection, run_id: str) -> None:
     """The run's slots go back; the first waiter of each is released (starts.plan_release)."""
-    slots = [(scope, key) for scope, key, _ in conn.execute(Q["run_slots_of"], {"run_id": run_id}).fetchall()]
+    slots = [(scope, key) for scope, key, _ in conn.execute(F["run_slots_of"], {"run_id": run_id}).fetchall()]
     waiters: dict[tuple[str, str], str | None] = {}
     for scope, key in slots:
-        conn.execute(Q["give_slot"], {"scope": scope, "key": key})
-        row = conn.execute(Q["next_slot_waiter"], {"scope": scope, "key": key}).fetchone()
-        waiters[(scope, key)] = None if row is None else str(row[0])
+        conn.execute(F["give_slot"], {"scope": scope, "key": key})
+        (waiter,) = conn.execute(F["next_slot_waiter"], {"scope": scope, "key": key}).fetchone() or (None,)
+        waiters[(scope, key)] = None if waiter is None else str(waiter)
     for waiter, scope in starts.plan_release(slots, waiters).released:
-        conn.execute(Q["mark_slot_waiting"], {"run_id": waiter, "scope": scope, "waiting": 0})
-        conn.execute(Q["set_hold"], {"run_id": waiter, "hold": None})
-    conn.execute(Q["set_slots_held"], {"run_id": run_id, "held": 0})
+        conn.execute(F["mark_slot_waiting"], {"run_id": waiter, "scope": scope, "waiting": 0})
+        conn.execute(F["set_hold"], {"run_id": waiter, "hold": None})
+    conn.execute(F["set_slots_held"], {"run_id": run_id, "held": 0})
 
 
 # Leaving: a run stops running (settled, released, rescued) or ends for good.
@@ -101,13 +101,13 @@ def left_running(conn: sqlite3.Connection, run_id: str, flow: int) -> None:
 def finished(conn: sqlite3.Connection, run_id: str, flow: int, *, failed: bool) -> None:
     """The run is terminal: clear its waits and holds, and move its ordering key on (or park it)."""
     if flow & SLOTS:
-        row = conn.execute(Q["run_flow"], {"run_id": run_id}).fetchone()
-        if row is not None and row[2]:
+        _, _, slots_held = conn.execute(F["run_flow"], {"run_id": run_id}).fetchone() or (None, None, 0)
+        if slots_held:
             _give_slots(conn, run_id)
-        for scope, _, _ in conn.execute(Q["run_slots_of"], {"run_id": run_id}).fetchall():
-            conn.execute(Q["mark_slot_waiting"], {"run_id": run_id, "scope": scope, "waiting": 0})
+        for scope, _, _ in conn.execute(F["run_slots_of"], {"run_id": run_id}).fetchall():
+            conn.execute(F["mark_slot_waiting"], {"run_id": run_id, "scope": scope, "waiting": 0})
     if flow & CANCEL_ON:
-        conn.execute(Q["forget_cancel_waits"], {"run_id": run_id})
+        conn.execute(F["forget_cancel_waits"], {"run_id": run_id})
     if flow & ORDERED:
         _key_finished(conn, run_id, failed=failed)
 
@@ -116,13 +116,16 @@ def finished(conn: sqlite3.Connection, run_id: str, flow: int, *, failed: bool) 
 
 
 def _line(conn: sqlite3.Connection, function: str, key: str) -> Line | None:
-    row = conn.execute(Q["key_state"], {"function": function, "key": key}).fetchone()
-    return None if row is None else Line(row[0], bool(row[1]), bool(row[2]))
+    row = conn.execute(F["key_state"], {"function": function, "key": key}).fetchone()
+    return None if row is None else line_of(row)
 
 
 def _next_in_line(conn: sqlite3.Connection, function: str, key: str) -> str | None:
-    row = conn.execute(Q["next_in_key"], {"function": function, "key": key}).fetchone()
-    return None if row is None else str(row[0])
+    row = conn.execute(F["next_in_key"], {"function": function, "key": key}).fetchone()
+    if row is None:
+        return None
+    (run_id,) = row
+    return str(run_id)
 
 
 def _apply(
@@ -130,21 +133,21 @@ def _apply(
 ) -> None:
     """Write a LineChange of the planner (store/plan/lines.py)."""
     if change.dead_letter_policy is not None and dead is not None:
-        conn.execute(Q["mark_dead_letter_key"], {"run_id": dead, "key": key, "policy": change.dead_letter_policy})
+        conn.execute(F["mark_dead_letter_key"], {"run_id": dead, "key": key, "policy": change.dead_letter_policy})
     for run_id, hold in change.holds:
-        conn.execute(Q["set_hold"], {"run_id": run_id, "hold": hold})
+        conn.execute(F["set_hold"], {"run_id": run_id, "hold": hold})
     if change.drop:
-        conn.execute(Q["drop_key"], {"function": function, "key": key})
+        conn.execute(F["drop_key"], {"function": function, "key": key})
     elif change.line is not None:
         line = change.line
         params = {"head": line.head, "paused": int(line.paused), "parked": int(line.parked)}
         conn.execute(F["save_key"], {"function": function, "key": key, **params})
     if change.head_hold is not None and change.head is not None:
-        conn.execute(Q["pause_head" if change.head_hold == "pause" else "resume_head"], {"run_id": change.head})
+        conn.execute(F["pause_head" if change.head_hold == "pause" else "resume_head"], {"run_id": change.head})
 
 
 def _key_finished(conn: sqlite3.Connection, run_id: str, *, failed: bool) -> None:
-    function, key, park, _ = conn.execute(Q["run_key"], {"run_id": run_id}).fetchone()
+    function, key, park, _ = conn.execute(F["run_key"], {"run_id": run_id}).fetchone()
     line = _line(conn, function, key)
     if line is None or not lines.is_head(line, run_id):
         return
@@ -156,7 +159,7 @@ def _key_finished(conn: sqlite3.Connection, run_id: str, *, failed: bool) -> Non
 
 def rejoin_line(conn: sqlite3.Connection, run_id: str) -> None:
     """A redriven run of an ordered key takes the key back or waits first in line (lines.rejoin)."""
-    function, key, _, _ = conn.execute(Q["run_key"], {"run_id": run_id}).fetchone()
+    function, key, _, _ = conn.execute(F["run_key"], {"run_id": run_id}).fetchone()
     _apply(conn, function, key, lines.rejoin(_line(conn, function, key), run_id))
 
 
@@ -181,15 +184,15 @@ def skip_parked(conn: sqlite3.Connection, function: str, key: str) -> str | None
 
 def explain(conn: sqlite3.Connection, run_id: str, now: int) -> str | None:
     """Why the run has not started (or resumed), worded by flowrules.waiting_reason."""
-    row = conn.execute(Q["explain_run"], {"run_id": run_id}).fetchone()
+    row = conn.execute(F["get_run_explain"], {"run_id": run_id}).fetchone()
     if row is None:
         return None
     status, hold, note, key, available_at, attempt, function, function_paused = row
     head = paused = parked = None
     if hold in ("ordering", "paused", "parked"):
-        head, paused, parked = conn.execute(Q["key_state"], {"function": function, "key": key}).fetchone()
-    slot = conn.execute(Q["waiting_slot"], {"run_id": run_id}).fetchone() if hold == "concurrency" else None
-    wait = conn.execute(Q["pending_wait"], {"run_id": run_id}).fetchone() if status == "waiting" else None
+        head, paused, parked = conn.execute(F["key_state"], {"function": function, "key": key}).fetchone()
+    slot = conn.execute(F["waiting_slot"], {"run_id": run_id}).fetchone() if hold == "concurrency" else None
+    wait = conn.execute(F["pending_wait"], {"run_id": run_id}).fetchone() if status == "waiting" else None
     return flowrules.waiting_reason(
         flowrules.Waiting(
             status=status,

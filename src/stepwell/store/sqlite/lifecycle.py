@@ -1,5 +1,5 @@
-"""How runs come and go in SQLite: inserted (through their flow control), settled, failed into the
-dead-letter list, cancelled, rescued, redriven.
+"""The SQLite store's run lifecycle verbs, as a mixin of SQLiteStore: runs settled, failed into the
+dead-letter list, released, rescued, timed out, cancelled, redriven.
 
 Functions over the store's open write transaction: every state change is compare-and-set on the
 lease token where a lease exists, and everything a terminal run sets in motion (ordering keys,
@@ -8,18 +8,21 @@ concurrency slots, a parent's step, the on_failure run) happens in the same tran
 
 from __future__ import annotations
 
+import contextlib
 import sqlite3
 from collections.abc import Sequence
-from dataclasses import replace
-from typing import Any
+from datetime import datetime
+from typing import TYPE_CHECKING, Any
 
-from stepwell.model.records import ErrorInfo, FailureReason, RunStatus
+from stepwell.model.records import (
+    ErrorInfo,
+    FailureReason,
+    RunStatus,
+)
 from stepwell.store.base import (
     Complete,
     Fail,
     Lease,
-    NewEvent,
-    NewRun,
     RedriveRequest,
     Release,
     Retry,
@@ -35,81 +38,46 @@ from stepwell.store.sqlite.times import FOREVER, micros, moment, stamp
 from stepwell.store.sqlite.waiting import Q
 
 
-def insert_runs(conn: sqlite3.Connection, runs: Sequence[NewRun], at: int, *, event_id: str | None) -> None:
-    """Runs without flow control: one multi-row statement."""
-    conn.executemany(
-        Q["insert_run"],
-        [
-            {"id": r.id, "function": r.function, "event_id": event_id, "input": r.input, "input_name": r.input_name,
-             "parent_id": r.parent_id, "replay_of": r.replay_of, "on_failure": r.on_failure,
-             "max_attempts": r.max_attempts, "priority": r.priority, "now": at}
-            for r in runs
-        ],
-    )  # fmt: skip
+class LifecycleVerbs:
+    """settle_runs, release_runs, rescue_expired_leases, fail_overdue_runs, cancel_runs, redrive (see Store)."""
 
+    if TYPE_CHECKING:
 
-def admit_runs(
-    conn: sqlite3.Connection, runs: Sequence[NewRun], at: int, *, event_id: str | None
-) -> list[tuple[str | None, str | None]]:
-    """Insert runs through their flow control; per run, (the run doing its work, why not itself).
+        def _write(self, operation: str) -> contextlib.AbstractContextManager[sqlite3.Connection]: ...
+        def _read(self, operation: str) -> contextlib.AbstractContextManager[sqlite3.Connection]: ...
+        def _now(self, now: datetime | None) -> int: ...
 
-    The reason is None when the run was inserted as given; "folded" when its event became the
-    event of a pending debounced run; otherwise the skip reason (deduplicated, rate_limited —
-    with no run —, batched). Runs without an event (direct enqueue) skip debounce and batching,
-    which gather events.
-    """
-    plain = [run for run in runs if run.flow is None]
-    insert_runs(conn, plain, at, event_id=event_id)
-    results: dict[str, tuple[str | None, str | None]] = {run.id: (run.id, None) for run in plain}
-    flowed = [
-        (run if event_id is not None else replace(run, flow=replace(run.flow, debounce=None, batch=None)), event_id)
-        for run in runs
-        if run.flow is not None
-    ]
-    for (run, _), outcome in zip(flowed, admission.admit(conn, flowed, at) if flowed else [], strict=True):
-        results[run.id] = (run.id, None) if outcome is None else (outcome[1], outcome[0])
-    return [results[run.id] for run in runs]
+    def settle_runs(self, settlements: Sequence[Settlement], *, now: datetime | None = None) -> list[str]:
+        at = self._now(now)
+        with self._write("settle_runs") as conn:
+            return [s.lease.run_id for s in settlements if not settle(conn, s, at)]
 
+    def release_runs(self, leases: Sequence[Lease], *, now: datetime | None = None) -> int:
+        at = self._now(now)
+        with self._write("release_runs") as conn:
+            return sum(release(conn, lease, at) for lease in leases)
 
-def insert_event_runs(conn: sqlite3.Connection, events: Sequence[NewEvent], at: int) -> None:
-    """The runs without flow control of many new events: one multi-row statement for the whole batch."""
-    conn.executemany(
-        Q["insert_run"],
-        [
-            {"id": r.id, "function": r.function, "event_id": e.id, "input": r.input, "input_name": r.input_name,
-             "parent_id": r.parent_id, "replay_of": r.replay_of, "on_failure": r.on_failure,
-             "max_attempts": r.max_attempts, "priority": r.priority, "now": at}
-            for e in events
-            for r in e.runs
-            if r.flow is None
-        ],
-    )  # fmt: skip
+    def rescue_expired_leases(self, *, now: datetime | None = None, limit: int = 1000) -> int:
+        at = self._now(now)
+        with self._write("rescue_expired_leases") as conn:
+            return rescue(conn, at, limit)
 
+    def cancel_runs(self, run_ids: Sequence[str], *, now: datetime | None = None) -> list[str]:
+        at = self._now(now)
+        with self._write("cancel_runs") as conn:
+            return [run_id for run_id in dict.fromkeys(run_ids) if cancel(conn, run_id, at)]
 
-def admit_event_flow_runs(
-    conn: sqlite3.Connection, events: Sequence[NewEvent], at: int
-) -> dict[str, tuple[tuple[str, ...], str | None]]:
-    """After insert_event_runs: the events' runs with flow control, admitted together in batch order.
-    Per event: (the runs it owns, plain ones included; the first reason one of its functions started nothing)."""
-    pairs = [(run, event.id) for event in events for run in event.runs if run.flow is not None]
-    owned = {event.id: [run.id for run in event.runs if run.flow is None] for event in events}
-    skipped: dict[str, str] = {}
-    for (run, event_id), outcome in zip(pairs, admission.admit(conn, pairs, at) if pairs else [], strict=True):
-        if outcome is None or outcome[0] == "folded":
-            owned[event_id].append(run.id if outcome is None else str(outcome[1]))
-        else:
-            skipped.setdefault(event_id, outcome[0])
-    return {event.id: (tuple(owned[event.id]), skipped.get(event.id)) for event in events}
+    def redrive(self, request: RedriveRequest, *, now: datetime | None = None) -> list[str]:
+        at = self._now(now)
+        with self._write("redrive") as conn:
+            return redrive(conn, request, at)
 
+    # steps
 
-def admit_event_runs(
-    conn: sqlite3.Connection, runs: Sequence[NewRun], at: int, *, event_id: str
-) -> tuple[tuple[str, ...], str | None]:
-    """An event's runs: (the runs the event owns, the first reason one of its functions started nothing)."""
-    results = admit_runs(conn, runs, at, event_id=event_id)
-    owned = tuple(owner for owner, reason in results if owner is not None and reason in (None, "folded"))
-    skips = [reason for _, reason in results if reason not in (None, "folded")]
-    return owned, skips[0] if skips else None
+    def fail_overdue_runs(self, *, now: datetime | None = None, limit: int = 1000) -> int:
+        at = self._now(now)
+        with self._write("fail_overdue_runs") as conn:
+            return fail_overdue(conn, at, limit)
 
 
 def settle(conn: sqlite3.Connection, settlement: Settlement, at: int) -> bool:
@@ -118,7 +86,7 @@ def settle(conn: sqlite3.Connection, settlement: Settlement, at: int) -> bool:
     lease = {"run_id": run_id, "token": settlement.lease.token, "now": at}
     match settlement:
         case Complete(output=output):
-            flags = flags_of(conn.execute(Q["complete_run"], {**lease, "output": output}).fetchone())
+            flags = flags_of(conn.execute(Q["settle_runs_complete"], {**lease, "output": output}).fetchone())
             if flags is None:
                 return False
             finished(conn, run_id, flags, at)
@@ -126,14 +94,14 @@ def settle(conn: sqlite3.Connection, settlement: Settlement, at: int) -> bool:
         case Suspend(until=until, waiting=is_waiting):
             status = RunStatus.WAITING if is_waiting else RunStatus.SLEEPING
             params = {**lease, "until": FOREVER if until is None else stamp(until), "status": status.value}
-            flags = flags_of(conn.execute(Q["suspend_run"], params).fetchone())
+            flags = flags_of(conn.execute(Q["settle_runs_suspend"], params).fetchone())
             if flags is None:
                 return False
             flow.left_running(conn, run_id, flags)
             return True
         case Retry(error=error, delay=delay):
             params = {**lease, "error": error_bytes(error), "available_at": at + micros(delay)}
-            row = conn.execute(Q["retry_run"], params).fetchone()
+            row = conn.execute(Q["settle_runs_retry"], params).fetchone()
             if row is None:
                 return False
             failed_attempt, flags = row
@@ -156,7 +124,7 @@ def finished(conn: sqlite3.Connection, run_id: str, flags: int, at: int, *, fail
 
 
 def cancel(conn: sqlite3.Connection, run_id: str, at: int) -> bool:
-    flags = flags_of(conn.execute(Q["cancel_run"], {"run_id": run_id, "now": at}).fetchone())
+    flags = flags_of(conn.execute(Q["cancel_runs"], {"run_id": run_id, "now": at}).fetchone())
     if flags is None:
         return False
     finished(conn, run_id, flags, at)
@@ -165,7 +133,7 @@ def cancel(conn: sqlite3.Connection, run_id: str, at: int) -> bool:
 
 def fail(conn: sqlite3.Connection, lease: Lease, error: ErrorInfo, reason: FailureReason, at: int) -> bool:
     params = {"run_id": lease.run_id, "token": lease.token, "now": at, "error": error_bytes(error)}
-    row = failed_row(conn.execute(Q["fail_run"], params).fetchone())
+    row = failed_row(conn.execute(Q["settle_runs_fail"], params).fetchone())
     if row is None:
         return False
     dead_letter(conn, lease.run_id, row, error, reason, at)
@@ -179,7 +147,7 @@ def dead_letter(
     function, attempt, on_failure, event_id, input_data, input_name, flags = row
     record_error(conn, run_id, attempt, error, at)
     conn.execute(
-        Q["upsert_dead_letter"],
+        Q["settle_runs_dead_letter"],
         {"run_id": run_id, "function": function, "error": error_bytes(error), "reason": reason.value,
          "attempts": attempt, "now": at},
     )  # fmt: skip
@@ -189,7 +157,7 @@ def dead_letter(
             run_id=run_id, function=function, handler=on_failure, error=error, event_name=event_name,
             event_data=event_data, now=moment(at),
         )  # fmt: skip
-        insert_runs(conn, [handler_run], at, event_id=None)
+        admission.insert_runs(conn, [handler_run], at, event_id=None)
     finished(conn, run_id, flags, at, failed=True)
 
 
@@ -197,18 +165,18 @@ def _input_of(
     conn: sqlite3.Connection, event_id: str | None, input_name: str | None, input_data: bytes | None, function: str
 ) -> tuple[str, Any]:
     if event_id is not None:
-        name, data, _ = conn.execute(Q["event_of"], {"id": event_id}).fetchone()
+        name, data, _ = conn.execute(Q["settle_runs_event"], {"id": event_id}).fetchone()
         return name, json_or_none(data)
     return input_name or function, json_or_none(input_data)
 
 
 def record_error(conn: sqlite3.Connection, run_id: str, attempt: int, error: ErrorInfo, at: int) -> None:
-    conn.execute(Q["record_run_error"], {"run_id": run_id, "attempt": attempt, "error": error_bytes(error), "now": at})
+    conn.execute(Q["settle_runs_error"], {"run_id": run_id, "attempt": attempt, "error": error_bytes(error), "now": at})
 
 
 def release(conn: sqlite3.Connection, lease: Lease, at: int) -> bool:
     flags = flags_of(
-        conn.execute(Q["release_run"], {"run_id": lease.run_id, "token": lease.token, "now": at}).fetchone()
+        conn.execute(Q["release_runs"], {"run_id": lease.run_id, "token": lease.token, "now": at}).fetchone()
     )
     if flags is not None:
         flow.left_running(conn, lease.run_id, flags)
@@ -217,14 +185,14 @@ def release(conn: sqlite3.Connection, lease: Lease, at: int) -> bool:
 
 def rescue(conn: sqlite3.Connection, at: int, limit: int) -> int:
     """Requeue runs whose lease expired, counting the attempt; dead-letter those out of attempts."""
-    expired = [ExpiredLease(*row) for row in conn.execute(Q["expired_leases"], {"now": at, "limit": limit})]
+    expired = [ExpiredLease(*row) for row in conn.execute(Q["rescue_expired_leases_find"], {"now": at, "limit": limit})]
     for rescued in plan_rescue(expired):
         run_id, token, attempt, error = rescued.lease.run_id, rescued.lease.token, rescued.lease.attempt, rescued.error
         if rescued.dead:
             fail(conn, Lease(run_id, token, moment(at)), error, FailureReason.LEASE_LOST, at)
             continue
         params = {"run_id": run_id, "token": token, "now": at, "error": error_bytes(error)}
-        flags = flags_of(conn.execute(Q["requeue_expired"], params).fetchone())
+        flags = flags_of(conn.execute(Q["rescue_expired_leases_requeue"], params).fetchone())
         record_error(conn, run_id, attempt, error, at)
         if flags is not None:
             flow.left_running(conn, run_id, flags)
@@ -234,10 +202,10 @@ def rescue(conn: sqlite3.Connection, at: int, limit: int) -> int:
 def fail_overdue(conn: sqlite3.Connection, at: int, limit: int) -> int:
     """Fail runs past their whole-run timeout, whoever holds them."""
     failed = 0
-    for run_id, _, _ in conn.execute(Q["overdue_runs"], {"now": at, "limit": limit}).fetchall():
+    for run_id, _, _ in conn.execute(Q["fail_overdue_runs"], {"now": at, "limit": limit}).fetchall():
         error = RUN_TIMED_OUT
         params = {"run_id": run_id, "now": at, "error": error_bytes(error)}
-        row = failed_row(conn.execute(Q["fail_run_unleased"], params).fetchone())
+        row = failed_row(conn.execute(Q["fail_overdue_runs_fail"], params).fetchone())
         if row is not None:
             dead_letter(conn, run_id, row, error, FailureReason.TIMED_OUT, at)
             failed += 1
@@ -247,25 +215,23 @@ def fail_overdue(conn: sqlite3.Connection, at: int, limit: int) -> int:
 def redrive(conn: sqlite3.Connection, request: RedriveRequest, at: int) -> list[str]:
     """Requeue open dead letters from their failed step; an entry already redriven is skipped."""
     if request.parent_id is not None:
-        candidates = [row[0] for row in conn.execute(Q["open_dead_children"], {"parent_id": request.parent_id})]
-        candidates += [row[0] for row in conn.execute(Q["open_dead_letters_by_id"], {"run_id": request.parent_id})]
+        candidates = [child for (child,) in conn.execute(Q["redrive_children"], {"parent_id": request.parent_id})]
+        candidates += [parent for (parent,) in conn.execute(Q["redrive_by_id"], {"run_id": request.parent_id})]
     elif request.run_ids:
         candidates = [
-            row[0]
-            for run_id in request.run_ids
-            for row in conn.execute(Q["open_dead_letters_by_id"], {"run_id": run_id}).fetchall()
+            open_id for run_id in request.run_ids for (open_id,) in conn.execute(Q["redrive_by_id"], {"run_id": run_id})
         ]
     else:
         params = {"function": request.function, "since": stamp(request.since), "limit": request.limit}
-        candidates = [row[0] for row in conn.execute(Q["open_dead_letters_by_filter"], params)]
+        candidates = [run_id for (run_id,) in conn.execute(Q["redrive_by_filter"], params)]
     redriven: list[str] = []
     for run_id in dict.fromkeys(candidates):
-        if conn.execute(Q["mark_redriven"], {"run_id": run_id, "now": at}).rowcount != 1:
+        if conn.execute(Q["redrive_mark"], {"run_id": run_id, "now": at}).rowcount != 1:
             continue
-        flags = flags_of(conn.execute(Q["requeue_redriven"], {"run_id": run_id, "now": at}).fetchone())
+        flags = flags_of(conn.execute(Q["redrive"], {"run_id": run_id, "now": at}).fetchone())
         if flags is not None and flags & flow.ORDERED:
             flow.rejoin_line(conn, run_id)
-        conn.execute(Q["reopen_failed_fan_outs"], {"run_id": run_id})
-        conn.execute(Q["forget_failed_steps"], {"run_id": run_id})
+        conn.execute(Q["redrive_fan_outs"], {"run_id": run_id})
+        conn.execute(Q["redrive_forget_steps"], {"run_id": run_id})
         redriven.append(run_id)
     return redriven

@@ -39,19 +39,19 @@ class ObservabilityVerbs:
         new = 0
         with self._write("append_run_logs") as conn:
             for line in lines:
-                new += conn.execute(L["insert_run_log"], _log_params(line)).rowcount
+                new += conn.execute(L["append_run_logs"], _log_params(line)).rowcount
             for run_id in dict.fromkeys(line.run_id for line in lines):
-                [count] = conn.execute(L["count_run_logs"], {"run_id": run_id}).fetchone()
+                [count] = conn.execute(L["append_run_logs_count"], {"run_id": run_id}).fetchone()
                 if count > max_lines:
                     excess = {"run_id": run_id, "excess": count - max_lines}
-                    conn.execute(L["drop_oldest_run_logs"], excess)
-                    conn.execute(L["count_run_log_drops"], excess)
+                    conn.execute(L["append_run_logs_trim"], excess)
+                    conn.execute(L["append_run_logs_count_drops"], excess)
         return new
 
     def list_run_logs(self, run_id: str, *, limit: int = 1000) -> RunLogs:
         with self._read("list_run_logs") as conn:
-            rows = conn.execute(L["run_logs"], {"run_id": run_id, "limit": limit}).fetchall()
-            dropped = conn.execute(L["run_log_dropped"], {"run_id": run_id}).fetchone()
+            rows = conn.execute(L["list_run_logs"], {"run_id": run_id, "limit": limit}).fetchall()
+            dropped = conn.execute(L["list_run_logs_dropped"], {"run_id": run_id}).fetchone()
         lines = tuple(
             RunLogLine(run_id, segment, attempt, seq, moment(at), level, message, step)
             for segment, attempt, seq, at, level, step, message in reversed(rows)
@@ -62,8 +62,8 @@ class ObservabilityVerbs:
         if not prefix:
             return []
         with self._read("resolve_run_prefix") as conn:
-            rows = conn.execute(L["runs_with_prefix"], {"prefix": prefix, "limit": limit}).fetchall()
-        return [row[0] for row in rows if row[0].startswith(prefix)]
+            rows = conn.execute(L["resolve_run_prefix"], {"prefix": prefix, "limit": limit}).fetchall()
+        return [run_id for (run_id,) in rows if run_id.startswith(prefix)]
 
     def set_trace_context(
         self, context: TraceContext, *, event_ids: Sequence[str] = (), run_ids: Sequence[str] = ()
@@ -71,10 +71,10 @@ class ObservabilityVerbs:
         values = {"traceparent": context.traceparent, "tracestate": context.tracestate or None}
         with self._write("set_trace_context") as conn:
             if event_ids:
-                conn.execute(L["set_event_trace"], {**values, "ids": orjson.dumps(list(event_ids))})
+                conn.execute(L["set_trace_context_events"], {**values, "ids": orjson.dumps(list(event_ids))})
             if run_ids:
                 params = {**values, "link": int(context.link), "ids": orjson.dumps(list(run_ids))}
-                conn.execute(L["set_run_trace"], params)
+                conn.execute(L["set_trace_context_runs"], params)
 
     def run_telemetry(self, run_ids: Sequence[str]) -> list[RunTelemetry]:
         if not run_ids:
@@ -86,14 +86,14 @@ class ObservabilityVerbs:
     def queue_gauges(self, *, now: datetime | None = None, scan_limit: int = 10_000) -> list[FunctionQueue]:
         params = {"now": self._now(now), "scan": scan_limit}
         with self._read("queue_gauges") as conn:
-            rows = conn.execute(L["queue_window"], params).fetchall()
-        capped = sum(row[1] for row in rows) >= scan_limit
+            rows = conn.execute(L["queue_gauges"], params).fetchall()
+        capped = sum(ready for _, ready, _ in rows) >= scan_limit
         return [FunctionQueue(fn, ready, moment_or_none(oldest), capped) for fn, ready, oldest in rows]
 
     def function_activity(self, *, since: datetime, now: datetime | None = None) -> list[FunctionActivity]:
         with self._read("function_activity") as conn:
-            finished = conn.execute(L["finished_since"], {"since": stamp(since)}).fetchall()
-            dead = conn.execute(L["open_dead_letters"], {}).fetchall()
+            finished = conn.execute(L["function_activity_finished"], {"since": stamp(since)}).fetchall()
+            dead = conn.execute(L["function_activity_dead_letters"], {}).fetchall()
         return activity(finished, dead)
 
 

@@ -1,41 +1,41 @@
 -- Observability (migration 0005): ctx.log lines, trace context, telemetry reads. Loaded by logs.py.
 
--- name: insert_run_log
+-- name: append_run_logs
 INSERT INTO run_logs (run_id, segment, attempt, seq, at, level, step, message)
 VALUES (:run_id, :segment, :attempt, :seq, :at, :level, :step, :message)
 ON CONFLICT DO NOTHING;
 
--- name: count_run_logs
+-- name: append_run_logs_count
 SELECT count(*) FROM run_logs WHERE run_id = :run_id;
 
--- name: drop_oldest_run_logs
+-- name: append_run_logs_trim
 DELETE FROM run_logs
 WHERE (run_id, segment, attempt, seq) IN (
     SELECT run_id, segment, attempt, seq FROM run_logs WHERE run_id = :run_id
     ORDER BY segment, attempt, seq LIMIT :excess
 );
 
--- name: count_run_log_drops
+-- name: append_run_logs_count_drops
 INSERT INTO run_log_drops (run_id, dropped) VALUES (:run_id, :excess)
 ON CONFLICT (run_id) DO UPDATE SET dropped = dropped + excluded.dropped;
 
--- name: run_logs
+-- name: list_run_logs
 -- The newest `limit` lines (the caller puts them back in order).
 SELECT segment, attempt, seq, at, level, step, message FROM run_logs WHERE run_id = :run_id
 ORDER BY segment DESC, attempt DESC, seq DESC LIMIT :limit;
 
--- name: run_log_dropped
+-- name: list_run_logs_dropped
 SELECT dropped FROM run_log_drops WHERE run_id = :run_id;
 
--- name: runs_with_prefix
+-- name: resolve_run_prefix
 -- A range over the primary key: ids are ASCII below '~'.
 SELECT id FROM runs WHERE id >= :prefix AND id < :prefix || '~' ORDER BY id LIMIT :limit;
 
--- name: set_event_trace
+-- name: set_trace_context_events
 UPDATE events SET traceparent = :traceparent, tracestate = :tracestate
 WHERE id IN (SELECT value FROM json_each(:ids));
 
--- name: set_run_trace
+-- name: set_trace_context_runs
 UPDATE runs SET traceparent = :traceparent, tracestate = :tracestate, trace_link = :link
 WHERE id IN (SELECT value FROM json_each(:ids));
 
@@ -47,7 +47,7 @@ SELECT r.id, r.available_at,
 FROM runs r LEFT JOIN events e ON e.id = r.event_id
 WHERE r.id IN (SELECT value FROM json_each(:ids));
 
--- name: queue_window
+-- name: queue_gauges
 -- At most :scan entries of the ready index (runs_ready), grouped: bounded however long the queue.
 SELECT function, count(*), min(available_at) FROM (
     SELECT function, available_at FROM runs
@@ -56,10 +56,10 @@ SELECT function, count(*), min(available_at) FROM (
     LIMIT :scan
 ) GROUP BY function;
 
--- name: finished_since
+-- name: function_activity_finished
 SELECT function, status, count(*) FROM runs
 WHERE status IN ('completed', 'failed') AND ended_at IS NOT NULL AND ended_at >= :since
 GROUP BY function, status;
 
--- name: open_dead_letters
+-- name: function_activity_dead_letters
 SELECT function, count(*) FROM dead_letters WHERE redriven_at IS NULL GROUP BY function;

@@ -25,22 +25,22 @@ class PushVerbs:
 
     def set_push_endpoints(self, app: str, urls: Mapping[str, str], *, now: datetime | None = None) -> None:
         with self._write("set_push_endpoints") as conn:
-            conn.execute(P["push_endpoint_clear"], {"app": app})
+            conn.execute(P["set_push_endpoints_clear"], {"app": app})
             at = self._now(now)
             for name, url in sorted(urls.items()):
-                conn.execute(P["push_endpoint_upsert"], {"app": app, "name": name, "url": url, "now": at})
+                conn.execute(P["set_push_endpoints_upsert"], {"app": app, "name": name, "url": url, "now": at})
 
     def push_endpoints(self) -> dict[str, str]:
         with self._read("push_endpoints") as conn:
-            return {name: url for name, url in conn.execute(P["push_endpoints_served"])}
+            return {name: url for name, url in conn.execute(P["push_endpoints"])}
 
     def set_push_circuit(self, url: str, open_until: datetime | None) -> None:
         with self._write("set_push_circuit") as conn:
             if open_until is None:
-                conn.execute(P["push_circuit_close"], {"url": url})
+                conn.execute(P["set_push_circuit_close"], {"url": url})
             else:
-                conn.execute(P["push_circuit_open"], {"url": url, "until": self._now(open_until)})
+                conn.execute(P["set_push_circuit_open"], {"url": url, "until": self._now(open_until)})
 
     def push_circuits(self) -> dict[str, datetime]:
         with self._read("push_circuits") as conn:
-            return {url: moment(until) for url, until in conn.execute(P["push_circuits_all"])}
+            return {url: moment(until) for url, until in conn.execute(P["push_circuits"])}

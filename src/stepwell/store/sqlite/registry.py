@@ -7,9 +7,11 @@ write transaction is the one its commit lands on.
 
 from __future__ import annotations
 
+import contextlib
 import sqlite3
 from collections.abc import Sequence
 from datetime import datetime
+from typing import TYPE_CHECKING
 
 import orjson
 
@@ -23,23 +25,48 @@ from stepwell.store.sqlite.times import moment, moment_or_none
 R = load_queries("stepwell.store.sqlite", "registry.sql")
 
 
+class RegistryVerbs:
+    """register_functions, list_functions, set_function_paused (see Store)."""
+
+    if TYPE_CHECKING:
+
+        def _write(self, operation: str) -> contextlib.AbstractContextManager[sqlite3.Connection]: ...
+        def _read(self, operation: str) -> contextlib.AbstractContextManager[sqlite3.Connection]: ...
+        def _now(self, now: datetime | None) -> int: ...
+
+    def register_functions(
+        self, app: str, definitions: Sequence[FunctionDefinition], *, now: datetime | None = None
+    ) -> RegistryChange:
+        with self._write("register_functions") as conn:
+            return register(conn, app, definitions, self._now(now))
+
+    def list_functions(self) -> RegistryListing:
+        with self._read("list_functions") as conn:
+            return listing(conn)
+
+    def set_function_paused(self, function: str, paused: bool, *, now: datetime | None = None) -> datetime | None:
+        at = self._now(now)
+        with self._write("set_function_paused") as conn:
+            return set_paused(conn, function, paused, at)
+
+
 def register(conn: sqlite3.Connection, app: str, definitions: Sequence[FunctionDefinition], at: int) -> RegistryChange:
     """Inside the caller's write transaction: plan against the rows that matter, write the plan."""
     names = orjson.dumps([d.name for d in definitions]).decode()
-    rows = [_row(r) for r in conn.execute(R["registry_rows_for"], {"app": app, "names": names})]
+    rows = [_row(r) for r in conn.execute(R["register_functions_rows"], {"app": app, "names": names})]
     plan = plan_registration(app, definitions, rows, generation(conn))
     for owner, name in plan.retire:
-        conn.execute(R["registry_retire"], {"app": owner, "name": name, "now": at})
+        conn.execute(R["register_functions_retire"], {"app": owner, "name": name, "now": at})
     for upsert in plan.upserts:
         params = {"app": app, "name": upsert.name, "version": upsert.version, "definition": upsert.definition}
-        conn.execute(R["registry_upsert"], {**params, "now": at})
+        conn.execute(R["register_functions_upsert"], {**params, "now": at})
     for entry in plan.log:
-        conn.execute(R["registry_log_insert"], {
+        conn.execute(R["register_functions_log"], {
             "now": at, "app": entry.app, "name": entry.name, "change": entry.change,
             "old_version": entry.old_version, "new_version": entry.new_version,
         })  # fmt: skip
     if plan.log:
-        conn.execute(R["registry_bump"], {"generation": plan.change.generation})
+        conn.execute(R["register_functions_bump"], {"generation": plan.change.generation})
     return plan.change
 
 
@@ -47,7 +74,7 @@ def listing(conn: sqlite3.Connection) -> RegistryListing:
     """One read transaction, so that the rows and the generation belong together."""
     conn.execute("BEGIN")
     try:
-        rows = tuple(_row(r) for r in conn.execute(R["registry_all"]))
+        rows = tuple(_row(r) for r in conn.execute(R["list_functions"]))
         return RegistryListing(generation(conn), rows)
     finally:
         conn.execute("COMMIT")
@@ -56,10 +83,10 @@ def listing(conn: sqlite3.Connection) -> RegistryListing:
 def set_paused(conn: sqlite3.Connection, function: str, paused: bool, at: int) -> datetime | None:
     """Inside the caller's write transaction: the pause row written (its first time kept) or deleted."""
     if not paused:
-        conn.execute(R["resume_function"], {"function": function})
+        conn.execute(R["set_function_paused_resume"], {"function": function})
         return None
-    conn.execute(R["pause_function"], {"function": function, "now": at})
-    [paused_at] = conn.execute(R["function_paused_at"], {"function": function}).fetchone()
+    conn.execute(R["set_function_paused_pause"], {"function": function, "now": at})
+    [paused_at] = conn.execute(R["set_function_paused_at"], {"function": function}).fetchone()
     return moment(paused_at)
 
 
@@ -70,8 +97,8 @@ def check_generation(conn: sqlite3.Connection, expected: int | None) -> None:
 
 
 def generation(conn: sqlite3.Connection) -> int:
-    row = conn.execute(R["registry_generation"]).fetchone()
-    return 0 if row is None else int(row[0])
+    (value,) = conn.execute(R["register_functions_generation"]).fetchone() or (0,)
+    return int(value)
 
 
 def _row(row: tuple[object, ...]) -> RegisteredFunction:

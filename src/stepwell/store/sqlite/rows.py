@@ -5,6 +5,8 @@ from __future__ import annotations
 from collections.abc import Iterable, Sequence
 from typing import Any, NamedTuple
 
+from stepwell.store.plan.lines import Line
+
 
 class ClaimRow(NamedTuple):
     """claim_runs: a run just leased, with what its attempt needs to start."""
@@ -42,7 +44,8 @@ def candidate_rows(rows: Iterable[Sequence[Any]]) -> list[CandidateRow]:
 
 
 class FailedRow(NamedTuple):
-    """fail_run, fail_run_unleased: a run that failed for good, with what its dead letter and handler need."""
+    """settle_runs_fail, fail_overdue_runs_fail: a run that failed for good, with what its dead letter
+    and handler need."""
 
     function: str
     attempt: int
@@ -60,3 +63,9 @@ def flags_of(row: Sequence[Any] | None) -> int | None:
 
 def failed_row(row: Sequence[Any] | None) -> FailedRow | None:
     return None if row is None else FailedRow._make(row)
+
+
+def line_of(row: Sequence[Any]) -> Line:
+    """key_state: an ordering key's head and whether it is paused or parked (0/1 in SQLite)."""
+    head, paused, parked = row
+    return Line(head, bool(paused), bool(parked))

@@ -5,36 +5,32 @@ from __future__ import annotations
 import sqlite3
 
 from stepwell.errors import StoreError
-from stepwell.store.sqlfile import load_migrations
+from stepwell.store.sqlfile import load_migrations, load_queries
 
 PACKAGE = "stepwell.store.sqlite"
-MIGRATIONS_TABLE = (
-    "CREATE TABLE IF NOT EXISTS stepwell_migrations (version INTEGER PRIMARY KEY, name TEXT, applied_at INTEGER)"
-)
+Q = load_queries(PACKAGE)
 
 
 def migrate(conn: sqlite3.Connection, at: int) -> list[int]:
     """Apply the missing migrations inside the caller's write transaction (BEGIN IMMEDIATE serialises
     processes that start at once); returns the versions applied."""
     applied: list[int] = []
-    conn.execute(MIGRATIONS_TABLE)
-    done = {row[0] for row in conn.execute("SELECT version FROM stepwell_migrations")}
+    conn.execute(Q["migrate_create_table"])
+    done = {version for (version,) in conn.execute(Q["applied_migrations"])}
     for version, name, sql in load_migrations(PACKAGE):
         if version in done:
             continue
         for statement in statements(sql):
             conn.execute(statement)
-        conn.execute(
-            "INSERT INTO stepwell_migrations (version, name, applied_at) VALUES (?, ?, ?)", (version, name, at)
-        )
+        conn.execute(Q["migrate_record"], (version, name, at))
         applied.append(version)
     return applied
 
 
 def applied(conn: sqlite3.Connection) -> list[int]:
     """The versions applied, oldest first; [] when there is no migrations table (creates nothing)."""
-    if conn.execute("SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = 'stepwell_migrations'").fetchone():
-        return [row[0] for row in conn.execute("SELECT version FROM stepwell_migrations ORDER BY version")]
+    if conn.execute(Q["applied_migrations_table_exists"]).fetchone():
+        return [version for (version,) in conn.execute(Q["applied_migrations"])]
     return []
 
 
@@ -44,7 +40,7 @@ def migration_script() -> str:
     For teams whose own tool applies schema changes (`stepwell migrate --print-sql`).
     """
     now_us = "CAST((julianday('now') - 2440587.5) * 86400000000 AS INTEGER)"
-    parts = ["-- Stepwell schema for SQLite (what `stepwell migrate` applies).", MIGRATIONS_TABLE + ";"]
+    parts = ["-- Stepwell schema for SQLite (what `stepwell migrate` applies).", Q["migrate_create_table"] + ";"]
     for version, name, script in load_migrations(PACKAGE):
         # version and name come from our own file names (NNNN_word.sql): nothing to quote.
         record = (

@@ -17,10 +17,11 @@ from stepwell.store.rows import error_bytes, error_or_none, json_or_none
 from stepwell.store.sqlfile import load_queries
 
 Q = load_queries("stepwell.store.sqlite")
+W = load_queries("stepwell.store.sqlite", "waiting.sql")  # the machinery several verbs run
 
 
 def check_lease(conn: sqlite3.Connection, lease: Lease, what: str) -> None:
-    if conn.execute(Q["lease_held"], {"run_id": lease.run_id, "token": lease.token}).fetchone() is None:
+    if conn.execute(W["lease_held"], {"run_id": lease.run_id, "token": lease.token}).fetchone() is None:
         raise LeaseLost(f"run {lease.run_id}: lease lost; {what} was not written")
 
 
@@ -28,7 +29,7 @@ def insert_wait(
     conn: sqlite3.Connection, lease: Lease, step_id: str, wait: NewWait, expires: int | None, at: int
 ) -> None:
     conn.execute(
-        Q["insert_wait"],
+        Q["register_wait"],
         {
             "run_id": lease.run_id,
             "step_id": step_id,
@@ -62,18 +63,19 @@ def resume_waits(
         if not is_new:
             continue
         if event.name not in paths_by_name:
-            paths_by_name[event.name] = [row[0] for row in conn.execute(Q["wait_paths"], {"name": event.name})]
+            found = conn.execute(W["wait_paths"], {"name": event.name})
+            paths_by_name[event.name] = [path for (path,) in found]
         paths = paths_by_name[event.name]
         if not paths:
             continue
         new = waits.offered(event)
         for path, value in waits.lookups(new, paths):
-            rows = conn.execute(Q["waits_matching"], {"name": event.name, "path": path, "value": value}).fetchall()
+            rows = conn.execute(W["waits_matching"], {"name": event.name, "path": path, "value": value}).fetchall()
             matches.offer(new, rows)
     resumed: dict[str, Disposition] = {}
     for (run_id, step_id), (event_id, output) in matches.resolve.items():
         if resolve_step(conn, run_id, step_id, StepStatus.COMPLETED, output, None, at):
-            conn.execute(Q["delete_wait"], {"run_id": run_id, "step_id": step_id})
+            conn.execute(W["delete_wait"], {"run_id": run_id, "step_id": step_id})
             resumed[event_id] = Disposition.RESUMED
     for run_id, event_id in matches.cancel.items():
         if cancel(conn, run_id, at):
@@ -92,7 +94,7 @@ def resolve_step(
 ) -> bool:
     """Settle a waiting step from outside its run and wake the run; False if it was no longer waiting."""
     changed = conn.execute(
-        Q["resolve_step"],
+        W["resolve_step"],
         {
             "run_id": run_id,
             "step_id": step_id,
@@ -103,14 +105,14 @@ def resolve_step(
         },
     ).rowcount
     if changed:
-        conn.execute(Q["wake_run"], {"run_id": run_id, "now": at})
+        conn.execute(W["wake_run"], {"run_id": run_id, "now": at})
     return bool(changed)
 
 
 def insert_children(conn: sqlite3.Connection, lease: Lease, step_id: str, children: Sequence[NewChild], at: int) -> int:
     before = conn.total_changes
     conn.executemany(
-        Q["insert_child"],
+        W["create_children"],
         [
             {
                 "id": c.run.id,
@@ -133,10 +135,12 @@ def insert_children(conn: sqlite3.Connection, lease: Lease, step_id: str, childr
 
 def child_finished(conn: sqlite3.Connection, run_id: str, at: int) -> None:
     """A run reached a terminal status: resolve its parent's invoke step, or check its fan-out's last child."""
-    row = conn.execute(Q["child_link"], {"id": run_id}).fetchone()
-    if row is None or row[0] is None:
+    row = conn.execute(W["child_link"], {"id": run_id}).fetchone()
+    if row is None:
         return
     parent_id, parent_step, child_index, status, output, error = row
+    if parent_id is None:
+        return
     if child_index is None:
         if status == RunStatus.COMPLETED:
             resolve_step(conn, parent_id, parent_step, StepStatus.COMPLETED, output, None, at)
@@ -149,31 +153,30 @@ def child_finished(conn: sqlite3.Connection, run_id: str, at: int) -> None:
 
 def finish_fan_out(conn: sqlite3.Connection, parent_id: str, step_id: str, at: int) -> bool:
     """Mark the fan-out done once, if sealed and no child is unfinished, and wake the parent."""
-    done = conn.execute(Q["fan_out_finished"], {"parent_id": parent_id, "step_id": step_id, "now": at}).rowcount
+    done = conn.execute(W["fan_out_finished"], {"parent_id": parent_id, "step_id": step_id, "now": at}).rowcount
     if done:
-        conn.execute(Q["wake_run"], {"run_id": parent_id, "now": at})
+        conn.execute(W["wake_run"], {"run_id": parent_id, "now": at})
     return bool(done)
 
 
 def fan_out_counts(conn: sqlite3.Connection, parent_id: str, step_id: str) -> FanOutCounts:
-    row = conn.execute(Q["fan_out_row"], {"parent_id": parent_id, "step_id": step_id}).fetchone()
-    by_status: dict[str, int] = dict(
-        conn.execute(Q["fan_out_status_counts"], {"parent_id": parent_id, "step_id": step_id})
-    )
+    fan_out = {"parent_id": parent_id, "step_id": step_id}
+    total, done_at = conn.execute(W["fan_out_counts_total"], fan_out).fetchone() or (None, None)
+    by_status: dict[str, int] = dict(conn.execute(W["fan_out_counts"], fan_out))
     return FanOutCounts(
-        total=None if row is None else row[0],
+        total=total,
         queued=sum(by_status.get(s, 0) for s in ("queued", "sleeping", "waiting")),
         running=by_status.get("running", 0),
         completed=by_status.get("completed", 0),
         failed=by_status.get("failed", 0),
         cancelled=by_status.get("cancelled", 0),
-        done=row is not None and row[1] is not None,
+        done=done_at is not None,
     )
 
 
 def fan_out_page(conn: sqlite3.Connection, parent_id: str, step_id: str, after: int, limit: int) -> list[ChildResult]:
     rows = conn.execute(
-        Q["fan_out_page"], {"parent_id": parent_id, "step_id": step_id, "after": after, "limit": limit}
+        Q["fan_out_results"], {"parent_id": parent_id, "step_id": step_id, "after": after, "limit": limit}
     ).fetchall()
     return [
         ChildResult(index, run_id, RunStatus(status), json_or_none(output), error_or_none(error))
@@ -186,7 +189,7 @@ def time_out(conn: sqlite3.Connection, lease: Lease, step_id: str, error: ErrorI
     check_lease(conn, lease, f"the timeout of step {step_id!r}")
     status = StepStatus.COMPLETED if error is None else StepStatus.FAILED
     if conn.execute(
-        Q["resolve_step"],
+        W["resolve_step"],
         {
             "run_id": lease.run_id,
             "step_id": step_id,
@@ -196,8 +199,8 @@ def time_out(conn: sqlite3.Connection, lease: Lease, step_id: str, error: ErrorI
             "now": at,
         },
     ).rowcount:
-        conn.execute(Q["delete_wait"], {"run_id": lease.run_id, "step_id": step_id})
-        child = conn.execute(Q["invoked_child"], {"parent_id": lease.run_id, "step_id": step_id}).fetchone()
+        conn.execute(W["delete_wait"], {"run_id": lease.run_id, "step_id": step_id})
+        child = conn.execute(W["invoked_child"], {"parent_id": lease.run_id, "step_id": step_id}).fetchone()
         if child is not None:
-            conn.execute(Q["cancel_run"], {"run_id": child[0], "now": at}).fetchall()
-    return conn.execute(Q["step_of_run"], {"run_id": lease.run_id, "step_id": step_id}).fetchone()
+            conn.execute(Q["cancel_runs"], {"run_id": child[0], "now": at}).fetchall()
+    return conn.execute(Q["time_out_step_resolved"], {"run_id": lease.run_id, "step_id": step_id}).fetchone()

@@ -107,4 +107,5 @@ class Pace:
 
 
 def _version(conn: sqlite3.Connection) -> int:
-    return int(conn.execute("PRAGMA data_version").fetchone()[0])
+    (version,) = conn.execute("PRAGMA data_version").fetchone()
+    return int(version)

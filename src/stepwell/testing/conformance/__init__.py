@@ -18,10 +18,12 @@ A backend (in this repository or outside it) runs the whole suite with one fixtu
 
 The plugin provides `clock` (a VirtualClock at 2030-01-01 UTC) and `store` (a migrated store
 from `store_factory`, closed after the test). A conftest that defines `store` or `clock`
-itself takes precedence. Tests are grouped by the protocol verbs they exercise: events
+itself takes precedence. Tests are grouped by the protocol verbs they exercise: basics (now,
+close, subscribe), events
 (append_events, create_runs), queue (claim_runs, extend_leases, record_step, settle_runs,
 release_runs, rescue_expired_leases, cancel_runs, redrive), waiting (register_wait,
-start_child, time_out_step, fan-outs), maintenance (migrate, purge, list_runs, queue_stats),
+start_child, time_out_step, open_fan_out, create_children, seal_fan_out, fan_out_counts,
+fan_out_results, wake_finished_fan_outs), maintenance (migrate, purge, list_runs, queue_stats),
 cron (fire_cron_tick), keys (set_key_paused, drain_key, skip_key, fail_overdue_runs), functions
 (set_function_paused, list_functions' pause state), reads
 (get_run, get_run_input, get_event, list_dead_letters), insight (search_runs,

@@ -1,5 +1,6 @@
 """Every conformance test, for `from stepwell.testing.conformance.suite import *` in a backend's test module."""
 
+from stepwell.testing.conformance.basics import *  # noqa: F403
 from stepwell.testing.conformance.cron import *  # noqa: F403
 from stepwell.testing.conformance.events import *  # noqa: F403
 from stepwell.testing.conformance.flow_concurrency import *  # noqa: F403

@@ -6,14 +6,25 @@ import threading
 from datetime import timedelta
 
 import orjson
+import pytest
 
 from stepwell.clock import VirtualClock
+from stepwell.errors import LeaseLost
 from stepwell.model.ids import child_run_id
-from stepwell.model.records import Disposition, ErrorInfo, FailureReason, RunStatus, StepKind, StepStatus
+from stepwell.model.records import (
+    Disposition,
+    ErrorInfo,
+    FailureReason,
+    FanOutCounts,
+    RunStatus,
+    StepKind,
+    StepStatus,
+)
 from stepwell.store.base import (
     ClaimedRun,
     Complete,
     Fail,
+    Lease,
     NewChild,
     NewRun,
     NewWait,
@@ -153,6 +164,73 @@ def _fan_out(store: Store, parent: ClaimedRun, count: int) -> list[str]:
     assert (counts.total, counts.queued, counts.done) == (count, count, False)
     store.settle_runs([Suspend(parent.lease, None, waiting=True)])
     return [c.run.id for c in children]
+
+
+def _children(parent: ClaimedRun, count: int) -> list[NewChild]:
+    return [
+        NewChild(NewRun(child_run_id(parent.run_id, "all", i), "child", 1, input=orjson.dumps(i)), i)
+        for i in range(count)
+    ]
+
+
+def test_open_fan_out_records_a_waiting_step_and_an_unsealed_fan_out_once(store: Store, clock: VirtualClock) -> None:
+    parent = _claim_one(store, clock)
+    write = StepWrite("all", 0, StepKind.FAN_OUT, StepStatus.WAITING)
+    step = store.open_fan_out(parent.lease, write, function="child", tolerate=0)
+    assert (step.id, step.kind, step.status) == ("all", StepKind.FAN_OUT, StepStatus.WAITING)
+    store.open_fan_out(parent.lease, write, function="child", tolerate=0)  # a replayed attempt: idempotent
+    assert store.fan_out_counts(parent.run_id, "all") == FanOutCounts(total=None)
+    stale = Lease(parent.run_id, "not-the-token", parent.lease.expires_at)
+    with pytest.raises(LeaseLost):
+        store.open_fan_out(stale, StepWrite("other", 1, StepKind.FAN_OUT, StepStatus.WAITING), function="c", tolerate=0)
+
+
+def test_create_children_skips_existing_children_and_is_fenced(store: Store, clock: VirtualClock) -> None:
+    parent = _claim_one(store, clock)
+    store.open_fan_out(
+        parent.lease, StepWrite("all", 0, StepKind.FAN_OUT, StepStatus.WAITING), function="c", tolerate=0
+    )
+    children = _children(parent, 3)
+    assert store.create_children(parent.lease, "all", children[:2]) == 2
+    assert store.create_children(parent.lease, "all", children) == 1
+    assert store.fan_out_counts(parent.run_id, "all").created == 3
+    stale = Lease(parent.run_id, "not-the-token", parent.lease.expires_at)
+    with pytest.raises(LeaseLost):
+        store.create_children(stale, "all", _children(parent, 4)[3:])
+    assert store.fan_out_counts(parent.run_id, "all").created == 3
+
+
+def test_fan_out_counts_counts_the_children_by_status(store: Store, clock: VirtualClock) -> None:
+    parent = _claim_one(store, clock)
+    _fan_out(store, parent, 3)
+    first, _ = store.claim_runs(worker_id="w", limit=2, lease=LEASE)
+    store.settle_runs([Complete(first.lease, b"0")])
+    counts = store.fan_out_counts(parent.run_id, "all")
+    assert (counts.total, counts.queued, counts.running, counts.completed, counts.done) == (3, 1, 1, 1, False)
+    assert store.fan_out_counts(parent.run_id, "no-such-step").created == 0
+
+
+def test_fan_out_results_pages_the_finished_children_in_item_order(store: Store, clock: VirtualClock) -> None:
+    parent = _claim_one(store, clock)
+    _fan_out(store, parent, 3)
+    claimed = store.claim_runs(worker_id="w", limit=3, lease=LEASE)
+    store.settle_runs([Complete(c.lease, orjson.dumps(c.event.data * 10)) for c in reversed(claimed)])
+    assert [(c.index, c.output) for c in store.fan_out_results(parent.run_id, "all", after=-1, limit=2)] == [
+        (0, 0),
+        (1, 10),
+    ]
+    assert [c.index for c in store.fan_out_results(parent.run_id, "all", after=1, limit=2)] == [2]
+    assert store.fan_out_results(parent.run_id, "all", after=2, limit=2) == []
+
+
+def test_wake_finished_fan_outs_leaves_a_fan_out_with_running_children_open(store: Store, clock: VirtualClock) -> None:
+    parent = _claim_one(store, clock)
+    _fan_out(store, parent, 2)
+    first, _ = store.claim_runs(worker_id="w", limit=2, lease=LEASE)
+    store.settle_runs([Complete(first.lease, b"0")])
+    assert store.wake_finished_fan_outs() == 0
+    assert not store.fan_out_counts(parent.run_id, "all").done
+    assert store.claim_runs(worker_id="w", limit=10, lease=LEASE) == [], "the parent still waits"
 
 
 def test_seal_fan_out_a_fan_out_is_counted_from_its_children_and_done_once(store: Store, clock: VirtualClock) -> None:
