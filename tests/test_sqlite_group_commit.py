@@ -210,6 +210,43 @@ def test_a_writer_alone_commits_at_once_and_a_group_stops_at_its_limit(tmp_path:
     conn.close()
 
 
+def test_a_leader_that_fails_rolls_back_alone_and_the_writers_waiting_commit_without_it(tmp_path: Path) -> None:
+    conn = sqlite3.connect(tmp_path / "raw.db", isolation_level=None, check_same_thread=False)
+    conn.execute("CREATE TABLE t (n INTEGER PRIMARY KEY)")
+    group = GroupCommit(conn, 1.0, span=60)
+    held, release = threading.Event(), threading.Event()
+    raised: list[BaseException] = []
+
+    def leader() -> None:
+        try:
+            with group.transaction() as c:
+                c.execute("INSERT INTO t VALUES (1)")
+                held.set()
+                release.wait(10)
+                raise ValueError("bad input")
+        except ValueError as err:
+            raised.append(err)
+
+    def follower(n: int) -> None:
+        with group.transaction() as c:
+            c.execute("INSERT INTO t VALUES (?)", (n,))
+
+    threads = [threading.Thread(target=leader)]
+    threads[0].start()
+    assert held.wait(10)
+    threads += [threading.Thread(target=follower, args=(n,)) for n in (2, 3)]
+    for thread in threads[1:]:
+        thread.start()
+    _wait_until(lambda: group.waiting == 2)
+    release.set()
+    for thread in threads:
+        thread.join(10)
+    assert [str(err) for err in raised] == ["bad input"]
+    assert conn.execute("SELECT n FROM t ORDER BY n").fetchall() == [(2,), (3,)]
+    assert group.stats().writes == 2
+    conn.close()
+
+
 def test_group_commit_refuses_a_limit_below_one() -> None:
     with pytest.raises(ValueError, match="limit 0 must be >= 1"):
         GroupCommit(sqlite3.connect(":memory:"), 1.0, limit=0)

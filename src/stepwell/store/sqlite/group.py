@@ -20,7 +20,7 @@ import contextlib
 import sqlite3
 import threading
 from collections.abc import Iterator
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 from stepwell.clock import SystemClock
 from stepwell.store.sqlite.writelock import begin_immediate
@@ -46,7 +46,7 @@ class _Group:
     begun: float
     writers: int = 0
     failure: sqlite3.Error | None = None  # set when the group's transaction is lost: every writer raises
-    done: threading.Event = field(default_factory=threading.Event)
+    done: threading.Event | None = None  # made by the first writer that hands on: a writer alone needs none
 
 
 class GroupCommit:
@@ -84,18 +84,25 @@ class GroupCommit:
         Raises the caller's own error when its body failed (its part undone, the group unharmed),
         and the group's `sqlite3.Error` when BEGIN or the group's COMMIT failed."""
         self._take_turn()
+        leader = self._group is None
         try:
-            group = self._group if self._group is not None else self._begin()
+            group = self._begin() if leader else self._group
         except BaseException:
             self._turn.release()
             raise
+        assert group is not None
         try:
-            self._conn.execute("SAVEPOINT writer")
+            if not leader:  # the leader is alone in the transaction while its body runs: no savepoint needed
+                self._conn.execute("SAVEPOINT writer")
             yield self._conn
-            self._conn.execute("RELEASE writer")
+            if not leader:
+                self._conn.execute("RELEASE writer")
         except BaseException as err:
-            self._undo_part(group, err)
-            self._finish(group)
+            if leader:
+                self._abandon(group)
+            else:
+                self._undo_part(group, err)
+                self._finish(group)
             raise
         self._finish(group)
         if group.failure is not None:
@@ -131,23 +138,36 @@ class GroupCommit:
             lost = err if isinstance(err, sqlite3.Error) else None
             group.failure = lost or sqlite3.OperationalError("the write transaction was rolled back")
 
+    def _abandon(self, group: _Group) -> None:
+        """The leader's body failed before anybody joined: roll the transaction back; waiters start anew."""
+        try:
+            if self._conn.in_transaction:
+                self._conn.execute("ROLLBACK")
+        finally:
+            self._group = None
+            if group.done is not None:
+                group.done.set()
+            self._turn.release()
+
     def _finish(self, group: _Group) -> None:
         """Hand the open transaction to a waiting writer, or end it; then wait for its end."""
         group.writers += 1
         if group.failure is None and self._joinable(group):
+            done = group.done = group.done or threading.Event()
             self._turn.release()
-            self._await(group)
+            self._await(group, done)
         else:
             self._end(group)
 
     def _joinable(self, group: _Group) -> bool:
-        young = self._clock.monotonic() - group.begun < self._span
-        return self.waiting > 0 and group.writers < self._limit and young
+        if not self._waiting:  # read without the lock: one that comes just after us starts the next group
+            return False
+        return group.writers < self._limit and self._clock.monotonic() - group.begun < self._span
 
-    def _await(self, group: _Group) -> None:
+    def _await(self, group: _Group, done: threading.Event) -> None:
         """Wait for the group's end. Should the writer that was waiting never take its turn (interrupted
         while blocked), nobody would end the group: whoever finds the connection free ends it."""
-        while not group.done.wait(RESCUE_AFTER):
+        while not done.wait(RESCUE_AFTER):
             if self._turn.acquire(blocking=False):
                 if self._group is group:
                     self._end(group)
@@ -169,5 +189,6 @@ class GroupCommit:
                 with contextlib.suppress(sqlite3.Error):
                     self._conn.execute("ROLLBACK")
             self._group = None
-            group.done.set()
+            if group.done is not None:
+                group.done.set()
             self._turn.release()
