@@ -168,7 +168,8 @@ def _pg_commits(url: str, settle: bool = False) -> int:
 
 
 class CountingSQLiteStore(SQLiteStore):
-    """The SQLite store, counting its write transactions (BEGIN IMMEDIATE ... COMMIT) by operation."""
+    """The SQLite store, counting its write transactions by operation: one per verb call. Concurrent calls
+    may share one COMMIT (store/sqlite/groupcommit.py); `write_stats()` counts those."""
 
     def __init__(self, *args: object, **kwargs: object) -> None:
         super().__init__(*args, **kwargs)  # type: ignore[arg-type]

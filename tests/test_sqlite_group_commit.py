@@ -1,4 +1,4 @@
-"""Group commit on SQLite (store/sqlite/group.py): writers that come together share one COMMIT.
+"""Group commit on SQLite (store/sqlite/groupcommit.py): writers that come together share one COMMIT.
 
 Concurrent `send`s each return only once their event is committed (another connection sees it),
 a writer that fails inside a group is undone alone and raises alone, the others' work stays, and
@@ -19,7 +19,7 @@ import stepwell
 from stepwell.clock import SystemClock
 from stepwell.errors import RegistryChanged
 from stepwell.store.base import NewEvent
-from stepwell.store.sqlite.group import GroupCommit
+from stepwell.store.sqlite.groupcommit import GroupCommit
 from stepwell.store.sqlite.store import SQLiteStore
 
 SENDERS = 8

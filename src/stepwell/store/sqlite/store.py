@@ -2,7 +2,7 @@
 
 Several processes may share the file; `BEGIN IMMEDIATE`, retried briskly (writelock.py),
 serialises their writers. Within a process, writers that come together share one transaction and one
-COMMIT, each in its own SAVEPOINT (group.py).
+COMMIT, each in its own SAVEPOINT (groupcommit.py).
 Times are integer microseconds (see times.py); `now` comes from the injected clock.
 This class owns connections and transactions; the verbs are mixins, one module per group of
 protocol verbs, with the same module names as the PostgreSQL store (ingest, claims, steps, fanout,
@@ -28,7 +28,7 @@ from stepwell.store.sqlite.audit import DashboardVerbs
 from stepwell.store.sqlite.claims import ClaimVerbs
 from stepwell.store.sqlite.cron import CronVerbs
 from stepwell.store.sqlite.fanout import FanOutVerbs
-from stepwell.store.sqlite.group import GroupCommit, WriteStats
+from stepwell.store.sqlite.groupcommit import GroupCommit, WriteStats
 from stepwell.store.sqlite.ingest import IngestVerbs
 from stepwell.store.sqlite.insight import InsightVerbs
 from stepwell.store.sqlite.keys import KeyVerbs
@@ -121,7 +121,7 @@ class SQLiteStore(
 
     @contextlib.contextmanager
     def _write(self, operation: str) -> Iterator[sqlite3.Connection]:
-        """One write transaction as the verbs see it; it may share its COMMIT with other threads' (group.py)."""
+        """One write transaction as the verbs see it; it may share its COMMIT with other threads' (groupcommit.py)."""
         with self._translate(operation), self._group.transaction() as conn:
             yield conn
 
