@@ -17,7 +17,7 @@ import pytest
 
 import stepwell
 from stepwell.clock import SystemClock
-from stepwell.errors import RegistryChanged
+from stepwell.errors import RegistryChanged, StoreUnavailable
 from stepwell.store.base import NewEvent
 from stepwell.store.sqlite.groupcommit import GroupCommit
 from stepwell.store.sqlite.store import SQLiteStore
@@ -245,6 +245,22 @@ def test_a_leader_that_fails_rolls_back_alone_and_the_writers_waiting_commit_wit
     assert conn.execute("SELECT n FROM t ORDER BY n").fetchall() == [(2,), (3,)]
     assert group.stats().writes == 2
     conn.close()
+
+
+def test_a_write_that_finds_the_file_locked_raises_store_unavailable_and_frees_the_writer(tmp_path: Path) -> None:
+    store = SQLiteStore(tmp_path / "stepwell.db", clock=SystemClock(), busy_timeout_ms=100)
+    store.migrate()
+    other = sqlite3.connect(tmp_path / "stepwell.db", isolation_level=None)
+    try:
+        other.execute("BEGIN IMMEDIATE")  # another process's long write transaction
+        with pytest.raises(StoreUnavailable, match="append_events: the database stayed locked"):
+            store.append_events([_event("while-locked")])
+        other.execute("ROLLBACK")
+        assert [a.id for a in store.append_events([_event("after")])] == ["after"]
+        assert {event.id for event in store.list_recent_events(limit=10)} == {"after"}
+    finally:
+        other.close()
+        store.close()
 
 
 def test_group_commit_refuses_a_limit_below_one() -> None:

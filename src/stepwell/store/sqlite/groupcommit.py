@@ -84,13 +84,14 @@ class GroupCommit:
         Raises the caller's own error when its body failed (its part undone, the group unharmed),
         and the group's `sqlite3.Error` when BEGIN or the group's COMMIT failed."""
         self._take_turn()
-        leader = self._group is None
-        try:
-            group = self._begin() if leader else self._group
-        except BaseException:
-            self._turn.release()
-            raise
-        assert group is not None
+        group = self._group
+        leader = group is None
+        if group is None:
+            try:
+                group = self._begin()
+            except BaseException:
+                self._turn.release()
+                raise
         try:
             if not leader:  # the leader is alone in the transaction while its body runs: no savepoint needed
                 self._conn.execute("SAVEPOINT writer")
