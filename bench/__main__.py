@@ -12,12 +12,29 @@ from collections.abc import Callable
 from pathlib import Path
 
 import stepwell
-from bench import dashboard, flow, http_ingest, observe, peers, pg_work, postgres, push, soak, sqlite, sync_drain
+from bench import (
+    dashboard,
+    flow,
+    http_ingest,
+    observe,
+    peers,
+    pg_work,
+    postgres,
+    push,
+    senders,
+    soak,
+    sqlite,
+    sync_drain,
+)
 from bench.common import ROOT
 
 BENCHMARKS: dict[str, tuple[Callable[[bool], None], str]] = {
     "sqlite-drain": (sqlite.sqlite_drain, "no-op drain with one `stepwell worker` on SQLite; RSS; commits per run"),
     "sqlite-ops": (sqlite.sqlite_ops, "step.run cost, bulk enqueue, single send vs bare sqlite3 on SQLite"),
+    "sqlite-senders": (
+        senders.sqlite_senders,
+        "one event per send from 1, 4 and 16 threads on SQLite: sends/s, commits and CPU per send",
+    ),
     "peers": (peers.peers, "no-op drains side by side: bare psycopg, pgqueuer, procrastinate, celery, dramatiq"),
     "pg-ops": (postgres.pg_ops, "step.run cost, bulk enqueue, single send vs bare psycopg on PostgreSQL"),
     "pg-work": (pg_work.pg_work, "database work per no-op run on PostgreSQL: commits, WAL bytes, server CPU"),

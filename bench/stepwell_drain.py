@@ -168,7 +168,8 @@ def _pg_commits(url: str, settle: bool = False) -> int:
 
 
 class CountingSQLiteStore(SQLiteStore):
-    """The SQLite store, counting its write transactions (BEGIN IMMEDIATE ... COMMIT) by operation."""
+    """The SQLite store, counting its write transactions by operation: one per verb call. Concurrent calls
+    may share one COMMIT (store/sqlite/groupcommit.py); `write_stats()` counts those."""
 
     def __init__(self, *args: object, **kwargs: object) -> None:
         super().__init__(*args, **kwargs)  # type: ignore[arg-type]
@@ -185,7 +186,8 @@ class CountingSQLiteStore(SQLiteStore):
 class CountedDrain:
     runs: int
     seconds: float
-    commits: Counter[str]
+    commits: Counter[str]  # write transactions by operation, one per verb call
+    shared: int  # COMMITs the writer connection made for them: fewer when calls were grouped
 
     @property
     def per_run(self) -> float:
@@ -201,11 +203,13 @@ def counted_sqlite_drain(path: Path, n: int, *, function: str = "noop", concurre
     try:
         preload(app, function, n)
         store.commits.clear()
+        before = store.write_stats().commits
         seconds = asyncio.run(_drain_in_process(app, n, concurrency))
+        shared = store.write_stats().commits - before
         done = len(app.runs(status="completed", limit=n))
         if done < n:
             raise RuntimeError(f"counted drain: only {done} of {n} runs completed")
-        return CountedDrain(n, seconds, Counter(store.commits))
+        return CountedDrain(n, seconds, Counter(store.commits), shared)
     finally:
         app.close()
 

@@ -121,7 +121,7 @@ class SingleSend:
 def single_send(url: str, calls: int, rounds: int = 3) -> SingleSend:
     """`app.send(name, data)` one event per call, against a bare single-row insert+commit loop, alternating."""
     app = make_app(url)
-    bare = _bare_loop(url)
+    bare = bare_loop(url)
     try:
         app.send("bench.noop", {"i": -1})
         bare(1)
@@ -137,7 +137,7 @@ def single_send(url: str, calls: int, rounds: int = 3) -> SingleSend:
         app.close()
 
 
-def _bare_loop(url: str) -> Callable[[int], float]:
+def bare_loop(url: str) -> Callable[[int], float]:
     """A loop inserting one event-like row per transaction into the same database; returns seconds."""
     counter = iter(range(10**12))
     if url.startswith("sqlite:///"):

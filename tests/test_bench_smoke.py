@@ -58,6 +58,14 @@ def test_sqlite_ops_prints_step_cost_and_enqueue() -> None:
         assert "nan" not in line and numbers(line), line
 
 
+def test_sqlite_senders_prints_rate_commits_and_cpu_per_send_for_each_thread_count() -> None:
+    output = run_quick("sqlite-senders")
+    for threads in ("1", "4", "16"):
+        line = next(line for line in output.splitlines() if line.split()[:1] == [threads])
+        assert "nan" not in line and len(numbers(line)) == 7, line
+    assert "us/call" in row(output, "bare loop")
+
+
 def _postgres_ops_or_not_ready(output: str) -> bool:
     """True when the figures are there; False when the bench said the PostgreSQL store is not available."""
     return "not measured: the PostgreSQL store is not available" not in output

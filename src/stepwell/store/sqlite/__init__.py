@@ -8,6 +8,7 @@ beyond them).
 
 OWN_MODULES = frozenset(
     {
+        "groupcommit",  # writers of one process share a transaction and its COMMIT (one writer connection)
         "schema",  # migrations applied from scratch, and the script of them all
         "times",  # integer microseconds: SQLite has no timestamp type
         "watch",  # cross-process wake-ups from PRAGMA data_version (no LISTEN/NOTIFY)

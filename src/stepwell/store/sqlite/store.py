@@ -1,7 +1,9 @@
 """SQLite store: WAL, one writer connection per process, readers on their own connections.
 
 Several processes may share the file; `BEGIN IMMEDIATE`, retried briskly (writelock.py),
-serialises their writers. Times are integer microseconds (see times.py); `now` comes from the injected clock.
+serialises their writers. Within a process, writers that come together share one transaction and one
+COMMIT, each in its own SAVEPOINT (groupcommit.py).
+Times are integer microseconds (see times.py); `now` comes from the injected clock.
 This class owns connections and transactions; the verbs are mixins, one module per group of
 protocol verbs, with the same module names as the PostgreSQL store (ingest, claims, steps, fanout,
 lifecycle, keys, reads, retention, cron, registry, apikeys, logs, push, audit, insight); the
@@ -26,6 +28,7 @@ from stepwell.store.sqlite.audit import DashboardVerbs
 from stepwell.store.sqlite.claims import ClaimVerbs
 from stepwell.store.sqlite.cron import CronVerbs
 from stepwell.store.sqlite.fanout import FanOutVerbs
+from stepwell.store.sqlite.groupcommit import GroupCommit, WriteStats
 from stepwell.store.sqlite.ingest import IngestVerbs
 from stepwell.store.sqlite.insight import InsightVerbs
 from stepwell.store.sqlite.keys import KeyVerbs
@@ -39,7 +42,6 @@ from stepwell.store.sqlite.schema import migration_script
 from stepwell.store.sqlite.steps import StepVerbs
 from stepwell.store.sqlite.times import EPOCH, micros
 from stepwell.store.sqlite.watch import CommitWatcher
-from stepwell.store.sqlite.writelock import begin_immediate
 
 __all__ = ["SQLiteStore", "migration_script"]
 
@@ -78,14 +80,13 @@ class SQLiteStore(
         self.path.parent.mkdir(parents=True, exist_ok=True)
         self.clock = clock or SystemClock()
         self._pragmas = (f"PRAGMA busy_timeout = {int(busy_timeout_ms)}", f"PRAGMA synchronous = {synchronous.upper()}")
-        self._lock_timeout = busy_timeout_ms / 1000
-        self._write_lock = threading.Lock()
         self._local = threading.local()
         self._all_connections: list[sqlite3.Connection] = []
         self._writer = self._connect()
         with self._translate("open"):
             self._writer.execute("PRAGMA journal_mode = WAL")
             self._writer.execute("PRAGMA busy_timeout = 0")  # begin_immediate waits instead (writelock.py)
+        self._group = GroupCommit(self._writer, busy_timeout_ms / 1000)
         with contextlib.suppress(OSError):
             os.chmod(self.path, 0o600)
 
@@ -120,16 +121,13 @@ class SQLiteStore(
 
     @contextlib.contextmanager
     def _write(self, operation: str) -> Iterator[sqlite3.Connection]:
-        with self._write_lock, self._translate(operation):
-            conn = self._writer
-            begin_immediate(conn, self._lock_timeout)
-            try:
-                yield conn
-                conn.execute("COMMIT")
-            except BaseException:
-                if conn.in_transaction:  # the body failed, or COMMIT did: nothing of it stays
-                    conn.execute("ROLLBACK")
-                raise
+        """One write transaction as the verbs see it; it may share its COMMIT with other threads' (groupcommit.py)."""
+        with self._translate(operation), self._group.transaction() as conn:
+            yield conn
+
+    def write_stats(self) -> WriteStats:
+        """Writes and COMMITs of this store's writer connection so far (for benchmarks and tests)."""
+        return self._group.stats()
 
     @contextlib.contextmanager
     def _read(self, operation: str) -> Iterator[sqlite3.Connection]:
