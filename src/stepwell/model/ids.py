@@ -16,18 +16,21 @@ def new_id(now: datetime) -> str:
     return f"{int(now.timestamp() * 1000):012x}{os.urandom(10).hex()}"
 
 
-ID_CHUNK = 256  # ids drawn per os.urandom call by new_ids: one system call for a quarter of a batch
+ID_CHUNK = 256  # the most ids drawn per os.urandom call by new_ids
 
 
 def new_ids(now: datetime) -> Iterator[str]:
     """As many `new_id(now)` as the caller takes, for a whole batch: the time prefix is formatted once and
-    the random parts come from one os.urandom call per ID_CHUNK ids (a call per id cost as much as the rest
-    of the id). Same layout, uniqueness and order as new_id: each id has its own 80 random bits."""
+    the random parts come from one os.urandom call per chunk (a call per id cost as much as the rest of the
+    id). Chunks start small (a single send takes two ids) and double up to ID_CHUNK. Same layout,
+    uniqueness and order as new_id: each id has its own 80 random bits."""
     prefix = f"{int(now.timestamp() * 1000):012x}"
+    size = 4
     while True:
-        random = os.urandom(10 * ID_CHUNK).hex()
-        for start in range(0, 20 * ID_CHUNK, 20):
+        random = os.urandom(10 * size).hex()
+        for start in range(0, 20 * size, 20):
             yield prefix + random[start : start + 20]
+        size = min(2 * size, ID_CHUNK)
 
 
 def child_run_id(parent_id: str, step_id: str, index: int | None = None) -> str:
