@@ -46,7 +46,7 @@ def validate_event(event: EventIn, *, max_bytes: int, index: int | None = None) 
     if event.ts is not None and (not isinstance(event.ts, datetime) or event.ts.tzinfo is None):
         raise EventRejected(f"{where} ts {event.ts!r} must be a timezone-aware datetime")
     ts = None if event.ts is None else _in_utc(event.ts, where)
-    if event.data is not None and not isinstance(event.data, Mapping):
+    if event.data is not None and type(event.data) is not dict and not isinstance(event.data, Mapping):
         raise EventRejected(
             f"{where} {event.name!r} data must be an object (a dict; None means {{}}), got "
             f"{type(event.data).__name__} {repr(event.data)[:40]}; nothing was stored. Functions read "
@@ -73,13 +73,15 @@ def _in_utc(ts: datetime, where: str) -> datetime:
         raise EventRejected(f"{where} ts {ts.isoformat()} is out of range in UTC") from None
 
 
+_ENTRY_KEYS = frozenset(("name", "data", "id", "ts"))
+
+
 def as_event_in(item: Any, index: int) -> EventIn:
     """One entry of a batch: an EventIn, or a dict with name, data and optional id and ts."""
     if isinstance(item, EventIn):
         return item
     if isinstance(item, dict):
-        unknown = set(item) - {"name", "data", "id", "ts"}
-        if unknown or "name" not in item:
+        if "name" not in item or not item.keys() <= _ENTRY_KEYS:
             raise EventRejected(
                 f"event #{index} must have 'name' and may have 'data', 'id', 'ts'; got keys {sorted(item)}"
             )

@@ -202,18 +202,28 @@ def _count_claimed(claimed: list[ClaimedRun]) -> None:
 
 
 def _count_events(events: Sequence[NewEvent], accepted: Sequence[AcceptedEvent]) -> None:
-    found = metrics_module.current()
-    by_id = {event.id: event for event in events}
+    """Counted in dicts first, then one increment per label set: a bulk send of 1,000 events to one
+    function takes two counter locks, not 2,000."""
+    by_id: dict[str, NewEvent] = {}
+    for event in events:
+        by_id.setdefault(event.id, event)  # a repeat within the batch: the first one's runs were stored
+    received: dict[tuple[str, str], int] = {}
+    created: dict[str, int] = {}
     for result in accepted:
         event = by_id[result.id]
         disposition = "deduplicated" if result.duplicate else ("started" if result.run_ids else "no_run")
-        found.events_received.child(found.event_names(event.name), disposition).inc()
-        if result.duplicate:
+        received[event.name, disposition] = received.get((event.name, disposition), 0) + 1
+        if result.duplicate or not result.run_ids:
             continue
-        started = set(result.run_ids)
+        started = result.run_ids
         for run in event.runs:
             if run.id in started:
-                found.runs_created.child(found.functions(run.function)).inc()
+                created[run.function] = created.get(run.function, 0) + 1
+    found = metrics_module.current()
+    for (name, disposition), count in received.items():
+        found.events_received.child(found.event_names(name), disposition).inc(count)
+    for function, count in created.items():
+        found.runs_created.child(found.functions(function)).inc(count)
 
 
 def _count_fan_out(output: bytes | None) -> None:

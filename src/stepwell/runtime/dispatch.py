@@ -45,7 +45,9 @@ def new_run(
     input_name: str | None = None,
     replay_of: str | None = None,
     document: dict[str, Any] | None = None,
+    id: str | None = None,
 ) -> NewRun:
+    """`id`: one drawn from the batch's `new_ids` (ingest); by default a fresh `new_id(now)`."""
     options: FlowOptions | None = spec.flow
     flow = priority = None
     if options is not None:
@@ -56,7 +58,7 @@ def new_run(
         flow = run_flow(spec.name, options, scope)
         priority = _priority(options.priority, scope)
     return NewRun(
-        id=new_id(now),
+        id=id or new_id(now),
         function=spec.name,
         max_attempts=spec.retry.max_attempts,
         on_failure=spec.on_failure,

@@ -10,7 +10,7 @@ again from the new registry (the event ids stay the same).
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from datetime import datetime
 from typing import Any
 
@@ -18,9 +18,10 @@ import orjson
 
 from stepwell.clock import Clock
 from stepwell.errors import RegistryChanged
+from stepwell.model.definition import FunctionDefinition
 from stepwell.model.event import EventIn, ValidEvent, validate_event
 from stepwell.model.expressions import holds
-from stepwell.model.ids import new_id
+from stepwell.model.ids import new_ids
 from stepwell.model.matching import event_document
 from stepwell.runtime.crashpoints import crash_point
 from stepwell.runtime.dispatch import new_run
@@ -45,16 +46,17 @@ def ingest(
         for i, event in enumerate(events)
     ]
     now = clock.now()
-    ids = [event.id or new_id(now) for event in valid]
+    fresh = new_ids(now)  # one time prefix and one os.urandom call per chunk of ids, for the whole batch
+    ids = [event.id or next(fresh) for event in valid]
     for attempt in range(ROUTING_ATTEMPTS):
-        table = router.table()
+        routes = _Routes(router.table())
         new_events = [
-            NewEvent(event_id, event.name, event.data, event.ts, _runs(table, event, event_id, now))
+            NewEvent(event_id, event.name, event.data, event.ts, _runs(routes, event, event_id, now, fresh))
             for event, event_id in zip(valid, ids, strict=True)
         ]
         crash_point("ingest.before_write")
         try:
-            accepted = _append(store, new_events, connection, table.generation)
+            accepted = _append(store, new_events, connection, routes.table.generation)
         except RegistryChanged:
             if attempt == ROUTING_ATTEMPTS - 1:
                 raise
@@ -74,14 +76,31 @@ def _append(store: Store, events: list[NewEvent], connection: object | None, gen
     return store.append_events(events, conditions=_condition_holds, registry_generation=generation)
 
 
-def _runs(table: RoutingTable, event: ValidEvent, event_id: str, now: datetime) -> tuple[NewRun, ...]:
+class _Routes:
+    """The functions an event name triggers, and whether any of them reads the event's data (keys,
+    conditions): looked up once per name in a batch, not once per event."""
+
+    def __init__(self, table: RoutingTable) -> None:
+        self.table = table
+        self._by_name: dict[str, tuple[tuple[FunctionDefinition, ...], bool]] = {}
+
+    def __call__(self, name: str) -> tuple[tuple[FunctionDefinition, ...], bool]:
+        found = self._by_name.get(name)
+        if found is None:
+            definitions = self.table.by_event.get(name, ())
+            reads = any(d.flow is not None or d.condition is not None for d in definitions)
+            found = self._by_name[name] = (definitions, reads)
+        return found
+
+
+def _runs(routes: _Routes, event: ValidEvent, event_id: str, now: datetime, ids: Iterator[str]) -> tuple[NewRun, ...]:
     """The event's runs; its data is decoded only when a triggered function has keys or a condition to evaluate."""
-    definitions = table.by_event.get(event.name, ())
-    document = None
-    if any(definition.flow is not None or definition.condition is not None for definition in definitions):
-        document = event_document(event_id, event.name, orjson.loads(event.data), event.ts or now)
-        definitions = tuple(d for d in definitions if d.condition is None or holds(d.condition, {"event": document}))
-    return tuple(new_run(definition, now, document=document) for definition in definitions)
+    definitions, reads_data = routes(event.name)
+    if not reads_data:
+        return tuple([new_run(definition, now, id=next(ids)) for definition in definitions])
+    document = event_document(event_id, event.name, orjson.loads(event.data), event.ts or now)
+    definitions = tuple(d for d in definitions if d.condition is None or holds(d.condition, {"event": document}))
+    return tuple(new_run(definition, now, document=document, id=next(ids)) for definition in definitions)
 
 
 def _condition_holds(condition: str, origin: Any, incoming: Any) -> bool:

@@ -117,7 +117,7 @@ class IngestVerbs:
         owners: dict[str, str | None] = {r.id: r.id for r in plain}
         with self._connection("create_runs", connection) as conn:
             if plain:
-                run(conn, "create_runs", p.run_params(plain, at))
+                run(conn, "create_runs", p.unnested(p.run_params(plain, at)))
             if flowed:
                 with self._pipeline(conn, connection), self._atomic(conn, connection):
                     outcomes = admission.admit(conn, [(r, None) for r in flowed], at)

@@ -190,5 +190,5 @@ def after_failures(conn: Connection, rows: Sequence[FailedRow], at: datetime | N
         if row.on_failure
     ]
     if handlers:
-        run(conn, "create_runs", p.run_params(handlers, at))
+        run(conn, "create_runs", p.unnested(p.run_params(handlers, at)))
     return waiting.finished_rows(rows, RunStatus.FAILED)

@@ -46,7 +46,18 @@ def event_params(
         if_no_waits=if_no_waits,
         generation=generation,  # the registry generation to check in the statement (registry.py); None: none
     )
-    return params
+    return unnested(params)
+
+
+def unnested(params: dict[str, Any]) -> dict[str, Any]:
+    """Parameters for a statement that zips its arrays with `unnest(a, b, ...)`: an array of nothing but
+    NULLs is sent as NULL, which unnest pads back to NULLs for every row (a batch's events mostly have no
+    timestamp, trace or input; psycopg dumps an all-NULL array in text format, element by element).
+    Only for those statements: elsewhere a NULL array is not an array of NULLs."""
+    return {
+        name: None if type(value) is list and value and value.count(None) == len(value) else value
+        for name, value in params.items()
+    }
 
 
 def run_params(runs: Sequence[NewRun], at: datetime | None) -> dict[str, Any]:

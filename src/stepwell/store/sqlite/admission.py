@@ -139,15 +139,13 @@ def _run_params(row: plan.RunRow, at: int | None) -> dict[str, Any]:
 
 def insert_runs(conn: sqlite3.Connection, runs: Sequence[NewRun], at: int, *, event_id: str | None) -> None:
     """Runs without flow control: one multi-row statement."""
-    conn.executemany(
-        Q["create_runs"],
-        [
-            {"id": r.id, "function": r.function, "event_id": event_id, "input": r.input, "input_name": r.input_name,
-             "parent_id": r.parent_id, "replay_of": r.replay_of, "on_failure": r.on_failure,
-             "max_attempts": r.max_attempts, "priority": r.priority, "now": at}
-            for r in runs
-        ],
-    )  # fmt: skip
+    conn.executemany(Q["create_runs"], [_new_run_row(r, event_id, at) for r in runs])
+
+
+def _new_run_row(r: NewRun, event_id: str | None, at: int) -> tuple[Any, ...]:
+    """create_runs' parameters, in its order (numbered, bound from a tuple: queries.sql says why)."""
+    return (r.id, r.function, event_id, r.input, r.input_name, r.parent_id, r.replay_of, r.on_failure,
+            r.max_attempts, r.priority, at)  # fmt: skip
 
 
 def admit_runs(
@@ -175,17 +173,7 @@ def admit_runs(
 
 def insert_event_runs(conn: sqlite3.Connection, events: Sequence[NewEvent], at: int) -> None:
     """The runs without flow control of many new events: one multi-row statement for the whole batch."""
-    conn.executemany(
-        Q["create_runs"],
-        [
-            {"id": r.id, "function": r.function, "event_id": e.id, "input": r.input, "input_name": r.input_name,
-             "parent_id": r.parent_id, "replay_of": r.replay_of, "on_failure": r.on_failure,
-             "max_attempts": r.max_attempts, "priority": r.priority, "now": at}
-            for e in events
-            for r in e.runs
-            if r.flow is None
-        ],
-    )  # fmt: skip
+    conn.executemany(Q["create_runs"], [_new_run_row(r, e.id, at) for e in events for r in e.runs if r.flow is None])
 
 
 def admit_event_flow_runs(

@@ -54,11 +54,11 @@ class IngestVerbs:
                 stored.append(event.id not in known)
                 known.add(event.id)  # a repeat within the batch is a duplicate too
             fresh = [event for event, is_new in zip(events, stored, strict=True) if is_new]
-            conn.executemany(Q["append_events"], [
-                {"id": e.id, "name": e.name, "data": e.data, "ts": stamp(e.ts) if e.ts else at, "now": at,
-                 "disposition": (Disposition.STARTED if e.runs else Disposition.NO_MATCH).value,
-                 "traceparent": None if e.trace is None else e.trace.traceparent,
-                 "tracestate": None if e.trace is None else e.trace.tracestate or None}
+            with_runs, no_match = Disposition.STARTED.value, Disposition.NO_MATCH.value
+            conn.executemany(Q["append_events"], [  # numbered parameters, in the block's order
+                (e.id, e.name, e.data, stamp(e.ts) if e.ts else at, at, with_runs if e.runs else no_match,
+                 None if e.trace is None else e.trace.traceparent,
+                 None if e.trace is None else e.trace.tracestate or None)
                 for e in fresh
             ])  # fmt: skip
             # waits and cancel_on first: an event must not cancel the runs it starts itself

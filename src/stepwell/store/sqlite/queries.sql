@@ -4,8 +4,10 @@
 SELECT id FROM events WHERE id IN (SELECT value FROM json_each(:ids));
 
 -- name: append_events
+-- Numbered parameters, bound from tuples: a bulk send binds a row per event, and binding by
+-- name looks up every name in a dict per row (a third of the cost of a bare insert).
 INSERT INTO events (id, name, data, ts, received_at, disposition, traceparent, tracestate)
-VALUES (:id, :name, :data, :ts, :now, :disposition, :traceparent, :tracestate);
+VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8);
 
 -- name: fire_cron_tick_event
 INSERT INTO events (id, name, data, ts, received_at, disposition)
@@ -16,10 +18,10 @@ ON CONFLICT (id) DO NOTHING;
 SELECT id FROM runs WHERE event_id = :event_id ORDER BY id;
 
 -- name: create_runs
+-- Numbered parameters, bound from tuples, as in append_events (?11: now).
 INSERT INTO runs (id, function, event_id, input, input_name, parent_id, replay_of, on_failure,
                   status, attempt, max_attempts, priority, available_at, created_at)
-VALUES (:id, :function, :event_id, :input, :input_name, :parent_id, :replay_of, :on_failure,
-        'queued', 1, :max_attempts, :priority, :now, :now);
+VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, 'queued', 1, ?9, ?10, ?11, ?11);
 
 -- name: settle_runs_event
 SELECT name, data, ts FROM events WHERE id = :id;

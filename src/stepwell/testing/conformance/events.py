@@ -64,3 +64,33 @@ def test_create_runs_direct_runs_carry_their_input(store: Store, clock: VirtualC
     assert claimed.event.id is None
     name, data = store.get_run_input(run.id) or ("", b"")
     assert (name, bytes(data)) == ("stepwell/function.enqueued", b'{"k": 1}')
+
+
+def test_append_events_a_batch_keeps_the_one_time_given_among_events_without_one(
+    store: Store, clock: VirtualClock
+) -> None:
+    """A batch's columns may be mostly empty (the PostgreSQL store then sends one NULL for the column):
+    each event still gets its own value."""
+    now = clock.now()
+    given = now - timedelta(hours=3)
+    batch = [event(at=now), replace(event(at=now), ts=given), event(at=now)]
+    accepted = store.append_events(batch)
+    times = [record.ts for record in map(store.get_event, [a.id for a in accepted]) if record is not None]
+    assert times == [now, given, now]
+    only_none = store.append_events([event(at=now), event(at=now)])
+    assert [store.get_event(a.id) is not None for a in only_none] == [True, True]
+
+
+def test_create_runs_a_batch_keeps_the_one_input_given_among_runs_without_one(
+    store: Store, clock: VirtualClock
+) -> None:
+    now = clock.now()
+    runs = [new_run("direct", at=now), replace(new_run("direct", at=now), input=b'{"k": 1}', input_name="n"),
+            new_run("direct", at=now)]  # fmt: skip
+    store.create_runs(runs)
+    data = [
+        None if found is None or found[1] is None else bytes(found[1])
+        for found in (store.get_run_input(run.id) for run in runs)
+    ]
+    assert data == [None, b'{"k": 1}', None]
+    assert len(store.list_runs(RunFilter(function="direct"))) == 3
