@@ -67,6 +67,7 @@ class Sample:
     commits_per_run: float
     claims_per_run: float
     settles_per_run: float
+    both_per_run: float  # settle_and_claim: outcomes saved and runs claimed in one transaction
     rate: float  # runs per wall-clock second (noise on a shared machine)
     source: str  # where the drain's stepwell came from
     default_prefetch: int  # that tree's WorkerOptions().prefetch
@@ -98,15 +99,28 @@ def sync_drain(quick: bool, against: str | None = None) -> None:
         rows.append([
             variant.label + default, runs, rounds, median([s.cpu_per_run * 1e6 for s in found]), f"{ratio:.3f}",
             median([s.commits_per_run for s in found]), median([s.claims_per_run for s in found]),
-            median([s.settles_per_run for s in found]), median([s.rate for s in found]),
+            median([s.settles_per_run for s in found]), median([s.both_per_run for s in found]),
+            median([s.rate for s in found]),
         ])  # fmt: skip
     table(
         f"Sync no-op drain at defaults (concurrency {defaults.concurrency}, claim batch {defaults.claim_batch}): "
         "in-process SQLite worker, CPU time and commits per run",
-        ["variant", "runs", "rounds", "CPU µs/run", "CPU ratio", "commits/run", "claims/run", "settles/run", "runs/s"],
+        [
+            "variant",
+            "runs",
+            "rounds",
+            "CPU µs/run",
+            "CPU ratio",
+            "commits/run",
+            "claims/run",
+            "settles/run",
+            "settle+claim/run",
+            "runs/s",
+        ],
         rows,
         note="CPU time of the whole drain process (all threads) per run, medians over rounds; the ratio is to the "
-        "first row, paired per round. Commits: write transactions (BEGIN IMMEDIATE ... COMMIT). runs/s is "
+        "first row, paired per round. Commits: write transactions (BEGIN IMMEDIATE ... COMMIT); settle+claim: "
+        "settle_and_claim's, which save outcomes and claim in one. runs/s is "
         "wall-clock and means little on a shared machine.",
     )
     _hand_off(defaults.concurrency, 2_000 if quick else 100_000, rounds)
@@ -199,6 +213,7 @@ def _child(runs: int, path: Path, prefetch: int) -> Sample:
             commits_per_run=sum(commits.values()) / runs,
             claims_per_run=commits["claim_runs"] / runs,
             settles_per_run=commits["settle_runs"] / runs,
+            both_per_run=commits["settle_and_claim"] / runs,
             rate=runs / wall,
             source=stepwell.__file__,
             default_prefetch=WorkerOptions().prefetch or 0,

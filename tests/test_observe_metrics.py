@@ -10,6 +10,7 @@ import pytest
 
 import stepwell
 from stepwell.observe import metrics
+from stepwell.store.base import Complete
 from tests.conftest import EnvFactory
 
 app = stepwell.App("metrics-test")
@@ -86,6 +87,19 @@ def test_rescued_leases_are_counted(registry: metrics.Metrics, test_env: EnvFact
         env.advance(minutes=1)
         assert env.store.rescue_expired_leases() == 1
     assert value(registry, "stepwell_runs_rescued_total") == 1
+
+
+def test_runs_claimed_with_a_settle_are_counted_as_started(registry: metrics.Metrics, test_env: EnvFactory) -> None:
+    """settle_and_claim's claims are observed as claim_runs' are: attempts started, schedule-to-start."""
+    lease = timedelta(seconds=30)
+    with test_env(app) as env:
+        env.send("job.ok", {})
+        env.send("job.ok", {})
+        [first] = env.store.claim_runs(worker_id="w", limit=1, lease=lease)
+        done = env.store.settle_and_claim([Complete(first.lease, b"1")], worker_id="w", limit=10, lease=lease)
+        assert done.refused == [] and len(done.claimed) == 1
+    assert value(registry, "stepwell_runs_started_total", function="ok") == 2
+    assert value(registry, "stepwell_schedule_to_start_seconds_count", function="ok") == 2
 
 
 def test_labels_are_bounded(registry: metrics.Metrics) -> None:

@@ -29,6 +29,7 @@ NO_BLOCK = {
     "close": "closes connections",
     "subscribe": "a watcher thread (SQLite) or LISTEN (PostgreSQL, listener.py)",
     "start_child": "record_step and create_children in one transaction",
+    "settle_and_claim": "settle_runs and claim_runs in one transaction",
     "set_key_paused": "flow control's line rules (plan/lines.py) in flow.sql",
     "skip_key": "flow control's line rules (plan/lines.py) in flow.sql",
 }
@@ -138,9 +139,8 @@ def named_after_verb(verb: str, blocks: list[str]) -> bool:
     return any(block == verb or block.startswith(f"{verb}_") for block in blocks)
 
 
-# Modules allowed to read rows by position: the decoders themselves, and postgres/claims.py, whose
-# claim_runs and _claim_admitting moved verbatim while the PostgreSQL claim path is being profiled.
-ROW_DECODERS = {"store/rows.py", "store/sqlite/rows.py", "store/postgres/rows.py", "store/postgres/claims.py"}
+# Modules allowed to read rows by position: the decoders themselves.
+ROW_DECODERS = {"store/rows.py", "store/sqlite/rows.py", "store/postgres/rows.py"}
 
 
 def positional_row_reads(path: Path) -> list[str]:

@@ -23,7 +23,7 @@ import pytest
 
 import stepwell
 from stepwell.runtime.worker import RELEASE_TIMEOUT, Worker, WorkerOptions
-from stepwell.store.base import Settlement
+from stepwell.store.base import ClaimedRun, SettledAndClaimed, Settlement
 from tests.pg_helpers import wait_until
 
 RUNS = 3000
@@ -55,7 +55,7 @@ def test_a_fast_worker_never_holds_more_than_its_capacity(database_url: str) -> 
     for start in range(0, RUNS, 1000):
         app.send([{"name": "noop", "data": {"i": i}} for i in range(start, start + 1000)])
     worker = app.worker(OPTIONS)
-    _slow_down_settles(worker)
+    combined = _slow_down_settles(worker)
 
     sampled: list[int] = []
     sampling = threading.Event()
@@ -77,6 +77,7 @@ def test_a_fast_worker_never_holds_more_than_its_capacity(database_url: str) -> 
     assert worker.peak_in_flight <= capacity, f"held {worker.peak_in_flight} runs at once, over {capacity}"
     assert worker.peak_in_flight >= capacity // 2, "the test did not fill the pipeline"
     assert max(sampled) <= capacity, f"the database saw {max(sampled)} runs leased at once, over {capacity}"
+    assert combined, "no settle claimed in its own transaction: the test misses settle_and_claim's room"
     assert len(executions) == RUNS and set(executions.values()) == {1}, "every run executes exactly once"
     completed = app.runs(status="completed", limit=RUNS + 1)
     assert len(completed) == RUNS
@@ -84,15 +85,25 @@ def test_a_fast_worker_never_holds_more_than_its_capacity(database_url: str) -> 
     app.close()
 
 
-def _slow_down_settles(worker: Worker) -> None:
-    """Every settle waits SETTLE_DELAY before the real store saves the batch (a slow database)."""
-    settle = worker.store.settle_runs
+def _slow_down_settles(worker: Worker) -> list[int]:
+    """Every settle (alone or with a claim) waits SETTLE_DELAY before the real store saves the batch (a slow
+    database). Returns the runs claimed by each settle_and_claim, as they come."""
+    settle, settle_and_claim = worker.store.settle_runs, worker.store.settle_and_claim
+    combined: list[int] = []
 
     def slow(settlements: Sequence[Settlement], **kwargs: object) -> list[str]:
         time.sleep(SETTLE_DELAY)
         return settle(settlements, **kwargs)  # type: ignore[arg-type]
 
+    def slow_with_claim(settlements: Sequence[Settlement], **kwargs: Any) -> SettledAndClaimed:
+        time.sleep(SETTLE_DELAY)
+        done = settle_and_claim(settlements, **kwargs)
+        combined.append(len(done.claimed))
+        return done
+
     worker.store.settle_runs = slow  # type: ignore[method-assign]
+    worker.store.settle_and_claim = slow_with_claim  # type: ignore[method-assign]
+    return combined
 
 
 async def _drain(worker: Worker, runs: int) -> None:
@@ -120,8 +131,8 @@ def test_a_default_worker_claims_in_batches_whatever_its_concurrency(database_ur
     options = WorkerOptions(concurrency=2, poll_interval=0.05, maintenance=False)
     worker = app.worker(options)
     limits: list[int] = []
-    claimed: list[int] = []  # runs per claim that got any
-    claim = worker.store.claim_runs
+    claimed: list[int] = []  # runs per claim that got any (claim_runs, or settle_and_claim's claim)
+    claim, settle_and_claim = worker.store.claim_runs, worker.store.settle_and_claim
 
     def counted(**kwargs: Any) -> Any:
         limits.append(kwargs["limit"])
@@ -130,7 +141,15 @@ def test_a_default_worker_claims_in_batches_whatever_its_concurrency(database_ur
             claimed.append(len(got))
         return got
 
+    def counted_with_settle(settlements: Sequence[Settlement], **kwargs: Any) -> SettledAndClaimed:
+        limits.append(kwargs["limit"])
+        done = settle_and_claim(settlements, **kwargs)
+        if done.claimed:
+            claimed.append(len(done.claimed))
+        return done
+
     worker.store.claim_runs = counted  # type: ignore[method-assign]
+    worker.store.settle_and_claim = counted_with_settle  # type: ignore[method-assign]
     asyncio.run(_drain(worker, runs))
 
     assert options.capacity == 2 + 100
@@ -222,3 +241,89 @@ def test_shutdown_gives_up_within_its_bounds_when_the_database_never_answers(
 
 def _store_threads() -> list[threading.Thread]:
     return [t for t in threading.enumerate() if t.name.startswith(("stepwell-store", "stepwell-release"))]
+
+
+def test_outcomes_linger_for_half_a_claim_batch_whatever_the_concurrency(database_url: str) -> None:
+    """At concurrency 2 the linger used to end below concurrency // 2 (1) outcomes, so no outcome ever
+    waited for another: a drain settled one or two runs per transaction. Now outcomes gather until half
+    a claim batch is pending (or the oldest is `linger` old: a long linger here, so only the count ends it)."""
+    app = stepwell.App("pipeline", database_url=database_url)
+
+    @app.function("noop", trigger=stepwell.on_event("noop"), retries=0)
+    def noop(ctx: stepwell.Context) -> None:  # type: ignore[type-arg]
+        return None
+
+    runs = 200
+    app.send([{"name": "noop", "data": {"i": i}} for i in range(runs)])
+    options = WorkerOptions(concurrency=2, claim_batch=20, linger=0.5, poll_interval=0.05, maintenance=False)
+    worker = app.worker(options)
+    batches: list[int] = []  # outcomes per settle, alone or with a claim
+    settle, settle_and_claim = worker.store.settle_runs, worker.store.settle_and_claim
+
+    def counted(settlements: Sequence[Settlement], **kwargs: Any) -> list[str]:
+        batches.append(len(settlements))
+        return settle(settlements, **kwargs)
+
+    def counted_with_claim(settlements: Sequence[Settlement], **kwargs: Any) -> SettledAndClaimed:
+        batches.append(len(settlements))
+        return settle_and_claim(settlements, **kwargs)
+
+    worker.store.settle_runs = counted  # type: ignore[method-assign]
+    worker.store.settle_and_claim = counted_with_claim  # type: ignore[method-assign]
+    asyncio.run(_drain(worker, runs))
+
+    assert sum(batches) == runs
+    *drained, _ = batches  # the last: what was left when the drain stopped
+    assert drained and min(drained) >= 10, f"outcomes per settle: {batches}"
+    assert len(app.runs(status="completed", limit=runs + 1)) == runs
+
+
+def test_a_stopping_worker_claims_nothing_more_and_still_saves_its_outcomes(database_url: str) -> None:
+    """Once stop is set, no settle carries a claim and no claim starts; the outcomes of runs that finish
+    during the shutdown are saved (settle_runs), and the runs never started are released."""
+    app = stepwell.App("pipeline", database_url=database_url)
+
+    @app.function("slow", trigger=stepwell.on_event("slow"), retries=0)
+    async def slow(ctx: stepwell.Context) -> None:  # type: ignore[type-arg]
+        await asyncio.sleep(0.05)
+
+    runs = 400
+    app.send([{"name": "slow", "data": {"i": i}} for i in range(runs)])
+    worker = app.worker(WorkerOptions(concurrency=10, poll_interval=0.05, maintenance=False))
+    stop = asyncio.Event()
+    calls: list[tuple[str, bool]] = []  # (verb, whether stop was set when it was called)
+    claim, settle, settle_and_claim = worker.store.claim_runs, worker.store.settle_runs, worker.store.settle_and_claim
+
+    def counted_claim(**kwargs: Any) -> list[ClaimedRun]:
+        calls.append(("claim_runs", stop.is_set()))
+        return claim(**kwargs)
+
+    def counted_settle(settlements: Sequence[Settlement], **kwargs: Any) -> list[str]:
+        calls.append(("settle_runs", stop.is_set()))
+        return settle(settlements, **kwargs)
+
+    def counted_both(settlements: Sequence[Settlement], **kwargs: Any) -> SettledAndClaimed:
+        calls.append(("settle_and_claim", stop.is_set()))
+        return settle_and_claim(settlements, **kwargs)
+
+    worker.store.claim_runs = counted_claim  # type: ignore[method-assign]
+    worker.store.settle_runs = counted_settle  # type: ignore[method-assign]
+    worker.store.settle_and_claim = counted_both  # type: ignore[method-assign]
+
+    async def stop_midway() -> None:
+        task = asyncio.create_task(worker.run(stop))
+        while worker.processed < 100:
+            await asyncio.sleep(0.005)
+        stop.set()
+        await task
+
+    asyncio.run(stop_midway())
+
+    assert ("settle_and_claim", False) in calls, "the drain never settled and claimed in one transaction"
+    after_stop = {verb for verb, stopping in calls if stopping}
+    assert "settle_runs" in after_stop, "the runs that finished during the shutdown were not saved"
+    assert after_stop <= {"settle_runs"}, f"claimed after stop: {calls}"
+    completed = app.runs(status="completed", limit=runs + 1)
+    assert len(completed) == worker.processed, "every run that finished has its outcome saved"
+    assert len(app.runs(status="queued", limit=runs + 1)) == runs - worker.processed, "the rest released"
+    assert _leased_count(database_url) == 0

@@ -31,7 +31,7 @@ def _worker_options(fn: Any) -> Any:
         default=0.002,
         show_default=True,
         type=click.FloatRange(min=0),
-        help="seconds outcomes wait to share a settle",
+        help="seconds an outcome may wait for others to share a settle",
     )(fn)
     fn = click.option(
         "--lease",

@@ -24,6 +24,7 @@ from stepwell.store.base import (
     NewChild,
     NewEvent,
     NewRun,
+    SettledAndClaimed,
     Settlement,
     StepWrite,
     Store,
@@ -131,10 +132,21 @@ class ObservedStore:
         return claimed
 
     def settle_runs(self, settlements: Sequence[Settlement], **kwargs: Any) -> list[str]:
+        self._write_lines(settlements)
+        return self.inner.settle_runs(settlements, **kwargs)
+
+    def settle_and_claim(self, settlements: Sequence[Settlement], **kwargs: Any) -> SettledAndClaimed:
+        """Observed as settle_runs and claim_runs are: the settled runs' lines first, the claimed runs counted."""
+        self._write_lines(settlements)
+        result = self.inner.settle_and_claim(settlements, **kwargs)
+        if result.claimed and SETTINGS.metrics:
+            _count_claimed(result.claimed)
+        return result
+
+    def _write_lines(self, settlements: Sequence[Settlement]) -> None:
         lines = runlog.take_pending([s.lease.run_id for s in settlements])
         if lines:
             self.inner.append_run_logs(lines, max_lines=SETTINGS.log_lines_per_run)
-        return self.inner.settle_runs(settlements, **kwargs)
 
     def rescue_expired_leases(self, **kwargs: Any) -> int:
         rescued = self.inner.rescue_expired_leases(**kwargs)

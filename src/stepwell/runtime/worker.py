@@ -4,6 +4,10 @@ Async functions run on this event loop, sync functions on a fixed set of user th
 queue, whose outcomes come back in batches (`runtime/userthreads.py`); the store is reached
 through a small executor of its own. Leases are renewed by a separate thread.
 
+A settle that has room to claim behind it claims in the same transaction (`Store.settle_and_claim`):
+in a drain, one commit saves a batch of outcomes and fetches the next batch of work. Outcomes
+linger (`linger`, 2 ms) for others to share their transaction, until half a claim batch is waiting.
+
 The pipeline is bounded: a run counts against the room to claim from its claim until its outcome
 is saved (buffered, running, or waiting to be settled), so bodies can never outrun settles and
 memory stays flat however slow the database gets. On stop, the worker claims nothing more, gives
@@ -35,7 +39,7 @@ from stepwell.runtime.maintenance import Maintenance
 from stepwell.runtime.processing import process_claimed
 from stepwell.runtime.userthreads import UserThreads
 from stepwell.runtime.wakeup import Wakeups
-from stepwell.store.base import ClaimedRun, Lease, Retention, Settlement
+from stepwell.store.base import ClaimedRun, Lease, Retention, SettledAndClaimed, Settlement
 
 log = logging.getLogger("stepwell.worker")
 T = TypeVar("T")
@@ -51,7 +55,7 @@ class WorkerOptions:
     shutdown_timeout: float = 10.0
     claim_batch: int = 100
     prefetch: int | None = None  # runs claimed ahead of free slots; default: `claim_batch`, whatever the concurrency
-    linger: float = 0.002  # seconds a small batch of outcomes waits for others to share its transaction
+    linger: float = 0.002  # seconds an outcome may wait for others (up to half a claim batch) to share its transaction
     maintenance: bool = True
     rescue_interval: float = 5.0
     retention: Retention = Retention()
@@ -99,6 +103,9 @@ class Worker:
         self._buffer: deque[ClaimedRun] = deque()  # claimed, leased, not started yet
         self._pending: list[Settlement] = []  # outcomes waiting to be settled
         self._settling = 0  # outcomes in the settle now in flight
+        self._pending_since = 0.0  # the loop's time when the oldest pending outcome arrived
+        self._batch_goal = max(1, self.options.claim_batch // 2)  # pending outcomes that no longer linger
+        self._stop: asyncio.Event | None = None  # run()'s: once set, settles claim nothing more
         self._late_claim: asyncio.Future[list[ClaimedRun]] | None = None  # a claim still in flight at stop
         self.peak_in_flight = 0  # the most runs held at once, for tests and metrics (never above `capacity`)
         self._deadlines = LeaseDeadlines(self.options.lease)  # no user code of a run past its lease
@@ -128,7 +135,10 @@ class Worker:
         """Work until `stop` is set, then shut down gracefully."""
         self._wake = asyncio.Event()
         self._settled = asyncio.Event()
+        self._full = asyncio.Event()  # set when `_batch_goal` outcomes are pending: the linger ends
         self._flush_lock = asyncio.Lock()  # one settle at a time, whether the background flusher's or shutdown's
+        self._claim_lock = asyncio.Lock()  # one claim at a time, the claim loop's or a settle's
+        self._stop = stop
         loop = asyncio.get_running_loop()
         if self.wakeups:
             self.wakeups.register(loop, self._wake)
@@ -179,8 +189,8 @@ class Worker:
         execute and settle paths are those of run(), with a maintenance pass (rescue, fan-outs,
         run timeouts, cron) before each claim instead of on a timer. Returns the attempts executed.
         """
-        self._wake, self._settled = asyncio.Event(), asyncio.Event()
-        self._flush_lock = asyncio.Lock()
+        self._wake, self._settled, self._full = asyncio.Event(), asyncio.Event(), asyncio.Event()
+        self._flush_lock, self._claim_lock = asyncio.Lock(), asyncio.Lock()
         self._loop = asyncio.get_running_loop()
         start = self.processed
         try:
@@ -223,39 +233,54 @@ class Worker:
         waits for it (back-pressure), and a settle that frees room wakes this loop.
         """
         failures = 0
-        capacity = self.options.capacity
         while not stop.is_set():
             self._wake.clear()  # before claiming: a wake-up that arrives during the claim must not be lost
             self._start_buffered()
-            room = capacity - self.in_flight()
+            limit = 0 if self._claim_lock.locked() else self._claim_limit()  # locked: a settle claims; it wakes us
             full_batch = False
-            if room > 0 and (len(self._buffer) == 0 or room >= capacity // 2):
-                limit = min(room, self.options.claim_batch)
-                since = self._deadlines.now()
-                try:
-                    claimed = await self._claim(stop, limit)
-                    if claimed is None:  # stopped while the claim was in flight: shutdown releases what it got
-                        return
-                    failures = 0
-                except StepwellError as err:
-                    failures += 1
-                    delay = min(0.1 * 2**failures, 10.0)
-                    log.warning("claim failed (%s); retrying in %.1fs", err, delay)
+            if limit:
+                async with self._claim_lock:
+                    since = self._deadlines.now()
+                    try:
+                        claimed = await self._claim(stop, limit)
+                        if claimed is None:  # stopped while the claim was in flight: shutdown releases what it got
+                            return
+                        failures = 0
+                    except StepwellError as err:
+                        failures += 1
+                        delay = min(0.1 * 2**failures, 10.0)
+                        log.warning("claim failed (%s); retrying in %.1fs", err, delay)
+                        claimed = None
+                if claimed is None:  # the claim failed: back off outside the lock, so settles may claim
                     await _wait_any(stop, None, delay)
                     continue
-                self._deadlines.granted([run.run_id for run in claimed], since)
-                if claimed:
-                    crash_point("worker.after_claim")
-                for run in claimed:
-                    self._held[run.run_id] = run.lease
-                self._buffer.extend(claimed)
-                self.peak_in_flight = max(self.peak_in_flight, self.in_flight())
-                self._start_buffered()
+                self._took(claimed, since)
                 full_batch = len(claimed) == limit
             if full_batch and len(self._tasks) < self.options.concurrency:
                 await asyncio.sleep(0)
                 continue
             await _wait_any(stop, self._wake, self.options.poll_interval)
+
+    def _claim_limit(self, settling: int = 0) -> int:
+        """How many runs to claim now (0: none). The room is what `capacity` leaves after every run held,
+        less the `settling` outcomes a settle_and_claim saves in the claim's own transaction; a claim
+        is made when the buffer ran dry or half the capacity is free, so that claims stay large."""
+        capacity = self.options.capacity
+        room = capacity - (self.in_flight() - settling)
+        if room > 0 and (not self._buffer or room >= capacity // 2):
+            return min(room, self.options.claim_batch)
+        return 0
+
+    def _took(self, claimed: list[ClaimedRun], since: float) -> None:
+        """Hold the runs just claimed (leased since `since`) and start what the concurrency allows."""
+        self._deadlines.granted([run.run_id for run in claimed], since)
+        if claimed:
+            crash_point("worker.after_claim")
+        for run in claimed:
+            self._held[run.run_id] = run.lease
+        self._buffer.extend(claimed)
+        self.peak_in_flight = max(self.peak_in_flight, self.in_flight())
+        self._start_buffered()
 
     async def _claim(self, stop: asyncio.Event, limit: int) -> list[ClaimedRun] | None:
         """Claim up to `limit` runs; None when `stop` came first (the claim is then left to shutdown).
@@ -313,8 +338,12 @@ class Worker:
             self._held.pop(claimed.run_id, None)
             self._deadlines.forget(claimed.run_id)
         else:
+            if not self._pending:
+                self._pending_since = asyncio.get_running_loop().time()
             self._pending.append(settlement)
             self._settled.set()
+            if len(self._pending) >= self._batch_goal:
+                self._full.set()
 
     def _lost(self, run_ids: list[str]) -> None:
         """Called on the heartbeat thread: expire the deadlines at once (running attempts stop at
@@ -336,24 +365,53 @@ class Worker:
     async def _flush_forever(self) -> None:
         while True:
             await self._settled.wait()
-            if self.options.linger and len(self._pending) < self.options.concurrency // 2:
-                await asyncio.sleep(self.options.linger)  # let outcomes finishing together share one transaction
+            await self._linger()
             self._settled.clear()
-            await self._flush()
+            await self._flush(claim=True)
 
-    async def _flush(self) -> None:
-        """Settle every pending outcome, one batch at a time; cancelled, the batch in flight stays held."""
+    async def _linger(self) -> None:
+        """Let outcomes finishing close together share one transaction: wait until the oldest pending
+        outcome is `linger` old, or until half a claim batch is pending, whichever comes first.
+
+        Whatever the concurrency: a drain then settles (and claims) in batches of about half a claim
+        batch, and a lone outcome waits `linger` at most. A settle in flight holds up the next one
+        anyway, so under load outcomes gather without lingering at all."""
+        linger = self.options.linger
+        if not linger:
+            return
+        loop = asyncio.get_running_loop()
+        while len(self._pending) < self._batch_goal:
+            left = self._pending_since + linger - loop.time()
+            if left <= 0:
+                return
+            self._full.clear()
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._full.wait(), left)
+
+    async def _flush(self, *, claim: bool = False) -> None:
+        """Settle every pending outcome, one batch at a time; cancelled, the batch in flight stays held.
+        `claim` (the background flusher): settle one batch, and claim in the same transaction when there
+        is room (until stop is set); outcomes that came meanwhile linger for the next round."""
         async with self._flush_lock:
-            await self._flush_pending()
+            await self._flush_pending(claim)
 
-    async def _flush_pending(self) -> None:
+    async def _flush_pending(self, claim: bool) -> None:
         failures = 0
         while self._pending:
             batch, self._pending = self._pending, []
             self._settling = len(batch)
+            stopping = self._stop is None or self._stop.is_set()
+            limit = 0 if not claim or stopping or self._claim_lock.locked() else self._claim_limit(len(batch))
+            claimed: list[ClaimedRun] = []
+            since = self._deadlines.now()
             try:
                 crash_point("worker.before_settle")
-                lost = await self._store(self.store.settle_runs, batch)
+                if limit:
+                    async with self._claim_lock:
+                        done = await self._settle_and_claim(batch, limit)
+                    lost, claimed = done.refused, done.claimed
+                else:
+                    lost = await self._store(self.store.settle_runs, batch)
                 crash_point("worker.after_settle")
             except StepwellError as err:
                 self._pending = batch + self._pending
@@ -367,6 +425,8 @@ class Worker:
             for settlement in batch:
                 self._held.pop(settlement.lease.run_id, None)
                 self._deadlines.forget(settlement.lease.run_id)
+            if claimed:  # after the settled runs are let go: a run retried at once may be among them
+                self._took(claimed, since)
             self._wake.set()  # room to claim again
             if lost:
                 log.warning(
@@ -374,6 +434,28 @@ class Worker:
                     len(lost),
                     ", ".join(lost[:5]),
                 )
+            if claim:
+                return
+
+    async def _settle_and_claim(self, batch: list[Settlement], limit: int) -> SettledAndClaimed:
+        """settle_and_claim on a store thread. Cancelled (shutdown), the call carries on: what it claims is
+        released at shutdown, as a claim loop's claim still in flight is (`_late_claim`)."""
+        call = asyncio.ensure_future(
+            self._store(
+                self.store.settle_and_claim,
+                batch,
+                worker_id=self.worker_id,
+                limit=limit,
+                lease=self.options.lease,
+                functions=self._serves,
+            )
+        )
+        try:
+            return await asyncio.shield(call)
+        except asyncio.CancelledError:
+            self._late_claim = asyncio.ensure_future(_claimed_by(call))
+            self._late_claim.add_done_callback(lambda f: f.cancelled() or f.exception())
+            raise
 
     async def _maintain_forever(self) -> None:
         maintenance = self.maintenance
@@ -463,6 +545,10 @@ class Worker:
             self._held.clear()
         finally:
             releaser.shutdown(wait=False)
+
+
+async def _claimed_by(call: asyncio.Future[SettledAndClaimed]) -> list[ClaimedRun]:
+    return (await call).claimed
 
 
 def _one_line(err: BaseException) -> str:

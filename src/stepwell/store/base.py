@@ -224,6 +224,14 @@ Settlement = Complete | Retry | Suspend | Fail | Release
 
 
 @dataclass(frozen=True, slots=True)
+class SettledAndClaimed:
+    """What `settle_and_claim` did: the outcomes refused (their lease was lost), and the runs claimed."""
+
+    refused: list[str]
+    claimed: list[ClaimedRun]
+
+
+@dataclass(frozen=True, slots=True)
 class RunFilter:
     event_id: str | None = None
     function: str | None = None
@@ -445,6 +453,22 @@ class Store(Protocol):
 
     def settle_runs(self, settlements: Sequence[Settlement], *, now: datetime | None = None) -> list[str]:
         """Apply outcomes of many runs in one transaction; returns the run ids whose lease was lost."""
+        ...
+
+    def settle_and_claim(
+        self,
+        settlements: Sequence[Settlement],
+        *,
+        worker_id: str,
+        limit: int,
+        lease: timedelta,
+        now: datetime | None = None,
+        functions: Sequence[str] | None = None,
+    ) -> SettledAndClaimed:
+        """settle_runs, then claim_runs, in one transaction: a worker that saves outcomes and has room for
+        more work pays one commit for both. The claim sees the settle's writes (a run retried at once may
+        come back). Where a claim must first admit runs under flow control, a backend may commit the
+        settle and claim in a transaction of its own (PostgreSQL does: see its claims.py)."""
         ...
 
     def release_runs(self, leases: Sequence[Lease], *, now: datetime | None = None) -> int:

@@ -1,4 +1,4 @@
-"""The PostgreSQL store's claim verbs (claim_runs, extend_leases), as a mixin of PostgresStore.
+"""The PostgreSQL store's claim verbs (claim_runs, settle_and_claim, extend_leases), as a mixin of PostgresStore.
 
 A claim is one statement (SKIP LOCKED, per-key order inside it); a pick with runs that must first
 take a concurrency slot or a throttle turn goes through admission in a transaction (flow.py).
@@ -13,11 +13,12 @@ from typing import TYPE_CHECKING, Any
 
 from stepwell.model.ids import new_token
 from stepwell.model.records import Event
-from stepwell.store.base import ClaimedRun, Lease
+from stepwell.store.base import ClaimedRun, Lease, SettledAndClaimed, Settlement
 from stepwell.store.flowrules import BATCH, GATED
-from stepwell.store.postgres import flow
+from stepwell.store.postgres import flow, waiting
 from stepwell.store.postgres import params as p
-from stepwell.store.postgres.rows import candidate_rows
+from stepwell.store.postgres.lifecycle import settle
+from stepwell.store.postgres.rows import ClaimRows, candidate_rows, claim_rows
 from stepwell.store.postgres.statements import Connection, Cursor, run
 from stepwell.store.rows import json_or_none
 
@@ -25,7 +26,7 @@ _ADMITTING_STREAK = 32  # after a pick with runs to admit, claims skip the one-s
 
 
 class ClaimVerbs:
-    """claim_runs, extend_leases (see Store)."""
+    """claim_runs, settle_and_claim, extend_leases (see Store)."""
 
     if TYPE_CHECKING:
 
@@ -47,25 +48,55 @@ class ClaimVerbs:
     ) -> list[ClaimedRun]:
         """One statement; a transaction that admits them when the pick has runs that must first take a
         concurrency slot or a throttle turn. After such a pick, the next claims go straight there."""
-        token = new_token()
-        only = None if functions is None else list(functions)
-        params = {"worker_id": worker_id, "token": token, "lease": lease, "now": self._at(now), "limit": limit}
-        params["functions"] = only
+        params = _claim_params(worker_id, limit, lease, self._at(now), functions)
         with self._connection("claim_runs") as conn:
-            rows = [] if self._admitting > 0 else run(conn, "claim_runs", params).fetchall()
-            if not rows or rows[0][0]:
-                with conn.pipeline(), conn.transaction():
-                    claiming, gated = self._claim_admitting(conn, params)
-                rows = [] if claiming is None else claiming.fetchall()  # sent with the commit
-                self._admitting = _ADMITTING_STREAK if gated else self._admitting - 1
-            claimed = [row[1:] for row in rows if row[1] is not None]
-            batches = self._batch_events(conn, [row[0] for row in claimed if row[9] & BATCH])
-        return [p.claimed_run(row, token, batches.get(row[0], ())) for row in claimed]  # best first, as picked
+            first = None if self._admitting > 0 else claim_rows(run(conn, "claim_runs", params).fetchall())
+            return self._claimed(conn, params, first)
+
+    def settle_and_claim(
+        self,
+        settlements: Sequence[Settlement],
+        *,
+        worker_id: str,
+        limit: int,
+        lease: timedelta,
+        now: datetime | None = None,
+        functions: Sequence[str] | None = None,
+    ) -> SettledAndClaimed:
+        """The settle statements, then the claim statement, in one pipelined transaction: two round trips,
+        as many as settle_runs alone. The claim goes last, so the transaction takes no lock after it
+        (SKIP LOCKED: it waits for none).
+
+        A claim that must first admit runs under flow control (its pick has runs that need a concurrency
+        slot or a throttle turn, or a recent pick had) is not made in the settle's transaction: admitting
+        locks slot rows, which the settle may hold too, in another order (see flow.py's lock order).
+        It follows the settle's commit in a transaction of its own, as claim_runs makes it."""
+        at = self._at(now)
+        params = _claim_params(worker_id, limit, lease, at, functions)
+        with self._connection("settle_and_claim") as conn:
+            with conn.pipeline(), conn.transaction():
+                refused, fan_outs = settle(conn, settlements, at)
+                claiming = run(conn, "claim_runs", params) if self._admitting <= 0 else None
+            first = None if claiming is None else claim_rows(claiming.fetchall())  # sent with the commit
+            waiting.finish_fan_outs(conn, fan_outs, at)
+            return SettledAndClaimed(refused, self._claimed(conn, params, first))
+
+    def _claimed(self, conn: Connection, params: dict[str, Any], first: ClaimRows | None) -> list[ClaimedRun]:
+        """The runs claim_runs' statement claimed (`first`), or, when it has not been run or found runs to
+        admit, those of a transaction that admits them; with their batch events."""
+        if first is None or first.gated:
+            with conn.pipeline(), conn.transaction():
+                claiming, gated = self._claim_admitting(conn, params)
+            first = ClaimRows(gated, [] if claiming is None else claim_rows(claiming.fetchall()).claimed)
+            self._admitting = _ADMITTING_STREAK if gated else self._admitting - 1
+        batches = self._batch_events(conn, [row.run_id for row in first.claimed if row.flags & BATCH])
+        token = params["token"]
+        return [p.claimed_run(row, token, batches.get(row.run_id, ())) for row in first.claimed]  # best first
 
     @staticmethod
     def _claim_admitting(conn: Connection, params: dict[str, Any]) -> tuple[Cursor | None, bool]:
         """Pick as claim_runs does, admit the runs under concurrency limits or a throttle, claim what may start.
-        Returns the claim (rows as claim_runs returns them, to read) and whether any picked run needed admitting."""
+        Returns the claim (rows as claim_runs returns them, to decode) and whether any picked run needed admitting."""
         candidates = candidate_rows(run(conn, "claim_candidates", params).fetchall())
         gated = [c for c in candidates if c.flags & GATED]
         admitted = flow.admit_to_start(conn, gated) if gated else set()
@@ -88,3 +119,11 @@ class ClaimVerbs:
         with self._connection("extend_leases") as conn:
             expiry: dict[str, datetime] = dict(run(conn, "extend_leases", params).fetchall())
         return [Lease(held.run_id, held.token, expiry[held.run_id]) for held in leases if held.run_id in expiry]
+
+
+def _claim_params(
+    worker_id: str, limit: int, lease: timedelta, at: datetime | None, functions: Sequence[str] | None
+) -> dict[str, Any]:
+    """claim_runs' parameters, with the claim's fresh lease token."""
+    only = None if functions is None else list(functions)
+    return {"worker_id": worker_id, "token": new_token(), "lease": lease, "now": at, "limit": limit, "functions": only}

@@ -39,39 +39,13 @@ class LifecycleVerbs:
 
         Releases (attempts interrupted by the store) are release_runs in the same transaction."""
         at = self._at(now)
-        plan = p.settlement_plan(settlements, at)
-        if not plan:
+        if not settlements:
             return []
-        settled: set[str] = set()
         with self._connection("settle_runs") as conn:
             with conn.pipeline(), conn.transaction():
-                cursors = [(name, run(conn, name, params)) for name, params in plan]
-                finished: list[waiting.Finished] = []
-                left: list[tuple[str, int]] = []  # (run, flags) that stopped running
-                ended: list[tuple[str, int, bool]] = []  # (run, flags, failed) that reached a terminal status
-                for name, cursor in cursors:
-                    raw = cursor.fetchall()
-                    if name == "settle_runs_complete":
-                        completed = ended_rows(raw)
-                        settled.update(row.run_id for row in completed)
-                        finished += waiting.finished_rows(completed, RunStatus.COMPLETED)
-                        ended += [(row.run_id, row.flags, False) for row in completed if row.flags]
-                    elif name == "settle_runs_fail":
-                        failed = failed_rows(raw)
-                        settled.update(row.run_id for row in failed)
-                        finished += after_failures(conn, failed, at)
-                        ended += [(row.run_id, row.flags, True) for row in failed if row.flags]
-                    else:  # suspended, retried, released
-                        if name == "release_runs":  # one row: (count, notified, ids, flags)
-                            [(_, _, ids, flags)] = raw
-                            raw = list(zip(ids, flags, strict=True))
-                        stopped = stopped_rows(raw)
-                        settled.update(row.run_id for row in stopped)
-                        left += [(row.run_id, row.flags) for row in stopped if row.flags]
-                fan_outs = waiting.children_finished(conn, finished, at)
-                flow.runs_stopped(conn, left=left, ended=ended)
+                refused, fan_outs = settle(conn, settlements, at)
             waiting.finish_fan_outs(conn, fan_outs, at)
-        return [s.lease.run_id for s in settlements if s.lease.run_id not in settled]
+        return refused
 
     def release_runs(self, leases: Sequence[Lease], *, now: datetime | None = None) -> int:
         if not leases:
@@ -162,6 +136,42 @@ class LifecycleVerbs:
         return len(rows)
 
     # settling
+
+
+def settle(
+    conn: Connection, settlements: Sequence[Settlement], at: datetime | None
+) -> tuple[list[str], list[tuple[str, str]]]:
+    """Apply the outcomes in the open (pipelined) transaction: one statement per kind of outcome, for the
+    whole batch. Returns the runs whose outcome was refused (lease lost) and the fan-outs to check after
+    the commit. Shared by settle_runs and settle_and_claim."""
+    plan = p.settlement_plan(settlements, at)
+    settled: set[str] = set()
+    cursors = [(name, run(conn, name, params)) for name, params in plan]
+    finished: list[waiting.Finished] = []
+    left: list[tuple[str, int]] = []  # (run, flags) that stopped running
+    ended: list[tuple[str, int, bool]] = []  # (run, flags, failed) that reached a terminal status
+    for name, cursor in cursors:
+        raw = cursor.fetchall()
+        if name == "settle_runs_complete":
+            completed = ended_rows(raw)
+            settled.update(row.run_id for row in completed)
+            finished += waiting.finished_rows(completed, RunStatus.COMPLETED)
+            ended += [(row.run_id, row.flags, False) for row in completed if row.flags]
+        elif name == "settle_runs_fail":
+            failed = failed_rows(raw)
+            settled.update(row.run_id for row in failed)
+            finished += after_failures(conn, failed, at)
+            ended += [(row.run_id, row.flags, True) for row in failed if row.flags]
+        else:  # suspended, retried, released
+            if name == "release_runs":  # one row: (count, notified, ids, flags)
+                [(_, _, ids, flags)] = raw
+                raw = list(zip(ids, flags, strict=True))
+            stopped = stopped_rows(raw)
+            settled.update(row.run_id for row in stopped)
+            left += [(row.run_id, row.flags) for row in stopped if row.flags]
+    fan_outs = waiting.children_finished(conn, finished, at)
+    flow.runs_stopped(conn, left=left, ended=ended)
+    return [s.lease.run_id for s in settlements if s.lease.run_id not in settled], fan_outs
 
 
 def cancel(conn: Connection, run_ids: list[str], at: datetime | None) -> tuple[list[str], list[tuple[str, str]]]:

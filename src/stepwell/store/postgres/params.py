@@ -22,6 +22,7 @@ from stepwell.store.base import (
     Suspend,
     TraceContext,
 )
+from stepwell.store.postgres.rows import ClaimRow
 from stepwell.store.postgres.statements import same
 from stepwell.store.rows import error_bytes, error_or_none, json_or_none, step_from_row
 
@@ -165,26 +166,27 @@ def fail_params(fails: Sequence[Fail], at: datetime | None) -> dict[str, Any]:
     }
 
 
-def claimed_run(row: tuple[Any, ...], token: str, batch: Sequence[Event] = ()) -> ClaimedRun:
-    """A claim_runs row (after its first column): the run, its event, its steps; `batch`: a batch run's events."""
-    (run_id, function, attempt, max_attempts, event_id, input_data, input_name, created_at, expires_at, _,
-     claimed_at, event_name, event_data, event_ts, ready_at, parent, state, link, *step_columns) = row  # fmt: skip
-    if event_id is not None:
-        event = Event(event_id, event_name, json_or_none(event_data), event_ts)
+def claimed_run(row: ClaimRow, token: str, batch: Sequence[Event] = ()) -> ClaimedRun:
+    """A claimed run, its event, its steps; `batch`: a batch run's events."""
+    if row.event_id is not None:
+        event = Event(row.event_id, row.event_name or "", json_or_none(row.event_data), row.event_ts or row.created_at)
     else:
-        event = Event(None, input_name or function, json_or_none(input_data), created_at)
-    steps = tuple(step_from_row(r, same) for r in zip(*step_columns, strict=True)) if step_columns[0] else ()
+        event = Event(None, row.input_name or row.function, json_or_none(row.input), row.created_at)
+    columns = row.step_columns
+    steps = tuple(step_from_row(r, same) for r in zip(*columns, strict=True)) if columns[0] else ()
     return ClaimedRun(
-        lease=Lease(run_id, token, expires_at),
-        function=function,
-        attempt=attempt,
-        max_attempts=max_attempts,
+        lease=Lease(row.run_id, token, row.expires_at),
+        function=row.function,
+        attempt=row.attempt,
+        max_attempts=row.max_attempts,
         event=event,
-        claimed_at=claimed_at,
+        claimed_at=row.claimed_at,
         steps=steps,
         events=tuple(batch) or (event,),
-        ready_at=ready_at,
-        trace=None if parent is None else TraceContext(parent, state or "", bool(link)),
+        ready_at=row.ready_at,
+        trace=None
+        if row.traceparent is None
+        else TraceContext(row.traceparent, row.tracestate or "", bool(row.trace_link)),
     )
 
 

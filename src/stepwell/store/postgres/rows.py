@@ -58,6 +58,39 @@ class CandidateRow(NamedTuple):
     at: datetime
 
 
+class ClaimRow(NamedTuple):
+    """claim_runs, claim_picked: a claimed run, its event, and its memoized steps as parallel arrays
+    (step_from_row's columns, in replay order; None when it has none)."""
+
+    run_id: str
+    function: str
+    attempt: int
+    max_attempts: int
+    event_id: str | None
+    input: bytes | None
+    input_name: str | None
+    created_at: datetime
+    expires_at: datetime
+    flags: int
+    claimed_at: datetime
+    event_name: str | None
+    event_data: Any
+    event_ts: datetime | None
+    ready_at: datetime | None
+    traceparent: str | None
+    tracestate: str | None
+    trace_link: bool | None
+    step_columns: tuple[list[Any] | None, ...]
+
+
+class ClaimRows(NamedTuple):
+    """What a claim statement returned: whether its pick had runs that must first be admitted under flow
+    control (claim_runs then claims nothing), and the runs it claimed, best first."""
+
+    gated: bool
+    claimed: list[ClaimRow]
+
+
 class TimedOutRow(NamedTuple):
     """time_out_step: whether the lease held, the step as it stands (step_from_row's columns), and the
     invoked child the timeout cancelled, with its flow flags."""
@@ -83,6 +116,17 @@ def failed_rows(rows: Iterable[Sequence[Any]]) -> list[FailedRow]:
 
 def stopped_rows(rows: Iterable[Sequence[Any]]) -> list[StoppedRow]:
     return [StoppedRow._make(row) for row in rows]
+
+
+def claim_rows(rows: Iterable[Sequence[Any]]) -> ClaimRows:
+    """claim_runs' rows (claim_picked's too): its first column says whether the pick needed admitting;
+    a row without a run (claim_runs' left join) claimed nothing."""
+    gated, claimed = False, []
+    for found, *columns in rows:
+        gated = gated or bool(found)
+        if columns[0] is not None:
+            claimed.append(ClaimRow._make([*columns[:18], tuple(columns[18:])]))
+    return ClaimRows(gated, claimed)
 
 
 def candidate_rows(rows: Iterable[Sequence[Any]]) -> list[CandidateRow]:

@@ -20,7 +20,7 @@ The plugin provides `clock` (a VirtualClock at 2030-01-01 UTC) and `store` (a mi
 from `store_factory`, closed after the test). A conftest that defines `store` or `clock`
 itself takes precedence. Tests are grouped by the protocol verbs they exercise: basics (now,
 close, subscribe), events
-(append_events, create_runs), queue (claim_runs, extend_leases, record_step, settle_runs,
+(append_events, create_runs), queue (claim_runs, extend_leases, record_step, settle_runs, settle_and_claim,
 release_runs, rescue_expired_leases, cancel_runs, redrive), waiting (register_wait,
 start_child, time_out_step, open_fan_out, create_children, seal_fan_out, fan_out_counts,
 fan_out_results, wake_finished_fan_outs), maintenance (migrate, purge, list_runs, queue_stats),

@@ -11,7 +11,20 @@ import pytest
 from stepwell.clock import VirtualClock
 from stepwell.errors import LeaseLost
 from stepwell.model.records import ErrorInfo, FailureReason, RunStatus, StepKind, StepStatus
-from stepwell.store.base import Complete, Fail, Lease, Retry, StepWrite, Store, Suspend
+from stepwell.store.base import (
+    Complete,
+    Fail,
+    Lease,
+    NewRun,
+    Retry,
+    RunFlow,
+    SettledAndClaimed,
+    Settlement,
+    SlotClaim,
+    StepWrite,
+    Store,
+    Suspend,
+)
 from stepwell.testing.conformance.helpers import event, new_run
 
 LEASE = timedelta(seconds=30)
@@ -240,3 +253,78 @@ def _request(ids: list[str]):  # type: ignore[no-untyped-def]
     from stepwell.store.base import RedriveRequest
 
     return RedriveRequest(run_ids=ids)
+
+
+def _settle_and_claim(store: Store, settlement: Settlement, limit: int = 10) -> SettledAndClaimed:
+    return store.settle_and_claim([settlement], worker_id="w", limit=limit, lease=LEASE)
+
+
+def test_settle_and_claim_saves_the_outcomes_and_leases_more_runs(store: Store, clock: VirtualClock) -> None:
+    ids = _queue(store, clock, 4)
+    [first] = store.claim_runs(worker_id="w", limit=1, lease=LEASE)
+    result = _settle_and_claim(store, Complete(first.lease, b"1"), limit=2)
+    assert result.refused == [] and len(result.claimed) == 2
+    assert {c.run_id for c in result.claimed} < set(ids) - {first.run_id}
+    assert all(c.attempt == 1 and c.event.data == {"n": 1} for c in result.claimed)
+    assert all(c.lease.expires_at == clock.now() + LEASE for c in result.claimed)
+    done = store.get_run(first.run_id)
+    assert done is not None and (done.status, done.output) == (RunStatus.COMPLETED, 1)
+    for claimed in result.claimed:
+        run = store.get_run(claimed.run_id)
+        assert run is not None and run.status == RunStatus.RUNNING
+    [last] = store.claim_runs(worker_id="w", limit=10, lease=LEASE)
+    result = _settle_and_claim(store, Complete(last.lease, b"4"))
+    assert result == SettledAndClaimed([], []), "nothing left to claim; the outcome is saved all the same"
+    run = store.get_run(last.run_id)
+    assert run is not None and run.status == RunStatus.COMPLETED
+
+
+def test_settle_and_claim_refuses_an_outcome_under_a_lost_lease_and_still_claims(
+    store: Store, clock: VirtualClock
+) -> None:
+    _queue(store, clock, 2)
+    [first] = store.claim_runs(worker_id="w", limit=1, lease=LEASE)
+    stale = Lease(first.run_id, "stale", first.lease.expires_at)
+    result = _settle_and_claim(store, Complete(stale, b"1"))
+    assert result.refused == [first.run_id] and len(result.claimed) == 1
+    run = store.get_run(first.run_id)
+    assert run is not None and (run.status, run.output) == (RunStatus.RUNNING, None)
+
+
+def test_settle_and_claim_the_claim_sees_what_the_settle_wrote(store: Store, clock: VirtualClock) -> None:
+    [run_id] = _queue(store, clock)
+    [claimed] = store.claim_runs(worker_id="w", limit=1, lease=LEASE)
+    result = _settle_and_claim(store, Retry(claimed.lease, BOOM, timedelta(0)))
+    [again] = result.claimed
+    assert (again.run_id, again.attempt) == (run_id, 2) and again.lease.token != claimed.lease.token
+    assert store.settle_runs([Complete(claimed.lease, b"1")]) == [run_id], "the first attempt's lease is gone"
+
+
+def test_settle_and_claim_hands_an_ordering_key_to_its_next_run_in_the_same_call(
+    store: Store, clock: VirtualClock
+) -> None:
+    runs = [NewRun(new_run(at=clock.now()).id, "fn", 1, flow=RunFlow(ordering_key="k")) for _ in range(3)]
+    for run in runs:
+        store.append_events([event(at=clock.now(), runs=(run,))])
+    [head] = store.claim_runs(worker_id="w", limit=10, lease=LEASE)
+    assert head.run_id == runs[0].id
+    [second] = _settle_and_claim(store, Complete(head.lease, b"1")).claimed
+    assert second.run_id == runs[1].id
+    [third] = _settle_and_claim(store, Fail(second.lease, BOOM, FailureReason.NON_RETRIABLE)).claimed
+    assert third.run_id == runs[2].id
+
+
+def test_settle_and_claim_admits_runs_under_a_concurrency_limit(store: Store, clock: VirtualClock) -> None:
+    """The claim admits runs that need a slot (PostgreSQL: in a transaction after the settle's)."""
+    flow = RunFlow(slots=(SlotClaim("fn#c0", "*", 1),))
+    runs = [NewRun(new_run(at=clock.now()).id, "fn", 1, flow=flow) for _ in range(4)]
+    store.append_events([event(at=clock.now(), runs=tuple(runs))])
+    [holder] = store.claim_runs(worker_id="w", limit=10, lease=LEASE)
+    seen = [holder.run_id]
+    for _ in range(3):
+        result = _settle_and_claim(store, Complete(holder.lease, b"1"))
+        assert result.refused == []
+        [holder] = result.claimed  # the slot freed by the settle, and no more
+        seen.append(holder.run_id)
+    assert sorted(seen) == sorted(run.id for run in runs)
+    assert _settle_and_claim(store, Complete(holder.lease, b"1")) == SettledAndClaimed([], [])
