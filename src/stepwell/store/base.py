@@ -492,7 +492,8 @@ class Store(Protocol):
     def list_runs(self, query: RunFilter) -> list[Run]: ...
 
     def get_run_input(self, run_id: str) -> tuple[str, bytes] | None:
-        """The (event name, JSON data) a run started from; for replays."""
+        """The (event name, JSON data) a run started from, for replays; None for an unknown run, or one
+        created with neither an event nor an input of its own."""
         ...
 
     def get_event(self, event_id: str) -> EventRecord | None: ...

@@ -88,7 +88,7 @@ def run_input(conn: sqlite3.Connection, run_id: str) -> tuple[str, bytes] | None
     if row is None:
         return None
     name, data = row
-    return name, data
+    return None if data is None else (name, data)  # None: a run with neither an event nor an input of its own
 
 
 def get_event(conn: sqlite3.Connection, event_id: str) -> EventRecord | None:
