@@ -63,7 +63,7 @@ class ReadVerbs:
         if row is None:
             return None
         name, data = row
-        return None if data is None else (name, bytes(data))  # None: a run with neither an event nor an input of its own
+        return None if data is None else (name, bytes(data))  # None: neither an event nor an input of its own
 
     def get_event(self, event_id: str) -> EventRecord | None:
         with self._connection("get_event") as conn:
