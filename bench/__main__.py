@@ -39,7 +39,14 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m bench", description=__doc__)
     parser.add_argument("name", choices=[*BENCHMARKS, "all", "list"])
     parser.add_argument("--quick", action="store_true", help="a tiny version that runs in a few seconds")
-    parser.add_argument("--runs", type=int, help="dashboard only: runs to seed (default 1,000,000)")
+    parser.add_argument(
+        "--runs", type=int, help="dashboard: runs to seed (default 1,000,000); observe: runs per round (default 5,000)"
+    )
+    parser.add_argument("--rounds", type=int, help="observe only: paired rounds per drain (default 5)")
+    parser.add_argument(
+        "--modes",
+        help="observe only: the modes to measure, comma-separated (default all; `off` is always measured first)",
+    )
     parser.add_argument("--dead-letters", type=int, help="dashboard only: dead letters to seed (default runs / 10)")
     args = parser.parse_args(argv)
     if args.name == "list":
@@ -56,6 +63,8 @@ def main(argv: list[str] | None = None) -> int:
         begun = time.perf_counter()
         if name == "dashboard" and (args.runs or args.dead_letters is not None):
             dashboard.dashboard(args.quick, args.runs, args.dead_letters)
+        elif name == "observe" and (args.modes or args.runs or args.rounds):
+            observe.observe_overhead(args.quick, observe.modes(args.modes), args.runs, args.rounds)
         else:
             BENCHMARKS[name][0](args.quick)
         load = ", ".join(f"{x:.1f}" for x in os.getloadavg())
