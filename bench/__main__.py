@@ -60,7 +60,16 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m bench", description=__doc__)
     parser.add_argument("name", choices=[*BENCHMARKS, "all", "list"])
     parser.add_argument("--quick", action="store_true", help="a tiny version that runs in a few seconds")
-    parser.add_argument("--runs", type=int, help="dashboard only: runs to seed (default 1,000,000)")
+    parser.add_argument(
+        "--runs",
+        type=_positive,
+        help="dashboard: runs to seed (default 1,000,000); observe: runs per round (default 5,000)",
+    )
+    parser.add_argument("--rounds", type=_positive, help="observe only: paired rounds per drain (default 5)")
+    parser.add_argument(
+        "--modes",
+        help="observe only: the modes to measure, comma-separated (default all; `off` is always measured first)",
+    )
     parser.add_argument("--dead-letters", type=int, help="dashboard only: dead letters to seed (default runs / 10)")
     parser.add_argument(
         "--against", help="sync-drain only: another tree's src/ folder, measured interleaved with this one"
@@ -71,6 +80,7 @@ def main(argv: list[str] | None = None) -> int:
             print(f"{name:14} {about}")
         return 0
     names = list(BENCHMARKS) if args.name == "all" else [args.name]
+    modes = observe.modes(args.modes)  # a wrong name stops here, before anything runs
     print(
         f"# stepwell bench: {', '.join(names)}{' (quick)' if args.quick else ''} · {_revision()} · "
         f"{os.cpu_count()} cores · load {os.getloadavg()[0]:.1f} · Python {platform.python_version()} · "
@@ -82,11 +92,24 @@ def main(argv: list[str] | None = None) -> int:
             dashboard.dashboard(args.quick, args.runs, args.dead_letters)
         elif name == "sync-drain":
             sync_drain.sync_drain(args.quick, args.against)
+        elif name == "observe" and (args.modes or args.runs or args.rounds):
+            observe.observe_overhead(args.quick, modes, args.runs, args.rounds)
         else:
             BENCHMARKS[name][0](args.quick)
         load = ", ".join(f"{x:.1f}" for x in os.getloadavg())
         print(f"# {name} took {time.perf_counter() - begun:.1f}s (load average after: {load})")
     return 0
+
+
+def _positive(text: str) -> int:
+    """An argparse type: a whole number above 0 (a count of runs or rounds)."""
+    try:
+        value = int(text)
+    except ValueError:
+        value = 0
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a whole number above 0")
+    return value
 
 
 def _revision() -> str:

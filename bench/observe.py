@@ -169,7 +169,7 @@ def _round(tmp: object, event: str, n: int, mode: Mode, tracing: _Tracing, debug
 
 
 def _rows(samples: dict[Mode, list[Sample]], n: int, rounds: int) -> list[list[object]]:
-    off = samples[MODES[0]]
+    off = samples[MODES[0]]  # measured in every selection (`modes` puts it first)
     rows: list[list[object]] = []
     for mode, found in samples.items():
         ratio = median([s.cpu_per_run / o.cpu_per_run for s, o in zip(found, off, strict=True)])
@@ -181,9 +181,23 @@ def _rows(samples: dict[Mode, list[Sample]], n: int, rounds: int) -> list[list[o
     return rows
 
 
-def observe_overhead(quick: bool, modes: Sequence[Mode] = MODES, runs: int = 5_000, rounds: int = 5) -> None:
-    """`runs` per round, `rounds` rounds per drain (quick: 200 runs, one round)."""
-    n, rounds = (200, 1) if quick else (runs, rounds)
+def modes(labels: str | None) -> tuple[Mode, ...]:
+    """The modes named in `labels` (comma-separated; all when None), `off` first: every ratio is to it."""
+    if labels is None:
+        return MODES
+    by_label = {mode.label: mode for mode in MODES}
+    asked = [label.strip() for label in labels.split(",") if label.strip()]
+    unknown = [label for label in asked if label not in by_label]
+    if unknown:
+        raise SystemExit(f"--modes: unknown {', '.join(map(repr, unknown))}; choose from {', '.join(by_label)}")
+    return (MODES[0], *(by_label[label] for label in asked if label != MODES[0].label))
+
+
+def observe_overhead(
+    quick: bool, modes: Sequence[Mode] = MODES, runs: int | None = None, rounds: int | None = None
+) -> None:
+    """`runs` per round (default 5,000), `rounds` rounds per drain (default 5); quick: 200 runs, one round."""
+    n, rounds = (200, 1) if quick else (runs or 5_000, rounds or 5)
     tracing, debug = _Tracing(), _DebugLogs()
     with scratch_dir() as tmp:
         _round(tmp, "bench.noop", min(n, 500), modes[0], tracing, debug)  # warm up: imports, first connections

@@ -42,7 +42,8 @@ class Attempt:
         if found is not None:
             self.span = span = tracing.start_run_span(found, claimed)
             self._span_token = tracing.activate(span)  # current even when not recorded: child runs inherit it
-            self.scope.traced = span.is_recording()
+            if span.is_recording():
+                self.scope.tracer = found  # its steps' spans are made with it
         if logs.RUNS.isEnabledFor(logging.DEBUG):
             logs.lifecycle(logging.DEBUG, "started attempt %d/%d", claimed.attempt, claimed.max_attempts)
         return self
@@ -129,11 +130,10 @@ class StepObservation:
     def __enter__(self) -> None:
         self.attempt = attempt = scope.ATTEMPT.get()
         self._token = scope.STEP.set(scope.StepScope(self.step_id, self.position))
-        if attempt is not None and attempt.traced:  # a run its sampler dropped has its steps dropped too
-            found = tracing.tracer()
-            if found is not None:
-                self.span = span = tracing.start_step_span(found, self.step_id, attempt.run_id)
-                self._span_token = tracing.activate(span)
+        found = None if attempt is None else attempt.tracer  # None: a run its sampler dropped, or not traced
+        if found is not None:
+            self.span = span = tracing.start_step_span(found, self.step_id)
+            self._span_token = tracing.activate(span)
         self.started = time.perf_counter()
 
     def __exit__(self, error: type[BaseException] | None, *exc: object) -> None:
@@ -184,7 +184,8 @@ class PushedAttempt:
         if found is not None:
             self.span = span = tracing.start_run_span(found, self.claimed, continued=self.continued)
             self._span_token = tracing.activate(span)
-            self.attempt.traced = span.is_recording()
+            if span.is_recording():
+                self.attempt.tracer = found  # its steps' spans are made with it
         return self
 
     def ended(self, outcome: str, failed: bool) -> None:

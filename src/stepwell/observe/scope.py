@@ -13,6 +13,8 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime
 
+from opentelemetry.trace import Tracer
+
 from stepwell.clock import SystemClock
 from stepwell.store.base import RunLogLine
 
@@ -29,7 +31,7 @@ class AttemptScope:
     seqs: dict[tuple[int, int], int] = field(default_factory=dict)
     buffered: int = 0  # lines taken into `lines` during this attempt (bounded)
     lock: threading.Lock = field(default_factory=threading.Lock)
-    traced: bool = False  # its run span is recorded (sampled): only then are its steps' spans made
+    tracer: Tracer | None = None  # set when its run span is recorded (sampled): its steps' spans, made with it
 
     def take_lines(self) -> list[RunLogLine]:
         with self.lock:
