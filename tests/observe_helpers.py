@@ -1,4 +1,4 @@
-"""An in-memory OpenTelemetry SDK for the tests that assert spans (installed once per process)."""
+"""Helpers of the observability tests: an in-memory OpenTelemetry SDK (installed once) and metric samples."""
 
 from __future__ import annotations
 
@@ -6,6 +6,8 @@ from opentelemetry import trace
 from opentelemetry.sdk.trace import ReadableSpan, TracerProvider
 from opentelemetry.sdk.trace.export import SimpleSpanProcessor
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
+
+from stepwell.observe import metrics
 
 _exporter: InMemorySpanExporter | None = None
 
@@ -24,3 +26,9 @@ def span_exporter() -> InMemorySpanExporter:
 
 def named(spans: tuple[ReadableSpan, ...] | list[ReadableSpan], name: str) -> list[ReadableSpan]:
     return [span for span in spans if span.name == name]
+
+
+def metric_value(found: metrics.Metrics, name: str, **labels: str) -> float:
+    """A sample of the installed registry; 0 when it was never set (a counter not yet incremented)."""
+    sample = found.registry.get_sample_value(name, labels)
+    return 0.0 if sample is None else sample

@@ -23,6 +23,7 @@ from stepwell.model import jsonvalue
 from stepwell.model.ids import ID_CHUNK, new_id, new_ids
 from stepwell.observe import metrics
 from tests.conftest import EnvFactory
+from tests.observe_helpers import metric_value as value
 
 
 def test_new_ids_are_unique_and_shaped_and_ordered_as_new_id() -> None:
@@ -131,11 +132,6 @@ def also(ctx: stepwell.Context[Any]) -> None:
 @pytest.fixture
 def registry() -> Iterator[metrics.Metrics]:
     yield metrics.install()
-
-
-def value(found: metrics.Metrics, name: str, **labels: str) -> float:
-    sample = found.registry.get_sample_value(name, labels)
-    return 0.0 if sample is None else sample
 
 
 def test_one_batch_counts_each_event_and_run_once(registry: metrics.Metrics, test_env: EnvFactory) -> None:

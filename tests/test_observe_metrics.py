@@ -12,6 +12,7 @@ import stepwell
 from stepwell.observe import metrics
 from stepwell.store.base import Complete
 from tests.conftest import EnvFactory
+from tests.observe_helpers import metric_value as value
 
 app = stepwell.App("metrics-test")
 
@@ -36,11 +37,6 @@ def spread(ctx: stepwell.Context[Any]) -> int:
 @pytest.fixture
 def registry() -> Iterator[metrics.Metrics]:
     yield metrics.install()
-
-
-def value(found: metrics.Metrics, name: str, **labels: str) -> float:
-    sample = found.registry.get_sample_value(name, labels)
-    return 0.0 if sample is None else sample
 
 
 def test_a_known_workload_counts_exactly(registry: metrics.Metrics, test_env: EnvFactory) -> None:
@@ -135,8 +131,8 @@ def test_cheap_histograms_expose_cumulative_le_buckets() -> None:
 
     registry = CollectorRegistry()
     histogram = CheapHistogram("demo_seconds", "demo", ["kind"], registry, (0.1, 1.0))
-    for value in (0.05, 0.1, 0.5, 1.0, 7.0):
-        histogram.child("a").observe(value)
+    for seconds in (0.05, 0.1, 0.5, 1.0, 7.0):
+        histogram.child("a").observe(seconds)
     sample = registry.get_sample_value
     assert sample("demo_seconds_bucket", {"kind": "a", "le": "0.1"}) == 2  # 0.1 is <= 0.1
     assert sample("demo_seconds_bucket", {"kind": "a", "le": "1.0"}) == 4
