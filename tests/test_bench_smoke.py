@@ -184,7 +184,7 @@ def test_sync_drain_prints_cpu_and_commits_per_run_for_each_tree() -> None:
     for tree in (str(ROOT / "src"), "this tree"):
         for label in (f"{tree}, prefetch 10  ", f"{tree}, prefetch 100 (default)"):
             line = row(done.stdout, label)[len(label) :]  # the label (a path) may hold digits
-            assert "nan" not in line and len(numbers(line)) == 8, line  # runs, rounds, CPU, ratio, 3 commits, runs/s
+            assert "nan" not in line and len(numbers(line)) == 9, line  # runs, rounds, CPU, ratio, 4 commits, runs/s
             figures[label] = numbers(line)
     assert figures[f"{ROOT / 'src'}, prefetch 10  "][3] == "1.000"  # the first row is the base of the ratios
     for label in ("run_in_executor", "UserThreads.call", "no thread (gather alone)"):
