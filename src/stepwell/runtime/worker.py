@@ -4,8 +4,9 @@ Async functions run on this event loop, sync functions on a fixed set of user th
 queue, whose outcomes come back in batches (`runtime/userthreads.py`); the store is reached
 through a small executor of its own. Leases are renewed by a separate thread.
 
-A settle that has room to claim behind it claims in the same transaction (`Store.settle_and_claim`):
-in a drain, one commit saves a batch of outcomes and fetches the next batch of work. Outcomes
+A settle that has room to claim behind it, with runs still buffered, claims in the same transaction
+(`Store.settle_and_claim`): in a drain, one commit saves a batch of outcomes and fetches the next
+batch of work. With the buffer empty the claim loop claims at once, overlapping the settle. Outcomes
 linger (`linger`, 2 ms) for others to share their transaction, until half a claim batch is waiting.
 
 The pipeline is bounded: a run counts against the room to claim from its claim until its outcome
@@ -401,7 +402,11 @@ class Worker:
             batch, self._pending = self._pending, []
             self._settling = len(batch)
             stopping = self._stop is None or self._stop.is_set()
-            limit = 0 if not claim or stopping or self._claim_lock.locked() else self._claim_limit(len(batch))
+            # with an empty buffer the claim loop claims now, on the other store connection: a claim of
+            # ours would make it wait for this settle (a tuned drain lost ~15% so); with runs buffered,
+            # claiming here saves a transaction and delays nothing
+            combine = claim and not stopping and bool(self._buffer) and not self._claim_lock.locked()
+            limit = self._claim_limit(len(batch)) if combine else 0
             claimed: list[ClaimedRun] = []
             since = self._deadlines.now()
             try:
